@@ -1,0 +1,1 @@
+"""NATS JetStream access: connection, topology, publishing, the pull-consume loop."""

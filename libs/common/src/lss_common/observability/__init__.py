@@ -1,0 +1,1 @@
+"""JSON logs, Prometheus metrics and OpenTelemetry tracing shared by every service."""

@@ -1,0 +1,1 @@
+"""Service runtime: start order, signals, graceful shutdown, health and metrics endpoints."""

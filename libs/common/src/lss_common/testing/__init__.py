@@ -1,0 +1,1 @@
+"""Test helpers shared by every test tree (no fixtures here: see lss_dev.pytest_plugin)."""

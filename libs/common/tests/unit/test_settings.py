@@ -1,0 +1,80 @@
+"""Settings from the environment: LSS_ prefix, __ nesting, JSON lists, validation of bounds,
+unknown variables ignored; and the generated docs/configuration.md is current."""
+
+from __future__ import annotations
+
+import pathlib
+
+import pydantic
+import pytest
+
+from lss_common import settings, settings_doc
+
+REPO = pathlib.Path(__file__).resolve().parents[4]
+
+
+def test_defaults_are_valid() -> None:
+    loaded = settings.CommonSettings()
+    assert loaded.consumer.shutdown_grace_seconds > 0
+    assert loaded.http.port == 8081
+    assert loaded.log.json_format is True
+
+
+def test_nested_env_vars(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LSS_NATS__URL", "nats://nats.example:4222")
+    monkeypatch.setenv("LSS_KUBE__REQUEST_TIMEOUT_SECONDS", "2.5")
+    monkeypatch.setenv("LSS_CONSUMER__BACKOFF_SECONDS", "[0.1, 1, 10]")
+    monkeypatch.setenv("LSS_LOG__JSON_FORMAT", "false")
+    monkeypatch.setenv("LSS_HTTP__PORT", "9090")
+    monkeypatch.setenv("LSS_SERVICE_NAME", "sandbox-reconciler")
+    monkeypatch.setenv("LSS_NOT_A_SETTING", "ignored")
+    loaded = settings.CommonSettings()
+    assert loaded.nats.url == "nats://nats.example:4222"
+    assert loaded.kube.request_timeout_seconds == 2.5
+    assert loaded.consumer.backoff_seconds == [0.1, 1.0, 10.0]
+    assert loaded.log.json_format is False
+    assert loaded.http.port == 9090
+    assert loaded.service_name == "sandbox-reconciler"
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("LSS_CONSUMER__CONCURRENCY", "0"),
+        ("LSS_HTTP__PORT", "70000"),
+        ("LSS_LOG__LEVEL", "LOUD"),
+        ("LSS_HTTP__READINESS_CHECK_TIMEOUT_SECONDS", "0"),
+        ("LSS_NATS__SUBJECT_PREFIX", "a.b"),
+    ],
+)
+def test_out_of_bounds_values_are_refused(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str
+) -> None:
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(pydantic.ValidationError):
+        settings.CommonSettings()
+
+
+def is_group(annotation: object) -> bool:
+    return isinstance(annotation, type) and issubclass(annotation, pydantic.BaseModel)
+
+
+def test_every_field_has_a_description_and_every_group_a_docstring() -> None:
+    groups: list[type[pydantic.BaseModel]] = [settings.CommonSettings]
+    for field in settings.CommonSettings.model_fields.values():
+        if isinstance(field.annotation, type) and issubclass(field.annotation, pydantic.BaseModel):
+            groups.append(field.annotation)
+    for group in groups:
+        assert group.__doc__, f"{group.__name__} has no docstring"
+        for name, field in group.model_fields.items():
+            if not is_group(field.annotation):
+                assert field.description, f"{group.__name__}.{name} has no description"
+
+
+def test_configuration_doc_is_current() -> None:
+    path = REPO / "docs" / "configuration.md"
+    expected = settings_doc.render(settings.CommonSettings, title="Configuration")
+    assert path.read_text() == expected, (
+        "docs/configuration.md is out of date: run "
+        "`uv run python -m lss_common.settings_doc --output docs/configuration.md`"
+    )

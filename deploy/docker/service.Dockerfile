@@ -1,0 +1,17 @@
+# One image per service: docker build -f deploy/docker/service.Dockerfile \
+#   --build-arg SERVICE=watcher --build-arg MODULE=lss_watcher -t llmsafespace/watcher .
+# The service's distribution and its locked dependencies only (no dev tools), non-root.
+FROM python:3.11-slim AS build
+COPY --from=ghcr.io/astral-sh/uv:0.13.9 /uv /bin/uv
+WORKDIR /src
+COPY . .
+ARG SERVICE
+RUN uv sync --frozen --no-dev --no-editable --package "llmsafespace-${SERVICE}"
+
+FROM python:3.11-slim
+ARG MODULE
+ENV PATH=/app/.venv/bin:$PATH LSS_MODULE=${MODULE}
+COPY --from=build /src/.venv /app/.venv
+USER 65532:65532
+EXPOSE 8081
+ENTRYPOINT ["sh", "-c", "exec python -m \"$LSS_MODULE\""]

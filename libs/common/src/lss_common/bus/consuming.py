@@ -1,0 +1,521 @@
+"""The pull-consume loop: fetch → decode → dispatch → ack / nak(delay) / term.
+
+Outcome mapping lives here and nowhere else (STYLE convention 2):
+
+=============================  ===========================  ===================
+handler result                 acknowledgement              ``outcome`` label
+=============================  ===========================  ===================
+``Done``                       ack                          ack
+``RequeueAfter(s)``            nak(delay=s)                 nak
+``RetryableError(delay)``      nak(delay or backoff(n))     nak
+``PermanentError``             ack (handler recorded it)    ack
+``InvalidMessage``/undecodable term, counted, logged        term
+any other exception            nak(backoff(n)), never term  error
+``CancelledError``             nothing (shutdown naks)      -
+=============================  ===========================  ===================
+
+``n`` is JetStream's delivery count. Concurrency: at most ``ConsumerSettings.concurrency``
+messages are held (fetched, not yet settled) at once; messages with the same subject (= the
+same object) run one at a time, in order, different subjects run in parallel (``keyed.py``).
+Held messages get ``in_progress()`` every third of ``ack_wait`` so long handlers (and messages
+queued behind them) are not redelivered elsewhere. Shutdown (:meth:`Consumer.stop`): stop
+fetching, nak queued messages at once so other replicas take them, give running handlers
+``shutdown_grace_seconds``, cancel the rest and nak them.
+
+A fetch timeout is an idle poll, not an error. Other fetch failures are logged, counted and
+retried with backoff. Handlers receive decoded Structs; :func:`current_delivery` tells them
+about the delivery. This module does not declare streams or build subjects.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import dataclasses
+import logging
+import time
+import typing
+from collections.abc import Awaitable, Callable, Coroutine
+
+import msgspec
+import nats.aio.msg
+import nats.errors
+import nats.js
+import nats.js.errors
+from nats.js import api
+
+from lss_common import errors
+from lss_common import settings as settings_module
+from lss_common.bus import codec, keyed, outcomes, topology
+from lss_common.bus import connection as bus_connection
+from lss_common.bus import metrics as bus_metrics
+from lss_common.logic import backoff
+from lss_common.observability import logs, tracing
+from lss_common.observability import metrics as shared_metrics
+
+_log = logging.getLogger(__name__)
+
+T = typing.TypeVar("T", bound=msgspec.Struct)
+
+Handler = Callable[[T], Awaitable[outcomes.Outcome]]
+"""Handles one decoded message; returns an outcome or raises an ``lss_common.errors`` error."""
+
+Outcome = shared_metrics.Outcome
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Delivery:
+    """Facts about the delivery a handler is processing."""
+
+    subject: str
+    stream: str
+    stream_seq: int
+    num_delivered: int
+    msg_id: str | None
+
+
+_current_delivery: contextvars.ContextVar[Delivery | None] = contextvars.ContextVar(
+    "lss_bus_delivery", default=None
+)
+
+
+def current_delivery() -> Delivery:
+    """The delivery being handled; only valid inside a handler called by :class:`Consumer`."""
+    delivery = _current_delivery.get()
+    if delivery is None:
+        raise RuntimeError("current_delivery() called outside a message handler")
+    return delivery
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Verdict:
+    """How to settle one message, and how to report it."""
+
+    action: Outcome  # ACK, NAK or TERM: what is sent to the server
+    outcome: Outcome  # the metric label (ERROR: unexpected exception, nak'ed)
+    delay_seconds: float | None = None
+    level: int = logging.DEBUG
+    event: str = "message handled"
+    error: BaseException | None = None
+
+
+@dataclasses.dataclass(slots=True)
+class _Held:
+    msg: nats.aio.msg.Msg
+    running: bool = False
+
+
+class Consumer(typing.Generic[T]):
+    """A durable pull consumer bound to ``handler``. :meth:`run` until :meth:`stop`."""
+
+    def __init__(
+        self,
+        js: nats.js.JetStreamContext,
+        *,
+        spec: topology.ConsumerSpec,
+        stream: str,
+        message_type: type[T],
+        handler: Handler[T],
+        settings: settings_module.ConsumerSettings,
+        metrics: bus_metrics.BusMetrics,
+    ) -> None:
+        self._js = js
+        self._spec = spec
+        self._stream = stream
+        self._message_type = message_type
+        self._handler = handler
+        self._settings = settings
+        self._metrics = metrics
+        self._held: dict[int, _Held] = {}
+        self._stopping = asyncio.Event()
+        # Set whenever a held slot frees up or a stop is requested: wakes the fetch loop.
+        self._wakeup = asyncio.Event()
+        self._started = False
+
+    @property
+    def in_flight(self) -> int:
+        """Messages fetched and not yet settled."""
+        return len(self._held)
+
+    def stop(self) -> None:
+        """Ask :meth:`run` to stop fetching and drain; it returns when the drain is done."""
+        self._stopping.set()
+        self._wakeup.set()
+
+    async def run(self) -> None:
+        """Declare the consumer, then fetch and handle messages until :meth:`stop`.
+
+        Returns after a graceful drain. If cancelled instead, running handlers are cancelled
+        and every held message is nak'ed before the CancelledError propagates.
+        Raises ``nats.errors.ConnectionClosedError`` if the connection is closed under it.
+        """
+        if self._started:
+            raise RuntimeError(f"consumer {self._spec.durable} already ran")
+        self._started = True
+        await topology.declare_consumer(
+            self._js, self._spec, stream=self._stream, settings=self._settings
+        )
+        psub = await self._js.pull_subscribe_bind(durable=self._spec.durable, stream=self._stream)
+        executor = keyed.KeyedExecutor(concurrency=self._settings.concurrency)
+        heartbeats = asyncio.create_task(
+            self._send_heartbeats(), name=f"heartbeats:{self._spec.durable}"
+        )
+        graceful = False
+        _log.info(
+            "consumer started", extra={"stream": self._stream, "consumer": self._spec.durable}
+        )
+        try:
+            await self._fetch_loop(psub, executor)
+            graceful = True
+        finally:
+            # Unsubscribe before any nak: a pull request cancelled mid-fetch lingers on the
+            # server until it expires, and a nak'ed message handed to it would wait ack_wait
+            # in a dead inbox. Without interest in its inbox the server skips that request.
+            try:
+                await psub.unsubscribe()
+            except (nats.errors.Error, OSError) as exc:
+                _log.debug("unsubscribe failed", extra={"error": repr(exc)})
+            await self._drain(executor, graceful=graceful)
+            heartbeats.cancel()
+            await asyncio.gather(heartbeats, return_exceptions=True)
+            _log.info(
+                "consumer stopped", extra={"stream": self._stream, "consumer": self._spec.durable}
+            )
+
+    async def _fetch_loop(
+        self, psub: nats.js.JetStreamContext.PullSubscription, executor: keyed.KeyedExecutor
+    ) -> None:
+        failures_in_row = 0
+        while await self._wait_for_capacity():
+            batch = min(self._settings.fetch_batch, self._settings.concurrency - len(self._held))
+            try:
+                msgs = await psub.fetch(batch, timeout=self._settings.fetch_timeout_seconds)
+            except TimeoutError:
+                # Idle poll (nats.errors.TimeoutError is a TimeoutError); also what a fetch
+                # does while the connection is down, which the connection callbacks report.
+                continue
+            except nats.errors.ConnectionClosedError:
+                raise
+            except Exception as exc:
+                failures_in_row += 1
+                await self._after_fetch_error(exc, failures_in_row=failures_in_row)
+                continue
+            failures_in_row = 0
+            for msg in msgs:
+                await self._accept(msg, executor)
+
+    async def _after_fetch_error(self, exc: Exception, *, failures_in_row: int) -> None:
+        kind = _classify_fetch_error(exc)
+        self._metrics.fetch_errors_total.labels(self._stream, kind).inc()
+        delay = backoff.delay_for_delivery(
+            failures_in_row, delays_seconds=self._settings.backoff_seconds
+        )
+        _log.warning(
+            "fetch failed",
+            extra={
+                "stream": self._stream,
+                "consumer": self._spec.durable,
+                "error": repr(exc),
+                "failures_in_row": failures_in_row,
+                "retry_in_seconds": delay,
+            },
+        )
+        if kind is bus_metrics.FetchError.SERVER:
+            # The consumer may have been deleted (or the server restarted without its
+            # store); declaring is idempotent, so re-assert it before polling again.
+            try:
+                await topology.declare_consumer(
+                    self._js, self._spec, stream=self._stream, settings=self._settings
+                )
+            except errors.LssError as declare_exc:
+                _log.warning("consumer re-declare failed", extra={"error": repr(declare_exc)})
+        await self._sleep_unless_stopping(delay)
+
+    async def _wait_for_capacity(self) -> bool:
+        """Wait for a free held slot; False once a stop is requested."""
+        while not self._stopping.is_set() and len(self._held) >= self._settings.concurrency:
+            self._wakeup.clear()
+            await self._wakeup.wait()
+        return not self._stopping.is_set()
+
+    async def _sleep_unless_stopping(self, seconds: float) -> None:
+        try:
+            async with asyncio.timeout(seconds):
+                await self._stopping.wait()
+        except TimeoutError:
+            pass
+
+    async def _accept(self, msg: nats.aio.msg.Msg, executor: keyed.KeyedExecutor) -> None:
+        if self._stopping.is_set():
+            # Fetched while a stop was requested: hand it straight to another replica.
+            await self._settle(msg, _Verdict(Outcome.NAK, Outcome.NAK, event="nak on shutdown"))
+            return
+        self._held[id(msg)] = _Held(msg)
+        self._metrics.in_flight.labels(self._stream).set(len(self._held))
+        # The subject names one object: serialising per subject serialises per object.
+        executor.submit(msg.subject, lambda: self._process(msg))
+
+    async def _process(self, msg: nats.aio.msg.Msg) -> None:
+        held = self._held.get(id(msg))
+        if held is None or held.msg is not msg:
+            return  # already nak'ed by the shutdown drain
+        held.running = True
+        started = time.monotonic()
+        delivery = _delivery_of(msg, stream=self._stream)
+        with (
+            logs.bind(
+                subject=delivery.subject,
+                stream_seq=delivery.stream_seq,
+                delivered=delivery.num_delivered,
+                msg_id=delivery.msg_id,
+            ),
+            tracing.consumer_span(
+                delivery.subject,
+                stream=self._stream,
+                headers=msg.headers,
+                delivered=delivery.num_delivered,
+                msg_id=delivery.msg_id,
+            ) as span,
+        ):
+            token = _current_delivery.set(delivery)
+            try:
+                verdict = await self._decide(msg, delivery)
+            finally:
+                _current_delivery.reset(token)
+            if verdict.outcome in (Outcome.TERM, Outcome.ERROR) and verdict.error is not None:
+                span.record_exception(verdict.error)
+            await self._settle(msg, verdict)
+            duration = time.monotonic() - started
+            self._metrics.handle_duration_seconds.labels(self._stream, verdict.outcome).observe(
+                duration
+            )
+            _log.log(
+                verdict.level,
+                verdict.event,
+                exc_info=verdict.error if verdict.outcome is Outcome.ERROR else None,
+                extra={
+                    "outcome": verdict.outcome.value,
+                    "error": None if verdict.error is None else repr(verdict.error),
+                    "delay_seconds": verdict.delay_seconds,
+                    "duration_seconds": round(duration, 6),
+                },
+            )
+
+    async def _decide(self, msg: nats.aio.msg.Msg, delivery: Delivery) -> _Verdict:
+        """Decode, run the handler, and map the result: the one outcome mapping."""
+        try:
+            message = codec.decode(msg.data, message_type=self._message_type)
+        except errors.InvalidMessage as exc:
+            self._metrics.undecodable_total.labels(self._stream).inc()
+            return _Verdict(
+                Outcome.TERM,
+                Outcome.TERM,
+                level=logging.ERROR,
+                event="message undecodable",
+                error=exc,
+            )
+        retry_delay = backoff.delay_for_delivery(
+            delivery.num_delivered, delays_seconds=self._settings.backoff_seconds
+        )
+        try:
+            # Typed as object: untyped handler code can return anything, and that is a bug
+            # to report, not to ack.
+            result: object = await self._handler(message)
+        except errors.InvalidMessage as exc:
+            return _Verdict(
+                Outcome.TERM,
+                Outcome.TERM,
+                level=logging.ERROR,
+                event="message invalid",
+                error=exc,
+            )
+        except errors.PermanentError as exc:
+            return _Verdict(
+                Outcome.ACK,
+                Outcome.ACK,
+                level=logging.ERROR,
+                event="message failed permanently",
+                error=exc,
+            )
+        except errors.RetryableError as exc:
+            delay = retry_delay if exc.delay_seconds is None else exc.delay_seconds
+            return _Verdict(
+                Outcome.NAK,
+                Outcome.NAK,
+                delay_seconds=delay,
+                level=logging.WARNING,
+                event="message will be retried",
+                error=exc,
+            )
+        except Exception as exc:
+            # A bug or an untranslated library error: retry (never term, never lose work).
+            return _Verdict(
+                Outcome.NAK,
+                Outcome.ERROR,
+                delay_seconds=retry_delay,
+                level=logging.ERROR,
+                event="handler raised unexpectedly",
+                error=exc,
+            )
+        if isinstance(result, outcomes.Done):
+            return _Verdict(Outcome.ACK, Outcome.ACK)
+        if isinstance(result, outcomes.RequeueAfter):
+            return _Verdict(
+                Outcome.NAK, Outcome.NAK, delay_seconds=result.seconds, event="message requeued"
+            )
+        return _Verdict(
+            Outcome.NAK,
+            Outcome.ERROR,
+            delay_seconds=retry_delay,
+            level=logging.ERROR,
+            event="handler returned no outcome",
+            error=TypeError(f"handler returned {type(result).__name__}, not an Outcome"),
+        )
+
+    async def _settle(self, msg: nats.aio.msg.Msg, verdict: _Verdict) -> None:
+        # Release the slot before the ack is sent: the heartbeat loop must not touch it again.
+        if self._held.pop(id(msg), None) is not None:
+            self._metrics.in_flight.labels(self._stream).set(len(self._held))
+            self._wakeup.set()
+        self._metrics.messages_total.labels(self._stream, verdict.outcome).inc()
+        try:
+            if verdict.action is Outcome.ACK:
+                await msg.ack()
+            elif verdict.action is Outcome.TERM:
+                await msg.term()
+            else:
+                await msg.nak(delay=verdict.delay_seconds)
+        except (nats.errors.Error, OSError) as exc:
+            # Not lost: JetStream redelivers an unsettled message after ack_wait.
+            self._metrics.settle_errors_total.labels(self._stream).inc()
+            _log.warning(
+                "acknowledgement not sent",
+                extra={"subject": msg.subject, "outcome": verdict.action.value, "error": repr(exc)},
+            )
+
+    async def _send_heartbeats(self) -> None:
+        interval = self._settings.ack_wait_seconds / 3
+        while True:
+            await asyncio.sleep(interval)
+            for held in list(self._held.values()):
+                try:
+                    await held.msg.in_progress()
+                except (nats.errors.Error, OSError) as exc:
+                    self._metrics.settle_errors_total.labels(self._stream).inc()
+                    _log.debug("in-progress not sent", extra={"error": repr(exc)})
+
+    async def _drain(self, executor: keyed.KeyedExecutor, *, graceful: bool) -> None:
+        # Queued messages go back at once, so other replicas can take them while we finish.
+        for held in [held for held in self._held.values() if not held.running]:
+            await self._settle(held.msg, _Verdict(Outcome.NAK, Outcome.NAK))
+        if graceful and self._held:
+            _log.info("draining in-flight messages", extra={"in_flight": len(self._held)})
+            try:
+                async with asyncio.timeout(self._settings.shutdown_grace_seconds):
+                    await executor.join()
+            except TimeoutError:
+                _log.warning(
+                    "shutdown grace expired, cancelling handlers",
+                    extra={"in_flight": len(self._held)},
+                )
+        await executor.aclose()
+        for held in list(self._held.values()):
+            await self._settle(held.msg, _Verdict(Outcome.NAK, Outcome.NAK))
+
+
+def _delivery_of(msg: nats.aio.msg.Msg, *, stream: str) -> Delivery:
+    metadata = msg.metadata
+    return Delivery(
+        subject=msg.subject,
+        stream=stream,
+        stream_seq=metadata.sequence.stream,
+        num_delivered=metadata.num_delivered,
+        msg_id=(msg.headers or {}).get(api.Header.MSG_ID.value),
+    )
+
+
+def _classify_fetch_error(exc: Exception) -> bus_metrics.FetchError:
+    if isinstance(exc, nats.js.errors.APIError):
+        return bus_metrics.FetchError.SERVER
+    if isinstance(exc, nats.errors.Error | OSError):
+        return bus_metrics.FetchError.CONNECTION
+    return bus_metrics.FetchError.OTHER
+
+
+class Spawner(typing.Protocol):
+    """Starts an owned, guarded task (``lss_common.runtime.tasks.TaskSupervisor`` is one)."""
+
+    def spawn(
+        self, coro: Coroutine[typing.Any, typing.Any, None], *, name: str
+    ) -> asyncio.Task[None]: ...
+
+
+class ConnectionSource(typing.Protocol):
+    """Whatever holds the open connection once started (``connection.NatsConnection``)."""
+
+    @property
+    def connection(self) -> bus_connection.Connection: ...
+
+
+class ConsumerComponent(typing.Generic[T]):
+    """A :class:`Consumer` as a service component (``lss_common.runtime.service.Component``).
+
+    ``start()`` declares the durable consumer (so a configuration error fails the start, and
+    hints published from then on are retained for us) and runs the loop as a guarded task;
+    ``stop()`` drains it. If the service's shutdown deadline cancels ``stop()``, the loop is
+    cancelled too and naks what it holds.
+    """
+
+    def __init__(
+        self,
+        nats: ConnectionSource,
+        *,
+        spec: topology.ConsumerSpec,
+        stream: str,
+        message_type: type[T],
+        handler: Handler[T],
+        settings: settings_module.ConsumerSettings,
+        metrics: bus_metrics.BusMetrics,
+        tasks: Spawner,
+    ) -> None:
+        self._nats = nats
+        self._spec = spec
+        self._stream = stream
+        self._message_type = message_type
+        self._handler = handler
+        self._settings = settings
+        self._metrics = metrics
+        self._tasks = tasks
+        self._consumer: Consumer[T] | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def name(self) -> str:
+        return f"consumer:{self._spec.durable}"
+
+    async def start(self) -> None:
+        js = self._nats.connection.jetstream
+        await topology.declare_consumer(
+            js, self._spec, stream=self._stream, settings=self._settings
+        )
+        self._consumer = Consumer(
+            js,
+            spec=self._spec,
+            stream=self._stream,
+            message_type=self._message_type,
+            handler=self._handler,
+            settings=self._settings,
+            metrics=self._metrics,
+        )
+        self._task = self._tasks.spawn(self._consumer.run(), name=self.name)
+
+    async def stop(self) -> None:
+        if self._consumer is None or self._task is None:
+            return
+        self._consumer.stop()
+        # Awaiting the task (not shielding it): a cancelled stop() cancels the loop as well.
+        await asyncio.gather(self._task, return_exceptions=True)
+        self._task = None
+
+    async def is_ready(self) -> bool:
+        return self._task is not None and not self._task.done()

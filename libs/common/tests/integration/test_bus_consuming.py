@@ -1,0 +1,486 @@
+"""The pull-consume loop against a real nats-server.
+
+Matrix (outcome mapping): Done → ack; unexpected exception → nak with backoff, redelivered
+with a higher delivery count, never termed; RetryableError → nak(delay); RequeueAfter → nak
+(delay); PermanentError → ack, not redelivered; undecodable / InvalidMessage → term, counted,
+not redelivered. Concurrency: same key never concurrent and in order, different keys in
+parallel, at most ``concurrency`` held; in_progress heartbeats keep a long handler's message
+from being redelivered. Shutdown: queued messages nak'ed, running ones finish; handlers past
+the grace are cancelled and their messages nak'ed; cancelling run() naks too.
+No wall-clock assertions: redelivery is observed through delivery counts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import datetime
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import pytest
+
+from lss_common import errors
+from lss_common import settings as settings_module
+from lss_common.bus import consuming, outcomes, publishing, topology
+from lss_common.logic import subjects
+from lss_common.models import messages
+from lss_common.testing import bus as testing_bus
+from lss_common.testing import eventually
+
+pytestmark = pytest.mark.integration
+
+NOW = datetime.datetime(2025, 1, 1, tzinfo=datetime.UTC)
+DEADLINE_SECONDS = 20.0
+
+Handler = Callable[[messages.ChangeEvent], Awaitable[outcomes.Outcome]]
+
+
+@dataclasses.dataclass
+class Call:
+    name: str
+    delivered: int
+    tag: str | None
+
+
+@dataclasses.dataclass
+class Recorder:
+    """Wraps a handler body; records (name, delivery count) of every call."""
+
+    body: Callable[[messages.ChangeEvent, int], Awaitable[outcomes.Outcome]]
+    calls: list[Call] = dataclasses.field(default_factory=list)
+
+    async def __call__(self, message: messages.ChangeEvent) -> outcomes.Outcome:
+        delivered = consuming.current_delivery().num_delivered
+        self.calls.append(Call(message.name, delivered, message.resource_version))
+        return await self.body(message, delivered)
+
+    def of(self, name: str) -> list[int]:
+        return [call.delivered for call in self.calls if call.name == name]
+
+
+def spec_for(
+    settings: settings_module.CommonSettings, durable: str = "svc"
+) -> topology.ConsumerSpec:
+    return topology.ConsumerSpec(
+        durable, (subjects.events_filter("sandbox", prefix=settings.nats.subject_prefix),)
+    )
+
+
+async def send(bus: testing_bus.Bus, name: str, *, tag: str | None = None) -> None:
+    """Publish a hint for sandbox ns/<name>; ``tag`` (in resourceVersion) tells copies apart."""
+    settings = bus.settings
+    publisher = publishing.Publisher(
+        bus.connection.jetstream,
+        stream=settings.nats.events_stream,
+        metrics=bus.metrics,
+        timeout_seconds=5.0,
+    )
+    await publisher.publish(
+        messages.ChangeEvent(
+            kind="sandbox",
+            namespace="ns",
+            name=name,
+            resource_version=tag,
+            event_type="MODIFIED",
+            observed_at=NOW,
+        ),
+        subject=subject_of(settings, name),
+        msg_id=None,
+    )
+
+
+def subject_of(settings: settings_module.CommonSettings, name: str) -> str:
+    return subjects.event_subject(
+        "sandbox", namespace="ns", name=name, prefix=settings.nats.subject_prefix
+    )
+
+
+@contextlib.asynccontextmanager
+async def consuming_with(
+    bus: testing_bus.Bus,
+    handler: Handler,
+    *,
+    durable: str = "svc",
+    settings: settings_module.ConsumerSettings | None = None,
+) -> AsyncIterator[consuming.Consumer[messages.ChangeEvent]]:
+    """Declare the consumer (so publishes are retained), run it, stop it gracefully after."""
+    spec = spec_for(bus.settings, durable)
+    consumer_settings = settings or bus.settings.consumer
+    await topology.declare_consumer(
+        bus.connection.jetstream,
+        spec,
+        stream=bus.settings.nats.events_stream,
+        settings=consumer_settings,
+    )
+    consumer = consuming.Consumer(
+        bus.connection.jetstream,
+        spec=spec,
+        stream=bus.settings.nats.events_stream,
+        message_type=messages.ChangeEvent,
+        handler=handler,
+        settings=consumer_settings,
+        metrics=bus.metrics,
+    )
+    task = asyncio.create_task(consumer.run())
+    try:
+        yield consumer
+    finally:
+        consumer.stop()
+        await task
+
+
+async def consumer_settled(bus: testing_bus.Bus, durable: str = "svc") -> bool:
+    info = await bus.connection.jetstream.consumer_info(bus.settings.nats.events_stream, durable)
+    return bool(info.num_ack_pending == 0 and info.num_pending == 0)
+
+
+def outcome_count(bus: testing_bus.Bus, outcome: str) -> float:
+    return bus.sample(
+        "llmsafespace_bus_messages_total", stream=bus.settings.nats.events_stream, outcome=outcome
+    )
+
+
+async def wait_for(predicate: Callable[[], object], describe: str) -> None:
+    await eventually.eventually(predicate, timeout_seconds=DEADLINE_SECONDS, describe=describe)
+
+
+async def done(message: messages.ChangeEvent, delivered: int) -> outcomes.Outcome:
+    return outcomes.DONE
+
+
+async def test_done_is_acked(nats_url: str) -> None:
+    async with testing_bus.open_bus(testing_bus.isolated_settings(nats_url)) as bus:
+        recorder = Recorder(done)
+        async with consuming_with(bus, recorder):
+            for name in ("a", "b.c", "d"):
+                await send(bus, name)
+            await wait_for(lambda: len(recorder.calls) == 3, "3 handled")
+            await wait_for(lambda: consumer_settled(bus), "all acked")
+        assert outcome_count(bus, "ack") == 3
+        assert sorted(call.name for call in recorder.calls) == ["a", "b.c", "d"]
+        stream = await bus.connection.jetstream.stream_info(bus.settings.nats.events_stream)
+        assert stream.state.messages == 0  # interest retention: acked by all → removed
+
+
+async def test_unexpected_exception_is_naked_and_redelivered(nats_url: str) -> None:
+    async with testing_bus.open_bus(testing_bus.isolated_settings(nats_url)) as bus:
+
+        async def fail_first(message: messages.ChangeEvent, delivered: int) -> outcomes.Outcome:
+            if delivered == 1:
+                raise RuntimeError("bug on first delivery")
+            return outcomes.DONE
+
+        recorder = Recorder(fail_first)
+        async with consuming_with(bus, recorder):
+            await send(bus, "a")
+            await wait_for(lambda: recorder.of("a") == [1, 2], "redelivered once")
+            await wait_for(lambda: consumer_settled(bus), "acked")
+        assert outcome_count(bus, "error") == 1
+        assert outcome_count(bus, "ack") == 1
+        assert outcome_count(bus, "term") == 0
+
+
+@pytest.mark.parametrize(
+    "first",
+    [
+        pytest.param(errors.RetryableError("apiserver busy"), id="retryable-backoff"),
+        pytest.param(errors.RetryableError("later", delay_seconds=0.1), id="retryable-delay"),
+        pytest.param(errors.ConflictError("409 on sandbox ns/a"), id="conflict"),
+        pytest.param(outcomes.RequeueAfter(0.2), id="requeue-after"),
+    ],
+)
+async def test_nak_outcomes_redeliver(nats_url: str, first: Exception | outcomes.Outcome) -> None:
+    async with testing_bus.open_bus(testing_bus.isolated_settings(nats_url)) as bus:
+
+        async def body(message: messages.ChangeEvent, delivered: int) -> outcomes.Outcome:
+            if delivered > 1:
+                return outcomes.DONE
+            if isinstance(first, Exception):
+                raise first
+            return first
+
+        recorder = Recorder(body)
+        async with consuming_with(bus, recorder):
+            await send(bus, "a")
+            await wait_for(lambda: recorder.of("a") == [1, 2], "redelivered once")
+            await wait_for(lambda: consumer_settled(bus), "acked")
+        assert outcome_count(bus, "nak") == 1
+        assert outcome_count(bus, "ack") == 1
+        assert outcome_count(bus, "error") == 0
+
+
+@pytest.mark.parametrize(
+    ("raised", "outcome"),
+    [
+        (errors.PermanentError("runtime python:9 not found", reason="RuntimeNotFound"), "ack"),
+        (errors.InvalidMessage("sandbox ns/a: hint for an unknown kind"), "term"),
+    ],
+)
+async def test_final_failures_are_not_redelivered(
+    nats_url: str, raised: Exception, outcome: str
+) -> None:
+    async with testing_bus.open_bus(testing_bus.isolated_settings(nats_url)) as bus:
+
+        async def body(message: messages.ChangeEvent, delivered: int) -> outcomes.Outcome:
+            if message.name == "bad":
+                raise raised
+            return outcomes.DONE
+
+        recorder = Recorder(body)
+        async with consuming_with(bus, recorder):
+            await send(bus, "bad")
+            await wait_for(lambda: recorder.of("bad") == [1], "bad handled")
+            # A later message on the same key is handled after it: the key was not stuck.
+            await send(bus, "bad-then-good")
+            await wait_for(lambda: recorder.of("bad-then-good") == [1], "next handled")
+            await wait_for(lambda: consumer_settled(bus), "nothing pending")
+        assert recorder.of("bad") == [1]
+        assert outcome_count(bus, outcome) == (2 if outcome == "ack" else 1)
+        info = await bus.connection.jetstream.consumer_info(bus.settings.nats.events_stream, "svc")
+        assert info.num_redelivered == 0
+
+
+async def test_undecodable_message_is_termed_and_counted(nats_url: str) -> None:
+    async with testing_bus.open_bus(testing_bus.isolated_settings(nats_url)) as bus:
+        recorder = Recorder(done)
+        stream = bus.settings.nats.events_stream
+        async with consuming_with(bus, recorder):
+            await bus.connection.jetstream.publish(subject_of(bus.settings, "x"), b"\x00garbage")
+            await bus.connection.jetstream.publish(subject_of(bus.settings, "y"), b'{"v": 99}')
+            await send(bus, "after")
+            await wait_for(lambda: recorder.of("after") == [1], "valid message handled")
+            await wait_for(lambda: consumer_settled(bus), "nothing pending")
+        assert [call.name for call in recorder.calls] == ["after"]
+        assert bus.sample("llmsafespace_bus_undecodable_total", stream=stream) == 2
+        assert outcome_count(bus, "term") == 2
+        info = await bus.connection.jetstream.consumer_info(stream, "svc")
+        assert info.num_redelivered == 0
+        assert (await bus.connection.jetstream.stream_info(stream)).state.messages == 0
+
+
+async def test_same_key_serial_different_keys_parallel(nats_url: str) -> None:
+    async with testing_bus.open_bus(testing_bus.isolated_settings(nats_url)) as bus:
+        active: dict[str, int] = {}
+        peak: dict[str, int] = {}
+        order: list[str] = []
+        b_running = asyncio.Event()
+
+        async def body(message: messages.ChangeEvent, delivered: int) -> outcomes.Outcome:
+            key = message.name
+            active[key] = active.get(key, 0) + 1
+            peak[key] = max(peak.get(key, 0), active[key])
+            try:
+                if key == "b":
+                    b_running.set()
+                elif message.resource_version == "0":
+                    # Only finishes if key b runs while a's first message is still running.
+                    await b_running.wait()
+                for _ in range(3):
+                    await asyncio.sleep(0)
+                order.append(f"{key}#{message.resource_version}")
+            finally:
+                active[key] -= 1
+            return outcomes.DONE
+
+        recorder = Recorder(body)
+        async with consuming_with(bus, recorder):
+            for index in range(5):
+                await send(bus, "a", tag=str(index))
+            await send(bus, "b", tag="0")
+            await wait_for(lambda: len(order) == 6, "all handled")
+        assert peak == {"a": 1, "b": 1}
+        assert [name for name in order if name.startswith("a")] == [f"a#{i}" for i in range(5)]
+
+
+async def test_at_most_concurrency_messages_are_held(nats_url: str) -> None:
+    settings = testing_bus.isolated_settings(nats_url, concurrency=2)
+    async with testing_bus.open_bus(settings) as bus:
+        gate = asyncio.Event()
+
+        async def body(message: messages.ChangeEvent, delivered: int) -> outcomes.Outcome:
+            await gate.wait()
+            return outcomes.DONE
+
+        recorder = Recorder(body)
+        async with consuming_with(bus, recorder) as consumer:
+            for index in range(5):
+                await send(bus, f"k{index}")
+            await wait_for(lambda: len(recorder.calls) == 2, "two running")
+            info = await bus.connection.jetstream.consumer_info(settings.nats.events_stream, "svc")
+            assert info.num_ack_pending == 2
+            assert consumer.in_flight == 2
+            gate.set()
+            await wait_for(lambda: len(recorder.calls) == 5, "all handled")
+        assert outcome_count(bus, "ack") == 5
+
+
+async def test_long_handler_heartbeats_prevent_redelivery(nats_url: str) -> None:
+    settings = testing_bus.isolated_settings(nats_url, ack_wait_seconds=1.0)
+    async with testing_bus.open_bus(settings) as bus:
+        release = asyncio.Event()
+
+        async def body(message: messages.ChangeEvent, delivered: int) -> outcomes.Outcome:
+            if message.name == "long":
+                await release.wait()
+                return outcomes.DONE
+            # "clock" uses the server's own timer: four requeues of half an ack_wait each
+            # outlast ack_wait twice over while "long" is still running.
+            if delivered < 4:
+                return outcomes.RequeueAfter(0.5)
+            release.set()
+            return outcomes.DONE
+
+        recorder = Recorder(body)
+        async with consuming_with(bus, recorder) as consumer:
+            await send(bus, "long")
+            await wait_for(lambda: recorder.of("long") == [1], "long started")
+            await send(bus, "clock")
+            await wait_for(lambda: release.is_set(), "clock ran out")
+            await wait_for(lambda: consumer_settled(bus), "all acked")
+            await wait_for(lambda: consumer.in_flight == 0, "nothing held")
+        assert recorder.of("long") == [1]
+        assert recorder.of("clock") == [1, 2, 3, 4]
+
+
+async def test_graceful_stop_finishes_running_and_naks_queued(nats_url: str) -> None:
+    async with testing_bus.open_bus(testing_bus.isolated_settings(nats_url)) as bus:
+        gate = asyncio.Event()
+
+        async def body(message: messages.ChangeEvent, delivered: int) -> outcomes.Outcome:
+            await gate.wait()
+            return outcomes.DONE
+
+        recorder = Recorder(body)
+        spec = spec_for(bus.settings)
+        await topology.declare_consumer(
+            bus.connection.jetstream,
+            spec,
+            stream=bus.settings.nats.events_stream,
+            settings=bus.settings.consumer,
+        )
+        consumer = consuming.Consumer(
+            bus.connection.jetstream,
+            spec=spec,
+            stream=bus.settings.nats.events_stream,
+            message_type=messages.ChangeEvent,
+            handler=recorder,
+            settings=bus.settings.consumer,
+            metrics=bus.metrics,
+        )
+        task = asyncio.create_task(consumer.run())
+        await send(bus, "k", tag="running")
+        await send(bus, "k", tag="queued")  # same key: waits behind the first
+        await wait_for(lambda: len(recorder.calls) >= 1, "first running")
+        await wait_for(lambda: consumer.in_flight == 2, "second held")
+
+        consumer.stop()
+        # The queued one goes back at once while the running one is still running.
+        await wait_for(lambda: outcome_count(bus, "nak") == 1, "queued nak'ed")
+        assert not task.done()
+        gate.set()
+        await task
+
+        assert outcome_count(bus, "ack") == 1
+        handled_first = [call.tag for call in recorder.calls]
+        second = Recorder(done)
+        async with consuming_with(bus, second):
+            await wait_for(lambda: len(second.calls) == 1, "nak'ed message redelivered")
+            await wait_for(lambda: consumer_settled(bus), "all acked")
+        assert handled_first == ["running"]
+        assert second.calls[0].tag == "queued"
+        assert second.calls[0].delivered == 2
+
+
+async def test_handlers_past_the_grace_are_cancelled_and_naked(nats_url: str) -> None:
+    # ack_wait is long: a prompt redelivery can only come from the nak.
+    settings = testing_bus.isolated_settings(
+        nats_url, shutdown_grace_seconds=0.2, ack_wait_seconds=300.0
+    )
+    async with testing_bus.open_bus(settings) as bus:
+        cancelled = asyncio.Event()
+
+        async def stuck(message: messages.ChangeEvent, delivered: int) -> outcomes.Outcome:
+            try:
+                await asyncio.Event().wait()
+            except asyncio.CancelledError:
+                cancelled.set()
+                raise
+            raise AssertionError("unreachable")
+
+        first = Recorder(stuck)
+        async with consuming_with(bus, first):
+            await send(bus, "a")
+            await wait_for(lambda: first.calls, "stuck handler running")
+        assert cancelled.is_set()
+        assert outcome_count(bus, "nak") == 1
+        second = Recorder(done)
+        async with consuming_with(bus, second):
+            await wait_for(
+                lambda: second.of("a") == [2], f"redelivered after the nak {second.calls}"
+            )
+
+
+async def test_cancelling_run_naks_held_messages(nats_url: str) -> None:
+    settings = testing_bus.isolated_settings(nats_url, ack_wait_seconds=300.0)
+    async with testing_bus.open_bus(settings) as bus:
+
+        async def stuck(message: messages.ChangeEvent, delivered: int) -> outcomes.Outcome:
+            await asyncio.Event().wait()
+            raise AssertionError("unreachable")
+
+        first = Recorder(stuck)
+        spec = spec_for(settings)
+        await topology.declare_consumer(
+            bus.connection.jetstream,
+            spec,
+            stream=settings.nats.events_stream,
+            settings=settings.consumer,
+        )
+        consumer = consuming.Consumer(
+            bus.connection.jetstream,
+            spec=spec,
+            stream=settings.nats.events_stream,
+            message_type=messages.ChangeEvent,
+            handler=first,
+            settings=settings.consumer,
+            metrics=bus.metrics,
+        )
+        task = asyncio.create_task(consumer.run())
+        await send(bus, "a")
+        await wait_for(lambda: first.calls, "stuck handler running")
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        second = Recorder(done)
+        async with consuming_with(bus, second):
+            await wait_for(
+                lambda: second.of("a") == [2], f"redelivered after the nak {second.calls}"
+            )
+
+
+def test_current_delivery_outside_a_handler() -> None:
+    with pytest.raises(RuntimeError, match="outside a message handler"):
+        consuming.current_delivery()
+
+
+async def test_deleted_consumer_is_redeclared(nats_url: str) -> None:
+    async with testing_bus.open_bus(testing_bus.isolated_settings(nats_url)) as bus:
+        recorder = Recorder(done)
+        stream = bus.settings.nats.events_stream
+        async with consuming_with(bus, recorder):
+            await send(bus, "before")
+            await wait_for(lambda: recorder.of("before") == [1], "before handled")
+            await bus.connection.jetstream.delete_consumer(stream, "svc")
+            attempts = 0
+
+            async def handled_after_deletion() -> bool:
+                # Until it is re-declared nothing is retained (interest retention): keep
+                # publishing fresh hints until one gets through.
+                nonlocal attempts
+                attempts += 1
+                await send(bus, "after", tag=str(attempts))
+                return bool(recorder.of("after"))
+
+            await wait_for(handled_after_deletion, "consumer re-declared")
+        assert bus.sample("llmsafespace_bus_fetch_errors_total", stream=stream, error="server") >= 1

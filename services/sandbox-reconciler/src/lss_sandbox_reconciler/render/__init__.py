@@ -1,0 +1,1 @@
+"""Pure manifest builders for a sandbox's children: JSON-ready dicts, no I/O, no client imports."""

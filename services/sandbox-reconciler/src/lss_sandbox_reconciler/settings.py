@@ -1,0 +1,200 @@
+"""The sandbox reconciler's configuration: ``CommonSettings`` plus the ``sandbox`` group.
+
+Env vars are ``LSS_SANDBOX__<FIELD>`` (e.g. ``LSS_SANDBOX__RUNTIME_CLASS_HIGH``). This module
+holds no logic and reads no environment itself (pydantic-settings does, when the class is
+instantiated); the object is passed explicitly to the pure planners.
+"""
+
+from __future__ import annotations
+
+import enum
+
+from pydantic import BaseModel, Field
+
+from lss_common import settings as common_settings
+
+
+class EgressMode(enum.StrEnum):
+    """How egress-by-domain rules are enforced (DESIGN §5)."""
+
+    AUTO = "auto"
+    """Cilium FQDN policies when Cilium's CRD is installed, else resolved /32 ipBlocks."""
+    CILIUM = "cilium"
+    """Always CiliumNetworkPolicy ``toFQDNs`` (fails if Cilium is absent)."""
+    IPBLOCK = "ipblock"
+    """Always NetworkPolicy ipBlocks of the resolved addresses, refreshed on a schedule."""
+
+
+class PvcRetention(enum.StrEnum):
+    """What happens to a sandbox's own PersistentVolumeClaim when the sandbox ends."""
+
+    DELETE = "delete"
+    """Deleted with the sandbox (at expiry, failure or deletion)."""
+    RETAIN = "retain"
+    """Kept, without an owner reference, labelled with the sandbox's name and UID."""
+
+
+class Toleration(BaseModel):
+    """One pod toleration (the Kubernetes shape, camelCase when rendered)."""
+
+    key: str | None = Field(default=None, description="Taint key; unset with Exists: all.")
+    operator: str = Field(
+        default="Equal", pattern=r"^(Equal|Exists)$", description="Equal or Exists."
+    )
+    value: str | None = Field(default=None, description="Taint value (operator Equal).")
+    effect: str | None = Field(
+        default=None,
+        pattern=r"^(NoSchedule|PreferNoSchedule|NoExecute)$",
+        description="Taint effect; unset: all effects.",
+    )
+    toleration_seconds: int | None = Field(
+        default=None, ge=0, description="For NoExecute: how long the pod stays bound."
+    )
+
+
+class SandboxOptions(BaseModel):
+    """How sandbox pods and their children are built."""
+
+    cluster_domain: str = Field(
+        default="cluster.local",
+        pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$",
+        description="Cluster DNS domain used in status.endpoint "
+        "(<service>.<namespace>.svc.<domain>).",
+    )
+    runtime_class_standard: str | None = Field(
+        default=None,
+        description="RuntimeClass of securityLevel standard. Unset or empty: the node's "
+        "default runtime.",
+    )
+    runtime_class_high: str = Field(
+        default="gvisor",
+        min_length=1,
+        description="RuntimeClass of securityLevel high (an isolated runtime). Never empty: a "
+        "high sandbox always gets an isolated runtime (DESIGN §3.7).",
+    )
+    runtime_class_custom: str | None = Field(
+        default=None,
+        description="RuntimeClass of securityLevel custom when the profile's own level is also "
+        "custom. A custom sandbox whose profile says standard or high gets that level's class.",
+    )
+    app_armor_enabled: bool = Field(
+        default=True,
+        description="Set securityContext.appArmorProfile (RuntimeDefault, or the runtime's "
+        "Localhost profile). Disable only on nodes without AppArmor.",
+    )
+    node_selector: dict[str, str] = Field(
+        default_factory=dict, description="Node selector of every sandbox pod."
+    )
+    tolerations: list[Toleration] = Field(
+        default_factory=list, description="Tolerations of every sandbox pod."
+    )
+    cpu_pinning_node_label: str = Field(
+        default="cpu-pinning",
+        min_length=1,
+        description='Node label key (value "true") required by sandboxes with cpuPinning.',
+    )
+    cpu_request_percent: int = Field(
+        default=100,
+        ge=1,
+        le=100,
+        description="CPU request as a percentage of the CPU limit (100: Guaranteed QoS). "
+        "Memory and ephemeral-storage requests always equal their limits; cpuPinning always "
+        "uses 100.",
+    )
+    termination_grace_period_seconds: int = Field(
+        default=5,
+        ge=0,
+        le=300,
+        description="Pod terminationGracePeriodSeconds (not the sandbox lifetime).",
+    )
+    unschedulable_deadline_seconds: float = Field(
+        default=300.0,
+        gt=0,
+        description="A pod unschedulable for this long, counted from its creation, ends the "
+        "sandbox Failed (reason Unschedulable).",
+    )
+    default_run_as_user: int = Field(
+        default=1000, ge=1, description="UID when the spec gives none (never 0)."
+    )
+    default_run_as_group: int = Field(
+        default=1000,
+        ge=1,
+        description="GID and fsGroup when the spec gives none (never 0).",
+    )
+    empty_dir_size_limit_bytes: int | None = Field(
+        default=None,
+        gt=0,
+        description="sizeLimit of each writable emptyDir (/tmp, /workspace, writablePaths). "
+        "Unset: the sandbox's ephemeral-storage limit (the kubelet also enforces that limit "
+        "over all of them together).",
+    )
+    api_namespace_selector: dict[str, str] = Field(
+        default_factory=lambda: {"kubernetes.io/metadata.name": "llmsafespace"},
+        description="Labels of the namespace(s) the LLMSafeSpace API runs in; its pods may "
+        "reach the agent port.",
+    )
+    api_pod_selector: dict[str, str] = Field(
+        default_factory=lambda: {"app": "llmsafespace", "component": "api"},
+        description="Labels of the LLMSafeSpace API pods that may reach the agent port.",
+    )
+    dns_namespace: str = Field(
+        default="kube-system", min_length=1, description="Namespace of the cluster DNS pods."
+    )
+    dns_pod_selector: dict[str, str] = Field(
+        default_factory=lambda: {"k8s-app": "kube-dns"},
+        description="Labels of the cluster DNS pods (UDP and TCP 53 allowed to them).",
+    )
+    egress_mode: EgressMode = Field(
+        default=EgressMode.AUTO,
+        description="auto: Cilium FQDN policies when Cilium's CRD exists, else ipblock; "
+        "cilium; ipblock: resolved addresses as /32 (/128) ipBlocks.",
+    )
+    egress_refresh_interval_seconds: float = Field(
+        default=300.0,
+        gt=0,
+        description="In ipblock mode, how often a running sandbox's egress domains are "
+        "resolved again and its egress policy updated.",
+    )
+    pvc_retention: PvcRetention = Field(
+        default=PvcRetention.DELETE,
+        description="delete: the sandbox's own claim goes with the sandbox; retain: it is kept "
+        "(no owner reference) for an administrator to reclaim.",
+    )
+    default_storage_class: str | None = Field(
+        default=None,
+        description="StorageClass of sandbox claims that name none. Unset: the cluster default.",
+    )
+    namespace_isolation: bool = Field(
+        default=False,
+        description="Run each sandbox in its own namespace <prefix><sandbox UID> (Pod Security "
+        "restricted), tied to the sandbox by labels: Kubernetes forbids cross-namespace "
+        "owner references.",
+    )
+    isolation_namespace_prefix: str = Field(
+        default="sandbox-",
+        pattern=r"^[a-z0-9]([-a-z0-9]*)?$",
+        max_length=26,
+        description="Prefix of isolation namespaces (a UID is 36 characters; 63 in all).",
+    )
+    shared_profile_namespaces: list[str] = Field(
+        default_factory=list,
+        description="Namespaces whose SandboxProfiles any sandbox may reference. A profile "
+        "in any other namespace than the sandbox's is refused (ProfileNamespaceForbidden).",
+    )
+    deletion_poll_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        description="While a sandbox's children are being deleted, re-check after this long "
+        "(their deletion events usually arrive first).",
+    )
+
+
+class SandboxReconcilerSettings(common_settings.CommonSettings):
+    """The sandbox reconciler's settings. Env: ``LSS_SANDBOX__<FIELD>`` and the common groups."""
+
+    service_name: str = Field(
+        default="sandbox-reconciler", description="Name in logs, metrics and traces."
+    )
+    sandbox: SandboxOptions = Field(
+        default_factory=SandboxOptions, description="How sandbox pods and children are built."
+    )

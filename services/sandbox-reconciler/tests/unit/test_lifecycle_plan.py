@@ -1,0 +1,463 @@
+"""lifecycle + plan: pod verdicts (ready, not ready, pull failure, crash loop, failed,
+unschedulable before/after the deadline); a fresh sandbox gets the finalizer, then SA, deny
+policy first, Service, pod, and goes Creating; a Ready pod → Running with startTime and a
+requeue at expiry; expiry → Terminated/Expired and every child deleted; resolution and merge
+failures → Failed with their condition and no finalizer write; a hand-deleted pod is re-created;
+an outdated policy is replaced with its resourceVersion, an unwanted one deleted; a foreign
+child is never adopted; deletion deletes children, waits, then removes the finalizer only when
+all are gone (retained claim kept); hypothesis: applying a plan's creates and re-planning
+creates nothing, and the same observations twice never write status twice (idempotent)."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from lss_common.logic import conditions
+from lss_common.models import kinds
+from lss_sandbox_reconciler import lifecycle, plan, testing
+from lss_sandbox_reconciler import settings as settings_module
+
+NOW = datetime.datetime(2025, 6, 1, 12, 10, 0, tzinfo=datetime.UTC)
+OPTIONS = settings_module.SandboxOptions(egress_mode=settings_module.EgressMode.IPBLOCK)
+FIN = [kinds.FINALIZER]
+
+
+def pod_json(
+    *,
+    phase: str = "Running",
+    ready: bool = False,
+    scheduled: bool = True,
+    waiting: str | None = None,
+    unschedulable: bool = False,
+    created: str = "2025-06-01T12:09:00Z",
+    uid_label: str = testing.UID,
+    deleting: bool = False,
+) -> dict[str, Any]:
+    conds = [
+        {
+            "type": "PodScheduled",
+            "status": "True" if scheduled and not unschedulable else "False",
+            **({"reason": "Unschedulable", "message": "0/3 nodes"} if unschedulable else {}),
+        },
+        {"type": "Ready", "status": "True" if ready else "False"},
+    ]
+    statuses = []
+    if waiting:
+        statuses.append(
+            {"name": "sandbox", "image": "img", "state": {"waiting": {"reason": waiting}}}
+        )
+    metadata: dict[str, Any] = {
+        "name": "sandbox-demo",
+        "namespace": "team-a",
+        "uid": "pod-uid",
+        "creationTimestamp": created,
+        "labels": {"llmsafespace.dev/sandbox-uid": uid_label},
+    }
+    if deleting:
+        metadata["deletionTimestamp"] = "2025-06-01T12:09:59Z"
+    return {
+        "metadata": metadata,
+        "status": {"phase": phase, "conditions": conds, "containerStatuses": statuses},
+    }
+
+
+@pytest.mark.parametrize(
+    ("pod", "state", "reason"),
+    [
+        (None, lifecycle.PodState.MISSING, "Creating"),
+        (pod_json(deleting=True), lifecycle.PodState.DELETING, "PodNotReady"),
+        (pod_json(ready=True), lifecycle.PodState.READY, "PodReady"),
+        (pod_json(), lifecycle.PodState.NOT_READY, "PodNotReady"),
+        (pod_json(phase="Pending", scheduled=False), lifecycle.PodState.PENDING, "PodPending"),
+        (pod_json(phase="Failed"), lifecycle.PodState.FAILED, "PodFailed"),
+        (pod_json(phase="Succeeded"), lifecycle.PodState.FAILED, "PodFailed"),
+        (pod_json(waiting="CrashLoopBackOff"), lifecycle.PodState.FAILED, "PodFailed"),
+        (pod_json(waiting="ImagePullBackOff"), lifecycle.PodState.FAILED, "ImagePullBackOff"),
+        (pod_json(waiting="InvalidImageName"), lifecycle.PodState.FAILED, "ImagePullBackOff"),
+        (pod_json(waiting="ErrImagePull"), lifecycle.PodState.NOT_READY, "PodNotReady"),
+        (
+            pod_json(phase="Pending", unschedulable=True),
+            lifecycle.PodState.UNSCHEDULABLE,
+            "Unschedulable",
+        ),
+        (
+            pod_json(phase="Pending", unschedulable=True, created="2025-06-01T11:00:00Z"),
+            lifecycle.PodState.FAILED,
+            "Unschedulable",
+        ),
+    ],
+)
+def test_classify_pod(pod: dict[str, Any] | None, state: lifecycle.PodState, reason: str) -> None:
+    verdict = lifecycle.classify_pod(pod, now=NOW, unschedulable_deadline_seconds=300)
+    assert (verdict.state, verdict.reason) == (state, reason)
+
+
+def test_unschedulable_rechecks_at_the_deadline() -> None:
+    verdict = lifecycle.classify_pod(
+        pod_json(phase="Pending", unschedulable=True), now=NOW, unschedulable_deadline_seconds=300
+    )
+    assert verdict.recheck_after_seconds == 240
+
+
+def test_expiry_arithmetic() -> None:
+    start = "2025-06-01T12:00:00Z"
+    assert lifecycle.seconds_until_expiry(start, timeout_seconds=900, now=NOW) == 300
+    assert lifecycle.seconds_until_expiry(start, timeout_seconds=600, now=NOW) == 0
+    assert lifecycle.seconds_until_expiry(None, timeout_seconds=600, now=NOW) is None
+
+
+# -- plans ----------------------------------------------------------------------------------
+
+
+def snapshot(
+    *,
+    spec: dict[str, Any] | None = None,
+    status: dict[str, Any] | None = None,
+    finalizers: list[str] | None = None,
+    deleting: bool = False,
+    children: plan.Children | None = None,
+    runtimes: tuple[Any, ...] | None = None,
+    profile: Any = None,
+    resolved: dict[str, tuple[str, ...]] | None = None,
+) -> plan.Snapshot:
+    return plan.Snapshot(
+        sandbox=testing.make_sandbox(
+            spec=spec,
+            status=status,
+            finalizers=finalizers,
+            deletion_timestamp="2025-06-01T12:09:30Z" if deleting else None,
+        ),
+        runtimes=runtimes if runtimes is not None else (testing.make_runtime(),),
+        profile=profile,
+        children=children or plan.Children(),
+        resolved=resolved or {},
+    )
+
+
+def run(snap: plan.Snapshot, options: settings_module.SandboxOptions = OPTIONS) -> plan.Plan:
+    return plan.plan_sandbox(snap, now=NOW, settings=options)
+
+
+def summary(result: plan.Plan) -> list[tuple[str, str | None, str | None]]:
+    return [(a.verb.value, a.kind.value if a.kind else None, a.name) for a in result.actions]
+
+
+def condition(result: plan.Plan, condition_type: str) -> tuple[str, str] | None:
+    found = conditions.find_condition(result.status.conditions, condition_type=condition_type)
+    return (found.status, found.reason) if found else None
+
+
+def applied(result: plan.Plan, children: plan.Children) -> plan.Children:
+    """The children after the plan's creates succeeded (what the next pass observes)."""
+    state = dataclasses.asdict(children)
+    field = {
+        plan.Kind.NAMESPACE: "namespace",
+        plan.Kind.SERVICE_ACCOUNT: "service_account",
+        plan.Kind.SERVICE: "service",
+        plan.Kind.PERSISTENT_VOLUME_CLAIM: "claim",
+        plan.Kind.POD: "pod",
+    }
+    policies = dict(children.network_policies)
+    cilium = dict(children.cilium_policies)
+    for action in result.actions:
+        if action.verb is not plan.Verb.CREATE or action.body is None:
+            continue
+        if action.kind is plan.Kind.NETWORK_POLICY:
+            policies[action.name or ""] = action.body
+        elif action.kind is plan.Kind.CILIUM_NETWORK_POLICY:
+            cilium[action.name or ""] = action.body
+        elif action.kind is not None:
+            state[field[action.kind]] = action.body
+    state["network_policies"] = policies
+    state["cilium_policies"] = cilium
+    return plan.Children(**state)
+
+
+def test_fresh_sandbox_creates_children_in_order() -> None:
+    result = run(snapshot())
+    assert summary(result) == [
+        ("add-finalizer", None, None),
+        ("create", "ServiceAccount", "sandbox-demo"),
+        ("create", "NetworkPolicy", "sandbox-demo-deny"),
+        ("create", "NetworkPolicy", "sandbox-demo-dns"),
+        ("create", "NetworkPolicy", "sandbox-demo-api"),
+        ("create", "Service", "sandbox-demo"),
+        ("create", "Pod", "sandbox-demo"),
+    ]
+    status = result.status
+    assert status.phase == "Creating"
+    assert status.pod_name == "sandbox-demo"
+    assert status.pod_namespace == "team-a"
+    assert status.endpoint == "sandbox-demo.team-a.svc.cluster.local"
+    assert status.observed_generation == 1
+    assert condition(result, "RuntimeResolved") == ("True", "Resolved")
+    assert condition(result, "NetworkReady") == ("True", "PoliciesApplied")
+    assert condition(result, "Ready") == ("False", "Creating")
+    assert result.status_changed
+
+
+def test_persistent_and_isolated_sandbox_creates_namespace_and_claim() -> None:
+    options = settings_module.SandboxOptions(namespace_isolation=True)
+    result = run(snapshot(spec={"storage": {"persistent": True}}), options)
+    kinds_in_order = [k for _, k, _ in summary(result)]
+    assert kinds_in_order[:3] == [None, "Namespace", "ServiceAccount"]
+    assert kinds_in_order[-3:] == ["Service", "PersistentVolumeClaim", "Pod"]
+    namespace_action = result.actions[1]
+    assert namespace_action.namespace is None
+    assert all(a.namespace == f"sandbox-{testing.UID}" for a in result.actions[2:])
+
+
+def test_ready_pod_makes_the_sandbox_running() -> None:
+    first = run(snapshot())
+    children = dataclasses.replace(applied(first, plan.Children()), pod=pod_json(ready=True))
+    result = run(snapshot(finalizers=FIN, status=_dump(first), children=children))
+    assert result.actions == ()
+    assert result.status.phase == "Running"
+    assert result.status.start_time == "2025-06-01T12:10:00Z"
+    assert condition(result, "Ready") == ("True", "PodReady")
+    assert condition(result, "PodScheduled") == ("True", "Scheduled")
+    assert result.requeue_after_seconds == 300
+
+
+def _dump(result: plan.Plan) -> dict[str, Any]:
+    from lss_common.models import codec
+
+    return codec.to_dict(result.status)
+
+
+def test_expiry_terminates_and_releases() -> None:
+    first = run(snapshot())
+    children = dataclasses.replace(applied(first, plan.Children()), pod=pod_json(ready=True))
+    status = {**_dump(first), "phase": "Running", "startTime": "2025-06-01T12:04:00Z"}
+    result = run(snapshot(spec={"timeout": 360}, finalizers=FIN, status=status, children=children))
+    assert result.status.phase == "Terminated"
+    assert condition(result, "Ready") == ("False", "Expired")
+    assert {a.verb for a in result.actions} == {plan.Verb.DELETE}
+    assert summary(result)[0][1] == "Pod"
+    assert result.status.endpoint is None
+    # A terminal sandbox is not rebuilt.
+    after = run(snapshot(finalizers=FIN, status=_dump(result)))
+    assert after.actions == ()
+    assert not after.status_changed
+
+
+@pytest.mark.parametrize(
+    ("snap", "condition_type", "reason"),
+    [
+        (snapshot(runtimes=()), "RuntimeResolved", "RuntimeNotFound"),
+        (
+            snapshot(runtimes=(testing.make_runtime(available=False),)),
+            "RuntimeResolved",
+            "RuntimeUnavailable",
+        ),
+        (snapshot(spec={"profileRef": {"name": "nope"}}), "ProfileResolved", "ProfileNotFound"),
+        (
+            snapshot(spec={"profileRef": {"name": "p", "namespace": "elsewhere"}}),
+            "ProfileResolved",
+            "ProfileNamespaceForbidden",
+        ),
+        (
+            snapshot(
+                spec={"profileRef": {"name": "preset"}},
+                profile=testing.make_profile(language="ruby"),
+            ),
+            "ProfileResolved",
+            "ProfileConflict",
+        ),
+        (
+            snapshot(
+                spec={
+                    "filesystem": {"readOnlyRoot": True, "writablePaths": ["/etc"]},
+                    "profileRef": {"name": "preset"},
+                },
+                profile=testing.make_profile(
+                    spec={"filesystemConfig": {"readOnlyPaths": ["/etc"]}}
+                ),
+            ),
+            "Ready",
+            "ProfileConflict",
+        ),
+    ],
+)
+def test_invalid_input_fails_with_a_clear_condition(
+    snap: plan.Snapshot, condition_type: str, reason: str
+) -> None:
+    result = run(snap)
+    assert result.status.phase == "Failed"
+    assert condition(result, condition_type) == ("False", reason)
+    assert condition(result, "Ready") == ("False", reason)
+    assert result.actions == ()
+
+
+@pytest.mark.parametrize(
+    ("pod", "reason"),
+    [
+        (pod_json(phase="Failed"), "PodFailed"),
+        (pod_json(waiting="ImagePullBackOff"), "ImagePullBackOff"),
+        (
+            pod_json(phase="Pending", unschedulable=True, created="2025-06-01T11:00:00Z"),
+            "Unschedulable",
+        ),
+    ],
+)
+def test_pod_failures_fail_the_sandbox_and_release(pod: dict[str, Any], reason: str) -> None:
+    first = run(snapshot())
+    children = dataclasses.replace(applied(first, plan.Children()), pod=pod)
+    result = run(snapshot(finalizers=FIN, status=_dump(first), children=children))
+    assert result.status.phase == "Failed"
+    assert condition(result, "Ready") == ("False", reason)
+    assert ("delete", "Pod", "sandbox-demo") in summary(result)
+    assert all(a.verb is plan.Verb.DELETE for a in result.actions)
+
+
+def test_hand_deleted_pod_is_recreated() -> None:
+    first = run(snapshot())
+    children = applied(first, plan.Children())
+    status = {**_dump(first), "phase": "Running", "startTime": "2025-06-01T12:09:00Z"}
+    result = run(
+        snapshot(finalizers=FIN, status=status, children=dataclasses.replace(children, pod=None))
+    )
+    assert summary(result) == [("create", "Pod", "sandbox-demo")]
+    assert result.status.phase == "Creating"
+    assert result.status.start_time == "2025-06-01T12:09:00Z"
+
+
+def test_network_changes_replace_and_delete_policies() -> None:
+    spec = {"networkAccess": {"ingress": True}}
+    first = run(snapshot(spec=spec))
+    children = applied(first, plan.Children())
+    observed = {
+        name: {**body, "metadata": {**body["metadata"], "resourceVersion": "7", "uid": f"u-{name}"}}
+        for name, body in children.network_policies.items()
+    }
+    children = dataclasses.replace(children, network_policies=observed, pod=pod_json())
+    # ingress turned off, egress added: the ingress policy goes, an egress policy comes.
+    spec2 = {"networkAccess": {"ingress": False, "egress": [{"domain": "pypi.org"}]}}
+    result = run(
+        snapshot(spec=spec2, finalizers=FIN, children=children, resolved={"pypi.org": ("1.2.3.4",)})
+    )
+    assert summary(result) == [
+        ("create", "NetworkPolicy", "sandbox-demo-egress"),
+        ("delete", "NetworkPolicy", "sandbox-demo-ingress"),
+    ]
+    assert result.actions[1].uid == "u-sandbox-demo-ingress"
+    # A policy edited by someone is put back, with the resourceVersion it was read at.
+    tampered = dict(observed)
+    deny = tampered["sandbox-demo-deny"]
+    tampered["sandbox-demo-deny"] = {**deny, "spec": {**deny["spec"], "policyTypes": ["Ingress"]}}
+    result = run(
+        snapshot(
+            spec=spec,
+            finalizers=FIN,
+            children=dataclasses.replace(children, network_policies=tampered),
+        )
+    )
+    assert summary(result) == [("replace", "NetworkPolicy", "sandbox-demo-deny")]
+    assert result.actions[0].resource_version == "7"
+
+
+def test_unresolved_egress_is_reported_and_rechecked() -> None:
+    result = run(snapshot(spec={"networkAccess": {"egress": [{"domain": "pypi.org"}]}}))
+    assert condition(result, "NetworkReady") == ("False", "EgressUnresolved")
+    assert result.requeue_after_seconds == OPTIONS.egress_refresh_interval_seconds
+
+
+def test_a_foreign_child_is_never_adopted() -> None:
+    result = run(snapshot(children=plan.Children(pod=pod_json(uid_label="someone-else"))))
+    assert result.status.phase == "Failed"
+    assert condition(result, "Ready") == ("False", "NameConflict")
+    assert result.actions == ()
+
+
+def test_deletion_deletes_children_then_removes_the_finalizer() -> None:
+    first = run(snapshot(spec={"storage": {"persistent": True}}))
+    children = applied(first, plan.Children())
+    result = run(
+        snapshot(
+            spec={"storage": {"persistent": True}}, finalizers=FIN, deleting=True, children=children
+        )
+    )
+    assert result.status.phase == "Terminating"
+    assert condition(result, "Ready") == ("False", "Terminating")
+    verbs = summary(result)
+    assert verbs[0] == ("delete", "Pod", "sandbox-demo")
+    assert ("delete", "PersistentVolumeClaim", "sandbox-demo-data") in verbs
+    assert ("remove-finalizer", None, None) not in verbs
+    assert result.requeue_after_seconds == OPTIONS.deletion_poll_seconds
+    # Children being deleted are not deleted again, and the finalizer stays.
+    deleting = plan.Children(pod={**pod_json(deleting=True)})
+    waiting = run(snapshot(finalizers=FIN, deleting=True, children=deleting))
+    assert waiting.actions == ()
+    # All gone: only the finalizer removal, no status write.
+    done = run(snapshot(finalizers=FIN, deleting=True, status=_dump(result)))
+    assert summary(done) == [("remove-finalizer", None, None)]
+    assert not done.status_changed
+
+
+def test_retained_claim_does_not_hold_the_finalizer() -> None:
+    options = settings_module.SandboxOptions(pvc_retention=settings_module.PvcRetention.RETAIN)
+    first = run(snapshot(spec={"storage": {"persistent": True}}), options)
+    claim = applied(first, plan.Children()).claim
+    result = run(
+        snapshot(finalizers=FIN, deleting=True, children=plan.Children(claim=claim)), options
+    )
+    assert summary(result) == [("remove-finalizer", None, None)]
+
+
+def test_deletion_without_our_finalizer_does_nothing() -> None:
+    result = run(snapshot(deleting=True, children=plan.Children(pod=pod_json())))
+    assert result.actions == ()
+    assert not result.status_changed
+
+
+SPECS = st.fixed_dictionaries(
+    {},
+    optional={
+        "securityLevel": st.sampled_from(["standard", "high"]),
+        "networkAccess": st.fixed_dictionaries(
+            {"ingress": st.booleans()},
+            optional={
+                "egress": st.lists(
+                    st.sampled_from([{"domain": "a.io"}, {"domain": "b.io"}]),
+                    max_size=2,
+                    unique_by=lambda r: r["domain"],
+                )
+            },
+        ),
+        "storage": st.fixed_dictionaries({"persistent": st.booleans()}),
+        "resources": st.fixed_dictionaries({"cpuPinning": st.booleans()}),
+    },
+)
+
+
+@given(spec=SPECS, isolation=st.booleans(), resolved=st.booleans())
+def test_plans_are_idempotent(spec: dict[str, Any], isolation: bool, resolved: bool) -> None:
+    options = settings_module.SandboxOptions(
+        namespace_isolation=isolation, egress_mode=settings_module.EgressMode.IPBLOCK
+    )
+    addresses = {"a.io": ("1.1.1.1",), "b.io": ("2.2.2.2",)} if resolved else {}
+    first = run(snapshot(spec=spec, resolved=addresses), options)
+    children = applied(first, plan.Children())
+    second = run(
+        snapshot(
+            spec=spec, finalizers=FIN, status=_dump(first), children=children, resolved=addresses
+        ),
+        options,
+    )
+    assert second.actions == ()
+    # The pod now exists (PodPending instead of Creating); the same observations again
+    # change nothing at all.
+    third = run(
+        snapshot(
+            spec=spec, finalizers=FIN, status=_dump(second), children=children, resolved=addresses
+        ),
+        options,
+    )
+    assert third.actions == ()
+    assert not third.status_changed

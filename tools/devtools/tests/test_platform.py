@@ -18,8 +18,8 @@ from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from lss_common.testing import eventually
+from lss_dev import controlplane, processes
 from lss_dev import platform as platform_mod
-from lss_dev import processes
 
 pytestmark = pytest.mark.integration
 
@@ -189,3 +189,59 @@ def test_component_restart_after_kill(platform: platform_mod.Platform) -> None:
     assert platform.control_plane.running()["kube-scheduler"] is None
     platform.up()
     assert platform.control_plane.running()["kube-scheduler"] is not None
+
+
+def _waiting_reason(pod: client.V1Pod) -> str | None:
+    statuses = pod.status.container_statuses or []
+    if statuses and statuses[0].state and statuses[0].state.waiting:
+        reason: str | None = statuses[0].state.waiting.reason
+        return reason
+    return None
+
+
+def _is_ready(pod: client.V1Pod) -> bool:
+    return any(c.type == "Ready" and c.status == "True" for c in pod.status.conditions or [])
+
+
+FATES = {
+    "image-pull-backoff": lambda pod: (
+        pod.status.phase == "Pending" and _waiting_reason(pod) == "ImagePullBackOff"
+    ),
+    "crash-loop": lambda pod: (
+        pod.status.phase == "Running"
+        and _waiting_reason(pod) == "CrashLoopBackOff"
+        and pod.status.container_statuses[0].restart_count == 3
+        and not _is_ready(pod)
+    ),
+    "never-ready": lambda pod: (
+        pod.status.phase == "Running"
+        and pod.status.container_statuses[0].state.running is not None
+        and bool(pod.status.pod_ip)
+        and not _is_ready(pod)
+    ),
+    "fail": lambda pod: (
+        pod.status.phase == "Failed"
+        and pod.status.container_statuses[0].state.terminated.exit_code == 1
+    ),
+}
+
+
+def test_every_fate_image_has_a_check() -> None:
+    assert set(FATES) == set(controlplane.FATE_IMAGES)
+
+
+@pytest.mark.parametrize("fate", sorted(FATES))
+async def test_fate_images_give_pods_their_fate(
+    kube_api: client.ApiClient, namespace: str, fate: str
+) -> None:
+    core = client.CoreV1Api(kube_api)
+    pod = restricted_pod("fated")
+    pod.spec.containers[0].image = controlplane.FATE_IMAGES[fate]
+    await core.create_namespaced_pod(namespace, pod)
+
+    async def has_fate() -> client.V1Pod | None:
+        observed = await core.read_namespaced_pod("fated", namespace)
+        return observed if FATES[fate](observed) else None
+
+    observed = await eventually.eventually(has_fate, timeout_seconds=30, describe=f"fate {fate}")
+    assert not _is_ready(observed)

@@ -29,6 +29,14 @@ SERVICE_CIDR = "10.96.0.0/16"
 POD_CIDR = "10.244.0.0/16"
 NODE_ANNOTATION = "kwok.x-k8s.io/node"
 _KWOK_POD_STAGES = ("pod-ready.yaml", "pod-complete.yaml", "pod-delete.yaml")
+_IMAGE_KEY = ".spec.containers.[0].image"
+FATE_IMAGES = {
+    "image-pull-backoff": "fate.kwok.invalid/image-pull-backoff:1",
+    "crash-loop": "fate.kwok.invalid/crash-loop:1",
+    "never-ready": "fate.kwok.invalid/never-ready:1",
+    "fail": "fate.kwok.invalid/fail:1",
+}
+"""Images whose pods kwok gives a fate instead of Ready (manifests/kwok-fates.yaml)."""
 
 
 def free_port() -> int:
@@ -169,7 +177,22 @@ class ControlPlane:
                 source / "kustomize/stage/node/heartbeat-with-lease/node-heartbeat-with-lease.yaml"
             ).read_text(),
         ]
-        docs += [(source / "kustomize/stage/pod/fast" / n).read_text() for n in _KWOK_POD_STAGES]
+        fates_text = (Path(__file__).parent / "manifests" / "kwok-fates.yaml").read_text()
+        fate_images = sorted(
+            expr["values"][0]
+            for stage in yaml.safe_load_all(fates_text)
+            for expr in stage["spec"]["selector"]["matchExpressions"]
+            if expr["key"] == _IMAGE_KEY
+        )
+        for name in _KWOK_POD_STAGES:
+            stage = yaml.safe_load((source / "kustomize/stage/pod/fast" / name).read_text())
+            if stage["metadata"]["name"] == "pod-ready":
+                # Pods with a fate image get their fate instead of becoming Ready.
+                stage["spec"]["selector"]["matchExpressions"].append(
+                    {"key": _IMAGE_KEY, "operator": "NotIn", "values": fate_images}
+                )
+            docs.append(yaml.safe_dump(stage, sort_keys=False))
+        docs.append(fates_text)
         docs.append(
             yaml.safe_dump(
                 {

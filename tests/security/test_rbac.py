@@ -47,18 +47,111 @@ WATCHER_DENIED = [
 ]
 
 
+RECONCILER = "system:serviceaccount:llmsafespace-system:llmsafespace-sandbox-reconciler"
+
+RECONCILER_ALLOWED = [
+    ("get", "sandboxes.llmsafespace.dev"),
+    ("patch", "sandboxes.llmsafespace.dev"),
+    ("update", "sandboxes.llmsafespace.dev/status"),
+    ("patch", "sandboxes.llmsafespace.dev/status"),
+    ("list", "runtimeenvironments.llmsafespace.dev"),
+    ("get", "sandboxprofiles.llmsafespace.dev"),
+    *(
+        (verb, resource)
+        for verb in ("get", "create", "delete")
+        for resource in ("pods", "services", "serviceaccounts", "persistentvolumeclaims")
+    ),
+    *(
+        (verb, resource)
+        for verb in ("list", "create", "update", "delete")
+        # ciliumnetworkpolicies.cilium.io has the same verbs; kubectl cannot ask about it
+        # without Cilium's CRD installed (it resolves resource names through discovery).
+        for resource in ("networkpolicies.networking.k8s.io",)
+    ),
+    ("get", "customresourcedefinitions.apiextensions.k8s.io/ciliumnetworkpolicies.cilium.io"),
+    ("create", "events"),
+    ("create", "namespaces"),
+    ("delete", "namespaces"),
+]
+RECONCILER_DENIED = [
+    ("get", "secrets"),
+    ("list", "secrets"),
+    ("watch", "secrets"),
+    ("create", "pods/exec"),
+    ("get", "pods/exec"),
+    ("create", "pods/attach"),
+    ("create", "pods/portforward"),
+    ("create", "serviceaccounts/token"),
+    ("list", "pods"),
+    ("watch", "pods"),
+    ("update", "pods"),
+    ("patch", "pods"),
+    ("update", "sandboxes.llmsafespace.dev"),
+    ("delete", "sandboxes.llmsafespace.dev"),
+    ("create", "sandboxes.llmsafespace.dev"),
+    ("patch", "warmpods.llmsafespace.dev"),
+    ("update", "runtimeenvironments.llmsafespace.dev/status"),
+    ("list", "configmaps"),
+    ("list", "nodes"),
+    ("get", "customresourcedefinitions.apiextensions.k8s.io/sandboxes.llmsafespace.dev"),
+    ("list", "customresourcedefinitions.apiextensions.k8s.io"),
+    ("create", "roles.rbac.authorization.k8s.io"),
+    ("create", "rolebindings.rbac.authorization.k8s.io"),
+]
+
+
+POOL_MANAGER = "system:serviceaccount:llmsafespace-system:llmsafespace-pool-manager"
+
+POOL_MANAGER_ALLOWED = [
+    ("get", "warmpools.llmsafespace.dev"),
+    ("patch", "warmpools.llmsafespace.dev"),
+    ("update", "warmpools.llmsafespace.dev/status"),
+    *((verb, "warmpods.llmsafespace.dev") for verb in ("get", "list", "create", "delete")),
+    ("update", "warmpods.llmsafespace.dev/status"),
+    ("get", "sandboxprofiles.llmsafespace.dev"),
+    ("list", "runtimeenvironments.llmsafespace.dev"),
+    *((verb, "pods") for verb in ("get", "list", "create", "delete")),
+    ("get", "serviceaccounts"),
+    ("create", "serviceaccounts"),
+    ("get", "networkpolicies.networking.k8s.io"),
+    ("create", "networkpolicies.networking.k8s.io"),
+]
+POOL_MANAGER_DENIED = [
+    ("delete", "warmpools.llmsafespace.dev"),
+    ("create", "warmpools.llmsafespace.dev"),
+    ("update", "warmpods.llmsafespace.dev"),
+    ("patch", "sandboxes.llmsafespace.dev"),
+    ("update", "sandboxes.llmsafespace.dev/status"),
+    ("update", "sandboxprofiles.llmsafespace.dev"),
+    ("update", "pods"),
+    ("patch", "pods"),
+    ("create", "pods/exec"),
+    ("get", "secrets"),
+    ("list", "configmaps"),
+    ("delete", "serviceaccounts"),
+    ("create", "serviceaccounts/token"),
+    ("delete", "networkpolicies.networking.k8s.io"),
+    ("create", "rolebindings.rbac.authorization.k8s.io"),
+    ("list", "nodes"),
+]
+
+
 @pytest.fixture(scope="module")
 def rbac_applied(platform: platform_mod.Platform) -> platform_mod.Platform:
     rbac = paths.repo_root() / "deploy" / "rbac"
     cp = platform.control_plane
     cp.kubectl("apply", "--server-side", "-f", str(rbac / "namespace.yaml"))
     cp.kubectl("apply", "--server-side", "-f", str(rbac / "watcher.yaml"))
+    cp.kubectl("apply", "--server-side", "-f", str(rbac / "pool-manager.yaml"))
+    cp.kubectl("apply", "--server-side", "-f", str(rbac / "sandbox-reconciler.yaml"))
     return platform
 
 
 def _can(platform: platform_mod.Platform, who: str, verb: str, resource: str) -> str:
     subresource: list[str] = []
-    if "/" in resource:
+    if resource.startswith("customresourcedefinitions.") and "/" in resource:
+        pass  # "<resource>/<name>": kubectl can-i takes a named object as is
+    elif "/" in resource:
         resource, sub = resource.split("/", 1)
         subresource = [f"--subresource={sub}"]
     out = platform.control_plane.kubectl(
@@ -86,3 +179,31 @@ def test_watcher_may_not_write_or_read_secrets(
     rbac_applied: platform_mod.Platform, verb: str, resource: str
 ) -> None:
     assert _can(rbac_applied, WATCHER, verb, resource) == "no"
+
+
+@pytest.mark.parametrize(("verb", "resource"), RECONCILER_ALLOWED)
+def test_reconciler_may_do_what_it_does(
+    rbac_applied: platform_mod.Platform, verb: str, resource: str
+) -> None:
+    assert _can(rbac_applied, RECONCILER, verb, resource) == "yes"
+
+
+@pytest.mark.parametrize(("verb", "resource"), RECONCILER_DENIED)
+def test_reconciler_may_not_read_secrets_exec_or_escalate(
+    rbac_applied: platform_mod.Platform, verb: str, resource: str
+) -> None:
+    assert _can(rbac_applied, RECONCILER, verb, resource) == "no"
+
+
+@pytest.mark.parametrize(("verb", "resource"), POOL_MANAGER_ALLOWED)
+def test_pool_manager_may_do_what_it_needs(
+    rbac_applied: platform_mod.Platform, verb: str, resource: str
+) -> None:
+    assert _can(rbac_applied, POOL_MANAGER, verb, resource) == "yes"
+
+
+@pytest.mark.parametrize(("verb", "resource"), POOL_MANAGER_DENIED)
+def test_pool_manager_may_do_nothing_else(
+    rbac_applied: platform_mod.Platform, verb: str, resource: str
+) -> None:
+    assert _can(rbac_applied, POOL_MANAGER, verb, resource) == "no"

@@ -1,8 +1,9 @@
 """The sandbox reconciler's configuration: ``CommonSettings`` plus the ``sandbox`` group.
 
-Env vars are ``LSS_SANDBOX__<FIELD>`` (e.g. ``LSS_SANDBOX__RUNTIME_CLASS_HIGH``). This module
-holds no logic and reads no environment itself (pydantic-settings does, when the class is
-instantiated); the object is passed explicitly to the pure planners.
+Env vars are ``LSS_SANDBOX__<FIELD>`` (e.g. ``LSS_SANDBOX__RUNTIME_CLASS_HIGH``) and
+``LSS_RECONCILE__<FIELD>``; ``docs/sandbox-reconciler-configuration.md`` is generated from
+it. This module holds no logic and reads no environment itself (pydantic-settings does,
+when the class is instantiated); the object is passed explicitly to the pure planners.
 """
 
 from __future__ import annotations
@@ -189,6 +190,48 @@ class SandboxOptions(BaseModel):
     )
 
 
+class ReconcileOptions(BaseModel):
+    """How the reconciler reads, writes and reports (not how sandboxes are built)."""
+
+    consumer_name: str = Field(
+        default="sandbox-reconciler",
+        pattern=r"^[A-Za-z0-9_-]+$",
+        description="Durable JetStream consumer shared by every replica (one copy of each hint "
+        "goes to one replica).",
+    )
+    max_conflict_passes: int = Field(
+        default=4,
+        ge=1,
+        le=20,
+        description="Observe-plan-apply passes per hint when writes meet 409 Conflict; after "
+        "that the hint is nak'ed and redelivered (each pass re-reads, never a blind retry).",
+    )
+    cilium_check_interval_seconds: float = Field(
+        default=300.0,
+        gt=0,
+        description="In egress mode auto, how long the answer to 'is Cilium's "
+        "CiliumNetworkPolicy CRD installed?' is cached.",
+    )
+    dns_timeout_seconds: float = Field(
+        default=2.0,
+        gt=0,
+        description="Timeout of resolving one egress domain (ipblock mode); a domain that "
+        "does not resolve in time gets no rule (fail closed).",
+    )
+    dns_cache_seconds: float = Field(
+        default=60.0,
+        ge=0,
+        description="How long a resolved egress domain is reused across hints (0: resolve "
+        "on every pass). Kept below egress_refresh_interval_seconds so refreshes see new "
+        "addresses.",
+    )
+    post_events: bool = Field(
+        default=True,
+        description="Post Kubernetes Events on phase transitions and failures (each is one "
+        "API write).",
+    )
+
+
 class SandboxReconcilerSettings(common_settings.CommonSettings):
     """The sandbox reconciler's settings. Env: ``LSS_SANDBOX__<FIELD>`` and the common groups."""
 
@@ -197,4 +240,8 @@ class SandboxReconcilerSettings(common_settings.CommonSettings):
     )
     sandbox: SandboxOptions = Field(
         default_factory=SandboxOptions, description="How sandbox pods and children are built."
+    )
+    reconcile: ReconcileOptions = Field(
+        default_factory=ReconcileOptions,
+        description="How the reconciler reads, writes and reports.",
     )

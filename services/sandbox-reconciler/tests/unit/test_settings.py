@@ -1,12 +1,15 @@
 """settings: safe defaults (high → gvisor, small grace period, delete retention, auto egress);
 LSS_SANDBOX__* env vars override them; every field has a description; high can never be
-configured to an empty RuntimeClass."""
+configured to an empty RuntimeClass; the generated configuration reference is current."""
 
 from __future__ import annotations
+
+import pathlib
 
 import pydantic
 import pytest
 
+from lss_common import settings_doc
 from lss_sandbox_reconciler import settings
 
 
@@ -43,3 +46,14 @@ def test_high_runtime_class_cannot_be_empty() -> None:
 def test_every_field_is_described(model: type[pydantic.BaseModel]) -> None:
     missing = [name for name, field in model.model_fields.items() if not field.description]
     assert missing == []
+
+
+def test_configuration_reference_is_current() -> None:
+    doc = pathlib.Path(__file__).parents[4] / "docs" / "sandbox-reconciler-configuration.md"
+    title = "Sandbox reconciler configuration"
+    expected = settings_doc.render(settings.SandboxReconcilerSettings, title=title)
+    assert doc.read_text() == expected, (
+        "regenerate: uv run python -m lss_common.settings_doc --settings "
+        "lss_sandbox_reconciler.settings:SandboxReconcilerSettings "
+        f"--title '{title}' --output {doc}"
+    )

@@ -368,8 +368,18 @@ def _nodes_yaml(count: int) -> str:
                     },
                 },
                 "status": {
-                    "allocatable": {"cpu": "64", "memory": "256Gi", "pods": "1000"},
-                    "capacity": {"cpu": "64", "memory": "256Gi", "pods": "1000"},
+                    "allocatable": {
+                        "cpu": "64",
+                        "memory": "256Gi",
+                        "ephemeral-storage": "1Ti",
+                        "pods": "1000",
+                    },
+                    "capacity": {
+                        "cpu": "64",
+                        "memory": "256Gi",
+                        "ephemeral-storage": "1Ti",
+                        "pods": "1000",
+                    },
                 },
             }
         )

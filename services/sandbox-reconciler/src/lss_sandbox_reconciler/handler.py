@@ -1,0 +1,292 @@
+"""Handle one ``sandbox`` hint: observe → plan → apply → outcome. The only module mixing them.
+
+A hint names a key; the event's content is never trusted (DESIGN §3.2). A pass reads the
+Sandbox and its world (``observe``), plans (``plan.plan_sandbox``, pure) and applies
+(``apply``). A 409 anywhere means the world moved: the next pass re-reads and re-plans, up to
+``reconcile.max_conflict_passes`` times, then the hint is nak'ed (``ConflictError``) and comes
+back. Outcomes: ``Done``, or ``RequeueAfter(plan.requeue_after_seconds)`` when time alone
+will change the answer (lifetime expiry, unschedulable deadline, children still being
+deleted, the ipblock refresh).
+
+A write the API server refuses for good (403, 422) becomes a ``Ready=False`` condition
+naming the cause and a Warning Event, then ``PermanentError`` (ack; the watcher's resync
+tries again later). A failed delete also keeps the finalizer and counts
+``llmsafespace_sandbox_cleanup_failures_total``.
+
+Events (each one API write) are posted on transitions that need a human's attention or end
+a sandbox: Failed, Terminated (expired), a cleanup failure and refused writes. Running needs
+none: the status says it, and the pod has its own events.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import socket
+from collections.abc import Callable
+from typing import Final
+
+from lss_common import errors
+from lss_common.bus import consuming, outcomes
+from lss_common.kube import client as client_module
+from lss_common.kube import objects, writes
+from lss_common.logic import conditions as conditions_logic
+from lss_common.models import messages, meta
+from lss_common.models import sandbox as sandbox_model
+from lss_common.observability import logs
+from lss_common.observability import metrics as shared_metrics
+from lss_common.runtime import clock as clock_module
+from lss_sandbox_reconciler import apply, lifecycle, observe, plan
+from lss_sandbox_reconciler import metrics as metrics_module
+from lss_sandbox_reconciler import settings as settings_module
+
+_log = logging.getLogger(__name__)
+
+REPORTING_CONTROLLER: Final = "llmsafespace.dev/sandbox-reconciler"
+CLEANUP_FAILED: Final = "CleanupFailed"
+WRITE_REJECTED: Final = "WriteRejected"
+_KIND: Final = shared_metrics.Kind.SANDBOX.value
+
+
+class Requeues:
+    """Which delayed re-check of each sandbox this replica already has pending on the server.
+
+    A delayed nak keeps its message unacknowledged until the delay ends, and unacknowledged
+    messages count against the consumer's ``max_ack_pending``. Requeueing *every* hint of a
+    running sandbox (each pod or Service change is one) until its expiry would fill that
+    window and stall the consumer. So one message per key holds the re-check (the *holder*,
+    by stream sequence); another hint whose re-check would come no earlier is simply acked:
+    the holder's pass re-reads everything then (level-triggered). A record expires at its due
+    time, so one that is stale (the holder was redelivered to another replica) suppresses
+    nothing beyond the moment the holder fires. Duplicates are bounded by replicas and
+    restarts, not by hints.
+    """
+
+    _SLACK_SECONDS: Final = 0.5
+
+    def __init__(self) -> None:
+        self._pending: dict[tuple[str, str], tuple[float, int]] = {}
+
+    def decide(
+        self, key: tuple[str, str], *, delay_seconds: float | None, stream_seq: int, now: float
+    ) -> bool:
+        """Whether this message should be requeued (else acked); records the holder."""
+        held = self._pending.get(key)
+        if held is not None and (held[0] <= now or held[1] == stream_seq):
+            held = None  # expired, or this message is the holder itself
+            self._pending.pop(key, None)
+        if delay_seconds is None:
+            return False
+        due = now + delay_seconds
+        if held is not None and held[0] <= due + self._SLACK_SECONDS:
+            return False  # an earlier (or equal) re-check is already pending
+        self._pending[key] = (due, stream_seq)
+        return True
+
+
+class Handler:
+    """The sandbox handler bound to one service's clients, settings, clock and metrics."""
+
+    def __init__(
+        self,
+        kube: Callable[[], client_module.Kube],
+        *,
+        settings: settings_module.SandboxReconcilerSettings,
+        clock: clock_module.Clock,
+        metrics: metrics_module.SandboxMetrics,
+        instance: str | None = None,
+    ) -> None:
+        self._kube = kube
+        self._settings = settings
+        self._clock = clock
+        self._metrics = metrics
+        self._instance = instance or socket.gethostname()
+        self.observer = observe.Observer(kube, settings=settings, clock=clock)
+        self.requeues = Requeues()
+
+    async def handle(self, event: messages.ChangeEvent) -> outcomes.Outcome:
+        """Reconcile the sandbox the hint names (see the module docstring)."""
+        if event.kind != _KIND or event.namespace is None:
+            _log.warning("hint for another kind ignored", extra={"hint_kind": event.kind})
+            return outcomes.DONE
+        with logs.bind(kind=_KIND, namespace=event.namespace, **logs.extra(name=event.name)):
+            for _ in range(self._settings.reconcile.max_conflict_passes):
+                try:
+                    return await self._pass(namespace=event.namespace, name=event.name)
+                except errors.ConflictError as error:
+                    self._metrics.conflicts_total.inc()
+                    _log.debug("conflict; observing again", extra={"error": str(error)})
+            raise errors.ConflictError(
+                f"Sandbox {event.namespace}/{event.name}: still conflicting after "
+                f"{self._settings.reconcile.max_conflict_passes} passes"
+            )
+
+    async def _pass(self, *, namespace: str, name: str) -> outcomes.Outcome:
+        snapshot = await self.observer.observe(namespace=namespace, name=name)
+        if snapshot is None:
+            return outcomes.DONE  # deleted and gone: nothing of ours can remain (finalizer)
+        sandbox = snapshot.sandbox
+        metadata = sandbox.metadata
+        with logs.bind(uid=metadata.uid, resource_version=metadata.resource_version):
+            now = self._clock.now()
+            planned = plan.plan_sandbox(snapshot, now=now, settings=self._settings.sandbox)
+            try:
+                applied = await apply.apply_plan(
+                    self._kube(), sandbox=sandbox, planned=planned, metrics=self._metrics
+                )
+            except apply.ApplyError as error:
+                refused = isinstance(error.cause, errors.PermanentError | errors.InvalidObjectError)
+                if refused or error.cleanup:
+                    await self._report_refusal(error, now=now)
+                if isinstance(error.cause, errors.InvalidObjectError):
+                    raise errors.PermanentError(str(error), reason=WRITE_REJECTED) from error
+                raise error.cause from error
+            await self._record(sandbox, planned=planned, applied=applied, now=now)
+            delay = planned.requeue_after_seconds
+            if self.requeues.decide(
+                (namespace, name),
+                delay_seconds=delay,
+                stream_seq=_stream_seq(),
+                now=self._clock.monotonic(),
+            ):
+                assert delay is not None
+                return outcomes.RequeueAfter(delay)
+            return outcomes.DONE
+
+    # -- reporting --------------------------------------------------------------------------
+
+    async def _record(
+        self,
+        before: sandbox_model.Sandbox,
+        *,
+        planned: plan.Plan,
+        applied: apply.Applied,
+        now: datetime.datetime,
+    ) -> None:
+        """Metrics, logs and Events for what this pass changed (it won the write)."""
+        if applied.finalizer_removed:
+            self._metrics.deleted_total.inc()
+            _log.info("sandbox released", extra={"writes": applied.writes})
+            return
+        if not applied.status_written:
+            return
+        old = sandbox_model.status_of(before)
+        new = planned.status
+        if old.phase == new.phase:
+            return
+        ready = _condition(new, lifecycle.ConditionType.READY)
+        reason = ready.reason if ready is not None else (new.phase or "")
+        message = ready.message if ready is not None and ready.message else ""
+        _log.info(
+            "sandbox phase changed",
+            extra={"from_phase": old.phase, "to_phase": new.phase, "reason": reason},
+        )
+        if old.phase in (None, "", sandbox_model.Phase.PENDING) and new.phase in (
+            sandbox_model.Phase.CREATING,
+            sandbox_model.Phase.RUNNING,
+        ):
+            self._metrics.created_total.inc()
+        if new.phase == sandbox_model.Phase.RUNNING and not old.start_time and new.start_time:
+            created = before.metadata.creation_timestamp
+            if created:
+                elapsed = (now - meta.parse_timestamp(created)).total_seconds()
+                self._metrics.startup_duration_seconds.labels(
+                    launch=shared_metrics.Launch.COLD.value
+                ).observe(max(elapsed, 0.0))
+        if new.phase == sandbox_model.Phase.FAILED:
+            self._metrics.failed_total.labels(reason=reason).inc()
+            await self._post_event(
+                applied.sandbox,
+                reason=reason,
+                message=message,
+                event_type=writes.EventType.WARNING,
+                now=now,
+            )
+        elif new.phase == sandbox_model.Phase.TERMINATED:
+            await self._post_event(
+                applied.sandbox,
+                reason=reason,
+                message=message,
+                event_type=writes.EventType.NORMAL,
+                now=now,
+            )
+
+    async def _report_refusal(self, error: apply.ApplyError, *, now: datetime.datetime) -> None:
+        """A write was refused: a Ready=False condition naming it, and a Warning Event."""
+        reason = CLEANUP_FAILED if error.cleanup else _reason_of(error.cause)
+        message = str(error)
+        _log.error(
+            "sandbox write refused",
+            extra={"reason": reason, "error": str(error.cause), "cleanup": error.cleanup},
+        )
+        try:
+            changed = await writes.set_condition(
+                self._kube(),
+                resource=objects.SANDBOX,
+                obj=error.sandbox,
+                condition_type=lifecycle.ConditionType.READY,
+                status=conditions_logic.FALSE,
+                reason=reason,
+                message=message,
+                now=now,
+                decode=sandbox_model.decode,
+            )
+        except errors.LssError as condition_error:
+            # The object moved on; the next pass meets the same refusal and reports it.
+            _log.warning("condition not recorded", extra={"error": str(condition_error)})
+            return
+        self._metrics.count_write(
+            kind=metrics_module.WriteKind.SANDBOX_STATUS,
+            verb=metrics_module.WriteVerb.PATCH,
+        )
+        if changed is not None:
+            await self._post_event(
+                changed,
+                reason=reason,
+                message=message,
+                event_type=writes.EventType.WARNING,
+                now=now,
+            )
+
+    async def _post_event(
+        self,
+        involved: sandbox_model.Sandbox,
+        *,
+        reason: str,
+        message: str,
+        event_type: writes.EventType,
+        now: datetime.datetime,
+    ) -> None:
+        if not self._settings.reconcile.post_events:
+            return
+        self._metrics.count_write(
+            kind=metrics_module.WriteKind.EVENT, verb=metrics_module.WriteVerb.CREATE
+        )
+        await writes.post_event(
+            self._kube(),
+            involved=involved,
+            resource=objects.SANDBOX,
+            reason=reason,
+            message=message or reason,
+            event_type=event_type,
+            reporting_controller=REPORTING_CONTROLLER,
+            reporting_instance=self._instance,
+            now=now,
+        )
+
+
+def _stream_seq() -> int:
+    try:
+        return consuming.current_delivery().stream_seq
+    except RuntimeError:
+        return -1  # called outside the consume loop (tests): every call is its own message
+
+
+def _condition(status: sandbox_model.SandboxStatus, condition_type: str) -> meta.Condition | None:
+    return next((c for c in status.conditions or () if c.type == condition_type), None)
+
+
+def _reason_of(error: errors.LssError) -> str:
+    if isinstance(error, errors.PermanentError) and error.reason.isalnum():
+        return error.reason
+    return WRITE_REJECTED

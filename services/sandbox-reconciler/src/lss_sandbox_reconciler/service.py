@@ -1,0 +1,74 @@
+"""Wiring: ``build(settings)`` creates the reconciler's components and returns the Service.
+
+Components, in start order: ``kube`` (API client; ready while the API server's /readyz is
+200), ``nats`` (connection and stream declaration; ready while connected), and the durable
+consumer ``reconcile.consumer_name`` on ``<prefix>.evt.sandbox.>`` (one consumer shared by
+every replica, so each hint goes to one of them), which runs ``handler.Handler.handle``.
+Shutdown runs in reverse: the consumer finishes or naks what it holds before NATS drains.
+No logic here; no resync timer either (the watcher's periodic resync re-publishes every key).
+"""
+
+from __future__ import annotations
+
+import prometheus_client
+
+from lss_common.bus import connection as bus_connection
+from lss_common.bus import consuming, topology
+from lss_common.bus import metrics as bus_metrics
+from lss_common.kube import client
+from lss_common.logic import subjects
+from lss_common.models import messages
+from lss_common.observability import metrics as shared_metrics
+from lss_common.runtime import clock as clock_module
+from lss_common.runtime import service
+from lss_sandbox_reconciler import handler as handler_module
+from lss_sandbox_reconciler import metrics as metrics_module
+from lss_sandbox_reconciler import settings as settings_module
+
+
+def consumer_spec(settings: settings_module.SandboxReconcilerSettings) -> topology.ConsumerSpec:
+    """The durable consumer every replica shares: sandbox hints only."""
+    return topology.ConsumerSpec(
+        durable=settings.reconcile.consumer_name,
+        filter_subjects=(
+            subjects.events_filter(
+                shared_metrics.Kind.SANDBOX.value, prefix=settings.nats.subject_prefix
+            ),
+        ),
+    )
+
+
+def build(
+    settings: settings_module.SandboxReconcilerSettings,
+    *,
+    clock: clock_module.Clock = service.SYSTEM_CLOCK,
+    registry: prometheus_client.CollectorRegistry | None = None,
+    instance: str | None = None,
+) -> service.Service:
+    """The reconciler service for ``settings`` (``clock``/``registry``/``instance`` for tests)."""
+    runtime = service.create_runtime(settings, clock=clock, registry=registry)
+    bus = bus_metrics.BusMetrics.register(runtime.registry)
+    kube = client.KubeConnection(
+        settings.kube, metrics=shared_metrics.KubeMetrics.register(runtime.registry)
+    )
+    nats = bus_connection.NatsConnection(
+        settings.nats, metrics=bus, client_name=settings.service_name
+    )
+    handler = handler_module.Handler(
+        lambda: kube.kube,
+        settings=settings,
+        clock=runtime.clock,
+        metrics=metrics_module.SandboxMetrics.register(runtime.registry),
+        instance=instance,
+    )
+    consumer = consuming.ConsumerComponent(
+        nats,
+        spec=consumer_spec(settings),
+        stream=settings.nats.events_stream,
+        message_type=messages.ChangeEvent,
+        handler=handler.handle,
+        settings=settings.consumer,
+        metrics=bus,
+        tasks=runtime.tasks,
+    )
+    return service.Service(runtime, components=[kube, nats, consumer])

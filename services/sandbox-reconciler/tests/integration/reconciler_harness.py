@@ -1,0 +1,363 @@
+"""Helpers of the reconciler's integration tests: running the watcher and reconciler, objects.
+
+The platform (kube-apiserver + kwok, nats-server) comes from ``lss_dev``'s pytest plugin.
+Every test gets its own namespace (Pod Security ``restricted``), its own subject prefix and
+streams on the shared NATS server, and a RuntimeEnvironment language of its own (runtimes
+are cluster-scoped and selected by ``language:version``, so tests must not share one).
+The reconciler's consumer is declared before the watcher starts publishing (interest
+retention drops hints no consumer is interested in yet).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import nats
+
+from lss_common import errors
+from lss_common import settings as common_settings
+from lss_common.kube import client, objects
+from lss_common.models import kinds
+from lss_common.testing import eventually
+from lss_sandbox_reconciler import names
+from lss_sandbox_reconciler import service as reconciler_service
+from lss_sandbox_reconciler import settings as settings_module
+from lss_sandbox_reconciler.render import owner as owner_module
+from lss_watcher import testing as watcher_testing
+
+WAIT_SECONDS = 60.0
+
+
+def reconciler_settings(
+    *,
+    kubeconfig: str,
+    nats: common_settings.NatsSettings,
+    tag: str,
+    **sandbox_options: Any,
+) -> settings_module.SandboxReconcilerSettings:
+    """Reconciler settings on the given (isolated) NATS settings; fast test timings."""
+    options: dict[str, Any] = {"deletion_poll_seconds": 0.5}
+    options.update(sandbox_options)
+    return settings_module.SandboxReconcilerSettings(
+        service_name=f"reconciler-{tag}",
+        nats=nats,
+        kube=common_settings.KubeSettings(kubeconfig=kubeconfig, request_timeout_seconds=10.0),
+        http=common_settings.HttpSettings(host="127.0.0.1", port=0),
+        consumer=common_settings.ConsumerSettings(
+            concurrency=32,
+            ack_wait_seconds=10.0,
+            fetch_timeout_seconds=0.5,
+            backoff_seconds=[0.1, 0.2, 0.5, 1.0],
+            shutdown_grace_seconds=5.0,
+        ),
+        sandbox=settings_module.SandboxOptions.model_validate(options),
+        reconcile=settings_module.ReconcileOptions(dns_timeout_seconds=1.0),
+    )
+
+
+def environment(settings: settings_module.SandboxReconcilerSettings) -> dict[str, str]:
+    """``settings`` as the ``LSS_*`` environment of a ``python -m lss_sandbox_reconciler``."""
+    env = {"LSS_SERVICE_NAME": settings.service_name, "LSS_LOG__JSON_FORMAT": "true"}
+    for group in ("nats", "kube", "http", "consumer", "sandbox", "reconcile"):
+        for field, value in getattr(settings, group).model_dump(mode="json").items():
+            if value is None:
+                continue
+            if isinstance(value, bool):
+                text = "true" if value else "false"
+            elif isinstance(value, list | dict):
+                text = json.dumps(value)
+            else:
+                text = str(value)
+            env[f"LSS_{group.upper()}__{field.upper()}"] = text
+    return env
+
+
+class RunningReconciler:
+    """``build(settings)`` running in this event loop until :meth:`stop`."""
+
+    def __init__(self, settings: settings_module.SandboxReconcilerSettings) -> None:
+        self.settings = settings
+        self.service = reconciler_service.build(settings)
+        self._task: asyncio.Task[int] | None = None
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self.service.run(handle_signals=False))
+
+        async def ready() -> bool:
+            if self._task is not None and self._task.done():
+                raise RuntimeError(f"the reconciler exited with {self._task.result()}")
+            try:
+                port = self.service.http_port
+            except RuntimeError:
+                return False
+            return await watcher_testing.readyz(f"http://127.0.0.1:{port}")
+
+        await eventually.eventually(ready, timeout_seconds=60, describe="reconciler ready")
+
+    async def stop(self) -> int:
+        if self._task is None:
+            return 0
+        task, self._task = self._task, None
+        self.service.request_stop("test finished")
+        return await task
+
+    def sample(self, name: str, **labels: str) -> float:
+        value = self.service.runtime.registry.get_sample_value(name, labels)
+        return 0.0 if value is None else value
+
+
+class ReconcilerProcess:
+    """``python -m lss_sandbox_reconciler`` in a subprocess (so kill -9 loses its work)."""
+
+    def __init__(
+        self, settings: settings_module.SandboxReconcilerSettings, *, log_file: Path
+    ) -> None:
+        self.settings = settings
+        self.log_file = log_file
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        env = {**os.environ, **environment(self.settings)}
+        with self.log_file.open("ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "lss_sandbox_reconciler"],
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+
+    async def wait_ready(self, port: int) -> None:
+        async def ready() -> bool:
+            assert self.process is not None
+            if self.process.poll() is not None:
+                raise AssertionError(f"reconciler exited: {self.log_file.read_text()[-2000:]}")
+            return await watcher_testing.readyz(f"http://127.0.0.1:{port}")
+
+        await eventually.eventually(ready, timeout_seconds=60, describe="reconciler process ready")
+
+    def kill(self) -> None:
+        assert self.process is not None
+        self.process.kill()
+        self.process.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+
+
+class Cluster:
+    """Create and read the objects of one test namespace through lss_common.kube."""
+
+    def __init__(self, kube: client.Kube, *, namespace: str, language: str) -> None:
+        self.kube = kube
+        self.namespace = namespace
+        self.language = language
+        self.runtimes: list[str] = []
+
+    @property
+    def runtime(self) -> str:
+        """The ``spec.runtime`` of this test's default RuntimeEnvironment."""
+        return f"{self.language}:1.0"
+
+    async def create_runtime(
+        self,
+        *,
+        image: str = "ghcr.io/llmsafespace/runtime-python:3.11",
+        version: str = "1.0",
+        language: str | None = None,
+        spec: dict[str, Any] | None = None,
+    ) -> str:
+        name = f"{language or self.language}-{version.replace('.', '-')}"
+        body = {
+            "apiVersion": kinds.API_VERSION,
+            "kind": "RuntimeEnvironment",
+            "metadata": {"name": name},
+            "spec": {
+                "image": image,
+                "language": language or self.language,
+                "version": version,
+                **(spec or {}),
+            },
+        }
+        await objects.create_object(self.kube, resource=objects.RUNTIME_ENVIRONMENT, body=body)
+        self.runtimes.append(name)
+        return f"{language or self.language}:{version}"
+
+    async def create_profile(
+        self, name: str, *, spec: dict[str, Any], namespace: str | None = None
+    ) -> None:
+        body = {
+            "apiVersion": kinds.API_VERSION,
+            "kind": "SandboxProfile",
+            "metadata": {"name": name, "namespace": namespace or self.namespace},
+            "spec": {"language": self.language, **spec},
+        }
+        await objects.create_object(
+            self.kube,
+            resource=objects.SANDBOX_PROFILE,
+            body=body,
+            namespace=namespace or self.namespace,
+        )
+
+    async def create_sandbox(self, name: str, **spec: Any) -> dict[str, Any]:
+        body = {
+            "apiVersion": kinds.API_VERSION,
+            "kind": "Sandbox",
+            "metadata": {"name": name, "namespace": self.namespace},
+            "spec": {"runtime": self.runtime, **spec},
+        }
+        return await objects.create_object(
+            self.kube, resource=objects.SANDBOX, body=body, namespace=self.namespace
+        )
+
+    async def sandbox(self, name: str) -> dict[str, Any] | None:
+        try:
+            return await objects.get_object(
+                self.kube, resource=objects.SANDBOX, name=name, namespace=self.namespace
+            )
+        except errors.NotFoundError:
+            return None
+
+    async def delete_sandbox(self, name: str) -> None:
+        await objects.delete_object(
+            self.kube, resource=objects.SANDBOX, name=name, namespace=self.namespace
+        )
+
+    async def child(self, resource: objects.ApiResource, name: str) -> dict[str, Any] | None:
+        try:
+            return await objects.get_object(
+                self.kube, resource=resource, name=name, namespace=self.namespace
+            )
+        except errors.NotFoundError:
+            return None
+
+    async def children(self, sandbox_uid: str | None = None) -> dict[str, list[str]]:
+        """Names of every object of ours in the namespace, by kind (UID label, if given)."""
+        selector = (
+            f"{owner_module.SANDBOX_UID}={sandbox_uid}"
+            if sandbox_uid
+            else f"{owner_module.SANDBOX_UID}"
+        )
+        result: dict[str, list[str]] = {}
+        for resource in (
+            objects.POD,
+            objects.SERVICE,
+            objects.SERVICE_ACCOUNT,
+            objects.NETWORK_POLICY,
+            objects.PERSISTENT_VOLUME_CLAIM,
+        ):
+            found = await objects.list_objects(
+                self.kube, resource=resource, namespace=self.namespace, label_selector=selector
+            )
+            result[resource.kind] = sorted(item["metadata"]["name"] for item in found.items)
+        return result
+
+    async def wait_phase(
+        self, name: str, phase: str, *, timeout_seconds: float = WAIT_SECONDS
+    ) -> dict[str, Any]:
+        async def reached() -> dict[str, Any] | None:
+            obj = await self.sandbox(name)
+            if obj is not None and (obj.get("status") or {}).get("phase") == phase:
+                return obj
+            return None
+
+        last: dict[str, Any] | None = None
+
+        async def probe() -> dict[str, Any] | None:
+            nonlocal last
+            last = await self.sandbox(name)
+            return await reached()
+
+        try:
+            result: dict[str, Any] = await eventually.eventually(
+                probe,
+                timeout_seconds=timeout_seconds,
+                describe=f"sandbox {name} in phase {phase}",
+            )
+        except eventually.EventuallyTimeout as error:
+            raise AssertionError(f"{error}; last status: {(last or {}).get('status')}") from None
+        return result
+
+    async def wait_gone(self, name: str, *, timeout_seconds: float = WAIT_SECONDS) -> None:
+        async def gone() -> bool:
+            return await self.sandbox(name) is None
+
+        await eventually.eventually(
+            gone, timeout_seconds=timeout_seconds, describe=f"sandbox {name} deleted"
+        )
+
+    async def cleanup(self) -> None:
+        for name in self.runtimes:
+            with contextlib.suppress(errors.LssError):
+                await objects.delete_object(
+                    self.kube, resource=objects.RUNTIME_ENVIRONMENT, name=name
+                )
+
+
+def pod_name(sandbox: str) -> str:
+    return names.pod_name(sandbox)
+
+
+def condition(obj: dict[str, Any], condition_type: str) -> dict[str, Any]:
+    for item in (obj.get("status") or {}).get("conditions") or ():
+        if item["type"] == condition_type:
+            return dict(item)
+    raise AssertionError(f"no {condition_type} condition in {obj.get('status')}")
+
+
+class World:
+    """The watcher and reconciler(s) of one test, on NATS names of its own."""
+
+    def __init__(self, *, kubeconfig: str, nats_url: str, namespace: str) -> None:
+        self.kubeconfig = kubeconfig
+        self.nats_url = nats_url
+        self.watcher_settings = watcher_testing.isolated_settings(
+            kubeconfig=kubeconfig, nats_url=nats_url, namespace=namespace
+        )
+        self.nats = self.watcher_settings.nats
+        self.tag = self.nats.subject_prefix
+        self.watcher: watcher_testing.RunningWatcher | None = None
+        self.reconcilers: list[RunningReconciler] = []
+
+    def settings(self, **sandbox_options: Any) -> settings_module.SandboxReconcilerSettings:
+        return reconciler_settings(
+            kubeconfig=self.kubeconfig, nats=self.nats, tag=self.tag, **sandbox_options
+        )
+
+    async def start_reconciler(self, **sandbox_options: Any) -> RunningReconciler:
+        running = RunningReconciler(self.settings(**sandbox_options))
+        await running.start()
+        self.reconcilers.append(running)
+        return running
+
+    async def start_watcher(self) -> watcher_testing.RunningWatcher:
+        self.watcher = watcher_testing.RunningWatcher(self.watcher_settings)
+        await self.watcher.__aenter__()
+        return self.watcher
+
+    async def stop(self) -> None:
+        if self.watcher is not None:
+            await self.watcher.stop()
+        for running in self.reconcilers:
+            await running.stop()
+        connection = await nats.connect(self.nats_url)
+        try:
+            js = connection.jetstream()
+            for stream in (self.nats.events_stream, self.nats.status_stream):
+                with contextlib.suppress(Exception):
+                    await js.delete_stream(stream)
+        finally:
+            await connection.close()

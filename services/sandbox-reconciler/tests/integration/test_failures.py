@@ -1,0 +1,169 @@
+"""Every failure path ends with its documented condition, and the reconciler never crashes.
+
+- pod fates (kwok stages keyed on the image): ImagePullBackOff → Failed/ImagePullBackOff;
+  CrashLoopBackOff and a pod that fails → Failed/PodFailed; a request no node fits, past the
+  (short) unschedulable deadline → Failed/Unschedulable with PodScheduled False. A failed
+  sandbox's children are released (terminal, like a Pod).
+- a pod that never becomes Ready stays Creating (Ready False, PodNotReady); deleting the
+  sandbox while Creating removes it and every child.
+- invalid input the schema cannot catch: unknown runtime (RuntimeNotFound), a runtime the
+  validator marked unavailable (RuntimeUnavailable), a missing profile (ProfileNotFound), a
+  profile in another namespace (ProfileNamespaceForbidden), a contradictory profile
+  (ProfileConflict): Failed with the condition naming the field, no child and no finalizer
+  created, and the same reconciler goes on to run a valid sandbox afterwards.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+import pytest
+from reconciler_harness import Cluster, World, condition
+
+from lss_common.kube import objects
+from lss_common.models import kinds
+from lss_common.testing import eventually
+from lss_dev import controlplane
+
+pytestmark = pytest.mark.integration
+
+EMPTY = {
+    "Pod": [],
+    "Service": [],
+    "ServiceAccount": [],
+    "NetworkPolicy": [],
+    "PersistentVolumeClaim": [],
+}
+
+
+async def _released(cluster: Cluster, uid: str) -> None:
+    async def released() -> bool:
+        return await cluster.children(uid) == EMPTY
+
+    await eventually.eventually(released, timeout_seconds=60, describe=f"children of {uid} gone")
+
+
+async def test_pod_failures_end_failed_with_their_reason(
+    running: Callable[..., Awaitable[World]], cluster: Cluster
+) -> None:
+    world = await running(unschedulable_deadline_seconds=2.0)
+    cases = {
+        "pull": ("image-pull-backoff", {}, "ImagePullBackOff"),
+        "crash": ("crash-loop", {}, "PodFailed"),
+        "fail": ("fail", {}, "PodFailed"),
+        "huge": (None, {"resources": {"cpu": "100", "memory": "1Gi"}}, "Unschedulable"),
+    }
+    uids: dict[str, str] = {}
+    for index, (name, (fate, extra, _)) in enumerate(cases.items()):
+        runtime = await cluster.create_runtime(
+            image=controlplane.FATE_IMAGES[fate]
+            if fate
+            else "ghcr.io/llmsafespace/runtime-python:3.11",
+            version=f"{index}.0",
+        )
+        created = await cluster.create_sandbox(name, **{"runtime": runtime, **extra})
+        uids[name] = created["metadata"]["uid"]
+    for name, (_, _, reason) in cases.items():
+        obj = await cluster.wait_phase(name, "Failed")
+        ready = condition(obj, "Ready")
+        assert (ready["status"], ready["reason"]) == ("False", reason), name
+        assert ready["message"]
+        if reason == "Unschedulable":
+            assert condition(obj, "PodScheduled")["reason"] == "Unschedulable"
+        await _released(cluster, uids[name])
+    reconciler = world.reconcilers[0]
+    assert reconciler.sample("llmsafespace_sandbox_failed_total", reason="PodFailed") == 2
+    for name in cases:
+        await cluster.delete_sandbox(name)
+    for name in cases:
+        await cluster.wait_gone(name)
+
+
+async def test_never_ready_stays_creating_and_delete_while_creating(
+    running: Callable[..., Awaitable[World]], cluster: Cluster
+) -> None:
+    await running()
+    runtime = await cluster.create_runtime(image=controlplane.FATE_IMAGES["never-ready"])
+    created = await cluster.create_sandbox("slow", runtime=runtime)
+    uid = created["metadata"]["uid"]
+
+    async def running_not_ready() -> bool:
+        obj = await cluster.sandbox("slow")
+        pod = await cluster.child(objects.POD, "sandbox-slow")
+        return bool(
+            obj
+            and obj.get("status", {}).get("phase") == "Creating"
+            and condition(obj, "Ready")["reason"] == "PodNotReady"
+            and pod
+            and pod["status"].get("phase") == "Running"
+        )
+
+    await eventually.eventually(
+        running_not_ready, timeout_seconds=60, describe="pod Running but not Ready; Creating"
+    )
+    await cluster.delete_sandbox("slow")
+    await cluster.wait_gone("slow")
+    assert await cluster.children(uid) == EMPTY
+
+
+async def test_invalid_input_gives_a_clear_condition(
+    running: Callable[..., Awaitable[World]], cluster: Cluster
+) -> None:
+    world = await running()
+    runtime = await cluster.create_runtime()
+    unavailable = await cluster.create_runtime(version="9.0")
+    await objects.patch_object(
+        cluster.kube,
+        resource=objects.RUNTIME_ENVIRONMENT,
+        name=f"{cluster.language}-9-0",
+        subresource="status",
+        body={"status": {"available": False}},
+    )
+    await cluster.create_profile("other-language", spec={"language": "ruby"})
+    cases = {
+        "unknown-runtime": (
+            {"runtime": f"{cluster.language}:0.1"},
+            "RuntimeResolved",
+            "RuntimeNotFound",
+            "spec.runtime",
+        ),
+        "unavailable": ({"runtime": unavailable}, "RuntimeResolved", "RuntimeUnavailable", None),
+        "missing-profile": (
+            {"profileRef": {"name": "nope"}},
+            "ProfileResolved",
+            "ProfileNotFound",
+            "spec.profileRef",
+        ),
+        "foreign-profile": (
+            {"profileRef": {"name": "other-language", "namespace": "kube-system"}},
+            "ProfileResolved",
+            "ProfileNamespaceForbidden",
+            "spec.profileRef.namespace",
+        ),
+        "contradictory": (
+            {"profileRef": {"name": "other-language"}},
+            "ProfileResolved",
+            "ProfileConflict",
+            "spec.profileRef",
+        ),
+    }
+    for name, (spec, _, _, _) in cases.items():
+        await cluster.create_sandbox(name, **{"runtime": runtime, **spec})
+    for name, (_, condition_type, reason, field) in cases.items():
+        obj = await cluster.wait_phase(name, "Failed")
+        found = condition(obj, condition_type)
+        assert (found["status"], found["reason"]) == ("False", reason), name
+        assert condition(obj, "Ready")["reason"] == reason
+        if field is not None:
+            assert field in found["message"], found["message"]
+        # Nothing was built, so nothing is guarded: no finalizer write at all.
+        assert kinds.FINALIZER not in (obj["metadata"].get("finalizers") or [])
+        assert await cluster.children(obj["metadata"]["uid"]) == EMPTY
+    # The reconciler is still healthy and runs a valid sandbox.
+    await cluster.create_sandbox("valid", runtime=runtime)
+    await cluster.wait_phase("valid", "Running")
+    reconciler = world.reconcilers[0]
+    errors = reconciler.sample(
+        "llmsafespace_bus_messages_total", stream=world.nats.events_stream, outcome="error"
+    )
+    assert errors == 0

@@ -1,0 +1,219 @@
+"""The Sandbox lifecycle end to end: real watcher + reconciler, kube-apiserver + kwok, NATS.
+
+In a namespace enforcing Pod Security ``restricted``:
+
+- for each security level, Pending → Creating → Running with status.startTime, podName,
+  podNamespace, endpoint and observedGeneration right and every condition True; the pod has
+  the level's RuntimeClass; the Service, ServiceAccount and policies exist; deleting the
+  Sandbox removes every child before the finalizer goes;
+- the lifetime (``spec.timeout`` 2 s) ends in Terminated/Expired with the children released
+  and the object kept;
+- a pod, Service and policy deleted by hand come back (new UIDs) and the sandbox runs again;
+- a child whose deletion hangs (a foreign finalizer) holds the Sandbox's finalizer: the
+  Sandbox stays Terminating until the child is really gone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+from reconciler_harness import Cluster, World, condition, pod_name
+
+from lss_common.kube import objects
+from lss_common.models import kinds
+from lss_common.testing import eventually
+from lss_sandbox_reconciler import names
+
+pytestmark = pytest.mark.integration
+
+
+async def _assert_running_status(cluster: Cluster, name: str, obj: dict[str, Any]) -> None:
+    status = obj["status"]
+    assert status["phase"] == "Running"
+    assert status["startTime"]
+    assert status["podName"] == pod_name(name)
+    assert status["podNamespace"] == cluster.namespace
+    assert status["endpoint"] == f"{pod_name(name)}.{cluster.namespace}.svc.cluster.local"
+    assert status["observedGeneration"] == obj["metadata"]["generation"]
+    for condition_type in ("Ready", "PodScheduled", "RuntimeResolved", "NetworkReady"):
+        assert condition(obj, condition_type)["status"] == "True", condition_type
+    assert condition(obj, "Ready")["reason"] == "PodReady"
+    assert kinds.FINALIZER in obj["metadata"]["finalizers"]
+
+
+LEVELS = {
+    "standard": ({"securityLevel": "standard"}, None, None),
+    "high": ({"securityLevel": "high"}, None, "gvisor"),
+    "custom": (
+        {"securityLevel": "custom", "profileRef": {"name": "strict"}},
+        {"securityLevel": "high"},
+        "gvisor",
+    ),
+}
+
+
+@pytest.mark.parametrize("level", list(LEVELS))
+async def test_lifecycle_for_each_security_level(
+    running: Callable[..., Awaitable[World]], cluster: Cluster, level: str
+) -> None:
+    spec, profile, runtime_class = LEVELS[level]
+    world = await running()
+    await cluster.create_runtime()
+    if profile is not None:
+        await cluster.create_profile("strict", spec=profile)
+    created = await cluster.create_sandbox("box", timeout=300, **spec)
+    uid = created["metadata"]["uid"]
+
+    obj = await cluster.wait_phase("box", "Running")
+    await _assert_running_status(cluster, "box", obj)
+    if profile is not None:
+        assert condition(obj, "ProfileResolved")["status"] == "True"
+    pod = await cluster.child(objects.POD, pod_name("box"))
+    assert pod is not None
+    assert pod["spec"].get("runtimeClassName") == runtime_class
+    assert pod["spec"]["serviceAccountName"] == names.service_account_name("box")
+    assert pod["spec"]["automountServiceAccountToken"] is False
+    children = await cluster.children(uid)
+    assert children == {
+        "Pod": [pod_name("box")],
+        "Service": [pod_name("box")],
+        "ServiceAccount": [pod_name("box")],
+        "NetworkPolicy": sorted(
+            names.policy_name("box", policy=p)
+            for p in (names.Policy.DENY, names.Policy.DNS, names.Policy.API)
+        ),
+        "PersistentVolumeClaim": [],
+    }
+    # Writes of one cold sandbox: the finalizer, 6 children, Creating and Running statuses.
+    reconciler = world.reconcilers[0]
+    writes = reconciler.sample("llmsafespace_sandbox_api_writes_total", kind="Pod", verb="create")
+    assert writes == 1
+
+    await cluster.delete_sandbox("box")
+    await cluster.wait_gone("box")
+    assert await cluster.children(uid) == {
+        "Pod": [],
+        "Service": [],
+        "ServiceAccount": [],
+        "NetworkPolicy": [],
+        "PersistentVolumeClaim": [],
+    }
+    assert reconciler.sample("llmsafespace_sandbox_deleted_total") == 1
+
+
+async def test_lifetime_expiry_releases_children(
+    running: Callable[..., Awaitable[World]], cluster: Cluster
+) -> None:
+    await running()
+    await cluster.create_runtime()
+    created = await cluster.create_sandbox("short", timeout=2)
+    uid = created["metadata"]["uid"]
+
+    obj = await cluster.wait_phase("short", "Terminated")
+    ready = condition(obj, "Ready")
+    assert (ready["status"], ready["reason"]) == ("False", "Expired")
+    assert obj["status"]["startTime"]
+    assert "podName" not in obj["status"]
+    assert "endpoint" not in obj["status"]
+
+    async def released() -> bool:
+        return all(not found for found in (await cluster.children(uid)).values())
+
+    await eventually.eventually(released, timeout_seconds=30, describe="children released")
+    # The object stays (with its finalizer) until someone deletes it.
+    kept = await cluster.sandbox("short")
+    assert kept is not None
+    assert kept["status"]["phase"] == "Terminated"
+    await cluster.delete_sandbox("short")
+    await cluster.wait_gone("short")
+
+
+async def test_children_deleted_by_hand_come_back(
+    running: Callable[..., Awaitable[World]], cluster: Cluster
+) -> None:
+    await running()
+    await cluster.create_runtime()
+    await cluster.create_sandbox("keep", timeout=600)
+    await cluster.wait_phase("keep", "Running")
+    deny = names.policy_name("keep", policy=names.Policy.DENY)
+    before = {
+        resource.kind: (await cluster.child(resource, name) or {})["metadata"]["uid"]
+        for resource, name in (
+            (objects.POD, pod_name("keep")),
+            (objects.SERVICE, pod_name("keep")),
+            (objects.NETWORK_POLICY, deny),
+        )
+    }
+    for resource, name in (
+        (objects.POD, pod_name("keep")),
+        (objects.SERVICE, pod_name("keep")),
+        (objects.NETWORK_POLICY, deny),
+    ):
+        await objects.delete_object(
+            cluster.kube, resource=resource, name=name, namespace=cluster.namespace
+        )
+
+    async def recreated() -> bool:
+        for resource, name in (
+            (objects.POD, pod_name("keep")),
+            (objects.SERVICE, pod_name("keep")),
+            (objects.NETWORK_POLICY, deny),
+        ):
+            found = await cluster.child(resource, name)
+            if found is None or found["metadata"]["uid"] == before[resource.kind]:
+                return False
+            if found["metadata"].get("deletionTimestamp"):
+                return False
+        obj = await cluster.sandbox("keep")
+        return bool(obj and condition(obj, "Ready")["status"] == "True")
+
+    await eventually.eventually(
+        recreated, timeout_seconds=60, describe="pod, Service and deny policy re-created"
+    )
+    obj = await cluster.sandbox("keep")
+    assert obj is not None
+    assert obj["status"]["phase"] == "Running"
+
+
+async def test_finalizer_stays_until_children_are_gone(
+    running: Callable[..., Awaitable[World]], cluster: Cluster
+) -> None:
+    await running()
+    await cluster.create_runtime()
+    await cluster.create_sandbox("held", timeout=600)
+    await cluster.wait_phase("held", "Running")
+    # A foreign finalizer makes the Service's deletion hang.
+    await objects.patch_object(
+        cluster.kube,
+        resource=objects.SERVICE,
+        name=pod_name("held"),
+        namespace=cluster.namespace,
+        body={"metadata": {"finalizers": ["test.llmsafespace.dev/hold"]}},
+    )
+    await cluster.delete_sandbox("held")
+    obj = await cluster.wait_phase("held", "Terminating")
+    assert kinds.FINALIZER in obj["metadata"]["finalizers"]
+
+    async def service_deleting_pod_gone() -> bool:
+        svc = await cluster.child(objects.SERVICE, pod_name("held"))
+        pod = await cluster.child(objects.POD, pod_name("held"))
+        return bool(svc and svc["metadata"].get("deletionTimestamp") and pod is None)
+
+    await eventually.eventually(
+        service_deleting_pod_gone, timeout_seconds=30, describe="pod gone, Service held"
+    )
+    # Everything else is gone, but the Service still exists: the finalizer must hold.
+    held = await cluster.sandbox("held")
+    assert held is not None
+    assert kinds.FINALIZER in held["metadata"]["finalizers"]
+
+    await objects.patch_object(
+        cluster.kube,
+        resource=objects.SERVICE,
+        name=pod_name("held"),
+        namespace=cluster.namespace,
+        body={"metadata": {"finalizers": None}},
+    )
+    await cluster.wait_gone("held")

@@ -1,0 +1,1 @@
+"""LLMSafeSpace pool manager: keeps each WarmPool filled with Ready WarmPods."""

@@ -1,0 +1,150 @@
+"""The pool manager's writes: WarmPods, their pods, the pool's children, status, finalizer.
+
+Every create is of a deterministic name (a repeat answers AlreadyExists, reported as
+``False``); every delete carries the UID it was decided for (a namesake re-created since is
+never deleted); every status write carries the resourceVersion it was computed from. This
+module decides nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+import msgspec
+
+from lss_common import errors
+from lss_common.kube import client, objects, writes
+from lss_common.models import kinds
+from lss_common.models import warmpod as warmpod_model
+from lss_common.models import warmpool as warmpool_model
+from lss_pool_manager import podspec
+
+
+def warm_pod_body(
+    pool: warmpool_model.WarmPool,
+    *,
+    name: str,
+    record: warmpod_model.WarmPodSpec,
+    pod_spec_hash: str,
+) -> dict[str, Any]:
+    """The WarmPod manifest for one slot, owned by the pool."""
+    meta = pool.metadata
+    return {
+        "apiVersion": kinds.API_VERSION,
+        "kind": warmpod_model.KIND,
+        "metadata": {
+            "name": name,
+            "namespace": meta.namespace,
+            "labels": podspec.warm_pod_labels(pool_name=meta.name or "", pool_uid=meta.uid or ""),
+            "annotations": {podspec.POD_SPEC_HASH: pod_spec_hash},
+            "ownerReferences": [
+                podspec.owner_reference(
+                    kind=warmpool_model.KIND, name=meta.name or "", uid=meta.uid or ""
+                )
+            ],
+        },
+        "spec": msgspec.to_builtins(record),
+    }
+
+
+async def create_warm_pod(
+    kube: client.Kube, *, body: dict[str, Any]
+) -> warmpod_model.WarmPod | None:
+    """Create the WarmPod; None when its slot is already taken (another replica, or a lag)."""
+    try:
+        return await objects.create_object(
+            kube,
+            resource=objects.WARM_POD,
+            namespace=body["metadata"]["namespace"],
+            body=body,
+            decode=warmpod_model.decode,
+        )
+    except errors.AlreadyExistsError:
+        return None
+
+
+async def create_pod(kube: client.Kube, *, pod: dict[str, Any]) -> bool:
+    """Create the warm pod; False if it exists already."""
+    _, created = await writes.create_if_absent(
+        kube, resource=objects.POD, namespace=pod["metadata"]["namespace"], body=pod
+    )
+    return created
+
+
+async def delete_warm_pod(kube: client.Kube, *, namespace: str, name: str, uid: str) -> bool:
+    """Delete exactly this WarmPod; False if it was already gone (or is a namesake now)."""
+    try:
+        return await writes.delete_if_present(
+            kube, resource=objects.WARM_POD, namespace=namespace, name=name, uid=uid
+        )
+    except errors.ConflictError:
+        return False  # the UID precondition failed: a new WarmPod took the slot
+
+
+async def delete_pod(kube: client.Kube, *, namespace: str, name: str, uid: str | None) -> bool:
+    try:
+        return await writes.delete_if_present(
+            kube, resource=objects.POD, namespace=namespace, name=name, uid=uid
+        )
+    except errors.ConflictError:
+        return False
+
+
+async def ensure_pool_children(kube: client.Kube, *, pool: warmpool_model.WarmPool) -> None:
+    """The pool's ServiceAccount and default-deny NetworkPolicy (created if absent)."""
+    namespace = pool.metadata.namespace
+    await writes.create_if_absent(
+        kube,
+        resource=objects.SERVICE_ACCOUNT,
+        namespace=namespace,
+        body=podspec.render_service_account(pool),
+    )
+    await writes.create_if_absent(
+        kube,
+        resource=objects.NETWORK_POLICY,
+        namespace=namespace,
+        body=podspec.render_deny_policy(pool),
+    )
+
+
+async def write_pool_status(
+    kube: client.Kube,
+    *,
+    pool: warmpool_model.WarmPool,
+    status: warmpool_model.WarmPoolStatus,
+) -> warmpool_model.WarmPool:
+    return await writes.update_status(
+        kube, resource=objects.WARM_POOL, obj=pool, status=status, decode=warmpool_model.decode
+    )
+
+
+async def write_warm_pod_status(
+    kube: client.Kube,
+    *,
+    warm_pod: warmpod_model.WarmPod,
+    status: warmpod_model.WarmPodStatus,
+) -> warmpod_model.WarmPod:
+    return await writes.update_status(
+        kube, resource=objects.WARM_POD, obj=warm_pod, status=status, decode=warmpod_model.decode
+    )
+
+
+async def add_finalizer(
+    kube: client.Kube, *, pool: warmpool_model.WarmPool
+) -> warmpool_model.WarmPool:
+    updated = await writes.add_finalizer(
+        kube,
+        resource=objects.WARM_POOL,
+        obj=pool,
+        finalizer=kinds.FINALIZER,
+        decode=warmpool_model.decode,
+    )
+    return pool if updated is None else updated
+
+
+async def remove_finalizer(kube: client.Kube, *, pool: warmpool_model.WarmPool) -> None:
+    with contextlib.suppress(errors.NotFoundError):
+        await writes.remove_finalizer(
+            kube, resource=objects.WARM_POOL, obj=pool, finalizer=kinds.FINALIZER
+        )

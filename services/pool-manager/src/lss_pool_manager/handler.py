@@ -1,0 +1,372 @@
+"""Handle one hint: observe → plan → apply, for a WarmPool or a WarmPod.
+
+``warmpool`` hints size the pool (``sizing``), write its status (``status``) and, when it is
+being deleted, tear it down behind its finalizer. ``warmpod`` hints drive one WarmPod's
+lifecycle (``lifecycle``): create its pod, mark it Ready, refresh its heartbeat, fail and
+delete it when its pod dies. This is the only module that mixes reads, decisions and writes.
+
+In-memory state, per process and lost harmlessly on restart (the API server is the truth):
+each pool's token bucket and expectations, the pools whose ServiceAccount and policy were
+ensured, and the requeue book.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from lss_common import errors
+from lss_common.bus import outcomes
+from lss_common.kube import client
+from lss_common.logic import subjects
+from lss_common.models import kinds, messages, meta
+from lss_common.models import warmpod as warmpod_model
+from lss_common.models import warmpool as warmpool_model
+from lss_common.observability import logs
+from lss_common.runtime import clock as clock_module
+from lss_pool_manager import (
+    apply,
+    lifecycle,
+    names,
+    observe,
+    podspec,
+    requeue,
+    sizing,
+    status,
+)
+from lss_pool_manager import metrics as metrics_module
+from lss_pool_manager import settings as settings_module
+
+_log = logging.getLogger(__name__)
+
+
+class Handler:
+    """The pool manager's message handler (one per process)."""
+
+    def __init__(
+        self,
+        settings: settings_module.PoolManagerSettings,
+        *,
+        kube: client.KubeConnection,
+        metrics: metrics_module.PoolManagerMetrics,
+        clock: clock_module.Clock,
+    ) -> None:
+        self._settings = settings
+        self._options = settings.pool
+        self._kube = kube
+        self._metrics = metrics
+        self._clock = clock
+        self._buckets: dict[str, sizing.TokenBucket] = {}
+        self._expectations: dict[str, sizing.Expectations] = {}
+        self._ensured: set[str] = set()
+        self._book = requeue.RequeueBook()
+
+    async def handle(self, event: messages.ChangeEvent) -> outcomes.Outcome:
+        if event.namespace is None:
+            raise errors.InvalidMessage(f"{event.kind} hint without a namespace")
+        with logs.bind(kind=event.kind, namespace=event.namespace, name=event.name):
+            if event.kind == kinds.WARM_POOL.singular:
+                return await self.handle_pool(namespace=event.namespace, name=event.name)
+            if event.kind == kinds.WARM_POD.singular:
+                return await self.handle_warm_pod(namespace=event.namespace, name=event.name)
+        raise errors.InvalidMessage(f"the pool manager does not handle {event.kind!r} hints")
+
+    def _requeue(self, key: str, after_seconds: float | None) -> outcomes.Outcome:
+        seconds = self._book.decide(key, after_seconds=after_seconds, now=self._clock.monotonic())
+        return outcomes.DONE if seconds is None else outcomes.RequeueAfter(seconds)
+
+    # -- pools -----------------------------------------------------------------------------
+
+    async def handle_pool(self, *, namespace: str, name: str) -> outcomes.Outcome:
+        kube = self._kube.kube
+        key = subjects.message_id("warmpool", namespace=namespace, name=name, resource_version="-")
+        pool = await observe.get_pool(kube, namespace=namespace, name=name)
+        if pool is None:
+            self._forget(key, namespace=namespace, name=name)
+            return outcomes.DONE
+        if pool.metadata.deletion_timestamp:
+            return await self._delete_pool(pool, key=key)
+        pool = await apply.add_finalizer(kube, pool=pool)
+        now = self._clock.now()
+        if pool.spec.preload_scripts:
+            await self._write_failed(
+                pool,
+                reason=status.Reason.PRELOAD_NOT_SUPPORTED,
+                message="spec.preloadScripts: running preload scripts is not supported yet; "
+                "no warm pods are created for this pool (remove them to use it)",
+            )
+            return self._requeue(key, None)
+        try:
+            inputs = await observe.build_inputs(kube, pool=pool, settings=self._settings.sandbox)
+        except errors.PermanentError as error:
+            await self._write_failed(pool, reason=error.reason, message=str(error))
+            return self._requeue(key, self._options.invalid_pool_recheck_seconds)
+        uid = pool.metadata.uid or ""
+        if uid not in self._ensured:
+            await apply.ensure_pool_children(kube, pool=pool)
+            self._ensured.add(uid)
+        members_found = await observe.list_warm_pods(kube, pool=pool)
+        members = [_member(wp, record=inputs.record) for wp in members_found]
+        bucket = self._buckets.get(uid) or sizing.TokenBucket.full(
+            capacity=self._options.create_burst,
+            rate_per_second=self._options.create_rate_per_second,
+        )
+        plan = sizing.plan_sizing(
+            status.shape_of(pool),
+            pool_name=name,
+            members=members,
+            expectations=self._expectations.get(uid, sizing.Expectations()),
+            bucket=bucket,
+            last_scale_time=status.last_scale_time(pool),
+            now=now,
+        )
+        self._buckets[uid] = plan.bucket
+        expectations = plan.expectations.expecting(
+            creates=plan.create,
+            deletes=[d.uid for d in plan.delete],
+            now=now,
+            timeout_seconds=self._options.expectation_timeout_seconds,
+        )
+        self._expectations[uid] = expectations
+        if plan.create or plan.delete:
+            _log.info(
+                "sizing pool",
+                extra=logs.extra(
+                    create=len(plan.create),
+                    delete=len(plan.delete),
+                    operation=str(plan.operation) if plan.operation else None,
+                    wanted_unassigned=plan.wanted_unassigned,
+                ),
+            )
+        results = await asyncio.gather(
+            *(self._delete(pool, deletion) for deletion in plan.delete),
+            *(self._create(pool, slot=slot, inputs=inputs) for slot in plan.create),
+            return_exceptions=True,
+        )
+        failures = [r for r in results if isinstance(r, BaseException)]
+        if failures:
+            # Unconfirmed writes must not be trusted as expectations: re-observe next time.
+            self._expectations.pop(uid, None)
+            raise failures[0]
+        if plan.operation is not None:
+            self._metrics.scaling_operations_total.labels(plan.operation.value).inc()
+        self._metrics.record_sizing(namespace=namespace, pool=name, counts=plan.counts)
+        new_status = status.sized_status(pool, plan=plan, now=now)
+        if new_status != warmpool_model.status_of(pool):
+            await apply.write_pool_status(kube, pool=pool, status=new_status)
+        return self._requeue(key, plan.requeue_after_seconds)
+
+    async def _create(
+        self, pool: warmpool_model.WarmPool, *, slot: str, inputs: observe.BuildInputs
+    ) -> None:
+        kube = self._kube.kube
+        # The fingerprint is of the rendered pod, computed for a stand-in WarmPod: identity
+        # is not part of it.
+        probe = warmpod_model.WarmPod(
+            metadata=meta.ObjectMeta(name=slot, namespace=pool.metadata.namespace, uid="0" * 8),
+            spec=inputs.record,
+        )
+        fingerprint = podspec.fingerprint(
+            podspec.render_warm_pod(
+                inputs.spec,
+                warm_pod=probe,
+                pool_uid=pool.metadata.uid or "",
+                settings=self._settings.sandbox,
+            )
+        )
+        created = await apply.create_warm_pod(
+            kube,
+            body=apply.warm_pod_body(
+                pool, name=slot, record=inputs.record, pod_spec_hash=fingerprint
+            ),
+        )
+        if created is None:
+            return
+        self._metrics.pods_created_total.inc()
+        # Created right away (not on the WarmPod's own hint) to save a round trip; the
+        # warmpod handler creates it instead if this process dies in between.
+        pod = podspec.render_warm_pod(
+            inputs.spec,
+            warm_pod=created,
+            pool_uid=pool.metadata.uid or "",
+            settings=self._settings.sandbox,
+        )
+        await apply.create_pod(kube, pod=pod)
+
+    async def _delete(self, pool: warmpool_model.WarmPool, deletion: sizing.Deletion) -> None:
+        deleted = await apply.delete_warm_pod(
+            self._kube.kube,
+            namespace=pool.metadata.namespace or "",
+            name=deletion.name,
+            uid=deletion.uid,
+        )
+        if deleted:
+            self._metrics.pods_deleted_total.labels(deletion.reason.value).inc()
+
+    async def _write_failed(
+        self, pool: warmpool_model.WarmPool, *, reason: str, message: str
+    ) -> None:
+        new_status = status.failed_status(
+            pool, reason=reason, message=message, now=self._clock.now()
+        )
+        if new_status != warmpool_model.status_of(pool):
+            await apply.write_pool_status(self._kube.kube, pool=pool, status=new_status)
+
+    async def _delete_pool(self, pool: warmpool_model.WarmPool, *, key: str) -> outcomes.Outcome:
+        kube = self._kube.kube
+        if kinds.FINALIZER not in (pool.metadata.finalizers or ()):
+            return outcomes.DONE
+        warm_pods = await observe.list_warm_pods(kube, pool=pool)
+        assigned = [
+            wp
+            for wp in warm_pods
+            if warmpod_model.status_of(wp).phase == warmpod_model.Phase.ASSIGNED
+        ]
+        if assigned and not self._options.force_delete_with_assigned_pods:
+            await self._write_failed(
+                pool,
+                reason=status.Reason.DELETION_BLOCKED,
+                message=f"{len(assigned)} WarmPods are Assigned to sandboxes "
+                f"({', '.join(sorted(wp.metadata.name or '' for wp in assigned)[:5])}); "
+                "deletion waits until they are released",
+            )
+            return outcomes.RequeueAfter(self._options.deletion_poll_seconds)
+        pods = await observe.list_pool_pods(kube, pool=pool)
+        # Pods still controlled by one of the pool's WarmPods; a claimed pod is controlled by
+        # its Sandbox and lives on with it.
+        unclaimed = [pod for pod in pods if _controller_kind(pod) == warmpod_model.KIND]
+        if not warm_pods and not unclaimed:
+            await apply.remove_finalizer(kube, pool=pool)
+            self._forget(
+                key, namespace=pool.metadata.namespace or "", name=pool.metadata.name or ""
+            )
+            self._metrics.pools_deleted_total.inc()
+            _log.info("warm pool deleted")
+            return outcomes.DONE
+        deleted = await asyncio.gather(
+            *(
+                apply.delete_warm_pod(
+                    kube,
+                    namespace=wp.metadata.namespace or "",
+                    name=wp.metadata.name or "",
+                    uid=wp.metadata.uid or "",
+                )
+                for wp in warm_pods
+            ),
+            *(
+                apply.delete_pod(
+                    kube,
+                    namespace=pod["metadata"]["namespace"],
+                    name=pod["metadata"]["name"],
+                    uid=pod["metadata"].get("uid"),
+                )
+                for pod in unclaimed
+                if not pod["metadata"].get("deletionTimestamp")
+            ),
+        )
+        count = sum(1 for done in deleted[: len(warm_pods)] if done)
+        if count:
+            self._metrics.pods_deleted_total.labels(sizing.DeleteReason.POOL_DELETION.value).inc(
+                count
+            )
+        return outcomes.RequeueAfter(self._options.deletion_poll_seconds)
+
+    def _forget(self, key: str, *, namespace: str, name: str) -> None:
+        self._book.forget(key)
+        self._metrics.forget_pool(namespace=namespace, pool=name)
+
+    # -- warm pods ---------------------------------------------------------------------------
+
+    async def handle_warm_pod(self, *, namespace: str, name: str) -> outcomes.Outcome:
+        kube = self._kube.kube
+        key = subjects.message_id("warmpod", namespace=namespace, name=name, resource_version="-")
+        warm_pod = await observe.get_warm_pod(kube, namespace=namespace, name=name)
+        if warm_pod is None or not warm_pod.metadata.uid:
+            self._book.forget(key)
+            return outcomes.DONE
+        pod = await observe.get_pod(
+            kube, namespace=namespace, name=names.pod_name(name, uid=warm_pod.metadata.uid)
+        )
+        plan = lifecycle.plan_warm_pod(
+            warm_pod,
+            pod=pod,
+            now=self._clock.now(),
+            heartbeat_interval_seconds=self._options.heartbeat_interval_seconds,
+            ready_timeout_seconds=self._options.ready_timeout_seconds,
+        )
+        if plan.create_pod and not await self._create_missing_pod(warm_pod):
+            return outcomes.DONE
+        if plan.status is not None:
+            warm_pod = await apply.write_warm_pod_status(
+                kube, warm_pod=warm_pod, status=plan.status
+            )
+        if plan.delete:
+            deleted = await apply.delete_warm_pod(
+                kube, namespace=namespace, name=name, uid=warm_pod.metadata.uid or ""
+            )
+            if deleted:
+                _log.info("warm pod failed and deleted")
+                self._metrics.pods_deleted_total.labels(sizing.DeleteReason.POD_FAILED.value).inc()
+            self._book.forget(key)
+            return outcomes.DONE
+        return self._requeue(key, plan.requeue_after_seconds)
+
+    async def _create_missing_pod(self, warm_pod: warmpod_model.WarmPod) -> bool:
+        """Create the pod of a WarmPod whose creator died before it; False if it was deleted."""
+        kube = self._kube.kube
+        ref = warm_pod.spec.pool_ref
+        pool = await observe.get_pool(
+            kube, namespace=ref.namespace or warm_pod.metadata.namespace or "", name=ref.name
+        )
+        orphaned = pool is None or bool(pool.metadata.deletion_timestamp)
+        inputs: observe.BuildInputs | None = None
+        if pool is not None and not orphaned:
+            try:
+                inputs = await observe.build_inputs(
+                    kube, pool=pool, settings=self._settings.sandbox
+                )
+            except errors.PermanentError:
+                inputs = None
+        if pool is None or inputs is None or inputs.record != warm_pod.spec:
+            # Orphaned, or built for a configuration that no longer applies: the pool
+            # replaces it.
+            await apply.delete_warm_pod(
+                kube,
+                namespace=warm_pod.metadata.namespace or "",
+                name=warm_pod.metadata.name or "",
+                uid=warm_pod.metadata.uid or "",
+            )
+            self._metrics.pods_deleted_total.labels(sizing.DeleteReason.OUTDATED.value).inc()
+            return False
+        pod = podspec.render_warm_pod(
+            inputs.spec,
+            warm_pod=warm_pod,
+            pool_uid=pool.metadata.uid or "",
+            settings=self._settings.sandbox,
+        )
+        await apply.create_pod(kube, pod=pod)
+        return True
+
+
+def _member(warm_pod: warmpod_model.WarmPod, *, record: warmpod_model.WarmPodSpec) -> sizing.Member:
+    metadata = warm_pod.metadata
+    created = metadata.creation_timestamp
+    return sizing.Member(
+        name=metadata.name or "",
+        uid=metadata.uid or "",
+        phase=warmpod_model.status_of(warm_pod).phase or "",
+        created_at=meta.parse_timestamp(created)
+        if created
+        else meta.parse_timestamp("1970-01-01T00:00:00Z"),
+        idle_since=lifecycle.idle_since(warm_pod),
+        deleting=bool(metadata.deletion_timestamp),
+        outdated=warm_pod.spec != record,
+    )
+
+
+def _controller_kind(pod: dict[str, Any]) -> str | None:
+    for ref in (pod.get("metadata") or {}).get("ownerReferences") or ():
+        if ref.get("controller"):
+            return str(ref.get("kind"))
+    return None

@@ -1,0 +1,213 @@
+"""A WarmPod's phase from what its pod is doing (pure: no I/O, ``now`` explicit).
+
+Phases (``warmpod.Phase``), and who moves them:
+
+- *(no status)* → ``Pending``: the pool manager creates the WarmPod, then its pod
+  (``names.pod_name``), and records ``podName`` with phase ``Pending``.
+- ``Pending`` → ``Ready`` only when the pod is Ready **and** has an IP; ``lastHeartbeat`` and
+  the ``Ready`` condition are set. While the pod stays Ready the heartbeat is refreshed every
+  ``heartbeat_interval_seconds`` (0: only on transitions). ``Ready`` → ``Pending`` if the pod
+  stops being Ready (it is not claimable then).
+- ``Pending``/``Ready`` → ``Failed`` when the pod is gone, being deleted, failed, crash-looping,
+  cannot pull its image, or is still not Ready ``ready_timeout_seconds`` after the WarmPod was
+  created. A Failed (or Terminating) WarmPod is deleted in the same pass; the pool refills.
+- ``Assigned`` belongs to the claim (sandbox reconciler) and the recycler: never touched here.
+
+The TTL clock (``idle_since``) is when the WarmPod last became Ready, read from the ``Ready``
+condition's ``lastTransitionTime``; the heartbeat is a liveness record only. (The seed used
+``lastHeartbeat`` for both, so a real heartbeat would have made its TTL never expire.)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import enum
+from collections.abc import Mapping
+from typing import Any
+
+import msgspec
+
+from lss_common.logic import conditions
+from lss_common.models import meta
+from lss_common.models import warmpod as warmpod_model
+from lss_pool_manager import names, podspec
+
+Phase = warmpod_model.Phase
+READY_CONDITION = "Ready"
+
+
+class Reason(enum.StrEnum):
+    """Reasons of the WarmPod's ``Ready`` condition."""
+
+    POD_STARTING = "PodStarting"
+    POD_READY = "PodReady"
+    POD_NOT_READY = "PodNotReady"
+    POD_GONE = "PodGone"
+    POD_FAILED = "PodFailed"
+    NOT_READY_IN_TIME = "NotReadyInTime"
+    POD_CONFLICT = "PodConflict"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class WarmPodPlan:
+    """What to do to one WarmPod now."""
+
+    create_pod: bool = False
+    status: warmpod_model.WarmPodStatus | None = None
+    """The new status to write (None: unchanged)."""
+    delete: bool = False
+    requeue_after_seconds: float | None = None
+
+
+def idle_since(obj: warmpod_model.WarmPod) -> datetime.datetime | None:
+    """When the WarmPod last became Ready (or was assigned, if later); None if never Ready."""
+    status = warmpod_model.status_of(obj)
+    ready = conditions.find_condition(status.conditions, condition_type=READY_CONDITION)
+    moments = [
+        meta.parse_timestamp(text)
+        for text in (
+            ready.last_transition_time if ready and ready.status == "True" else None,
+            status.assigned_at,
+        )
+        if text
+    ]
+    return max(moments) if moments else None
+
+
+def has_ip(pod: Mapping[str, Any]) -> bool:
+    status = pod.get("status") or {}
+    return bool(status.get("podIP") or status.get("podIPs"))
+
+
+def is_own_pod(pod: Mapping[str, Any], *, warm_pod_uid: str) -> bool:
+    """Whether the pod's controller is this WarmPod (or a Sandbox that claimed it)."""
+    for ref in (pod.get("metadata") or {}).get("ownerReferences") or ():
+        if ref.get("uid") == warm_pod_uid:
+            return True
+    return False
+
+
+def _with(
+    obj: warmpod_model.WarmPod,
+    status: warmpod_model.WarmPodStatus,
+    *,
+    phase: str,
+    ready: bool,
+    reason: Reason | str,
+    message: str,
+    now: datetime.datetime,
+    heartbeat: bool = False,
+) -> warmpod_model.WarmPodStatus:
+    updated = conditions.set_condition(
+        status.conditions,
+        condition_type=READY_CONDITION,
+        status="True" if ready else "False",
+        reason=str(reason),
+        message=message,
+        now=now,
+        observed_generation=obj.metadata.generation,
+    )
+    return msgspec.structs.replace(
+        status,
+        phase=phase,
+        conditions=updated,
+        observed_generation=obj.metadata.generation,
+        last_heartbeat=meta.format_timestamp(now) if heartbeat else status.last_heartbeat,
+    )
+
+
+def plan_warm_pod(
+    obj: warmpod_model.WarmPod,
+    *,
+    pod: Mapping[str, Any] | None,
+    now: datetime.datetime,
+    heartbeat_interval_seconds: float,
+    ready_timeout_seconds: float,
+) -> WarmPodPlan:
+    """The next step for ``obj`` given its observed pod (None: absent)."""
+    metadata = obj.metadata
+    if metadata.deletion_timestamp or not metadata.name or not metadata.uid:
+        return WarmPodPlan()
+    status = warmpod_model.status_of(obj)
+    phase = status.phase or ""
+    if phase == Phase.ASSIGNED:
+        return WarmPodPlan()
+    if phase in (Phase.FAILED, Phase.TERMINATING):
+        return WarmPodPlan(delete=True)
+    pod_name = names.pod_name(metadata.name, uid=metadata.uid)
+
+    def fail(reason: Reason | str, message: str) -> WarmPodPlan:
+        new = _with(
+            obj, status, phase=Phase.FAILED, ready=False, reason=reason, message=message, now=now
+        )
+        return WarmPodPlan(status=new, delete=True)
+
+    if pod is None:
+        if status.pod_name:
+            return fail(Reason.POD_GONE, f"pod {status.pod_name} no longer exists")
+        new = _with(
+            obj,
+            msgspec.structs.replace(status, pod_name=pod_name, pod_namespace=metadata.namespace),
+            phase=Phase.PENDING,
+            ready=False,
+            reason=Reason.POD_STARTING,
+            message=f"pod {pod_name} is being created",
+            now=now,
+        )
+        return WarmPodPlan(create_pod=True, status=new)
+    if not is_own_pod(pod, warm_pod_uid=metadata.uid):
+        return fail(Reason.POD_CONFLICT, f"pod {pod_name} exists but does not belong to it")
+    if not status.pod_name:
+        status = msgspec.structs.replace(
+            status, pod_name=pod_name, pod_namespace=metadata.namespace
+        )
+    verdict = podspec.classify_pod(
+        dict(pod), now=now, unschedulable_deadline_seconds=ready_timeout_seconds
+    )
+    if verdict.state in (podspec.PodState.FAILED, podspec.PodState.DELETING):
+        return fail(Reason.POD_FAILED, verdict.message)
+    if verdict.state is podspec.PodState.READY and has_ip(pod):
+        last = status.last_heartbeat
+        due = (
+            phase != Phase.READY
+            or last is None
+            or (
+                heartbeat_interval_seconds > 0
+                and (now - meta.parse_timestamp(last)).total_seconds() >= heartbeat_interval_seconds
+            )
+        )
+        new = _with(
+            obj,
+            status,
+            phase=Phase.READY,
+            ready=True,
+            reason=Reason.POD_READY,
+            message=f"pod {pod_name} is Ready",
+            now=now,
+            heartbeat=due,
+        )
+        return WarmPodPlan(
+            status=new if new != warmpod_model.status_of(obj) else None,
+            requeue_after_seconds=heartbeat_interval_seconds or None,
+        )
+    created = metadata.creation_timestamp
+    age = (now - meta.parse_timestamp(created)).total_seconds() if created else 0.0
+    if age >= ready_timeout_seconds:
+        return fail(
+            Reason.NOT_READY_IN_TIME,
+            f"pod {pod_name} not Ready {int(age)} s after creation: {verdict.message}",
+        )
+    new = _with(
+        obj,
+        status,
+        phase=Phase.PENDING,
+        ready=False,
+        reason=Reason.POD_NOT_READY if phase == Phase.READY else Reason.POD_STARTING,
+        message=verdict.message,
+        now=now,
+    )
+    return WarmPodPlan(
+        status=new if new != warmpod_model.status_of(obj) else None,
+        requeue_after_seconds=ready_timeout_seconds - age,
+    )

@@ -1,0 +1,97 @@
+"""The pool manager's Prometheus metrics (the seed's warm pool metrics), created explicitly.
+
+Importing this module creates nothing. Names follow ``llmsafespace_warmpool_<what>[_unit]``.
+Counters carry closed-enum labels only (``operation``, ``reason``). The two gauges are per
+pool (``namespace``, ``pool``): a pool's size is meaningless summed with other pools', and
+WarmPools are few, created by operators, and their series are removed when the pool is
+deleted — the one departure from "labels from closed sets" (STYLE convention 8), as in
+kube-state-metrics. With several replicas, aggregate the gauges with ``max by (namespace,
+pool)`` over the replica that handled the pool last.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import typing
+
+import prometheus_client
+
+from lss_common.observability import metrics as shared_metrics
+from lss_pool_manager import sizing
+
+_SUBSYSTEM = "warmpool"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class PoolManagerMetrics:
+    """Everything the pool manager counts."""
+
+    size: prometheus_client.Gauge
+    utilization_ratio: prometheus_client.Gauge
+    scaling_operations_total: prometheus_client.Counter
+    pods_created_total: prometheus_client.Counter
+    pods_deleted_total: prometheus_client.Counter
+    pools_deleted_total: prometheus_client.Counter
+
+    @classmethod
+    def register(cls, registry: prometheus_client.CollectorRegistry) -> typing.Self:
+        """Create the metrics in ``registry``; call once per registry."""
+        common: dict[str, typing.Any] = {
+            "namespace": shared_metrics.NAMESPACE,
+            "subsystem": _SUBSYSTEM,
+            "registry": registry,
+        }
+        return cls(
+            size=prometheus_client.Gauge(
+                "size",
+                "WarmPods of a pool by status (available, assigned, pending), as last sized.",
+                ["namespace", "pool", "status"],
+                **common,
+            ),
+            utilization_ratio=prometheus_client.Gauge(
+                "utilization_ratio",
+                "Assigned WarmPods over all WarmPods of a pool (0..1), as last sized.",
+                ["namespace", "pool"],
+                **common,
+            ),
+            scaling_operations_total=prometheus_client.Counter(
+                "scaling_operations_total",
+                "Sizing passes that created or removed WarmPods, by operation.",
+                ["operation"],
+                **common,
+            ),
+            pods_created_total=prometheus_client.Counter(
+                "pods_created_total", "WarmPods created (with their pods).", **common
+            ),
+            pods_deleted_total=prometheus_client.Counter(
+                "pods_deleted_total",
+                "WarmPods deleted by the pool manager, by reason.",
+                ["reason"],
+                **common,
+            ),
+            pools_deleted_total=prometheus_client.Counter(
+                "pools_deleted_total",
+                "WarmPools whose deletion completed (finalizer removed).",
+                **common,
+            ),
+        )
+
+    def record_sizing(self, *, namespace: str, pool: str, counts: sizing.Counts) -> None:
+        """Set the pool's gauges from a sizing pass."""
+        for status, value in (
+            ("available", counts.available),
+            ("assigned", counts.assigned),
+            ("pending", counts.pending),
+        ):
+            self.size.labels(namespace, pool, status).set(value)
+        if counts.utilization is not None:
+            self.utilization_ratio.labels(namespace, pool).set(counts.utilization)
+
+    def forget_pool(self, *, namespace: str, pool: str) -> None:
+        """Remove a deleted pool's series."""
+        for status in ("available", "assigned", "pending"):
+            with contextlib.suppress(KeyError):
+                self.size.remove(namespace, pool, status)
+        with contextlib.suppress(KeyError):
+            self.utilization_ratio.remove(namespace, pool)

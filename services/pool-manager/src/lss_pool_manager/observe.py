@@ -1,0 +1,128 @@
+"""Read a pool's world, or one WarmPod's, from the API server (no decisions, no writes).
+
+The pool handler lists the pool's WarmPods (and, when deleting, its pods) by the pool-UID
+label within the pool's namespace: one list per pool hint, which is the pool handler's job
+and not a claim path. RuntimeEnvironments are listed (cluster-scoped, few) to resolve the
+pool's runtime by the sandbox rule. Missing objects are ``None``, never an exception.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from lss_common import errors
+from lss_common.kube import client, objects
+from lss_common.models import profile as profile_model
+from lss_common.models import runtime as runtime_model
+from lss_common.models import warmpod as warmpod_model
+from lss_common.models import warmpool as warmpool_model
+from lss_pool_manager import podspec
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class BuildInputs:
+    """What a pool's warm pods are built from, or why they cannot be."""
+
+    spec: podspec.EffectiveSpec
+    record: warmpod_model.WarmPodSpec
+
+
+async def get_pool(
+    kube: client.Kube, *, namespace: str, name: str
+) -> warmpool_model.WarmPool | None:
+    try:
+        return await objects.get_object(
+            kube,
+            resource=objects.WARM_POOL,
+            namespace=namespace,
+            name=name,
+            decode=warmpool_model.decode,
+        )
+    except errors.NotFoundError:
+        return None
+
+
+async def get_warm_pod(
+    kube: client.Kube, *, namespace: str, name: str
+) -> warmpod_model.WarmPod | None:
+    try:
+        return await objects.get_object(
+            kube,
+            resource=objects.WARM_POD,
+            namespace=namespace,
+            name=name,
+            decode=warmpod_model.decode,
+        )
+    except errors.NotFoundError:
+        return None
+
+
+async def get_pod(kube: client.Kube, *, namespace: str, name: str) -> dict[str, Any] | None:
+    try:
+        return await objects.get_object(kube, resource=objects.POD, namespace=namespace, name=name)
+    except errors.NotFoundError:
+        return None
+
+
+def _selector(pool: warmpool_model.WarmPool) -> str:
+    return f"{podspec.POOL_UID}={pool.metadata.uid}"
+
+
+async def list_warm_pods(
+    kube: client.Kube, *, pool: warmpool_model.WarmPool
+) -> list[warmpod_model.WarmPod]:
+    """The pool's WarmPods (selected by the pool's UID label)."""
+    found = await objects.list_objects(
+        kube,
+        resource=objects.WARM_POD,
+        namespace=pool.metadata.namespace,
+        label_selector=_selector(pool),
+        decode=warmpod_model.decode,
+    )
+    return found.items
+
+
+async def list_pool_pods(
+    kube: client.Kube, *, pool: warmpool_model.WarmPool
+) -> list[dict[str, Any]]:
+    """The pods built for the pool's WarmPods (claimed ones included)."""
+    found = await objects.list_objects(
+        kube,
+        resource=objects.POD,
+        namespace=pool.metadata.namespace,
+        label_selector=_selector(pool),
+    )
+    return found.items
+
+
+async def build_inputs(
+    kube: client.Kube,
+    *,
+    pool: warmpool_model.WarmPool,
+    settings: podspec.SandboxOptions,
+) -> BuildInputs:
+    """Resolve the pool's runtime and profile and merge them as for a sandbox.
+
+    Raises ``PermanentError`` (with a condition reason) when they cannot be used.
+    """
+    key = podspec.profile_key(pool, shared_namespaces=settings.shared_profile_namespaces)
+    profile: profile_model.SandboxProfile | None = None
+    if key is not None:
+        try:
+            found = await objects.get_object(
+                kube,
+                resource=objects.SANDBOX_PROFILE,
+                namespace=key[0],
+                name=key[1],
+                decode=profile_model.decode,
+            )
+        except errors.NotFoundError:
+            found = None
+        profile = podspec.check_profile(found, key=key)
+    runtimes = await objects.list_objects(
+        kube, resource=objects.RUNTIME_ENVIRONMENT, decode=runtime_model.decode
+    )
+    runtime = podspec.select_runtime(pool, candidates=runtimes.items)
+    spec = podspec.effective_spec(pool, profile=profile, runtime=runtime, settings=settings)
+    return BuildInputs(spec=spec, record=podspec.warm_pod_spec(pool, spec=spec, profile_key=key))

@@ -1,0 +1,96 @@
+"""The pool manager's configuration: ``CommonSettings`` plus the ``pool`` and ``sandbox`` groups.
+
+Env vars are ``LSS_POOL__<FIELD>`` (e.g. ``LSS_POOL__CREATE_RATE_PER_SECOND``) and
+``LSS_SANDBOX__<FIELD>``. The ``sandbox`` group is the sandbox reconciler's own class, read
+from the same variables: warm pods must be built exactly like the sandbox pods that will claim
+them, so both services are deployed with one ``LSS_SANDBOX__*`` configuration.
+``docs/pool-manager.md`` embeds the reference generated from this class (checked by a test).
+This module holds no logic and reads no environment itself.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+from lss_common import settings as common_settings
+from lss_pool_manager import podspec
+
+
+class PoolOptions(BaseModel):
+    """How pools are sized, refilled and torn down."""
+
+    consumer_name: str = Field(
+        default="pool-manager",
+        pattern=r"^[A-Za-z0-9_-]+$",
+        description="Durable JetStream consumer shared by every replica (warmpool and "
+        "warmpod hints).",
+    )
+    create_rate_per_second: float = Field(
+        default=10.0,
+        gt=0,
+        description="WarmPod creations per second per pool once the burst is spent (token "
+        "bucket): a drained pool refills at this pace instead of flooding the API server.",
+    )
+    create_burst: int = Field(
+        default=20,
+        ge=1,
+        le=1000,
+        description="WarmPods a pool may create at once (the token bucket's capacity).",
+    )
+    expectation_timeout_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="How long a create or delete this replica made is trusted while the "
+        "observed list does not show it yet (the expectations gate).",
+    )
+    heartbeat_interval_seconds: float = Field(
+        default=120.0,
+        ge=0,
+        description="A Ready WarmPod's status.lastHeartbeat is refreshed this often while "
+        "its pod stays Ready (each refresh is one status write). 0: only on transitions.",
+    )
+    ready_timeout_seconds: float = Field(
+        default=300.0,
+        gt=0,
+        description="A WarmPod whose pod is not Ready this long after the WarmPod's creation "
+        "is Failed, deleted and replaced (a pod that never becomes Ready never will).",
+    )
+    force_delete_with_assigned_pods: bool = Field(
+        default=False,
+        description="Delete a WarmPool even while some of its WarmPods are Assigned to "
+        "sandboxes (their pods belong to the sandboxes and keep running). False: deletion "
+        "waits until no WarmPod is Assigned.",
+    )
+    deletion_poll_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        description="While a pool's WarmPods and pods are being deleted (or deletion is "
+        "blocked), re-check after this long.",
+    )
+    invalid_pool_recheck_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="A pool whose runtime or profile cannot be used is re-checked after this "
+        "long (RuntimeEnvironment and SandboxProfile changes do not wake pools).",
+    )
+    pool_resync_seconds: float = Field(
+        default=300.0,
+        gt=0,
+        description="Each pool is looked at again at least this often (TTL and scale-down "
+        "deadlines requeue sooner).",
+    )
+
+
+class PoolManagerSettings(common_settings.CommonSettings):
+    """The pool manager's settings. Env: ``LSS_POOL__<FIELD>``, ``LSS_SANDBOX__<FIELD>``."""
+
+    service_name: str = Field(
+        default="pool-manager", description="Name in logs, metrics and traces."
+    )
+    pool: PoolOptions = Field(
+        default_factory=PoolOptions, description="How pools are sized, refilled and torn down."
+    )
+    sandbox: podspec.SandboxOptions = Field(
+        default_factory=podspec.SandboxOptions,
+        description="How pods are built: the sandbox reconciler's settings, shared.",
+    )

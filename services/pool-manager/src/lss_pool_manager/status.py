@@ -1,0 +1,165 @@
+"""The WarmPool's status from a sizing plan or a failure (pure: no I/O, ``now`` explicit).
+
+Counts are those of the plan (after its creates and deletes): ``availablePods`` Ready,
+``assignedPods`` claimed, ``pendingPods`` on their way. ``lastScaleTime`` moves only when a
+scaling operation happened. One condition, ``Ready`` (Kubernetes conventions: the transition
+time moves only when the status does):
+
+=====================  ======  ==========================================================
+reason                 status  meaning
+=====================  ======  ==========================================================
+Filled                 True    as many unassigned WarmPods as wanted are Ready
+Filling                False   WarmPods are being created or started
+RateLimited            False   creation is paced by the token bucket (refilling)
+MaxSizeReached         False   maxSize keeps the pool below minSize (or autoscaling) unassigned
+<resolution reason>    False   the runtime or profile cannot be used (RuntimeNotFound, ...)
+PreloadNotSupported    False   preloadScripts are set; running them is not built yet
+DeletionBlocked        False   deleting, waiting for Assigned WarmPods to be released
+Deleting               False   deleting its WarmPods and pods
+=====================  ======  ==========================================================
+"""
+
+from __future__ import annotations
+
+import datetime
+import enum
+
+import msgspec
+
+from lss_common.logic import conditions
+from lss_common.models import meta
+from lss_common.models import warmpool as warmpool_model
+from lss_pool_manager import sizing
+
+READY_CONDITION = "Ready"
+
+
+class Reason(enum.StrEnum):
+    """Reasons of the pool's ``Ready`` condition set by the pool manager itself."""
+
+    FILLED = "Filled"
+    FILLING = "Filling"
+    RATE_LIMITED = "RateLimited"
+    MAX_SIZE_REACHED = "MaxSizeReached"
+    PRELOAD_NOT_SUPPORTED = "PreloadNotSupported"
+    DELETION_BLOCKED = "DeletionBlocked"
+    DELETING = "Deleting"
+
+
+def _ready_condition(
+    plan: sizing.SizingPlan,
+) -> tuple[bool, Reason, str]:
+    counts = plan.counts
+    if plan.limited_by is sizing.Limit.MAX_SIZE:
+        return (
+            False,
+            Reason.MAX_SIZE_REACHED,
+            f"wants {plan.wanted_unassigned} unassigned WarmPods; maxSize allows "
+            f"{counts.available + counts.pending} beside {counts.assigned} assigned",
+        )
+    if counts.available >= plan.wanted_unassigned and counts.pending == 0:
+        return True, Reason.FILLED, f"{counts.available} Ready, {counts.assigned} assigned"
+    if plan.limited_by is sizing.Limit.RATE:
+        return (
+            False,
+            Reason.RATE_LIMITED,
+            f"{counts.available} of {plan.wanted_unassigned} Ready; creations are paced",
+        )
+    return (
+        False,
+        Reason.FILLING,
+        f"{counts.available} of {plan.wanted_unassigned} Ready, {counts.pending} pending",
+    )
+
+
+def sized_status(
+    pool: warmpool_model.WarmPool, *, plan: sizing.SizingPlan, now: datetime.datetime
+) -> warmpool_model.WarmPoolStatus:
+    """The status after a sizing pass."""
+    ready, reason, message = _ready_condition(plan)
+    current = warmpool_model.status_of(pool)
+    return _status(
+        pool,
+        available=plan.counts.available,
+        assigned=plan.counts.assigned,
+        pending=plan.counts.pending,
+        last_scale_time=(
+            meta.format_timestamp(now) if plan.operation is not None else current.last_scale_time
+        ),
+        ready=ready,
+        reason=str(reason),
+        message=message,
+        now=now,
+    )
+
+
+def failed_status(
+    pool: warmpool_model.WarmPool, *, reason: str, message: str, now: datetime.datetime
+) -> warmpool_model.WarmPoolStatus:
+    """The status of a pool that cannot be filled (or is being deleted): counts kept."""
+    current = warmpool_model.status_of(pool)
+    return _status(
+        pool,
+        available=current.available_pods or 0,
+        assigned=current.assigned_pods or 0,
+        pending=current.pending_pods or 0,
+        last_scale_time=current.last_scale_time,
+        ready=False,
+        reason=reason,
+        message=message,
+        now=now,
+    )
+
+
+def _status(
+    pool: warmpool_model.WarmPool,
+    *,
+    available: int,
+    assigned: int,
+    pending: int,
+    last_scale_time: str | None,
+    ready: bool,
+    reason: str,
+    message: str,
+    now: datetime.datetime,
+) -> warmpool_model.WarmPoolStatus:
+    current = warmpool_model.status_of(pool)
+    return msgspec.structs.replace(
+        current,
+        available_pods=available,
+        assigned_pods=assigned,
+        pending_pods=pending,
+        last_scale_time=last_scale_time,
+        observed_generation=pool.metadata.generation,
+        conditions=conditions.set_condition(
+            current.conditions,
+            condition_type=READY_CONDITION,
+            status="True" if ready else "False",
+            reason=reason,
+            message=message,
+            now=now,
+            observed_generation=pool.metadata.generation,
+        ),
+    )
+
+
+def last_scale_time(pool: warmpool_model.WarmPool) -> datetime.datetime | None:
+    """The pool's ``status.lastScaleTime``, parsed."""
+    text = warmpool_model.status_of(pool).last_scale_time
+    return meta.parse_timestamp(text) if text else None
+
+
+def shape_of(pool: warmpool_model.WarmPool) -> sizing.Shape:
+    """The sizing shape of a pool, with the schema's defaults for unset fields."""
+    spec = pool.spec
+    auto = spec.auto_scaling
+    return sizing.Shape(
+        min_size=max(0, spec.min_size),
+        max_size=max(0, spec.max_size or 0),
+        ttl_seconds=max(0, spec.ttl if spec.ttl is not None else 3600),
+        autoscaling=bool(auto and auto.enabled),
+        target_utilization=(auto.target_utilization if auto and auto.target_utilization else 80),
+        scale_down_delay_seconds=(
+            auto.scale_down_delay if auto and auto.scale_down_delay is not None else 300
+        ),
+    )

@@ -1,0 +1,282 @@
+"""The pool manager against the real kube-apiserver + kwok and nats-server, fed by the real
+watcher: fill to minSize (pods admitted under Pod Security restricted), refill after claims,
+maxSize caps the total, autoscaling up and down, TTL expiry, pod death replaced, pool deletion
+with and without assigned WarmPods. Waits poll the API server (``eventually``); nothing is
+timed."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from lss_common.kube import client, objects
+from lss_common.models import warmpod as warmpod_model
+from lss_common.models import warmpool as warmpool_model
+from lss_common.testing import eventually
+from lss_pool_manager import names, podspec
+
+from .conftest import Stack, by_phase, claim, create_pool, get_pool, pods, warm_pods
+
+pytestmark = pytest.mark.integration
+
+
+async def wait_ready(
+    kube: client.Kube, namespace: str, count: int, *, what: str
+) -> list[warmpod_model.WarmPod]:
+    async def check() -> list[warmpod_model.WarmPod] | None:
+        items = await warm_pods(kube, namespace=namespace)
+        ready = by_phase(items, "Ready")
+        return (
+            ready
+            if len(ready) == count and len(items) == len(ready) + len(by_phase(items, "Assigned"))
+            else None
+        )
+
+    found: list[warmpod_model.WarmPod] = await eventually.eventually(
+        check, timeout_seconds=60, describe=what
+    )
+    return found
+
+
+async def test_fills_refills_after_claims_and_respects_max_size(
+    stack: Stack, kube: client.Kube, namespace: str, runtime_name: str
+) -> None:
+    manager = await stack.start_manager()
+    await stack.start_watcher()
+    await create_pool(
+        kube, namespace=namespace, name="py", runtime=runtime_name, minSize=3, maxSize=4
+    )
+    ready = await wait_ready(kube, namespace, 3, what="3 Ready WarmPods")
+    assert {wp.metadata.name for wp in ready} == {
+        names.warm_pod_name("py", slot=i) for i in range(3)
+    }
+    # Each pod was admitted in a Pod Security "restricted" namespace, Ready with an IP, and
+    # is owned by its WarmPod, which records what it was built from.
+    all_pods = {p["metadata"]["name"]: p for p in await pods(kube, namespace=namespace)}
+    for wp in ready:
+        status = warmpod_model.status_of(wp)
+        pod = all_pods[status.pod_name or ""]
+        assert pod["status"]["podIP"]
+        assert pod["metadata"]["ownerReferences"][0]["uid"] == wp.metadata.uid
+        assert wp.spec.resources.cpu == "500m"
+        # the fingerprint is of the rendered pod (the stored one has server defaults added)
+        assert len((wp.metadata.annotations or {})[podspec.POD_SPEC_HASH]) == 64
+        assert status.last_heartbeat
+
+    async def pool_status_counts() -> bool:
+        pool = await get_pool(kube, namespace=namespace, name="py")
+        current = warmpool_model.status_of(pool)
+        return (current.available_pods, current.pending_pods, current.assigned_pods) == (3, 0, 0)
+
+    await eventually.eventually(
+        pool_status_counts, timeout_seconds=30, describe="pool status counts 3 available"
+    )
+
+    await claim(kube, ready[0], sandbox_uid=str(uuid.uuid4()))
+    await eventually.eventually(
+        lambda: _counts(kube, namespace, ready=3, assigned=1),
+        timeout_seconds=60,
+        describe="refilled to 3 Ready beside 1 Assigned",
+    )
+    refreshed = by_phase(await warm_pods(kube, namespace=namespace), "Ready")
+    await claim(kube, refreshed[0], sandbox_uid=str(uuid.uuid4()))
+
+    async def capped() -> bool:
+        current = await get_pool(kube, namespace=namespace, name="py")
+        status = current.status
+        conditions = getattr(status, "conditions", None) or []
+        return await _counts(kube, namespace, ready=2, assigned=2) and any(
+            c.reason == "MaxSizeReached" for c in conditions
+        )
+
+    await eventually.eventually(capped, timeout_seconds=60, describe="maxSize 4 caps the total")
+    assert len(await warm_pods(kube, namespace=namespace)) == 4
+    assert manager.sample("llmsafespace_warmpool_pods_created_total") == 4
+
+
+async def _counts(kube: client.Kube, namespace: str, *, ready: int, assigned: int) -> bool:
+    items = await warm_pods(kube, namespace=namespace)
+    return (
+        len(by_phase(items, "Ready")) == ready
+        and len(by_phase(items, "Assigned")) == assigned
+        and len(items) == ready + assigned
+    )
+
+
+async def test_pod_death_is_replaced_and_ttl_expires(
+    stack: Stack, kube: client.Kube, namespace: str, runtime_name: str
+) -> None:
+    manager = await stack.start_manager()
+    await stack.start_watcher()
+    await create_pool(kube, namespace=namespace, name="py", runtime=runtime_name, minSize=2, ttl=0)
+    ready = await wait_ready(kube, namespace, 2, what="2 Ready WarmPods")
+    victim = ready[0]
+    await objects.delete_object(
+        kube,
+        resource=objects.POD,
+        namespace=namespace,
+        name=warmpod_model.status_of(victim).pod_name or "",
+        grace_period_seconds=0,
+    )
+
+    async def replaced() -> bool:
+        items = await warm_pods(kube, namespace=namespace)
+        uids = {wp.metadata.uid for wp in by_phase(items, "Ready")}
+        return len(uids) == 2 and victim.metadata.uid not in uids and len(items) == 2
+
+    await eventually.eventually(
+        replaced, timeout_seconds=60, describe="dead pod's WarmPod replaced"
+    )
+    assert manager.sample("llmsafespace_warmpool_pods_deleted_total", reason="pod_failed") >= 1
+
+    # TTL: one second of idleness expires every Ready WarmPod, and the pool refills.
+    before = {wp.metadata.uid for wp in await warm_pods(kube, namespace=namespace)}
+    await objects.patch_object(
+        kube, resource=objects.WARM_POOL, namespace=namespace, name="py", body={"spec": {"ttl": 1}}
+    )
+
+    async def rotated() -> bool:
+        items = by_phase(await warm_pods(kube, namespace=namespace), "Ready")
+        return len(items) == 2 and not ({wp.metadata.uid for wp in items} & before)
+
+    await eventually.eventually(rotated, timeout_seconds=60, describe="TTL expired and refilled")
+    assert manager.sample("llmsafespace_warmpool_pods_deleted_total", reason="expired") >= 2
+
+
+async def test_autoscaling_up_and_down(
+    stack: Stack, kube: client.Kube, namespace: str, runtime_name: str
+) -> None:
+    manager = await stack.start_manager()
+    await stack.start_watcher()
+    await create_pool(
+        kube,
+        namespace=namespace,
+        name="py",
+        runtime=runtime_name,
+        minSize=1,
+        maxSize=6,
+        autoScaling={"enabled": True, "targetUtilization": 50, "scaleDownDelay": 0},
+    )
+    ready = await wait_ready(kube, namespace, 1, what="1 Ready WarmPod")
+    await claim(kube, ready[0], sandbox_uid=str(uuid.uuid4()))
+    second = await eventually.eventually(
+        lambda: _one_ready(kube, namespace), timeout_seconds=60, describe="a second Ready WarmPod"
+    )
+    await claim(kube, second, sandbox_uid=str(uuid.uuid4()))
+    # 2 assigned at 50 % target: total 4, so 2 unassigned.
+    await eventually.eventually(
+        lambda: _counts(kube, namespace, ready=2, assigned=2),
+        timeout_seconds=60,
+        describe="autoscaled up to 2 Ready beside 2 Assigned",
+    )
+    assert (
+        manager.sample("llmsafespace_warmpool_scaling_operations_total", operation="autoscale_up")
+        >= 1
+    )
+    # The sandboxes end: their WarmPods are deleted (what the reconciler does until the
+    # recycler exists); utilisation drops and the pool scales down to minSize.
+    for wp in by_phase(await warm_pods(kube, namespace=namespace), "Assigned"):
+        await objects.delete_object(
+            kube, resource=objects.WARM_POD, namespace=namespace, name=wp.metadata.name or ""
+        )
+    await eventually.eventually(
+        lambda: _counts(kube, namespace, ready=1, assigned=0),
+        timeout_seconds=60,
+        describe="scaled down to minSize 1",
+    )
+    assert manager.sample("llmsafespace_warmpool_pods_deleted_total", reason="scale_down") >= 1
+
+
+async def _one_ready(kube: client.Kube, namespace: str) -> warmpod_model.WarmPod | None:
+    ready = by_phase(await warm_pods(kube, namespace=namespace), "Ready")
+    return ready[0] if len(ready) == 1 else None
+
+
+async def test_deletion_waits_for_assigned_then_leaves_nothing(
+    stack: Stack, kube: client.Kube, namespace: str, runtime_name: str
+) -> None:
+    await stack.start_manager()
+    await stack.start_watcher()
+    await create_pool(kube, namespace=namespace, name="py", runtime=runtime_name, minSize=2)
+    ready = await wait_ready(kube, namespace, 2, what="2 Ready WarmPods")
+    await claim(kube, ready[0], sandbox_uid=str(uuid.uuid4()))
+    await objects.delete_object(kube, resource=objects.WARM_POOL, namespace=namespace, name="py")
+
+    async def blocked() -> bool:
+        pool = await get_pool(kube, namespace=namespace, name="py")
+        conditions = getattr(pool.status, "conditions", None) or []
+        return any(c.reason == "DeletionBlocked" for c in conditions)
+
+    await eventually.eventually(blocked, timeout_seconds=60, describe="deletion blocked")
+    # Release the assigned one (the sandbox ended): deletion completes.
+    await objects.delete_object(
+        kube, resource=objects.WARM_POD, namespace=namespace, name=ready[0].metadata.name or ""
+    )
+
+    async def gone() -> bool:
+        try:
+            await get_pool(kube, namespace=namespace, name="py")
+        except Exception:
+            leftovers = [
+                p
+                for p in await pods(kube, namespace=namespace)
+                if not p["metadata"].get("deletionTimestamp")
+            ]
+            return not await warm_pods(kube, namespace=namespace) and not leftovers
+        return False
+
+    await eventually.eventually(gone, timeout_seconds=60, describe="pool, WarmPods, pods gone")
+
+
+async def test_forced_deletion_keeps_claimed_pods_and_removes_the_rest(
+    stack: Stack, kube: client.Kube, namespace: str, runtime_name: str
+) -> None:
+    await stack.start_manager(force_delete_with_assigned_pods=True)
+    await stack.start_watcher()
+    await create_pool(kube, namespace=namespace, name="py", runtime=runtime_name, minSize=2)
+    ready = await wait_ready(kube, namespace, 2, what="2 Ready WarmPods")
+    claimed, unclaimed = ready
+    await claim(kube, claimed, sandbox_uid=str(uuid.uuid4()))
+    # The reconciler adopts a claimed pod: it becomes controlled by the Sandbox (simulated by
+    # moving the controller flag to a stand-in owner the GC can find: the namespace's
+    # default ServiceAccount, which outlives the pool).
+    sa = await objects.get_object(
+        kube, resource=objects.SERVICE_ACCOUNT, namespace=namespace, name="default"
+    )
+    pod_name = warmpod_model.status_of(claimed).pod_name or ""
+    await objects.patch_object(
+        kube,
+        resource=objects.POD,
+        namespace=namespace,
+        name=pod_name,
+        body={
+            "metadata": {
+                "ownerReferences": [
+                    {
+                        "apiVersion": "v1",
+                        "kind": "ServiceAccount",
+                        "name": "default",
+                        "uid": sa["metadata"]["uid"],
+                        "controller": True,
+                    }
+                ]
+            }
+        },
+    )
+    await objects.delete_object(kube, resource=objects.WARM_POOL, namespace=namespace, name="py")
+
+    async def done() -> bool:
+        try:
+            await get_pool(kube, namespace=namespace, name="py")
+        except Exception:
+            live = {
+                p["metadata"]["name"]
+                for p in await pods(kube, namespace=namespace)
+                if not p["metadata"].get("deletionTimestamp")
+            }
+            return not await warm_pods(kube, namespace=namespace) and live == {pod_name}
+        return False
+
+    await eventually.eventually(done, timeout_seconds=60, describe="forced deletion finished")
+    assert unclaimed.metadata.name

@@ -1,0 +1,223 @@
+"""lifecycle: Pending until the pod is Ready with an IP; heartbeat refreshed on schedule;
+Failed (then deleted) when the pod is gone, dies, crash-loops or never becomes Ready;
+Assigned is never touched; the TTL clock is the Ready transition, not the heartbeat."""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any
+
+import pytest
+
+from lss_common.models import meta
+from lss_common.models import warmpod as warmpod_model
+from lss_pool_manager import lifecycle, names
+
+NOW = datetime.datetime(2025, 6, 1, 12, 0, tzinfo=datetime.UTC)
+UID = "abcdef12-0000-4000-8000-000000000000"
+POD = names.pod_name("py-0", uid=UID)
+
+
+def ts(seconds_ago: float) -> str:
+    return meta.format_timestamp(NOW - datetime.timedelta(seconds=seconds_ago))
+
+
+def warm_pod(
+    status: dict[str, Any] | None = None, *, created_ago: float = 10
+) -> warmpod_model.WarmPod:
+    data: dict[str, Any] = {
+        "apiVersion": "llmsafespace.dev/v1",
+        "kind": "WarmPod",
+        "metadata": {
+            "name": "py-0",
+            "namespace": "ns",
+            "uid": UID,
+            "generation": 1,
+            "creationTimestamp": ts(created_ago),
+        },
+        "spec": {
+            "poolRef": {"name": "py"},
+            "runtime": "python:3.11",
+            "securityLevel": "standard",
+            "resources": {"cpu": "500m", "memory": "512Mi", "ephemeralStorage": "1Gi"},
+        },
+    }
+    if status is not None:
+        data["status"] = status
+    return warmpod_model.from_dict(data)
+
+
+def pod(
+    *, ready: bool = True, ip: str | None = "10.244.0.5", phase: str = "Running", **extra: Any
+) -> dict[str, Any]:
+    status: dict[str, Any] = {
+        "phase": phase,
+        "conditions": [{"type": "Ready", "status": "True" if ready else "False"}],
+    }
+    if ip:
+        status["podIP"] = ip
+    status.update(extra)
+    return {
+        "metadata": {
+            "name": POD,
+            "namespace": "ns",
+            "creationTimestamp": ts(5),
+            "ownerReferences": [
+                {"kind": "WarmPod", "name": "py-0", "uid": UID, "controller": True}
+            ],
+        },
+        "status": status,
+    }
+
+
+def run(
+    obj: warmpod_model.WarmPod, observed: dict[str, Any] | None, **options: float
+) -> lifecycle.WarmPodPlan:
+    return lifecycle.plan_warm_pod(
+        obj,
+        pod=observed,
+        now=NOW,
+        heartbeat_interval_seconds=options.get("heartbeat", 60.0),
+        ready_timeout_seconds=options.get("timeout", 300.0),
+    )
+
+
+def test_fresh_warm_pod_creates_its_pod_and_is_pending() -> None:
+    result = run(warm_pod(), None)
+    assert result.create_pod
+    assert result.status is not None
+    assert result.status.phase == "Pending"
+    assert result.status.pod_name == POD
+
+
+def test_ready_only_with_an_ip_and_heartbeat_set() -> None:
+    pending = warm_pod({"phase": "Pending", "podName": POD})
+    no_ip = run(pending, pod(ip=None))
+    assert no_ip.status is None or no_ip.status.phase == "Pending"
+    result = run(pending, pod())
+    assert result.status is not None
+    assert result.status.phase == "Ready"
+    assert result.status.last_heartbeat == meta.format_timestamp(NOW)
+    assert result.requeue_after_seconds == 60.0
+
+
+def test_heartbeat_refreshed_only_when_due() -> None:
+    fresh = warm_pod({"phase": "Ready", "podName": POD, "lastHeartbeat": ts(30)})
+    ready_again = run(fresh, pod())
+    # the condition is new here, so a status is written, but the heartbeat is not moved
+    assert ready_again.status is None or ready_again.status.last_heartbeat == ts(30)
+    settled = warm_pod(
+        {
+            "phase": "Ready",
+            "podName": POD,
+            "lastHeartbeat": ts(30),
+            "observedGeneration": 1,
+            "conditions": [
+                {
+                    "type": "Ready",
+                    "status": "True",
+                    "reason": "PodReady",
+                    "message": f"pod {POD} is Ready",
+                    "lastTransitionTime": ts(100),
+                    "observedGeneration": 1,
+                }
+            ],
+        }
+    )
+    assert run(settled, pod()).status is None
+    due = run(settled, pod(), heartbeat=20)
+    assert due.status is not None
+    assert due.status.last_heartbeat == meta.format_timestamp(NOW)
+    assert lifecycle.idle_since(settled) == NOW - datetime.timedelta(seconds=100)
+    assert run(settled, pod(), heartbeat=0).status is None
+
+
+@pytest.mark.parametrize(
+    ("observed", "reason"),
+    [
+        (pod(phase="Failed"), "PodFailed"),
+        (pod(phase="Succeeded"), "PodFailed"),
+        (
+            pod(
+                ready=False,
+                containerStatuses=[
+                    {"name": "sandbox", "state": {"waiting": {"reason": "CrashLoopBackOff"}}}
+                ],
+            ),
+            "PodFailed",
+        ),
+        (
+            pod(
+                ready=False,
+                phase="Pending",
+                containerStatuses=[
+                    {
+                        "name": "sandbox",
+                        "image": "x",
+                        "state": {"waiting": {"reason": "ImagePullBackOff"}},
+                    }
+                ],
+            ),
+            "PodFailed",
+        ),
+        (None, "PodGone"),
+    ],
+)
+def test_pod_death_fails_and_deletes(observed: dict[str, Any] | None, reason: str) -> None:
+    result = run(warm_pod({"phase": "Ready", "podName": POD}), observed)
+    assert result.delete
+    assert result.status is not None
+    assert result.status.phase == "Failed"
+    assert result.status.conditions is not None
+    assert result.status.conditions[0].reason == reason
+
+
+def test_pod_being_deleted_fails() -> None:
+    observed = pod()
+    observed["metadata"]["deletionTimestamp"] = ts(1)
+    assert run(warm_pod({"phase": "Ready", "podName": POD}), observed).delete
+
+
+def test_never_ready_fails_after_the_timeout_and_requeues_before() -> None:
+    before = run(warm_pod({"phase": "Pending", "podName": POD}, created_ago=100), pod(ready=False))
+    assert not before.delete
+    assert before.requeue_after_seconds == pytest.approx(200)
+    after = run(warm_pod({"phase": "Pending", "podName": POD}, created_ago=301), pod(ready=False))
+    assert after.delete
+    assert after.status is not None
+    assert after.status.conditions is not None
+    assert after.status.conditions[0].reason == "NotReadyInTime"
+
+
+def test_ready_pod_that_becomes_unready_goes_back_to_pending() -> None:
+    result = run(warm_pod({"phase": "Ready", "podName": POD}), pod(ready=False))
+    assert result.status is not None
+    assert result.status.phase == "Pending"
+    assert not result.delete
+
+
+@pytest.mark.parametrize("observed", [None, pod(phase="Failed")])
+def test_assigned_is_never_touched(observed: dict[str, Any] | None) -> None:
+    assigned = warm_pod({"phase": "Assigned", "podName": POD, "assignedTo": "sandbox-uid"})
+    assert run(assigned, observed) == lifecycle.WarmPodPlan()
+
+
+def test_failed_or_terminating_is_deleted_without_a_write() -> None:
+    for phase in ("Failed", "Terminating"):
+        assert run(warm_pod({"phase": phase}), None) == lifecycle.WarmPodPlan(delete=True)
+
+
+def test_a_pod_owned_by_someone_else_is_a_conflict() -> None:
+    foreign = pod()
+    foreign["metadata"]["ownerReferences"] = [{"kind": "WarmPod", "uid": "other"}]
+    result = run(warm_pod({"phase": "Pending", "podName": POD}), foreign)
+    assert result.delete
+    assert result.status is not None
+    assert result.status.conditions is not None
+    assert result.status.conditions[0].reason == "PodConflict"
+
+
+def test_deleting_warm_pod_is_left_alone() -> None:
+    obj = warm_pod()
+    obj.metadata.deletion_timestamp = ts(1)
+    assert run(obj, None) == lifecycle.WarmPodPlan()

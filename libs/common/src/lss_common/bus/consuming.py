@@ -127,6 +127,9 @@ class Consumer(typing.Generic[T]):
         self._settings = settings
         self._metrics = metrics
         self._held: dict[int, _Held] = {}
+        # Per subject, the messages waiting for a pass that has not started yet: a handler
+        # reads the current state when it starts, so that one pass covers all of them.
+        self._coalescing: dict[str, list[nats.aio.msg.Msg]] = {}
         self._stopping = asyncio.Event()
         # Set whenever a held slot frees up or a stop is requested: wakes the fetch loop.
         self._wakeup = asyncio.Event()
@@ -252,13 +255,23 @@ class Consumer(typing.Generic[T]):
             return
         self._held[id(msg)] = _Held(msg)
         self._metrics.in_flight.labels(self._stream).set(len(self._held))
+        waiting = self._coalescing.get(msg.subject)
+        if waiting is not None:
+            # A pass for this object is queued and has not started: it will observe the
+            # state this hint announces, so the hint rides along instead of costing a pass.
+            waiting.append(msg)
+            self._metrics.coalesced_total.labels(self._stream).inc()
+            return
+        self._coalescing[msg.subject] = []
         # The subject names one object: serialising per subject serialises per object.
         executor.submit(msg.subject, lambda: self._process(msg))
 
     async def _process(self, msg: nats.aio.msg.Msg) -> None:
+        # From here on, a new hint for this subject needs a pass of its own.
+        riders = self._coalescing.pop(msg.subject, [])
         held = self._held.get(id(msg))
         if held is None or held.msg is not msg:
-            return  # already nak'ed by the shutdown drain
+            return  # already nak'ed by the shutdown drain, riders with it
         held.running = True
         started = time.monotonic()
         delivery = _delivery_of(msg, stream=self._stream)
@@ -285,6 +298,7 @@ class Consumer(typing.Generic[T]):
             if verdict.outcome in (Outcome.TERM, Outcome.ERROR) and verdict.error is not None:
                 span.record_exception(verdict.error)
             await self._settle(msg, verdict)
+            await self._settle_riders(riders, verdict)
             duration = time.monotonic() - started
             self._metrics.handle_duration_seconds.labels(self._stream, verdict.outcome).observe(
                 duration
@@ -392,6 +406,22 @@ class Consumer(typing.Generic[T]):
                 "acknowledgement not sent",
                 extra={"subject": msg.subject, "outcome": verdict.action.value, "error": repr(exc)},
             )
+
+    async def _settle_riders(self, riders: list[nats.aio.msg.Msg], verdict: _Verdict) -> None:
+        """Settle the hints a pass covered. Acked when the pass succeeded, or failed in a way
+        that brings its own message back (nak): either way the object gets a pass that
+        starts after these hints arrived. After a term nothing comes back, so they are
+        nak'ed to be handled on their own."""
+        covered = verdict.action in (Outcome.ACK, Outcome.NAK)
+        for rider in riders:
+            if self._held.get(id(rider)) is None:
+                continue  # settled by the shutdown drain already
+            if covered:
+                await self._settle(
+                    rider, _Verdict(Outcome.ACK, Outcome.ACK, event="hint covered by a pass")
+                )
+            else:
+                await self._settle(rider, _Verdict(Outcome.NAK, Outcome.NAK))
 
     async def _send_heartbeats(self) -> None:
         interval = self._settings.ack_wait_seconds / 3

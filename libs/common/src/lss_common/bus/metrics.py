@@ -48,6 +48,7 @@ class BusMetrics:
     in_flight: prometheus_client.Gauge
     fetch_errors_total: prometheus_client.Counter
     settle_errors_total: prometheus_client.Counter
+    coalesced_total: prometheus_client.Counter
     connected: prometheus_client.Gauge
     connection_events_total: prometheus_client.Counter
 
@@ -102,6 +103,13 @@ class BusMetrics:
                 "settle_errors_total",
                 "ack/nak/term/in-progress signals that could not be sent; the message is "
                 "redelivered after ack_wait.",
+                ["stream"],
+                **common,
+            ),
+            coalesced_total=prometheus_client.Counter(
+                "coalesced_total",
+                "Hints acknowledged without a pass of their own, because a pass for the same "
+                "object was queued and had not started when they arrived.",
                 ["stream"],
                 **common,
             ),

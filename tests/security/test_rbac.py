@@ -72,6 +72,10 @@ RECONCILER_ALLOWED = [
     ("create", "events"),
     ("create", "namespaces"),
     ("delete", "namespaces"),
+    # Warm starts: adopt the claimed pod, read and claim WarmPods, delete a released one.
+    ("patch", "pods"),
+    *((verb, "warmpods.llmsafespace.dev") for verb in ("get", "list", "delete")),
+    ("patch", "warmpods.llmsafespace.dev/status"),
 ]
 RECONCILER_DENIED = [
     ("get", "secrets"),
@@ -85,11 +89,12 @@ RECONCILER_DENIED = [
     ("list", "pods"),
     ("watch", "pods"),
     ("update", "pods"),
-    ("patch", "pods"),
     ("update", "sandboxes.llmsafespace.dev"),
     ("delete", "sandboxes.llmsafespace.dev"),
     ("create", "sandboxes.llmsafespace.dev"),
     ("patch", "warmpods.llmsafespace.dev"),
+    ("create", "warmpods.llmsafespace.dev"),
+    ("update", "warmpods.llmsafespace.dev/status"),
     ("update", "runtimeenvironments.llmsafespace.dev/status"),
     ("list", "configmaps"),
     ("list", "nodes"),

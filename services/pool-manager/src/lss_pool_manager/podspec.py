@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import copy
 import datetime
-import hashlib
-import json
 from collections.abc import Collection
 from typing import Any, Final
 
@@ -33,7 +31,7 @@ from lss_common.models import sandbox as sandbox_model
 from lss_common.models import warmpod as warmpod_model
 from lss_common.models import warmpool as warmpool_model
 from lss_pool_manager import names
-from lss_sandbox_reconciler import lifecycle, merge, resolve
+from lss_sandbox_reconciler import claim, lifecycle, merge, ready_queue, resolve
 from lss_sandbox_reconciler import settings as reconciler_settings
 from lss_sandbox_reconciler.render import owner as owner_render
 from lss_sandbox_reconciler.render import pod as pod_render
@@ -51,7 +49,7 @@ POOL_COMPONENT: Final = "warmpool"
 #: pool name may not), and a re-created pool of the same name never selects old objects.
 POOL_UID: Final = f"{kinds.GROUP}/warmpool-uid"
 #: sha256 of the rendered pod spec without identity (see :func:`fingerprint`).
-POD_SPEC_HASH: Final = f"{kinds.GROUP}/pod-spec-hash"
+POD_SPEC_HASH: Final = ready_queue.POD_SPEC_HASH
 
 # What the API server stores for a Sandbox that leaves these fields unset (schema defaults of
 # deploy/crds/sandboxes.yaml): a warm pod is built for the sandbox that asks for nothing else.
@@ -234,12 +232,10 @@ def fingerprint(pod: dict[str, Any]) -> str:
     """sha256 of a pod's spec without its identity (ServiceAccount), as 64 hex characters.
 
     Equal fingerprints mean identical pods apart from names, labels and owners: a claim can
-    compare the sandbox's rendered pod with the warm pod's recorded one in one string.
+    compare the sandbox's rendered pod with the warm pod's recorded one in one string. The
+    reconciler's claim computes it with the very same function.
     """
-    body = copy.deepcopy(pod.get("spec") or {})
-    body.pop("serviceAccountName", None)
-    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()
+    return claim.pod_spec_hash(pod)
 
 
 def render_service_account(pool: warmpool_model.WarmPool) -> dict[str, Any]:

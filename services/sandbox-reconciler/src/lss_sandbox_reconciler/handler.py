@@ -36,7 +36,7 @@ from lss_common.models import sandbox as sandbox_model
 from lss_common.observability import logs
 from lss_common.observability import metrics as shared_metrics
 from lss_common.runtime import clock as clock_module
-from lss_sandbox_reconciler import apply, lifecycle, observe, plan
+from lss_sandbox_reconciler import apply, lifecycle, observe, plan, warm
 from lss_sandbox_reconciler import metrics as metrics_module
 from lss_sandbox_reconciler import settings as settings_module
 
@@ -95,8 +95,10 @@ class Handler:
         clock: clock_module.Clock,
         metrics: metrics_module.SandboxMetrics,
         instance: str | None = None,
+        warm_starter: warm.WarmStarter | None = None,
     ) -> None:
         self._kube = kube
+        self.warm = warm_starter
         self._settings = settings
         self._clock = clock
         self._metrics = metrics
@@ -109,7 +111,15 @@ class Handler:
         if event.kind != _KIND or event.namespace is None:
             _log.warning("hint for another kind ignored", extra={"hint_kind": event.kind})
             return outcomes.DONE
-        with logs.bind(kind=_KIND, namespace=event.namespace, **logs.extra(name=event.name)):
+        delay = (self._clock.now() - event.observed_at).total_seconds()
+        self._metrics.hint_delay_seconds.observe(max(delay, 0.0))
+        with logs.bind(
+            kind=_KIND,
+            namespace=event.namespace,
+            hint_delay_seconds=round(delay, 4),
+            **logs.extra(name=event.name),
+        ):
+            warm.HINT_OBSERVED_AT.set(event.observed_at)
             for _ in range(self._settings.reconcile.max_conflict_passes):
                 try:
                     return await self._pass(namespace=event.namespace, name=event.name)
@@ -122,7 +132,11 @@ class Handler:
             )
 
     async def _pass(self, *, namespace: str, name: str) -> outcomes.Outcome:
+        started = self._clock.monotonic()
         snapshot = await self.observer.observe(namespace=namespace, name=name)
+        self._metrics.pass_stage_seconds.labels(stage=metrics_module.Stage.OBSERVE.value).observe(
+            self._clock.monotonic() - started
+        )
         if snapshot is None:
             return outcomes.DONE  # deleted and gone: nothing of ours can remain (finalizer)
         sandbox = snapshot.sandbox
@@ -131,9 +145,19 @@ class Handler:
             now = self._clock.now()
             planned = plan.plan_sandbox(snapshot, now=now, settings=self._settings.sandbox)
             try:
-                applied = await apply.apply_plan(
-                    self._kube(), sandbox=sandbox, planned=planned, metrics=self._metrics
-                )
+                started_warm = None
+                if self.warm is not None:  # warm start, WarmPod give-back (warm.py)
+                    await self.warm.release(snapshot)
+                    await self.warm.remove_stray_cold_pod(snapshot)
+                    started_warm = await self.warm.start(snapshot, planned=planned, now=now)
+                    if started_warm is None:
+                        self.warm.mark_cold(planned)
+                if started_warm is not None:
+                    planned, applied = started_warm.planned, started_warm.applied
+                else:
+                    applied = await apply.apply_plan(
+                        self._kube(), sandbox=sandbox, planned=planned, metrics=self._metrics
+                    )
             except apply.ApplyError as error:
                 refused = isinstance(error.cause, errors.PermanentError | errors.InvalidObjectError)
                 if refused or error.cleanup:
@@ -142,6 +166,14 @@ class Handler:
                     raise errors.PermanentError(str(error), reason=WRITE_REJECTED) from error
                 raise error.cause from error
             await self._record(sandbox, planned=planned, applied=applied, now=now)
+            _log.debug(
+                "pass done",
+                extra={
+                    "writes": applied.writes,
+                    "phase": planned.status.phase,
+                    "duration_seconds": round(self._clock.monotonic() - started, 4),
+                },
+            )
             delay = planned.requeue_after_seconds
             if self.requeues.decide(
                 (namespace, name),
@@ -190,9 +222,12 @@ class Handler:
             created = before.metadata.creation_timestamp
             if created:
                 elapsed = (now - meta.parse_timestamp(created)).total_seconds()
-                self._metrics.startup_duration_seconds.labels(
-                    launch=shared_metrics.Launch.COLD.value
-                ).observe(max(elapsed, 0.0))
+                launch = shared_metrics.Launch.COLD
+                if new.warm_pod_ref is not None:
+                    launch = shared_metrics.Launch.WARM
+                self._metrics.startup_duration_seconds.labels(launch=launch.value).observe(
+                    max(elapsed, 0.0)
+                )
         if new.phase == sandbox_model.Phase.FAILED:
             self._metrics.failed_total.labels(reason=reason).inc()
             await self._post_event(

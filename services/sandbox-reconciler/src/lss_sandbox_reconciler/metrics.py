@@ -33,6 +33,31 @@ STARTUP_BUCKETS_SECONDS: tuple[float, ...] = (
 )
 
 
+# One pass on a local API server takes milliseconds; a loaded one, tens to hundreds.
+PASS_BUCKETS_SECONDS: tuple[float, ...] = (
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.02,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+)
+
+
+class Stage(enum.StrEnum):
+    """A stage of one reconcile pass (``pass_stage_seconds``)."""
+
+    OBSERVE = "observe"
+    CHILDREN = "children"
+    STATUS = "status"
+
+
 class WriteKind(enum.StrEnum):
     """What an API write touched."""
 
@@ -69,6 +94,8 @@ class SandboxMetrics:
     api_writes_total: prometheus_client.Counter
     cleanup_failures_total: prometheus_client.Counter
     conflicts_total: prometheus_client.Counter
+    hint_delay_seconds: prometheus_client.Histogram
+    pass_stage_seconds: prometheus_client.Histogram
 
     @classmethod
     def register(cls, registry: prometheus_client.CollectorRegistry) -> typing.Self:
@@ -111,6 +138,21 @@ class SandboxMetrics:
             conflicts_total=prometheus_client.Counter(
                 f"{_PREFIX}_conflicts_total",
                 "Writes answered 409 Conflict, each followed by a fresh observe and plan.",
+                registry=registry,
+            ),
+            hint_delay_seconds=prometheus_client.Histogram(
+                f"{_PREFIX}_hint_delay_seconds",
+                "Watcher observed the change (the hint's observedAt) → this reconciler starts "
+                "handling the hint (same clock only on one machine).",
+                buckets=PASS_BUCKETS_SECONDS,
+                registry=registry,
+            ),
+            pass_stage_seconds=prometheus_client.Histogram(
+                f"{_PREFIX}_pass_stage_seconds",
+                "Duration of one stage of a reconcile pass (observe, apply the child writes, "
+                "write the status).",
+                ["stage"],
+                buckets=PASS_BUCKETS_SECONDS,
                 registry=registry,
             ),
         )

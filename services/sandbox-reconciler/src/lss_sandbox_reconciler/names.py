@@ -36,11 +36,12 @@ class Policy(enum.StrEnum):
     """The sandbox's network policies; the value is the name's suffix."""
 
     DENY = "deny"
-    """Default deny, ingress and egress."""
+    """Default deny, ingress and egress, with egress to the cluster DNS and ingress from the
+    LLMSafeSpace API to the agent port (the allowances every sandbox has)."""
     DNS = "dns"
-    """Egress to the cluster DNS."""
+    """Legacy: egress to the cluster DNS, now part of ``deny`` (old ones are deleted)."""
     API = "api"
-    """Ingress from the LLMSafeSpace API to the agent port."""
+    """Legacy: ingress from the API to the agent port, now part of ``deny``."""
     INGRESS = "ingress"
     """Ingress opened by networkAccess.ingress or profile CIDR rules."""
     EGRESS = "egress"

@@ -172,7 +172,13 @@ class Observer:
                 namespace(),
                 get(objects.SERVICE_ACCOUNT),
                 get(objects.SERVICE),
-                get(objects.POD),
+                _get_or_none(  # a warm start's pod has the WarmPod's pod name
+                    kube,
+                    resource=objects.POD,
+                    name=warm_pod_name(obj) or base,
+                    namespace=ns,
+                    decode=objects.as_dict,
+                ),
                 claim(),
             ),
             asyncio.gather(policies(objects.NETWORK_POLICY), cilium_policies()),
@@ -283,6 +289,12 @@ def egress_domains(
 
 
 _NO_NETWORK: Final = sandbox_model.NetworkAccess()
+
+
+def warm_pod_name(obj: sandbox_model.Sandbox) -> str | None:
+    """The pod of a sandbox that started warm (``status.podName``); None for cold ones."""
+    status = sandbox_model.status_of(obj)
+    return status.pod_name if status.warm_pod_ref is not None else None
 
 
 async def _get_or_none(

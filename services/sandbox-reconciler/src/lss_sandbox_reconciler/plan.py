@@ -199,6 +199,7 @@ class _Draft:
         self.start_time = current.start_time
         self.requeue: list[float] = []
         self.has_finalizer = True
+        self.needs_finalizer = False
 
     def set(self, condition_type: str, *, status: str, reason: str, message: str) -> None:
         self.conditions = conditions_logic.set_condition(
@@ -225,9 +226,13 @@ class _Draft:
 
     def finish(self) -> Plan:
         actions = self.actions
-        if not self.has_finalizer and any(a.verb is Verb.CREATE for a in actions):
+        if not self.has_finalizer and (
+            self.needs_finalizer or any(a.verb is Verb.CREATE for a in actions)
+        ):
             # Only a sandbox that gets children needs the finalizer; a sandbox that fails
-            # before creating any costs no write for it.
+            # before creating any costs no write for it. A running sandbox always needs it,
+            # even when its children exist already (the apply may write the finalizer and the
+            # children concurrently, and that patch can meet a 409).
             actions = [Action(Verb.ADD_FINALIZER), *actions]
         status = msgspec.structs.replace(
             self.current,
@@ -385,7 +390,10 @@ def _plan_running(
     if waiting:
         draft.requeue_after(settings.deletion_poll_seconds)
 
-    draft.pod_name = names.pod_name(owner.name)
+    # A warm start's pod keeps the name it was created under (status.podName, warmPodRef).
+    draft.pod_name = (
+        _name_of(children.pod) if children.pod is not None else names.pod_name(owner.name)
+    )
     draft.pod_namespace = ns_name
     draft.endpoint = service.endpoint(owner, cluster_domain=settings.cluster_domain)
     if policies.unresolved_domains:
@@ -402,13 +410,14 @@ def _plan_running(
             ConditionType.NETWORK_READY,
             status=conditions_logic.TRUE,
             reason=Reason.POLICIES_APPLIED,
-            message=f"default deny plus {len(policies.network_policies) - 1} allowance(s) "
-            f"({mode.value} egress)",
+            message=f"default deny (DNS and API allowed) plus "
+            f"{len(policies.network_policies) - 1} more allowance(s) ({mode.value} egress)",
         )
     if mode is settings_module.EgressMode.IPBLOCK and spec.egress_domains:
         draft.requeue_after(settings.egress_refresh_interval_seconds)
 
     _apply_verdict(draft, verdict=verdict, spec=spec)
+    draft.needs_finalizer = True
     return draft.finish()
 
 

@@ -1,7 +1,8 @@
 """Wiring: ``build(settings)`` creates the reconciler's components and returns the Service.
 
 Components, in start order: ``kube`` (API client; ready while the API server's /readyz is
-200), ``nats`` (connection and stream declaration; ready while connected), and the durable
+200), ``nats`` (connection and stream declaration; ready while connected), ``ready-queue``
+(``warm.ReadyQueueFeed``: this replica's warmpod subscription and WarmPod list), and the durable
 consumer ``reconcile.consumer_name`` on ``<prefix>.evt.sandbox.>`` (one consumer shared by
 every replica, so each hint goes to one of them), which runs ``handler.Handler.handle``.
 Shutdown runs in reverse: the consumer finishes or naks what it holds before NATS drains.
@@ -13,7 +14,7 @@ from __future__ import annotations
 import prometheus_client
 
 from lss_common.bus import connection as bus_connection
-from lss_common.bus import consuming, topology
+from lss_common.bus import consuming, publishing, topology
 from lss_common.bus import metrics as bus_metrics
 from lss_common.kube import client
 from lss_common.logic import subjects
@@ -23,6 +24,7 @@ from lss_common.runtime import clock as clock_module
 from lss_common.runtime import service
 from lss_sandbox_reconciler import handler as handler_module
 from lss_sandbox_reconciler import metrics as metrics_module
+from lss_sandbox_reconciler import ready_queue, warm
 from lss_sandbox_reconciler import settings as settings_module
 
 
@@ -54,12 +56,34 @@ def build(
     nats = bus_connection.NatsConnection(
         settings.nats, metrics=bus, client_name=settings.service_name
     )
+    sandbox_metrics = metrics_module.SandboxMetrics.register(runtime.registry)
+    # Warm starts: every replica's own ready queue, fed by its own warmpod subscription.
+    warm_metrics = warm.WarmMetrics.register(runtime.registry)
+    queue = ready_queue.ReadyQueue()
+    starter = warm.WarmStarter(
+        lambda: kube.kube,
+        settings=settings,
+        clock=runtime.clock,
+        metrics=warm_metrics,
+        sandbox_metrics=sandbox_metrics,
+        queue=queue,
+        publisher=lambda: publishing.Publisher(
+            nats.connection.jetstream,
+            stream=settings.nats.events_stream,
+            metrics=bus,
+            timeout_seconds=settings.nats.publish_timeout_seconds,
+        ),
+    )
+    feed = warm.ReadyQueueFeed(
+        nats, lambda: kube.kube, queue=queue, settings=settings, metrics=warm_metrics
+    )
     handler = handler_module.Handler(
         lambda: kube.kube,
         settings=settings,
         clock=runtime.clock,
-        metrics=metrics_module.SandboxMetrics.register(runtime.registry),
+        metrics=sandbox_metrics,
         instance=instance,
+        warm_starter=starter if settings.warm.enabled else None,
     )
     consumer = consuming.ConsumerComponent(
         nats,
@@ -71,4 +95,6 @@ def build(
         metrics=bus,
         tasks=runtime.tasks,
     )
-    return service.Service(runtime, components=[kube, nats, consumer])
+    # The feed starts before the consumer: the first claims find a rebuilt queue.
+    warm_components = [feed] if settings.warm.enabled else []
+    return service.Service(runtime, components=[kube, nats, *warm_components, consumer])

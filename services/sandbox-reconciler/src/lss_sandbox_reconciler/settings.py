@@ -232,6 +232,40 @@ class ReconcileOptions(BaseModel):
     )
 
 
+class WarmOptions(BaseModel):
+    """Warm starts: claiming a Ready WarmPod instead of creating a pod (``warm.py``)."""
+
+    enabled: bool = Field(
+        default=True,
+        description="Try a matching Ready WarmPod before creating a cold pod.",
+    )
+    pick_spread: int = Field(
+        default=8,
+        ge=1,
+        le=1000,
+        description="A claim picks at random among this many oldest Ready candidates, so "
+        "replicas claiming at once rarely try the same WarmPod.",
+    )
+    max_conflicts: int = Field(
+        default=3,
+        ge=1,
+        le=20,
+        description="Claim attempts answered 409 (another replica won) before the sandbox "
+        "starts cold.",
+    )
+    feed_concurrency: int = Field(
+        default=16,
+        ge=1,
+        le=1000,
+        description="WarmPod reads in flight at once while feeding the ready queue from hints.",
+    )
+    recycle: bool = Field(
+        default=False,
+        description="When a warm sandbox ends, publish its WarmPod on the recycler subject "
+        "instead of deleting it (enable only where a recycler runs).",
+    )
+
+
 class SandboxReconcilerSettings(common_settings.CommonSettings):
     """The sandbox reconciler's settings. Env: ``LSS_SANDBOX__<FIELD>`` and the common groups."""
 
@@ -244,4 +278,8 @@ class SandboxReconcilerSettings(common_settings.CommonSettings):
     reconcile: ReconcileOptions = Field(
         default_factory=ReconcileOptions,
         description="How the reconciler reads, writes and reports.",
+    )
+    warm: WarmOptions = Field(
+        default_factory=WarmOptions,
+        description="Warm starts from WarmPools.",
     )

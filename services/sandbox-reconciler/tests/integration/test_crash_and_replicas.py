@@ -44,10 +44,7 @@ def _expected_children(name: str) -> dict[str, list[str]]:
         "Pod": [pod_name(name)],
         "Service": [pod_name(name)],
         "ServiceAccount": [pod_name(name)],
-        "NetworkPolicy": sorted(
-            names.policy_name(name, policy=p)
-            for p in (names.Policy.DENY, names.Policy.DNS, names.Policy.API)
-        ),
+        "NetworkPolicy": [names.policy_name(name, policy=names.Policy.DENY)],
         "PersistentVolumeClaim": [],
     }
 

@@ -80,13 +80,10 @@ async def test_lifecycle_for_each_security_level(
         "Pod": [pod_name("box")],
         "Service": [pod_name("box")],
         "ServiceAccount": [pod_name("box")],
-        "NetworkPolicy": sorted(
-            names.policy_name("box", policy=p)
-            for p in (names.Policy.DENY, names.Policy.DNS, names.Policy.API)
-        ),
+        "NetworkPolicy": [names.policy_name("box", policy=names.Policy.DENY)],
         "PersistentVolumeClaim": [],
     }
-    # Writes of one cold sandbox: the finalizer, 6 children, Creating and Running statuses.
+    # Writes of one cold sandbox: the finalizer, 4 children, Creating and Running statuses.
     reconciler = world.reconcilers[0]
     writes = reconciler.sample("llmsafespace_sandbox_api_writes_total", kind="Pod", verb="create")
     assert writes == 1

@@ -132,8 +132,6 @@ async def test_rendered_children_are_admitted(kube: client.Kube, namespace: str,
         names_created = {name for kind, name in stored_by_name if kind is plan.Kind.NETWORK_POLICY}
         assert names_created == {
             "sandbox-box-deny",
-            "sandbox-box-dns",
-            "sandbox-box-api",
             "sandbox-box-ingress",
             "sandbox-box-egress",
         }

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from lss_common.logic import conditions
 from lss_common.models import kinds
-from lss_sandbox_reconciler import lifecycle, plan, testing
+from lss_sandbox_reconciler import apply, lifecycle, plan, testing
 from lss_sandbox_reconciler import settings as settings_module
 
 NOW = datetime.datetime(2025, 6, 1, 12, 10, 0, tzinfo=datetime.UTC)
@@ -185,8 +185,6 @@ def test_fresh_sandbox_creates_children_in_order() -> None:
         ("add-finalizer", None, None),
         ("create", "ServiceAccount", "sandbox-demo"),
         ("create", "NetworkPolicy", "sandbox-demo-deny"),
-        ("create", "NetworkPolicy", "sandbox-demo-dns"),
-        ("create", "NetworkPolicy", "sandbox-demo-api"),
         ("create", "Service", "sandbox-demo"),
         ("create", "Pod", "sandbox-demo"),
     ]
@@ -461,3 +459,78 @@ def test_plans_are_idempotent(spec: dict[str, Any], isolation: bool, resolved: b
     )
     assert third.actions == ()
     assert not third.status_changed
+
+
+# -- apply waves (pure scheduling) ----------------------------------------------------------
+
+
+def waves(result: plan.Plan) -> list[list[tuple[str, str | None, str | None]]]:
+    return [
+        [(a.verb.value, a.kind.value if a.kind else None, a.name) for a in wave]
+        for wave in apply.schedule(result)
+    ]
+
+
+def test_cold_path_is_two_waves() -> None:
+    """Finalizer, SA, deny policy and Service together (all owned: GC-safe); then the pod."""
+    assert waves(run(snapshot())) == [
+        [
+            ("add-finalizer", None, None),
+            ("create", "ServiceAccount", "sandbox-demo"),
+            ("create", "NetworkPolicy", "sandbox-demo-deny"),
+            ("create", "Service", "sandbox-demo"),
+        ],
+        [("create", "Pod", "sandbox-demo")],
+    ]
+
+
+def test_isolation_keeps_the_finalizer_and_namespace_first() -> None:
+    options = settings_module.SandboxOptions(
+        egress_mode=settings_module.EgressMode.IPBLOCK, namespace_isolation=True
+    )
+    found = waves(run(snapshot(), options))
+    assert found[0] == [("add-finalizer", None, None)]
+    assert [a[1] for a in found[1]] == ["Namespace"]
+    assert [a[1] for a in found[3]] == ["Pod"]
+
+
+def test_retained_claim_keeps_the_finalizer_first() -> None:
+    options = settings_module.SandboxOptions(
+        egress_mode=settings_module.EgressMode.IPBLOCK,
+        pvc_retention=settings_module.PvcRetention.RETAIN,
+    )
+    found = waves(run(snapshot(spec={"storage": {"persistent": True}}), options))
+    assert found[0] == [("add-finalizer", None, None)]
+
+
+def test_missing_finalizer_is_added_even_when_children_exist() -> None:
+    fresh = run(snapshot())
+    children = applied(fresh, plan.Children())
+    assert summary(run(snapshot(children=children))) == [("add-finalizer", None, None)]
+    assert summary(run(snapshot(children=children, finalizers=FIN))) == []
+
+
+def test_legacy_policies_are_deleted_after_the_new_deny() -> None:
+    """Sandboxes created with three fixed policies get the merged deny, then lose the old."""
+    fresh = run(snapshot())
+    children = applied(fresh, plan.Children())
+    legacy = dict(children.network_policies)
+    deny = legacy["sandbox-demo-deny"]
+    for suffix in ("dns", "api"):
+        legacy[f"sandbox-demo-{suffix}"] = {
+            **deny,
+            "metadata": {**deny["metadata"], "name": f"sandbox-demo-{suffix}", "uid": suffix},
+        }
+    legacy["sandbox-demo-deny"] = {
+        **deny,
+        "metadata": {**deny["metadata"], "resourceVersion": "3"},
+        "spec": {"podSelector": deny["spec"]["podSelector"], "policyTypes": ["Ingress", "Egress"]},
+    }
+    result = run(
+        snapshot(children=dataclasses.replace(children, network_policies=legacy), finalizers=FIN)
+    )
+    assert waves(result) == [
+        [("replace", "NetworkPolicy", "sandbox-demo-deny")],
+        [("delete", "NetworkPolicy", "sandbox-demo-dns")],
+        [("delete", "NetworkPolicy", "sandbox-demo-api")],
+    ]

@@ -500,20 +500,28 @@ def test_retained_claim_has_no_owner_reference() -> None:
 
 
 def test_baseline_policies() -> None:
+    """One object: default deny both ways, DNS out and the API in (three objects before)."""
     found = policies().network_policies
-    assert set(found) == {"sandbox-demo-deny", "sandbox-demo-dns", "sandbox-demo-api"}
+    assert set(found) == {"sandbox-demo-deny"}
     deny = found["sandbox-demo-deny"]["spec"]
-    assert deny == {
-        "podSelector": {"matchLabels": {owner.SANDBOX_UID: testing.UID}},
-        "policyTypes": ["Ingress", "Egress"],
-    }
-    dns = found["sandbox-demo-dns"]["spec"]["egress"][0]
+    assert deny["podSelector"] == {"matchLabels": {owner.SANDBOX_UID: testing.UID}}
+    assert deny["policyTypes"] == ["Ingress", "Egress"]
+    (dns,) = deny["egress"]
     assert dns["ports"] == [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}]
-    assert dns["to"][0]["podSelector"] == {"matchLabels": {"k8s-app": "kube-dns"}}
-    api = found["sandbox-demo-api"]["spec"]
-    assert api["policyTypes"] == ["Ingress"]
-    assert api["ingress"][0]["ports"] == [{"port": 8080, "protocol": "TCP"}]
-    assert "egress" not in api
+    assert dns["to"] == [
+        {
+            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
+            "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}},
+        }
+    ]
+    (api,) = deny["ingress"]
+    assert api["ports"] == [{"port": 8080, "protocol": "TCP"}]
+    assert api["from"] == [
+        {
+            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "llmsafespace"}},
+            "podSelector": {"matchLabels": {"app": "llmsafespace", "component": "api"}},
+        }
+    ]
 
 
 def test_ingress_true_opens_only_the_agent_port() -> None:

@@ -1,13 +1,18 @@
-"""The sandbox's network policies: default deny, then one policy per allowance (pure).
+"""The sandbox's network policies: default deny with its fixed allowances, then one policy
+per optional allowance (pure).
 
-Every policy selects the pod by the sandbox's UID label. NetworkPolicies are additive
-allowances on top of the ``deny`` policy, so each allowance lives in its own object and
-"removing an allowance" is deleting that object:
+Every policy selects the pod by the sandbox's UID label. NetworkPolicies add up: a pod
+selected by any policy of a type is isolated in that direction, and what is allowed is the
+union of every selecting policy's rules. So the fixed part is one object, and each optional
+allowance lives in its own object ("removing an allowance" is deleting that object):
 
-- ``deny``: ingress and egress, no rules;
-- ``dns``: egress to the cluster DNS pods on UDP and TCP 53;
-- ``api``: ingress from the LLMSafeSpace API pods to the agent port (the seed also let the
-  sandbox open connections to the API on any port; nothing needs that, so it is gone);
+- ``deny``: both policy types (default deny in and out) with the two allowances every
+  sandbox has — egress to the cluster DNS pods on UDP and TCP 53, and ingress from the
+  LLMSafeSpace API pods to the agent port (the seed also let the sandbox open connections to
+  the API on any port; nothing needs that, so it is gone). These were three objects
+  (``deny``, ``dns``, ``api``) with the same meaning; one costs one write instead of three.
+  Policies of the old names still labelled with the sandbox's UID are deleted by the
+  planner like any allowance no longer wanted, *after* the new ``deny`` is in place;
 - ``ingress``: present only when ``networkAccess.ingress`` is true (any source, agent port)
   or the profile has ingress CIDR rules;
 - ``egress``: the profile's CIDR rules, and in ipblock mode each domain's resolved addresses
@@ -124,13 +129,28 @@ def render_policies(
     def add(policy: dict[str, Any]) -> None:
         policies[policy["metadata"]["name"]] = policy
 
-    add(_policy(owner, policy=names.Policy.DENY, spec={"policyTypes": ["Ingress", "Egress"]}))
+    # Default deny (both policy types) with the two fixed allowances in the same object:
+    # NetworkPolicies add up per direction, so one policy with both types, the DNS egress
+    # rule and the API ingress rule allows exactly what three separate ones did.
     add(
         _policy(
             owner,
-            policy=names.Policy.DNS,
+            policy=names.Policy.DENY,
             spec={
-                "policyTypes": ["Egress"],
+                "policyTypes": ["Ingress", "Egress"],
+                "ingress": [
+                    {
+                        "from": [
+                            {
+                                "namespaceSelector": {
+                                    "matchLabels": dict(settings.api_namespace_selector)
+                                },
+                                "podSelector": {"matchLabels": dict(settings.api_pod_selector)},
+                            }
+                        ],
+                        "ports": [dict(p) for p in _AGENT_PORTS],
+                    }
+                ],
                 "egress": [
                     {
                         "to": [
@@ -145,28 +165,6 @@ def render_policies(
                             {"port": 53, "protocol": "UDP"},
                             {"port": 53, "protocol": "TCP"},
                         ],
-                    }
-                ],
-            },
-        )
-    )
-    add(
-        _policy(
-            owner,
-            policy=names.Policy.API,
-            spec={
-                "policyTypes": ["Ingress"],
-                "ingress": [
-                    {
-                        "from": [
-                            {
-                                "namespaceSelector": {
-                                    "matchLabels": dict(settings.api_namespace_selector)
-                                },
-                                "podSelector": {"matchLabels": dict(settings.api_pod_selector)},
-                            }
-                        ],
-                        "ports": [dict(p) for p in _AGENT_PORTS],
                     }
                 ],
             },

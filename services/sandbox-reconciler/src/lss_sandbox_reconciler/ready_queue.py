@@ -1,0 +1,178 @@
+"""Per-pool in-memory queue of Ready WarmPods: where the claim finds candidates (pure).
+
+The claim path must never list WarmPods (DESIGN §5, §7): every replica keeps this queue,
+fed with each WarmPod as read after a ``warmpod`` hint (``offer``) and rebuilt from one list
+on start. A WarmPod is a candidate while its status is ``Ready`` with a pod, it carries the
+``pod-spec-hash`` annotation and is not being deleted; anything else removes it. Order is
+first-Ready-first (a heartbeat refreshes the resourceVersion without moving the entry), so
+picks spread over the oldest pods and the TTL rotates the rest.
+
+The queue is a *hint*, like NATS itself: the claim's CAS carries the resourceVersion held
+here, and a stale entry only costs a 409 (then the entry is dropped until the next hint).
+Assigned WarmPods are indexed by ``assignedTo`` so that a pass interrupted after its CAS
+finds its own claim again.
+
+No I/O, no clock: the caller reads and feeds.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterator
+from typing import Final
+
+from lss_common.models import kinds
+from lss_common.models import warmpod as warmpod_model
+
+#: sha256 of the rendered pod spec without identity, set by the pool manager on each WarmPod.
+POD_SPEC_HASH: Final = f"{kinds.GROUP}/pod-spec-hash"
+#: The WarmPool UID label the pool manager puts on WarmPods (and on their pods).
+POOL_UID: Final = f"{kinds.GROUP}/warmpool-uid"
+
+Key = tuple[str, str]
+"""(namespace, name) of a WarmPod."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Candidate:
+    """One Ready WarmPod as last read: enough to match it and to CAS it."""
+
+    namespace: str
+    name: str
+    uid: str
+    resource_version: str
+    pool: str
+    """The pool's UID (label), or its name when the label is missing."""
+    pod_name: str
+    spec_hash: str
+    record: warmpod_model.WarmPodSpec
+
+    @property
+    def key(self) -> Key:
+        return (self.namespace, self.name)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Assignment:
+    """A WarmPod assigned to a sandbox (by the sandbox's UID)."""
+
+    namespace: str
+    name: str
+    uid: str
+    pod_name: str
+
+
+def candidate_of(obj: warmpod_model.WarmPod) -> Candidate | None:
+    """The candidate ``obj`` is, or None when it may not be claimed now."""
+    meta = obj.metadata
+    status = warmpod_model.status_of(obj)
+    spec_hash = (meta.annotations or {}).get(POD_SPEC_HASH)
+    if (
+        status.phase != warmpod_model.Phase.READY
+        or not status.pod_name
+        or not spec_hash
+        or meta.deletion_timestamp
+        or not meta.namespace
+        or not meta.name
+        or not meta.uid
+        or not meta.resource_version
+    ):
+        return None
+    return Candidate(
+        namespace=meta.namespace,
+        name=meta.name,
+        uid=meta.uid,
+        resource_version=meta.resource_version,
+        pool=(meta.labels or {}).get(POOL_UID) or obj.spec.pool_ref.name,
+        pod_name=status.pod_name,
+        spec_hash=spec_hash,
+        record=obj.spec,
+    )
+
+
+class ReadyQueue:
+    """Ready WarmPods per pool, in the order they became Ready; assignments by sandbox UID."""
+
+    def __init__(self) -> None:
+        # pool key (namespace, pool) → WarmPod name → candidate; dicts keep insertion order.
+        self._pools: dict[Key, dict[str, Candidate]] = {}
+        self._pool_of: dict[Key, Key] = {}
+        self._by_namespace: dict[str, set[Key]] = {}
+        self._assigned: dict[str, Assignment] = {}
+        self._assigned_key: dict[Key, str] = {}
+
+    def __len__(self) -> int:
+        return len(self._pool_of)
+
+    def offer(self, obj: warmpod_model.WarmPod) -> Candidate | None:
+        """Record ``obj`` as just read; returns its candidate (None: not claimable)."""
+        meta = obj.metadata
+        key = (meta.namespace or "", meta.name or "")
+        status = warmpod_model.status_of(obj)
+        self._unassign(key)
+        if (
+            status.phase == warmpod_model.Phase.ASSIGNED
+            and status.assigned_to
+            and not meta.deletion_timestamp
+        ):
+            self._assigned[status.assigned_to] = Assignment(
+                namespace=key[0], name=key[1], uid=meta.uid or "", pod_name=status.pod_name or ""
+            )
+            self._assigned_key[key] = status.assigned_to
+        found = candidate_of(obj)
+        if found is None:
+            self.forget(key)
+            return None
+        pool_key = (found.namespace, found.pool)
+        previous = self._pool_of.get(key)
+        if previous is not None and previous != pool_key:
+            self.forget(key)
+        self._pools.setdefault(pool_key, {})[found.name] = found
+        self._pool_of[key] = pool_key
+        self._by_namespace.setdefault(found.namespace, set()).add(pool_key)
+        return found
+
+    def forget(self, key: Key) -> None:
+        """Drop the WarmPod ``key`` from the candidates (gone, not Ready, or being tried)."""
+        pool_key = self._pool_of.pop(key, None)
+        if pool_key is None:
+            return
+        members = self._pools.get(pool_key)
+        if members is not None:
+            members.pop(key[1], None)
+            if not members:
+                del self._pools[pool_key]
+                pools = self._by_namespace.get(pool_key[0])
+                if pools is not None:
+                    pools.discard(pool_key)
+                    if not pools:
+                        del self._by_namespace[pool_key[0]]
+
+    def remove(self, key: Key) -> None:
+        """The WarmPod is gone: no candidate and no assignment."""
+        self.forget(key)
+        self._unassign(key)
+
+    def candidates(
+        self, namespace: str, *, matches: Callable[[Candidate], bool]
+    ) -> list[Candidate]:
+        """Matching candidates in ``namespace``, oldest Ready first, per pool in turn."""
+        result: list[Candidate] = []
+        for pool_key in sorted(self._by_namespace.get(namespace, ())):
+            result.extend(c for c in self._pools[pool_key].values() if matches(c))
+        return result
+
+    def assignment(self, sandbox_uid: str) -> Assignment | None:
+        """The WarmPod last seen assigned to ``sandbox_uid``."""
+        return self._assigned.get(sandbox_uid)
+
+    def __iter__(self) -> Iterator[Candidate]:
+        for members in self._pools.values():
+            yield from members.values()
+
+    def _unassign(self, key: Key) -> None:
+        sandbox_uid = self._assigned_key.pop(key, None)
+        if sandbox_uid is not None:
+            found = self._assigned.get(sandbox_uid)
+            if found is not None and (found.namespace, found.name) == key:
+                del self._assigned[sandbox_uid]

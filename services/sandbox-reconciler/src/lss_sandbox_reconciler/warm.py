@@ -1,0 +1,613 @@
+"""Warm starts: feed the ready queue, claim and adopt a WarmPod, give it back at the end.
+
+The handler calls :meth:`WarmStarter.start` after planning a pass whose plan creates the
+sandbox's pod. When the sandbox may start warm (``claim.cold_reason``) and the ready queue
+holds a match (``claim.matches``: record *and* pod-spec hash), the pass becomes:
+
+1. the CAS on a picked candidate (``adopt.claim_warm_pod``), concurrently with a read of its
+   pod; on 409 (another replica won, or a heartbeat moved the resourceVersion) the next
+   candidate, and after ``warm.max_conflicts`` a cold start;
+2. the plan again, on a snapshot where the adopted pod is the sandbox's pod: it yields the
+   finalizer, ServiceAccount, policies and Service (no pod) and the ``Running`` status;
+   those child writes run (``apply.apply_plan``, status held back) concurrently with the
+   pod's adoption (``adopt.adopt_pod``);
+3. the status (``Running``, ``warmPodRef``, ``podName`` = the warm pod), written last and
+   conditional on the Sandbox's resourceVersion, so ``Running`` is never visible before the
+   pod is re-labelled and its allowances exist.
+
+Any failure after the CAS discards the claim (pod and WarmPod deleted: the pod may carry the
+sandbox's labels already) and the error goes to the handler, whose next pass starts over.
+Two passes of one sandbox on two replicas can each claim: the status write admits one, the
+other discards. A pass interrupted after its CAS is resumed from the queue's assignment
+index (fed by the CAS's own hint).
+
+:meth:`WarmStarter.release` runs in passes of an ending sandbox: a WarmPod still assigned to
+it is deleted (the pool refills) or, with ``warm.recycle``, published on
+``lss.recycle.<ns>.<warmpod>`` for the recycler. :class:`ReadyQueueFeed` is the component
+that keeps every replica's queue current: one core-NATS subscription per replica on the
+``warmpod`` hints (every replica needs every hint; the durable consumer would share them)
+and one WarmPod list at start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import dataclasses
+import datetime
+import enum
+import logging
+import random
+import typing
+from collections.abc import Callable
+from typing import Any, Final
+
+import msgspec
+import nats.aio.msg
+import nats.aio.subscription
+import prometheus_client
+
+from lss_common import errors
+from lss_common.bus import connection as bus_connection
+from lss_common.bus import publishing
+from lss_common.kube import client as client_module
+from lss_common.kube import objects, writes
+from lss_common.logic import subjects
+from lss_common.models import kinds, messages
+from lss_common.models import profile as profile_model
+from lss_common.models import sandbox as sandbox_model
+from lss_common.models import warmpod as warmpod_model
+from lss_common.observability import metrics as shared_metrics
+from lss_common.runtime import clock as clock_module
+from lss_sandbox_reconciler import adopt, apply, claim, lifecycle, merge, names, plan, resolve
+from lss_sandbox_reconciler import metrics as metrics_module
+from lss_sandbox_reconciler import ready_queue as ready_queue_module
+from lss_sandbox_reconciler import settings as settings_module
+from lss_sandbox_reconciler.render import owner as owner_module
+
+_log = logging.getLogger(__name__)
+
+WARM: Final = shared_metrics.Launch.WARM.value
+COLD: Final = shared_metrics.Launch.COLD.value
+
+#: When the watcher observed the change the current hint is about (set by the handler): the
+#: start of the claim's milestones.
+HINT_OBSERVED_AT: contextvars.ContextVar[datetime.datetime | None] = contextvars.ContextVar(
+    "lss_warm_hint_observed_at", default=None
+)
+
+# A claim on a local API server takes milliseconds; a loaded one tens to hundreds.
+CLAIM_BUCKETS_SECONDS: Final = (
+    0.002,
+    0.005,
+    0.01,
+    0.02,
+    0.03,
+    0.05,
+    0.075,
+    0.1,
+    0.15,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+)
+
+
+class Milestone(enum.StrEnum):
+    """Points of a start, timed from when the watcher observed the change."""
+
+    HINT_RECEIVED = "hint_received"
+    CLAIMED = "claimed"
+    ADOPTED = "adopted"
+    RUNNING = "running"
+    """The Running status committed (warm starts: in the same pass)."""
+
+
+class Result(enum.StrEnum):
+    """How a start attempt ended (``llmsafespace_sandbox_warm_claims_total``)."""
+
+    CLAIMED = "claimed"
+    CONFLICT = "conflict"
+    NO_CANDIDATE = "no_candidate"
+    INELIGIBLE = "ineligible"
+    EXHAUSTED = "conflicts_exhausted"
+    DISCARDED = "discarded"
+    RESUMED = "resumed"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class WarmMetrics:
+    """Warm-start metrics on the service's registry."""
+
+    milestone_seconds: prometheus_client.Histogram
+    claims_total: prometheus_client.Counter
+    released_total: prometheus_client.Counter
+    ready_queue_size: prometheus_client.Gauge
+
+    @classmethod
+    def register(cls, registry: prometheus_client.CollectorRegistry) -> typing.Self:
+        return cls(
+            milestone_seconds=prometheus_client.Histogram(
+                "llmsafespace_sandbox_claim_milestone_seconds",
+                "Watcher observed the change → each milestone of a start (hint_received, "
+                "claimed, adopted, running), by launch (warm|cold).",
+                ["launch", "milestone"],
+                buckets=CLAIM_BUCKETS_SECONDS,
+                registry=registry,
+            ),
+            claims_total=prometheus_client.Counter(
+                "llmsafespace_sandbox_warm_claims_total",
+                "Warm claim attempts by result (claimed, conflict, no_candidate, ineligible, "
+                "conflicts_exhausted, discarded, resumed).",
+                ["result"],
+                registry=registry,
+            ),
+            released_total=prometheus_client.Counter(
+                "llmsafespace_sandbox_warm_pods_released_total",
+                "WarmPods given back when their sandbox ended, by how (deleted|recycled).",
+                ["how"],
+                registry=registry,
+            ),
+            ready_queue_size=prometheus_client.Gauge(
+                "llmsafespace_sandbox_ready_queue_size",
+                "Ready WarmPods this replica knows of (its claim candidates).",
+                registry=registry,
+            ),
+        )
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Started:
+    """A warm start that committed: the plan it wrote and what was applied."""
+
+    planned: plan.Plan
+    applied: apply.Applied
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Resolved:
+    spec: merge.EffectiveSpec
+    profile: tuple[str, str] | None
+
+
+def _pod_action(planned: plan.Plan) -> plan.Action | None:
+    return next(
+        (a for a in planned.actions if a.verb is plan.Verb.CREATE and a.kind is plan.Kind.POD),
+        None,
+    )
+
+
+class WarmStarter:
+    """Claims for one reconciler process (its queue is fed by :class:`ReadyQueueFeed`)."""
+
+    def __init__(
+        self,
+        kube: Callable[[], client_module.Kube],
+        *,
+        settings: settings_module.SandboxReconcilerSettings,
+        clock: clock_module.Clock,
+        metrics: WarmMetrics,
+        sandbox_metrics: metrics_module.SandboxMetrics,
+        queue: ready_queue_module.ReadyQueue,
+        publisher: Callable[[], publishing.Publisher] | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._kube = kube
+        self._settings = settings
+        self._options = settings.warm
+        self._clock = clock
+        self._metrics = metrics
+        self._sandbox_metrics = sandbox_metrics
+        self.queue = queue
+        self._publisher = publisher
+        self._rng = rng or random.Random()
+
+    # -- timing -------------------------------------------------------------------------------
+
+    def _since_hint(self) -> float | None:
+        observed = HINT_OBSERVED_AT.get()
+        if observed is None:
+            return None
+        return max((self._clock.now() - observed).total_seconds(), 0.0)
+
+    def _mark(self, launch: str, milestone: Milestone) -> None:
+        elapsed = self._since_hint()
+        if elapsed is not None:
+            self._metrics.milestone_seconds.labels(launch=launch, milestone=milestone).observe(
+                elapsed
+            )
+
+    def mark_cold(self, planned: plan.Plan) -> None:
+        """A pass about to create a cold pod: its hint milestone (Running comes passes later,
+        in ``llmsafespace_sandbox_startup_duration_seconds{launch="cold"}``)."""
+        if _pod_action(planned) is not None:
+            self._mark(COLD, Milestone.HINT_RECEIVED)
+
+    # -- the claim ----------------------------------------------------------------------------
+
+    def _resolve(self, snapshot: plan.Snapshot) -> _Resolved | None:
+        """Resolution and merge as the plan did them (it planned a pod, so they succeed)."""
+        obj = snapshot.sandbox
+        options = self._settings.sandbox
+        try:
+            runtime = resolve.select_runtime(obj.spec.runtime, candidates=snapshot.runtimes)
+            key = resolve.profile_key(obj, shared_namespaces=options.shared_profile_namespaces)
+            found: profile_model.SandboxProfile | None = None
+            if key is not None:
+                found = resolve.check_profile(snapshot.profile, key=key)
+            spec = merge.merge_spec(obj, profile=found, runtime=runtime, settings=options)
+        except (resolve.ResolveError, merge.SpecConflict):
+            return None
+        return _Resolved(spec=spec, profile=key)
+
+    async def start(
+        self, snapshot: plan.Snapshot, *, planned: plan.Plan, now: datetime.datetime
+    ) -> Started | None:
+        """Start the sandbox warm if it can; None: apply ``planned`` (cold) instead."""
+        if not self._options.enabled:
+            return None
+        obj = snapshot.sandbox
+        current = sandbox_model.status_of(obj)
+        pod_action = _pod_action(planned)
+        if (
+            pod_action is None
+            or pod_action.body is None
+            or obj.metadata.deletion_timestamp
+            or snapshot.children.pod is not None
+            or current.warm_pod_ref is not None
+            or current.phase not in (None, "", sandbox_model.Phase.PENDING)
+        ):
+            return None
+        self._mark(WARM, Milestone.HINT_RECEIVED)
+        owner = owner_module.owner_of(obj, settings=self._settings.sandbox)
+        resolved = self._resolve(snapshot)
+        if resolved is None or claim.cold_reason(resolved.spec, owner=owner) is not None:
+            self._metrics.claims_total.labels(result=Result.INELIGIBLE).inc()
+            return None
+        wanted = claim.wanted_for(
+            obj, spec=resolved.spec, profile=resolved.profile, cold_pod=pod_action.body
+        )
+        kube = self._kube()
+        uid = obj.metadata.uid or ""
+        resumed = self.queue.assignment(uid)
+        if resumed is not None:
+            chosen: ready_queue_module.Candidate | None = ready_queue_module.Candidate(
+                namespace=resumed.namespace,
+                name=resumed.name,
+                uid=resumed.uid,
+                resource_version="",
+                pool="",
+                pod_name=resumed.pod_name,
+                spec_hash=wanted.spec_hash,
+                record=warmpod_model.WarmPodSpec(
+                    pool_ref=warmpod_model.PoolRef(name=""),
+                    runtime=wanted.runtime,
+                    security_level=wanted.security_level,
+                    resources=wanted.resources,
+                ),
+            )
+            self._metrics.claims_total.labels(result=Result.RESUMED).inc()
+            assert chosen is not None
+            pod = await adopt.get_pod(kube, namespace=chosen.namespace, name=chosen.pod_name)
+        else:
+            chosen, pod = await self._claim(kube, wanted=wanted, sandbox_uid=uid, now=now)
+        if chosen is None:
+            return None
+        self._mark(WARM, Milestone.CLAIMED)
+        try:
+            return await self._adopt(
+                kube, snapshot=snapshot, owner=owner, chosen=chosen, pod=pod, now=now
+            )
+        except BaseException:
+            self._metrics.claims_total.labels(result=Result.DISCARDED).inc()
+            pod_uid = ((pod or {}).get("metadata") or {}).get("uid")
+            await asyncio.shield(adopt.discard_claim(kube, candidate=chosen, pod_uid=pod_uid))
+            self.queue.remove(chosen.key)
+            raise
+
+    async def _claim(
+        self,
+        kube: client_module.Kube,
+        *,
+        wanted: claim.Wanted,
+        sandbox_uid: str,
+        now: datetime.datetime,
+    ) -> tuple[ready_queue_module.Candidate | None, dict[str, Any] | None]:
+        """The CAS on picked candidates until one wins or conflicts run out."""
+        conflicts = 0
+        while conflicts < self._options.max_conflicts:
+            candidates = self.queue.candidates(
+                wanted.namespace, matches=lambda c: claim.matches(c, wanted=wanted)
+            )
+            chosen = claim.pick(candidates, spread=self._options.pick_spread, rng=self._rng)
+            if chosen is None:
+                self._metrics.claims_total.labels(result=Result.NO_CANDIDATE).inc()
+                return None, None
+            # Taken out of the queue before the await: a concurrent pass of this replica
+            # never tries the same WarmPod; its next hint puts it back if still Ready.
+            self.queue.forget(chosen.key)
+            cas, pod = await asyncio.gather(
+                adopt.claim_warm_pod(kube, candidate=chosen, sandbox_uid=sandbox_uid, now=now),
+                adopt.get_pod(kube, namespace=chosen.namespace, name=chosen.pod_name),
+                return_exceptions=True,
+            )
+            if isinstance(cas, errors.ConflictError | errors.NotFoundError):
+                conflicts += 1
+                self._metrics.claims_total.labels(result=Result.CONFLICT).inc()
+                continue
+            if isinstance(cas, BaseException):
+                raise cas
+            if isinstance(pod, BaseException):
+                await adopt.discard_claim(kube, candidate=chosen, pod_uid=None)
+                raise pod
+            self._metrics.claims_total.labels(result=Result.CLAIMED).inc()
+            return chosen, pod
+        self._metrics.claims_total.labels(result=Result.EXHAUSTED).inc()
+        return None, None
+
+    async def _adopt(
+        self,
+        kube: client_module.Kube,
+        *,
+        snapshot: plan.Snapshot,
+        owner: owner_module.Owner,
+        chosen: ready_queue_module.Candidate,
+        pod: dict[str, Any] | None,
+        now: datetime.datetime,
+    ) -> Started:
+        """Children, adoption, then the Running status (see the module docstring)."""
+        if pod is None:
+            raise errors.ConflictError(
+                f"WarmPod {chosen.namespace}/{chosen.name}: its pod {chosen.pod_name} is gone"
+            )
+        obj = snapshot.sandbox
+        adopted_view = {**pod, "metadata": adopt.adopted_metadata(pod, owner=owner)}
+        current = sandbox_model.status_of(obj)
+        claimed_status = msgspec.structs.replace(
+            current,
+            warm_pod_ref=sandbox_model.WarmPodRef(name=chosen.name, namespace=chosen.namespace),
+        )
+        warm_snapshot = dataclasses.replace(
+            snapshot,
+            sandbox=msgspec.structs.replace(obj, status=claimed_status),
+            children=dataclasses.replace(snapshot.children, pod=adopted_view),
+        )
+        planned = plan.plan_sandbox(warm_snapshot, now=now, settings=self._settings.sandbox)
+        if _pod_action(planned) is not None or planned.status.phase != sandbox_model.Phase.RUNNING:
+            raise errors.ConflictError(
+                f"WarmPod {chosen.namespace}/{chosen.name}: its pod cannot serve the sandbox "
+                f"({planned.status.phase})"
+            )
+        adopted, applied = await asyncio.gather(
+            adopt.adopt_pod(kube, candidate=chosen, owner=owner)
+            if not owner_module.is_owned_by(pod, owner=owner)
+            else _already(pod),
+            apply.apply_plan(
+                kube,
+                sandbox=obj,
+                planned=dataclasses.replace(planned, status_changed=False),
+                metrics=self._sandbox_metrics,
+            ),
+            return_exceptions=True,
+        )
+        # Both finish before anything is undone: a discard must not race a write in flight.
+        for outcome in (adopted, applied):
+            if isinstance(outcome, BaseException):
+                raise outcome
+        assert not isinstance(adopted, BaseException)
+        assert not isinstance(applied, BaseException)
+        self._sandbox_metrics.count_write(
+            kind=metrics_module.WriteKind.POD, verb=metrics_module.WriteVerb.PATCH
+        )
+        self._mark(WARM, Milestone.ADOPTED)
+        self._sandbox_metrics.count_write(
+            kind=metrics_module.WriteKind.SANDBOX_STATUS,
+            verb=metrics_module.WriteVerb.UPDATE_STATUS,
+        )
+        written = await writes.update_status(
+            kube,
+            resource=objects.SANDBOX,
+            obj=applied.sandbox,
+            status=planned.status,
+            decode=sandbox_model.decode,
+        )
+        self._mark(WARM, Milestone.RUNNING)
+        _log.info(
+            "sandbox started warm",
+            extra={"warm_pod": chosen.name, "pod": (adopted.get("metadata") or {}).get("name")},
+        )
+        return Started(
+            planned=planned,
+            applied=dataclasses.replace(
+                applied, sandbox=written, writes=applied.writes + 3, status_written=True
+            ),
+        )
+
+    # -- the end ------------------------------------------------------------------------------
+
+    async def release(self, snapshot: plan.Snapshot) -> None:
+        """Give back the WarmPod of an ending sandbox (deleted, or handed to the recycler)."""
+        obj = snapshot.sandbox
+        status = sandbox_model.status_of(obj)
+        ref = status.warm_pod_ref
+        if ref is None or not (
+            obj.metadata.deletion_timestamp or lifecycle.is_terminal(status.phase)
+        ):
+            return
+        namespace = ref.namespace or obj.metadata.namespace or ""
+        kube = self._kube()
+        found = await adopt.release_warm_pod(
+            kube, namespace=namespace, name=ref.name, sandbox_uid=obj.metadata.uid or ""
+        )
+        if found is None:
+            return
+        if self._options.recycle and self._publisher is not None:
+            subject = subjects.recycle_subject(
+                namespace, warmpod=ref.name, prefix=self._settings.nats.subject_prefix
+            )
+            await self._publisher().publish(
+                messages.ChangeEvent(
+                    kind=kinds.WARM_POD.singular,
+                    namespace=namespace,
+                    name=ref.name,
+                    uid=found.metadata.uid,
+                    resource_version=found.metadata.resource_version,
+                    event_type="MODIFIED",
+                    observed_at=self._clock.now(),
+                ),
+                subject=subject,
+                msg_id=f"recycle/{namespace}/{ref.name}/{found.metadata.uid}",
+            )
+            self._metrics.released_total.labels(how="recycled").inc()
+            return
+        if await adopt.delete_warm_pod(
+            kube, namespace=namespace, name=ref.name, uid=found.metadata.uid or ""
+        ):
+            self._metrics.released_total.labels(how="deleted").inc()
+            _log.info("warm pod released", extra={"warm_pod": ref.name})
+
+    async def remove_stray_cold_pod(self, snapshot: plan.Snapshot) -> None:
+        """Delete a cold pod of a sandbox that started warm on another replica's pass.
+
+        Two passes of one new sandbox may run on two replicas: one warm, one cold. The warm
+        status wins or loses the status write; when it wins, the cold pod (our labels, our
+        name) would otherwise serve beside the warm one.
+        """
+        obj = snapshot.sandbox
+        status = sandbox_model.status_of(obj)
+        if status.warm_pod_ref is None or obj.metadata.deletion_timestamp:
+            return
+        try:
+            owner = owner_module.owner_of(obj, settings=self._settings.sandbox)
+        except merge.SpecConflict:
+            return
+        cold_name = names.pod_name(owner.name)
+        if status.pod_name == cold_name:
+            return  # the warm pod died and the cold one replaced it: it is the sandbox's pod
+        kube = self._kube()
+        stray = await adopt.get_pod(kube, namespace=owner.child_namespace, name=cold_name)
+        if stray is None or not owner_module.is_owned_by(stray, owner=owner):
+            return
+        with contextlib.suppress(errors.NotFoundError, errors.ConflictError):
+            await writes.delete_if_present(
+                kube,
+                resource=objects.POD,
+                namespace=owner.child_namespace,
+                name=cold_name,
+                uid=(stray.get("metadata") or {}).get("uid"),
+            )
+        _log.info("stray cold pod deleted", extra={"pod": cold_name})
+
+
+async def _already(pod: dict[str, Any]) -> dict[str, Any]:
+    return pod
+
+
+class ReadyQueueFeed:
+    """Keeps a :class:`ready_queue.ReadyQueue` current from ``warmpod`` hints (a component).
+
+    ``start()`` subscribes (core NATS, no durable state: a missed hint is covered by the
+    watcher's periodic resync) and then lists every WarmPod once. Each hint re-reads its
+    WarmPod (one get; hints of one key are coalesced so reads never apply out of order).
+    """
+
+    def __init__(
+        self,
+        nats_connection: bus_connection.NatsConnection,
+        kube: Callable[[], client_module.Kube],
+        *,
+        queue: ready_queue_module.ReadyQueue,
+        settings: settings_module.SandboxReconcilerSettings,
+        metrics: WarmMetrics,
+    ) -> None:
+        self._nats = nats_connection
+        self._kube = kube
+        self._queue = queue
+        self._prefix = settings.nats.subject_prefix
+        self._metrics = metrics
+        self._limit = asyncio.Semaphore(settings.warm.feed_concurrency)
+        self._subscription: nats.aio.subscription.Subscription | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._running: set[ready_queue_module.Key] = set()
+        self._dirty: set[ready_queue_module.Key] = set()
+        self._ready = False
+
+    @property
+    def name(self) -> str:
+        return "ready-queue"
+
+    async def start(self) -> None:
+        client = self._nats.connection.client
+        self._subscription = await client.subscribe(
+            subjects.events_filter(kinds.WARM_POD.singular, prefix=self._prefix),
+            cb=self._on_message,
+        )
+        found = await objects.list_objects(
+            self._kube(), resource=objects.WARM_POD, decode=warmpod_model.decode
+        )
+        for item in found.items:
+            self._queue.offer(item)
+        self._metrics.ready_queue_size.set(len(self._queue))
+        self._ready = True
+        _log.info("ready queue rebuilt", extra={"ready_warm_pods": len(self._queue)})
+
+    async def stop(self) -> None:
+        self._ready = False
+        if self._subscription is not None:
+            with contextlib.suppress(Exception):
+                await self._subscription.unsubscribe()
+            self._subscription = None
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def is_ready(self) -> bool:
+        return self._ready
+
+    async def _on_message(self, msg: nats.aio.msg.Msg) -> None:
+        try:
+            key = subjects.parse_event_subject(msg.subject, prefix=self._prefix)
+        except errors.InvalidMessage:
+            return
+        if key.namespace is None:
+            return
+        self.refresh((key.namespace, key.name))
+
+    def refresh(self, key: ready_queue_module.Key) -> None:
+        """Re-read the WarmPod ``key`` soon (coalesced with a read already running)."""
+        if key in self._running:
+            self._dirty.add(key)
+            return
+        self._running.add(key)
+        task = asyncio.create_task(self._refresh(key), name=f"ready-queue {key[0]}/{key[1]}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _refresh(self, key: ready_queue_module.Key) -> None:
+        try:
+            while True:
+                self._dirty.discard(key)
+                try:
+                    async with self._limit:
+                        found = await objects.get_object(
+                            self._kube(),
+                            resource=objects.WARM_POD,
+                            namespace=key[0],
+                            name=key[1],
+                            decode=warmpod_model.decode,
+                        )
+                except errors.NotFoundError:
+                    self._queue.remove(key)
+                except errors.LssError as error:
+                    # The next hint (or the watcher's resync) reads it again.
+                    _log.warning("warm pod not read", extra={"error": str(error)})
+                else:
+                    self._queue.offer(found)
+                self._metrics.ready_queue_size.set(len(self._queue))
+                if key not in self._dirty:
+                    return
+        finally:
+            self._running.discard(key)

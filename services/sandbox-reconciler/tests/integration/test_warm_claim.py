@@ -1,0 +1,295 @@
+"""Warm starts against the real apiserver + kwok and nats-server, with the real watcher, pool
+manager(s) and reconciler(s) running in-process.
+
+- a sandbox like the pool starts warm: ``status.warmPodRef`` names a WarmPod that is
+  Assigned to the sandbox's UID, and that WarmPod's pod is the sandbox's pod, owned by the
+  Sandbox alone (one owner reference, the controller), labelled for its Service; a `high`
+  sandbox never gets the `standard` pool's pod, and other resources or a profile start cold;
+  ending the warm sandbox deletes its WarmPod and the pool refills;
+- 200 sandboxes created at once against a pool of 50, with two reconcilers and two pool
+  managers: every sandbox Running with exactly one pod; no WarmPod assigned twice nor
+  referenced by two sandboxes (read back from the apiserver); no pod with two owners; warm
+  plus cold is 200.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import prometheus_client
+import pytest
+from reconciler_harness import Cluster, World
+
+from lss_common import settings as common_settings
+from lss_common.kube import client, objects
+from lss_common.models import kinds
+from lss_common.testing import eventually
+from lss_pool_manager import service as pool_service
+from lss_pool_manager import settings as pool_settings_module
+from lss_sandbox_reconciler.render import owner as owner_module
+from lss_watcher import testing as watcher_testing
+
+pytestmark = pytest.mark.integration
+
+
+class PoolManager:
+    """``lss_pool_manager.service.build`` running in this loop on the test's NATS names."""
+
+    def __init__(self, world: World) -> None:
+        settings = pool_settings_module.PoolManagerSettings(
+            service_name=f"pool-manager-{uuid.uuid4().hex[:6]}",
+            nats=world.nats,
+            kube=common_settings.KubeSettings(
+                kubeconfig=world.kubeconfig, request_timeout_seconds=10.0
+            ),
+            http=common_settings.HttpSettings(host="127.0.0.1", port=0),
+            consumer=common_settings.ConsumerSettings(
+                concurrency=32,
+                fetch_timeout_seconds=0.5,
+                backoff_seconds=[0.05, 0.1, 0.2, 0.5],
+                shutdown_grace_seconds=5.0,
+            ),
+            pool=pool_settings_module.PoolOptions.model_validate(
+                {"heartbeat_interval_seconds": 0.0, "create_rate_per_second": 50.0}
+            ),
+        )
+        self.service = pool_service.build(settings, registry=prometheus_client.CollectorRegistry())
+        self._task: asyncio.Task[int] | None = None
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self.service.run(handle_signals=False))
+
+        async def ready() -> bool:
+            if self._task is not None and self._task.done():
+                raise RuntimeError(f"the pool manager exited with {self._task.result()}")
+            try:
+                port = self.service.http_port
+            except RuntimeError:
+                return False
+            return await watcher_testing.readyz(f"http://127.0.0.1:{port}")
+
+        await eventually.eventually(ready, timeout_seconds=60, describe="pool manager ready")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            task, self._task = self._task, None
+            self.service.request_stop("test finished")
+            await task
+
+
+@pytest.fixture
+async def pool_managers() -> AsyncIterator[list[PoolManager]]:
+    managers: list[PoolManager] = []
+    try:
+        yield managers
+    finally:
+        for manager in managers:
+            await manager.stop()
+
+
+async def start(
+    world: World, managers: list[PoolManager], *, reconcilers: int, pool_managers: int
+) -> None:
+    # Every consumer exists before the watcher publishes (interest retention).
+    for _ in range(reconcilers):
+        await world.start_reconciler()
+    for _ in range(pool_managers):
+        manager = PoolManager(world)
+        await manager.start()
+        managers.append(manager)
+    await world.start_watcher()
+
+
+async def create_pool(cluster: Cluster, name: str, **spec: Any) -> None:
+    await objects.create_object(
+        cluster.kube,
+        resource=objects.WARM_POOL,
+        namespace=cluster.namespace,
+        body={
+            "apiVersion": kinds.API_VERSION,
+            "kind": "WarmPool",
+            "metadata": {"name": name, "namespace": cluster.namespace},
+            "spec": {"runtime": cluster.runtime, **spec},
+        },
+    )
+
+
+async def warm_pods(kube: client.Kube, namespace: str) -> list[dict[str, Any]]:
+    return (await objects.list_objects(kube, resource=objects.WARM_POD, namespace=namespace)).items
+
+
+def phase_of(obj: dict[str, Any]) -> str | None:
+    return (obj.get("status") or {}).get("phase")
+
+
+async def wait_ready_warm_pods(cluster: Cluster, count: int) -> None:
+    async def ready() -> bool:
+        items = await warm_pods(cluster.kube, cluster.namespace)
+        return sum(1 for wp in items if phase_of(wp) == "Ready") >= count
+
+    await eventually.eventually(
+        ready, timeout_seconds=120, describe=f"{count} Ready WarmPods in the pool"
+    )
+
+
+async def sandboxes(cluster: Cluster) -> list[dict[str, Any]]:
+    found = await objects.list_objects(
+        cluster.kube, resource=objects.SANDBOX, namespace=cluster.namespace
+    )
+    return found.items
+
+
+def controllers(obj: dict[str, Any]) -> list[dict[str, Any]]:
+    return [ref for ref in obj["metadata"].get("ownerReferences") or () if ref.get("controller")]
+
+
+async def test_matching_sandbox_starts_warm_others_cold_and_the_pool_refills(
+    world: World, cluster: Cluster, pool_managers: list[PoolManager]
+) -> None:
+    await cluster.create_runtime()
+    await cluster.create_profile("preset", spec={})
+    await start(world, pool_managers, reconcilers=1, pool_managers=1)
+    await create_pool(cluster, "std", minSize=2)
+    await wait_ready_warm_pods(cluster, 2)
+
+    await cluster.create_sandbox("warm")
+    await cluster.create_sandbox("high", securityLevel="high")
+    await cluster.create_sandbox("bigger", resources={"cpu": "1"})
+    await cluster.create_sandbox("profiled", profileRef={"name": "preset"})
+    await cluster.create_sandbox("kept", storage={"persistent": True, "volumeSize": "1Gi"})
+    objs = {
+        name: await cluster.wait_phase(name, "Running", timeout_seconds=90)
+        for name in ("warm", "high", "bigger", "profiled")
+    }
+    # kwok has no volume provisioner: the persistent sandbox stays Creating, with a cold pod.
+    objs["kept"] = await cluster.wait_phase("kept", "Creating", timeout_seconds=90)
+
+    warm = objs["warm"]
+    ref = warm["status"].get("warmPodRef")
+    assert ref is not None, warm["status"]
+    warm_pod = await objects.get_object(
+        cluster.kube, resource=objects.WARM_POD, namespace=cluster.namespace, name=ref["name"]
+    )
+    assert warm_pod["status"]["phase"] == "Assigned"
+    assert warm_pod["status"]["assignedTo"] == warm["metadata"]["uid"]
+    pod = await cluster.child(objects.POD, warm["status"]["podName"])
+    assert pod is not None
+    assert pod["metadata"]["name"] == warm_pod["status"]["podName"]
+    assert pod["metadata"]["ownerReferences"] == [
+        {
+            "apiVersion": kinds.API_VERSION,
+            "kind": "Sandbox",
+            "name": "warm",
+            "uid": warm["metadata"]["uid"],
+            "controller": True,
+        }
+    ]
+    assert pod["metadata"]["labels"][owner_module.SANDBOX_UID] == warm["metadata"]["uid"]
+    # the warm sandbox has the children a cold one has, with the warm pod as its only pod
+    children = await cluster.children(warm["metadata"]["uid"])
+    assert children["Pod"] == [pod["metadata"]["name"]]
+    assert children["Service"]
+    assert children["ServiceAccount"]
+    assert children["NetworkPolicy"]
+
+    for name in ("high", "bigger", "profiled", "kept"):
+        status = objs[name]["status"]
+        assert status.get("warmPodRef") is None, (name, status)
+        assert status["podName"].startswith("sandbox-"), (name, status)
+
+    # the end of the warm sandbox gives its WarmPod back (deleted) and the pool refills
+    await cluster.delete_sandbox("warm")
+    await cluster.wait_gone("warm")
+
+    async def released_and_refilled() -> bool:
+        items = await warm_pods(cluster.kube, cluster.namespace)
+        gone = all(wp["metadata"]["uid"] != warm_pod["metadata"]["uid"] for wp in items)
+        ready = sum(1 for wp in items if phase_of(wp) == "Ready")
+        return gone and ready >= 2
+
+    await eventually.eventually(
+        released_and_refilled, timeout_seconds=60, describe="WarmPod deleted, pool refilled"
+    )
+    assert await cluster.child(objects.POD, pod["metadata"]["name"]) is None
+
+
+COUNT = 200
+POOL_SIZE = 50
+
+
+async def test_200_sandboxes_against_a_pool_of_50_with_two_replicas_each(
+    world: World, cluster: Cluster, pool_managers: list[PoolManager]
+) -> None:
+    await cluster.create_runtime()
+    await start(world, pool_managers, reconcilers=2, pool_managers=2)
+    await create_pool(cluster, "burst", minSize=POOL_SIZE)
+    await wait_ready_warm_pods(cluster, POOL_SIZE)
+
+    limit = asyncio.Semaphore(50)
+
+    async def create(index: int) -> None:
+        async with limit:
+            await cluster.create_sandbox(f"box-{index}")
+
+    await asyncio.gather(*(create(i) for i in range(COUNT)))
+
+    last: list[str] = []
+
+    async def all_running() -> bool:
+        items = await sandboxes(cluster)
+        not_running = [s["metadata"]["name"] for s in items if phase_of(s) != "Running"]
+        last[:] = not_running[:10]
+        return len(items) == COUNT and not not_running
+
+    try:
+        await eventually.eventually(
+            all_running, timeout_seconds=240, describe=f"{COUNT} sandboxes Running"
+        )
+    except eventually.EventuallyTimeout as error:
+        raise AssertionError(f"{error}; not Running (first 10): {last}") from None
+
+    boxes = await sandboxes(cluster)
+    by_uid = {s["metadata"]["uid"]: s for s in boxes}
+    warm = [s for s in boxes if s["status"].get("warmPodRef")]
+    cold = [s for s in boxes if not s["status"].get("warmPodRef")]
+    assert len(warm) + len(cold) == COUNT
+    assert warm, "no sandbox started warm"
+
+    # No WarmPod is referenced by two sandboxes, and each one referenced is Assigned to the
+    # sandbox that references it (the CAS admitted exactly one claimer).
+    refs = collections.Counter(s["status"]["warmPodRef"]["name"] for s in warm)
+    assert max(refs.values()) == 1, refs.most_common(3)
+    items = {wp["metadata"]["name"]: wp for wp in await warm_pods(cluster.kube, cluster.namespace)}
+    for sandbox in warm:
+        wp = items[sandbox["status"]["warmPodRef"]["name"]]
+        assert wp["status"]["phase"] == "Assigned"
+        assert wp["status"]["assignedTo"] == sandbox["metadata"]["uid"]
+    assigned_to = collections.Counter(
+        wp["status"]["assignedTo"] for wp in items.values() if phase_of(wp) == "Assigned"
+    )
+    assert max(assigned_to.values()) == 1, assigned_to.most_common(3)
+    # An Assigned WarmPod no sandbox references would be a leaked claim.
+    assert set(assigned_to) == {s["metadata"]["uid"] for s in warm}
+
+    # Every pod has at most one owner; a sandbox's pods: exactly one, its own.
+    pods = (
+        await objects.list_objects(cluster.kube, resource=objects.POD, namespace=cluster.namespace)
+    ).items
+    per_sandbox: collections.Counter[str] = collections.Counter()
+    for pod in pods:
+        refs_found = pod["metadata"].get("ownerReferences") or []
+        assert len(refs_found) <= 1, pod["metadata"]
+        assert len(controllers(pod)) <= 1, pod["metadata"]
+        uid = (pod["metadata"].get("labels") or {}).get(owner_module.SANDBOX_UID)
+        if uid is not None and not pod["metadata"].get("deletionTimestamp"):
+            per_sandbox[uid] += 1
+            assert refs_found[0]["uid"] == uid
+    assert set(per_sandbox) == set(by_uid)
+    assert max(per_sandbox.values()) == 1, per_sandbox.most_common(3)
+    for sandbox in boxes:
+        pod_names = {p["metadata"]["name"] for p in pods}
+        assert sandbox["status"]["podName"] in pod_names

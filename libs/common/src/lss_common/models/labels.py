@@ -1,0 +1,38 @@
+"""The label vocabulary that ties child objects to the LLMSafeSpace object they belong to.
+
+Every child the services create (pods, Services, NetworkPolicies, ServiceAccounts, PVCs)
+carries ``app=llmsafespace``: the watcher watches children by that label only, so its memory
+grows with our objects, not with the cluster. A child in the same namespace as its owner is
+tied to it by a controller ``ownerReference`` (garbage collection then works too). A child in
+*another* namespace (namespace-per-sandbox isolation) cannot have an owner reference, so it
+names its owner with the labels below; the watcher maps either to the owner's hint key.
+
+Label values are limited to 63 characters: a cross-namespace child can only name an owner
+whose name fits (same-namespace children use owner references, which have no such limit).
+
+Pure constants: no I/O, no logic.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from lss_common.models import kinds
+
+APP: Final = "app"
+APP_VALUE: Final = "llmsafespace"
+#: Selects every object the LLMSafeSpace services create.
+APP_SELECTOR: Final = f"{APP}={APP_VALUE}"
+
+#: The Sandbox a child belongs to (its name), and that Sandbox's namespace when it differs
+#: from the child's (unset: the child's own namespace).
+SANDBOX_NAME: Final = f"{kinds.GROUP}/sandbox-name"
+SANDBOX_NAMESPACE: Final = f"{kinds.GROUP}/sandbox-namespace"
+
+#: The WarmPod a child (its pod) belongs to, and that WarmPod's namespace when it differs.
+WARM_POD_NAME: Final = f"{kinds.GROUP}/warmpod-name"
+WARM_POD_NAMESPACE: Final = f"{kinds.GROUP}/warmpod-namespace"
+
+#: The WarmPool a WarmPod or a warm pod's pod was created for (informational; a WarmPod's
+#: authoritative pool is ``spec.poolRef``).
+WARM_POOL_NAME: Final = f"{kinds.GROUP}/warmpool-name"

@@ -1,0 +1,396 @@
+"""Publishing hints and status records until JetStream has them: retried forever, bounded, ordered.
+
+* :class:`Window`: a resource's publishes in flight. ``submit`` blocks while the shared slots
+  (``publish_concurrency``) are taken, which stops the resource's watch from reading further
+  (backpressure onto the API server's stream); ``drain`` waits for all of them. A watch is
+  re-opened only after a drain, so its resourceVersion never moves past a change whose hint
+  is not stored.
+* :class:`Announcer`: publishes one hint (``lss_common.bus.publishing``) or one status record,
+  retrying with backoff until JetStream acknowledges it (stored, or a duplicate of the same
+  id). A publish that finds no stream re-declares the streams first (a NATS server that came
+  back without its store).
+* Status records are written with ``Nats-Expected-Last-Subject-Sequence`` (compare-and-set):
+  the record is published only if it is newer than the one stored (``status.is_newer``), and
+  a concurrent writer (another replica, or our own earlier publish) makes the CAS fail, so the
+  decision is re-taken on fresh data. A lagging replica therefore never overwrites a newer
+  record with an older one, inside or outside the dedupe window.
+
+This module decides nothing about *what* to publish (``tracker``, ``status`` do).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
+
+import nats.errors
+import nats.js
+import nats.js.errors
+from nats.js import api
+
+from lss_common import errors
+from lss_common.bus import codec, publishing
+from lss_common.bus import metrics as bus_metrics
+from lss_common.logic import backoff, subjects
+from lss_common.models import messages
+from lss_common.observability import logs, tracing
+from lss_common.observability import metrics as shared_metrics
+from lss_common.runtime import clock as clock_module
+from lss_watcher import hints, status
+from lss_watcher import metrics as watcher_metrics
+
+_log = logging.getLogger(__name__)
+
+# nats-server errors.json: JSStreamWrongLastSequenceErrF.
+ERR_WRONG_LAST_SEQUENCE = 10071
+
+
+class Window:
+    """One resource's publishes in flight, sharing ``slots`` with every other resource."""
+
+    def __init__(self, slots: asyncio.Semaphore, *, name: str) -> None:
+        self._slots = slots
+        self._name = name
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._tasks)
+
+    async def submit(self, job: Coroutine[Any, Any, None]) -> None:
+        """Start ``job`` once a slot is free (waits, i.e. backpressure, while none is)."""
+        try:
+            await self._slots.acquire()
+        except BaseException:
+            job.close()
+            raise
+        task = asyncio.create_task(job, name=f"publish:{self._name}")
+        self._tasks.add(task)
+        self._idle.clear()
+        task.add_done_callback(self._done)
+
+    async def drain(self) -> None:
+        """Wait until every submitted job has finished."""
+        await self._idle.wait()
+
+    async def aclose(self) -> None:
+        """Cancel what is still in flight and wait for it to end."""
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        self._slots.release()
+        if not task.cancelled() and (error := task.exception()) is not None:
+            # Jobs retry until they succeed; reaching here is a bug worth a loud log line.
+            _log.error("publish job failed", extra={"task": self._name}, exc_info=error)
+        if not self._tasks:
+            self._idle.set()
+
+
+@dataclasses.dataclass(slots=True)
+class _Last:
+    """The last status record this process knows to be stored on a subject."""
+
+    seq: int
+    stored: status.Stored
+    digest: int
+
+
+class _Turn:
+    """A FIFO lock for one object's status records, and how many publishes hold or await it."""
+
+    __slots__ = ("lock", "users")
+
+    def __init__(self) -> None:
+        self.lock = asyncio.Lock()
+        self.users = 0
+
+
+_EMPTY = _Last(seq=0, stored=status.Stored(uid="", resource_version="", deleted=True), digest=0)
+
+
+class Announcer:
+    """Publishes hints to LSS_EVENTS and status records to LSS_STATUS, retrying forever."""
+
+    def __init__(
+        self,
+        js: nats.js.JetStreamContext,
+        *,
+        events_stream: str,
+        status_stream: str,
+        prefix: str,
+        publish_timeout_seconds: float,
+        deleted_ttl_seconds: float,
+        backoff_seconds: list[float],
+        bus: bus_metrics.BusMetrics,
+        metrics: watcher_metrics.WatcherMetrics,
+        clock: clock_module.Clock,
+        ensure_streams: Callable[[], Awaitable[None]],
+    ) -> None:
+        self._js = js
+        self._events = publishing.Publisher(
+            js, stream=events_stream, metrics=bus, timeout_seconds=publish_timeout_seconds
+        )
+        self._status_stream = status_stream
+        self._prefix = prefix
+        self._timeout_seconds = publish_timeout_seconds
+        self._deleted_ttl_seconds = deleted_ttl_seconds
+        self._backoff_seconds = backoff_seconds
+        self._bus = bus
+        self._metrics = metrics
+        self._clock = clock
+        self._ensure_streams = ensure_streams
+        self._last: dict[subjects.ObjectKey, _Last] = {}
+        self._key_turns: dict[subjects.ObjectKey, _Turn] = {}
+
+    # -- hints ------------------------------------------------------------------------------
+
+    async def publish_hint(self, hint: hints.Hint, *, received_at: float | None) -> None:
+        """Publish ``hint`` until JetStream acknowledges it. ``received_at`` (monotonic) is
+        when the change arrived on a watch; None for lists and resyncs, which are not timed
+        (their changes were committed at some unknown earlier moment)."""
+        subject = hints.subject(hint, prefix=self._prefix)
+        payload = hints.message(hint, observed_at=self._clock.now())
+        attempt = 0
+        while True:
+            try:
+                await self._events.publish(payload, subject=subject, msg_id=hint.msg_id)
+            except errors.LssError as error:
+                attempt += 1
+                await self._after_failure(error, target=watcher_metrics.Target.EVENTS)
+                await self._clock.sleep(self._delay(attempt))
+                continue
+            self._observe(watcher_metrics.Target.EVENTS, received_at)
+            return
+
+    # -- status -----------------------------------------------------------------------------
+
+    async def publish_status(
+        self, record: messages.StatusRecord, *, msg_id: str, received_at: float | None
+    ) -> None:
+        """Publish ``record`` unless the stored one is newer or says the same; retry forever.
+
+        Records of one object are published one at a time, in submission order (a FIFO lock
+        per object): "says the same" compares with the record published just before.
+        """
+        key = subjects.ObjectKey(record.kind, record.namespace, record.name)
+        turn = self._key_turns.get(key)
+        if turn is None:
+            turn = self._key_turns[key] = _Turn()
+        turn.users += 1
+        try:
+            async with turn.lock:
+                await self._publish_status_retrying(record, msg_id=msg_id, received_at=received_at)
+        finally:
+            turn.users -= 1
+            if turn.users == 0:
+                del self._key_turns[key]
+
+    async def _publish_status_retrying(
+        self, record: messages.StatusRecord, *, msg_id: str, received_at: float | None
+    ) -> None:
+        attempt = 0
+        while True:
+            try:
+                result = await self._publish_status_once(record, msg_id=msg_id)
+            except errors.LssError as error:
+                attempt += 1
+                await self._after_failure(error, target=watcher_metrics.Target.STATUS)
+                await self._clock.sleep(self._delay(attempt))
+                continue
+            self._metrics.status_records_total.labels(result).inc()
+            if result is watcher_metrics.StatusResult.PUBLISHED:
+                self._observe(watcher_metrics.Target.STATUS, received_at)
+            return
+
+    async def read_status(self, key: subjects.ObjectKey) -> messages.StatusRecord | None:
+        """The record stored for ``key`` (None if none, or if it cannot be decoded)."""
+        _, record = await self._read_last(key)
+        return record
+
+    async def stored_status_keys(
+        self, kind: str, *, namespace: str | None
+    ) -> list[subjects.ObjectKey]:
+        """Every key of ``kind`` with a record in LSS_STATUS (in ``namespace`` if given)."""
+        filter_subject = (
+            subjects.status_filter(kind, prefix=self._prefix)
+            if namespace is None
+            else ".".join(
+                (
+                    subjects.status_filter(kind, prefix=self._prefix).removesuffix(".>"),
+                    subjects.encode_namespace(namespace),
+                    "*",
+                )
+            )
+        )
+        try:
+            info = await self._js.stream_info(self._status_stream, subjects_filter=filter_subject)
+        except (nats.errors.Error, nats.js.errors.Error) as error:
+            raise errors.RetryableError(f"listing status subjects: {error}") from error
+        keys = []
+        for subject in info.state.subjects or {}:
+            try:
+                keys.append(subjects.parse_status_subject(subject, prefix=self._prefix))
+            except errors.InvalidMessage:
+                _log.warning("foreign subject in the status stream", extra={"subject": subject})
+        return keys
+
+    async def _publish_status_once(
+        self, record: messages.StatusRecord, *, msg_id: str
+    ) -> watcher_metrics.StatusResult:
+        key = subjects.ObjectKey(record.kind, record.namespace, record.name)
+        subject = subjects.status_subject(
+            record.kind, namespace=record.namespace, name=record.name, prefix=self._prefix
+        )
+        mine = status.stored(record)
+        fingerprint = status.digest(record)
+        payload = codec.encode(record)
+        conflicted = False
+        while True:
+            last = self._last.get(key)
+            if last is None:
+                seq, current = await self._read_last(key)
+                last = (
+                    _EMPTY
+                    if seq == 0
+                    else _Last(
+                        seq=seq,
+                        stored=status.stored(current)
+                        if current is not None
+                        else status.Stored(uid="", resource_version="", deleted=False),
+                        digest=status.digest(current) if current is not None else 0,
+                    )
+                )
+                if seq:
+                    self._last[key] = last
+            if last.seq:
+                if not status.is_newer(mine, last.stored):
+                    return watcher_metrics.StatusResult.STALE
+                if last.digest == fingerprint:
+                    return watcher_metrics.StatusResult.UNCHANGED
+            try:
+                ack = await self._publish_cas(
+                    subject, payload, msg_id=msg_id, expected_seq=last.seq, record=record
+                )
+            except nats.js.errors.APIError as error:
+                if error.err_code != ERR_WRONG_LAST_SEQUENCE:
+                    raise _translate(subject, error) from error
+                # Someone wrote the subject since we looked: look again and decide again.
+                self._last.pop(key, None)
+                self._metrics.status_records_total.labels(
+                    watcher_metrics.StatusResult.CONFLICT
+                ).inc()
+                conflicted = True
+                continue
+            if ack.duplicate:
+                self._last.pop(key, None)
+                return watcher_metrics.StatusResult.DUPLICATE
+            if record.deleted:
+                # The subject expires with the record's TTL; remembering it would only leak.
+                self._last.pop(key, None)
+            else:
+                self._last[key] = _Last(seq=ack.seq, stored=mine, digest=fingerprint)
+            if conflicted:
+                _log.debug("status published after a conflict", extra={"subject": subject})
+            return watcher_metrics.StatusResult.PUBLISHED
+
+    async def _publish_cas(
+        self,
+        subject: str,
+        payload: bytes,
+        *,
+        msg_id: str,
+        expected_seq: int,
+        record: messages.StatusRecord,
+    ) -> api.PubAck:
+        with tracing.producer_span(subject, stream=self._status_stream, msg_id=msg_id):
+            headers = tracing.inject_headers({})
+            headers[api.Header.MSG_ID.value] = msg_id
+            headers[api.Header.EXPECTED_LAST_SUBJECT_SEQUENCE.value] = str(expected_seq)
+            try:
+                ack = await self._js.publish(
+                    subject,
+                    payload,
+                    timeout=self._timeout_seconds,
+                    stream=self._status_stream,
+                    headers=headers,
+                    msg_ttl=self._deleted_ttl_seconds if record.deleted else None,
+                )
+            except nats.js.errors.APIError:
+                self._count(shared_metrics.PublishResult.ERROR)
+                raise
+            except (nats.errors.Error, nats.js.errors.Error) as error:
+                self._count(shared_metrics.PublishResult.ERROR)
+                raise _translate(subject, error) from error
+        self._count(
+            shared_metrics.PublishResult.DUPLICATE
+            if ack.duplicate
+            else shared_metrics.PublishResult.STORED
+        )
+        return ack
+
+    async def _read_last(self, key: subjects.ObjectKey) -> tuple[int, messages.StatusRecord | None]:
+        subject = subjects.status_subject(
+            key.kind, namespace=key.namespace, name=key.name, prefix=self._prefix
+        )
+        try:
+            raw = await self._js.get_last_msg(self._status_stream, subject, direct=True)
+        except nats.js.errors.NotFoundError:
+            return 0, None
+        except (nats.errors.Error, nats.js.errors.Error) as error:
+            raise errors.RetryableError(f"reading {subject}: {error}") from error
+        try:
+            record = codec.decode(raw.data or b"", message_type=messages.StatusRecord)
+        except errors.InvalidMessage:
+            # An unreadable record (another schema version?) is replaced, never trusted.
+            _log.warning("undecodable status record replaced", extra={"subject": subject})
+            record = None
+        return raw.seq or 0, record
+
+    def forget_stored_status(self) -> None:
+        """Forget every stored record this process remembers (after a relist, which may have
+        skipped versions, or a reconnect to a server that may have lost them); the next
+        publish of each subject reads it back first."""
+        self._last.clear()
+
+    # -- shared -----------------------------------------------------------------------------
+
+    async def _after_failure(
+        self, error: errors.LssError, *, target: watcher_metrics.Target
+    ) -> None:
+        self._metrics.publish_retries_total.labels(target).inc()
+        level = logging.ERROR if isinstance(error, errors.PermanentError) else logging.WARNING
+        with logs.bind(outcome="retry"):
+            _log.log(level, "publish failed, retrying", extra={"error": str(error)})
+        if isinstance(error.__cause__, nats.js.errors.NoStreamResponseError):
+            try:
+                await self._ensure_streams()
+            except errors.LssError as declare_error:
+                _log.warning("re-declaring streams failed", extra={"error": str(declare_error)})
+
+    def _delay(self, attempt: int) -> float:
+        return backoff.delay_for_delivery(attempt, delays_seconds=self._backoff_seconds)
+
+    def _observe(self, target: watcher_metrics.Target, received_at: float | None) -> None:
+        if received_at is None:
+            return
+        self._metrics.publish_duration_seconds.labels(target).observe(
+            max(self._clock.monotonic() - received_at, 0.0)
+        )
+
+    def _count(self, result: shared_metrics.PublishResult) -> None:
+        self._bus.published_total.labels(self._status_stream, result).inc()
+
+
+def _translate(subject: str, error: Exception) -> errors.LssError:
+    if isinstance(error, nats.js.errors.BadRequestError):
+        return errors.PermanentError(f"publish to {subject} rejected: {error}", reason="Rejected")
+    return errors.RetryableError(f"publish to {subject} failed: {error}")

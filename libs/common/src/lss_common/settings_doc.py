@@ -56,26 +56,36 @@ def render(settings_class: type[pydantic_settings.BaseSettings], *, title: str) 
             groups.append((name, field, group))
     if general:
         lines += ["## General", ""]
-        lines += _table((f"{prefix}{name}".upper(), field) for name, field in general)
+        lines += _table((f"{prefix}{name}".upper(), field, _UNSET) for name, field in general)
     for name, field, group in groups:
         summary = field.description or _first_line(group.__doc__)
         lines += [f"## {name}", ""]
         if summary:
             lines += [summary, ""]
+        # A service may give a shared group other defaults (its default_factory): show
+        # the values this settings class really starts with, not the group class's.
+        instance = field.get_default(call_default_factory=True)
         lines += _table(
-            (f"{prefix}{name}{delimiter}{member}".upper(), member_field)
+            (
+                f"{prefix}{name}{delimiter}{member}".upper(),
+                member_field,
+                getattr(instance, member, _UNSET),
+            )
             for member, member_field in group.model_fields.items()
         )
     return "\n".join(lines).rstrip("\n") + "\n"
 
 
-def _table(rows: typing.Iterable[tuple[str, FieldInfo]]) -> list[str]:
+_UNSET = object()
+
+
+def _table(rows: typing.Iterable[tuple[str, FieldInfo, object]]) -> list[str]:
     lines = ["| Variable | Type | Default | Description |", "|---|---|---|---|"]
-    for env_var, field in rows:
+    for env_var, field, actual in rows:
         cells = [
             f"`{env_var}`",
             _type_text(field),
-            _default_text(field),
+            _default_text(field) if actual is _UNSET else _value_text(actual),
             (field.description or "").replace("|", "\\|").replace("\n", " "),
         ]
         lines.append("| " + " | ".join(cells) + " |")
@@ -129,12 +139,10 @@ def _type_text(field: FieldInfo) -> str:
 
 
 def _default_text(field: FieldInfo) -> str:
-    if field.default_factory is not None:
-        default = field.default_factory()  # type: ignore[call-arg]
-    elif field.is_required():
-        return "required"
-    else:
-        default = field.default
+    return _value_text(field.get_default(call_default_factory=True))
+
+
+def _value_text(default: object) -> str:
     if default is None:
         return "unset"
     if isinstance(default, bool):

@@ -355,6 +355,28 @@ async def test_at_most_concurrency_messages_are_held(nats_url: str) -> None:
         assert outcome_count(bus, "ack") == 5
 
 
+async def test_riders_do_not_use_up_the_concurrency_window(nats_url: str) -> None:
+    settings = testing_bus.isolated_settings(nats_url, concurrency=3)
+    async with testing_bus.open_bus(settings) as bus:
+        b_handled = asyncio.Event()
+
+        async def body(message: messages.ChangeEvent, delivered: int) -> outcomes.Outcome:
+            if message.name == "a" and message.resource_version == "0":
+                # Holds key "a" until "b" was handled: only possible if the four riders
+                # queued behind "a" leave room in the window for "b".
+                await b_handled.wait()
+            if message.name == "b":
+                b_handled.set()
+            return outcomes.DONE
+
+        async with consuming_with(bus, Recorder(body)):
+            for index in range(6):
+                await send(bus, "a", tag=str(index))
+            await send(bus, "b", tag="0")
+            await wait_for(lambda: outcome_count(bus, "ack") == 7, "all seven acked")
+        assert coalesced(bus) == 4
+
+
 async def test_long_handler_heartbeats_prevent_redelivery(nats_url: str) -> None:
     settings = testing_bus.isolated_settings(nats_url, ack_wait_seconds=1.0)
     async with testing_bus.open_bus(settings) as bus:

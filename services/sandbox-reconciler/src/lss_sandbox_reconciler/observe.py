@@ -16,12 +16,24 @@ What is read, per pass (independent reads run concurrently):
   cached for ``dns_cache_seconds``; a domain that fails or times out resolves to nothing,
   and the planner then writes no rule for it (fail closed).
 
+Round trips: without namespace isolation (and for a name that fits a label value, as every
+name does unless it is longer than 63 characters) the children live in the Sandbox's own
+namespace under names derived from its name, so the Sandbox get, the ServiceAccount, Service
+and cold-pod gets, the policy lists (by the sandbox-name label; filtered by the UID once the
+Sandbox is read, an earlier namesake's policies are not ours) and the RuntimeEnvironment list
+go out together: **one round trip** for a sandbox without profile, PVC or warm pod; a second
+one only for the profile, the claim, or a warm start's pod (``status.podName``; the cold-pod
+read then serves ``warm.remove_stray_cold_pod``). The reads are no snapshot either way (they
+never were: children were read after the Sandbox, and may change after). Under namespace
+isolation the Sandbox is read first (its UID names the namespace).
+
 This module decides nothing and writes nothing: it is the handler's input stage.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import socket
 from collections.abc import Awaitable, Callable
@@ -30,6 +42,7 @@ from typing import Any, Final, TypeVar
 from lss_common import errors
 from lss_common.kube import client as client_module
 from lss_common.kube import objects
+from lss_common.models import labels
 from lss_common.models import profile as profile_model
 from lss_common.models import runtime as runtime_model
 from lss_common.models import sandbox as sandbox_model
@@ -81,6 +94,95 @@ class Observer:
     async def observe(self, *, namespace: str, name: str) -> plan.Snapshot | None:
         """The snapshot of the Sandbox ``namespace/name``; ``None`` when it does not exist."""
         kube = self._kube()
+        cilium = await self.is_cilium_available()
+        if self._options.namespace_isolation or not owner_module.is_label_value(name):
+            return await self._observe_after_get(
+                kube, namespace=namespace, name=name, cilium=cilium
+            )
+        # One round trip: without namespace isolation every child lives in the Sandbox's
+        # namespace under a name derived from the Sandbox's name, and its policies carry the
+        # name label, so they are read together with the Sandbox (policies filtered by UID
+        # once it is known) and with the RuntimeEnvironments.
+        found, early, runtimes = await asyncio.gather(
+            _get_or_none(
+                kube,
+                resource=objects.SANDBOX,
+                name=name,
+                namespace=namespace,
+                decode=sandbox_model.decode,
+            ),
+            self._read_by_name(kube, namespace=namespace, name=name, cilium=cilium),
+            self._read_runtimes(kube),
+        )
+        if found is None:
+            return None
+        obj = found
+        releasing = _releasing(obj)
+        uid = obj.metadata.uid or ""
+        warm_pod = warm_pod_name(obj)
+        persistent = bool(obj.spec.storage and obj.spec.storage.persistent)
+
+        async def pod() -> dict[str, Any] | None:
+            if warm_pod is None or warm_pod == early.pod_name:
+                return early.pod
+            return await _get_or_none(
+                kube,
+                resource=objects.POD,
+                name=warm_pod,
+                namespace=namespace,
+                decode=objects.as_dict,
+            )
+
+        async def claim() -> dict[str, Any] | None:
+            if not persistent:
+                return None
+            return await _get_or_none(
+                kube,
+                resource=objects.PERSISTENT_VOLUME_CLAIM,
+                name=names.claim_name(name),
+                namespace=namespace,
+                decode=objects.as_dict,
+            )
+
+        async def profile() -> profile_model.SandboxProfile | None:
+            return None if releasing else await self._read_profile(kube, obj=obj)
+
+        pod_found, pvc, profile_found = await asyncio.gather(pod(), claim(), profile())
+        children = plan.Children(
+            service_account=early.service_account,
+            service=early.service,
+            claim=pvc,
+            pod=pod_found,
+            network_policies=_with_uid(early.network_policies, uid),
+            cilium_policies=_with_uid(early.cilium_policies, uid),
+        )
+        warm_started = warm_pod is not None and warm_pod != early.pod_name
+        if releasing:
+            return plan.Snapshot(
+                sandbox=obj,
+                runtimes=(),
+                profile=None,
+                children=children,
+                cilium_available=cilium,
+                cold_pod=early.pod if warm_started else None,
+                cold_pod_read=warm_started,
+            )
+        return plan.Snapshot(
+            sandbox=obj,
+            runtimes=runtimes,
+            profile=profile_found,
+            children=children,
+            cilium_available=cilium,
+            resolved=await self._resolved_for(obj, profile=profile_found, cilium=cilium),
+            cold_pod=early.pod if warm_started else None,
+            cold_pod_read=warm_started,
+        )
+
+    async def _observe_after_get(
+        self, kube: client_module.Kube, *, namespace: str, name: str, cilium: bool
+    ) -> plan.Snapshot | None:
+        """Namespace isolation (or a name too long for a label): the Sandbox first, since the
+        children's namespace and the policies' selector need its UID."""
         try:
             obj = await objects.get_object(
                 kube,
@@ -91,12 +193,8 @@ class Observer:
             )
         except errors.NotFoundError:
             return None
-        releasing = bool(obj.metadata.deletion_timestamp) or lifecycle.is_terminal(
-            sandbox_model.status_of(obj).phase
-        )
-        cilium = await self.is_cilium_available()
         children_task = self._read_children(kube, obj=obj, cilium=cilium)
-        if releasing:
+        if _releasing(obj):
             children = await children_task
             return plan.Snapshot(
                 sandbox=obj, runtimes=(), profile=None, children=children, cilium_available=cilium
@@ -104,17 +202,64 @@ class Observer:
         children, runtimes, profile = await asyncio.gather(
             children_task, self._read_runtimes(kube), self._read_profile(kube, obj=obj)
         )
-        resolved: dict[str, tuple[str, ...]] = {}
-        mode = network.choose_egress_mode(self._options, cilium_available=cilium)
-        if mode is settings_module.EgressMode.IPBLOCK:
-            resolved = await self.resolve_domains(egress_domains(obj, profile=profile))
         return plan.Snapshot(
             sandbox=obj,
             runtimes=runtimes,
             profile=profile,
             children=children,
             cilium_available=cilium,
-            resolved=resolved,
+            resolved=await self._resolved_for(obj, profile=profile, cilium=cilium),
+        )
+
+    async def _resolved_for(
+        self,
+        obj: sandbox_model.Sandbox,
+        *,
+        profile: profile_model.SandboxProfile | None,
+        cilium: bool,
+    ) -> dict[str, tuple[str, ...]]:
+        mode = network.choose_egress_mode(self._options, cilium_available=cilium)
+        if mode is not settings_module.EgressMode.IPBLOCK:
+            return {}
+        return await self.resolve_domains(egress_domains(obj, profile=profile))
+
+    async def _read_by_name(
+        self, kube: client_module.Kube, *, namespace: str, name: str, cilium: bool
+    ) -> _ByName:
+        """The children a Sandbox ``namespace/name`` would have, before its UID is known."""
+        base = names.pod_name(name)  # pod, Service and ServiceAccount share it
+        selector = f"{labels.SANDBOX_NAME}={name}"
+
+        def get(resource: objects.ApiResource) -> Awaitable[dict[str, Any] | None]:
+            return _get_or_none(
+                kube, resource=resource, name=base, namespace=namespace, decode=objects.as_dict
+            )
+
+        async def policies(resource: objects.ApiResource) -> dict[str, dict[str, Any]]:
+            if resource is CILIUM_NETWORK_POLICY and not cilium:
+                return {}
+            try:
+                found = await objects.list_objects(
+                    kube, resource=resource, namespace=namespace, label_selector=selector
+                )
+            except errors.NotFoundError:
+                return {}  # Cilium's CRD is not there
+            return {item["metadata"]["name"]: item for item in found.items}
+
+        account, svc, pod, network_policies, cilium_found = await asyncio.gather(
+            get(objects.SERVICE_ACCOUNT),
+            get(objects.SERVICE),
+            get(objects.POD),
+            policies(objects.NETWORK_POLICY),
+            policies(CILIUM_NETWORK_POLICY),
+        )
+        return _ByName(
+            pod_name=base,
+            service_account=account,
+            service=svc,
+            pod=pod,
+            network_policies=network_policies,
+            cilium_policies=cilium_found,
         )
 
     # -- children ---------------------------------------------------------------------------
@@ -289,6 +434,34 @@ def egress_domains(
 
 
 _NO_NETWORK: Final = sandbox_model.NetworkAccess()
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _ByName:
+    """Children read by the Sandbox's name (see ``Observer.observe``)."""
+
+    pod_name: str
+    service_account: dict[str, Any] | None
+    service: dict[str, Any] | None
+    pod: dict[str, Any] | None
+    network_policies: dict[str, dict[str, Any]]
+    cilium_policies: dict[str, dict[str, Any]]
+
+
+def _with_uid(found: dict[str, dict[str, Any]], uid: str) -> dict[str, dict[str, Any]]:
+    """The policies labelled with the sandbox ``uid`` (an earlier namesake's are not ours)."""
+    return {
+        name: item
+        for name, item in found.items()
+        if ((item.get("metadata") or {}).get("labels") or {}).get(owner_module.SANDBOX_UID) == uid
+    }
+
+
+def _releasing(obj: sandbox_model.Sandbox) -> bool:
+    """Deleted or terminal: the planner only releases (no runtime, no profile needed)."""
+    return bool(obj.metadata.deletion_timestamp) or lifecycle.is_terminal(
+        sandbox_model.status_of(obj).phase
+    )
 
 
 def warm_pod_name(obj: sandbox_model.Sandbox) -> str | None:

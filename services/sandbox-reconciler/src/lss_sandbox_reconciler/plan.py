@@ -111,6 +111,10 @@ class Snapshot:
     cilium_available: bool = False
     resolved: Mapping[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
     """Egress domain → resolved addresses (ipblock mode)."""
+    cold_pod: Object | None = None
+    """For a sandbox that started warm: the pod at the cold pod's name, when ``cold_pod_read``
+    (observe read it anyway; ``warm.remove_stray_cold_pod`` uses it). The planner ignores it."""
+    cold_pod_read: bool = False
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

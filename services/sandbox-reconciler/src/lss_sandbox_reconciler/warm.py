@@ -5,12 +5,14 @@ sandbox's pod. When the sandbox may start warm (``claim.cold_reason``) and the r
 holds a match (``claim.matches``: record *and* pod-spec hash), the pass becomes:
 
 1. the CAS on a picked candidate (``adopt.claim_warm_pod``), concurrently with a read of its
-   pod; on 409 (another replica won, or a heartbeat moved the resourceVersion) the next
-   candidate, and after ``warm.max_conflicts`` a cold start;
+   pod and with the writes a warm and a cold start share (:func:`split_early`: finalizer,
+   ServiceAccount, policies, Service — so the sandbox's deny policy exists before its pod
+   leaves the pool's); on 409 (another replica won, or a heartbeat moved the
+   resourceVersion) the next candidate, and after ``warm.max_conflicts`` the rest of the cold
+   plan (pod and status);
 2. the plan again, on a snapshot where the adopted pod is the sandbox's pod: it yields the
-   finalizer, ServiceAccount, policies and Service (no pod) and the ``Running`` status;
-   those child writes run (``apply.apply_plan``, status held back) concurrently with the
-   pod's adoption (``adopt.adopt_pod``);
+   ``Running`` status (and normally no write the first wave did not do); the pod's adoption
+   (``adopt.adopt_pod``) runs with whatever is left;
 3. the status (``Running``, ``warmPodRef``, ``podName`` = the warm pod), written last and
    conditional on the Sandbox's resourceVersion, so ``Running`` is never visible before the
    pod is re-labelled and its allowances exist.
@@ -165,6 +167,23 @@ class Started:
 
     planned: plan.Plan
     applied: apply.Applied
+    warm: bool = True
+    """False: no WarmPod could be claimed and the pass went on cold (``applied`` says so)."""
+
+
+def split_early(planned: plan.Plan) -> tuple[tuple[plan.Action, ...], tuple[plan.Action, ...]]:
+    """The actions a new sandbox needs whether it starts warm or cold (finalizer and the
+    children's creates/replaces other than the pod and a namespace), and the rest."""
+    early = tuple(
+        a
+        for a in planned.actions
+        if a.verb is plan.Verb.ADD_FINALIZER
+        or (
+            a.verb in (plan.Verb.CREATE, plan.Verb.REPLACE)
+            and a.kind not in (plan.Kind.POD, plan.Kind.NAMESPACE)
+        )
+    )
+    return early, tuple(a for a in planned.actions if a not in early)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -272,41 +291,100 @@ class WarmStarter:
         )
         kube = self._kube()
         uid = obj.metadata.uid or ""
-        resumed = self.queue.assignment(uid)
-        if resumed is not None:
-            chosen: ready_queue_module.Candidate | None = ready_queue_module.Candidate(
-                namespace=resumed.namespace,
-                name=resumed.name,
-                uid=resumed.uid,
-                resource_version="",
-                pool="",
-                pod_name=resumed.pod_name,
-                spec_hash=wanted.spec_hash,
-                record=warmpod_model.WarmPodSpec(
-                    pool_ref=warmpod_model.PoolRef(name=""),
-                    runtime=wanted.runtime,
-                    security_level=wanted.security_level,
-                    resources=wanted.resources,
-                ),
-            )
-            self._metrics.claims_total.labels(result=Result.RESUMED).inc()
-            assert chosen is not None
-            pod = await adopt.get_pod(kube, namespace=chosen.namespace, name=chosen.pod_name)
-        else:
-            chosen, pod = await self._claim(kube, wanted=wanted, sandbox_uid=uid, now=now)
+        early, rest = split_early(planned)
+        # The finalizer, ServiceAccount, policies and Service are the same for a warm and a
+        # cold start: they are written concurrently with the claim, so the sandbox's deny
+        # policy exists before its pod is re-labelled out of the pool's.
+        children, claimed = await asyncio.gather(
+            apply.apply_plan(
+                kube,
+                sandbox=obj,
+                planned=dataclasses.replace(planned, actions=early, status_changed=False),
+                metrics=self._sandbox_metrics,
+            ),
+            self._claim_or_resume(kube, wanted=wanted, sandbox_uid=uid, now=now),
+            return_exceptions=True,
+        )
+        if isinstance(claimed, BaseException):
+            raise claimed  # no claim was made (or a failed one was discarded already)
+        chosen, pod = claimed
+        if isinstance(children, BaseException):
+            if chosen is not None:
+                await self._discard(kube, chosen=chosen, pod=pod)
+            raise children
         if chosen is None:
-            return None
+            # Cold after all: the children are there, the pod and the status remain.
+            self.mark_cold(planned)
+            rest_applied = await apply.apply_plan(
+                kube,
+                sandbox=children.sandbox,
+                planned=dataclasses.replace(planned, actions=rest),
+                metrics=self._sandbox_metrics,
+            )
+            return Started(
+                planned=planned,
+                applied=dataclasses.replace(
+                    rest_applied, writes=children.writes + rest_applied.writes
+                ),
+                warm=False,
+            )
         self._mark(WARM, Milestone.CLAIMED)
         try:
             return await self._adopt(
-                kube, snapshot=snapshot, owner=owner, chosen=chosen, pod=pod, now=now
+                kube,
+                snapshot=snapshot,
+                owner=owner,
+                chosen=chosen,
+                pod=pod,
+                children=children,
+                early=early,
+                now=now,
             )
         except BaseException:
-            self._metrics.claims_total.labels(result=Result.DISCARDED).inc()
-            pod_uid = ((pod or {}).get("metadata") or {}).get("uid")
-            await asyncio.shield(adopt.discard_claim(kube, candidate=chosen, pod_uid=pod_uid))
-            self.queue.remove(chosen.key)
+            await self._discard(kube, chosen=chosen, pod=pod)
             raise
+
+    async def _discard(
+        self,
+        kube: client_module.Kube,
+        *,
+        chosen: ready_queue_module.Candidate,
+        pod: dict[str, Any] | None,
+    ) -> None:
+        self._metrics.claims_total.labels(result=Result.DISCARDED).inc()
+        pod_uid = ((pod or {}).get("metadata") or {}).get("uid")
+        await asyncio.shield(adopt.discard_claim(kube, candidate=chosen, pod_uid=pod_uid))
+        self.queue.remove(chosen.key)
+
+    async def _claim_or_resume(
+        self,
+        kube: client_module.Kube,
+        *,
+        wanted: claim.Wanted,
+        sandbox_uid: str,
+        now: datetime.datetime,
+    ) -> tuple[ready_queue_module.Candidate | None, dict[str, Any] | None]:
+        """A claim this replica made earlier for the sandbox (an interrupted pass), or a new one."""
+        resumed = self.queue.assignment(sandbox_uid)
+        if resumed is None:
+            return await self._claim(kube, wanted=wanted, sandbox_uid=sandbox_uid, now=now)
+        chosen = ready_queue_module.Candidate(
+            namespace=resumed.namespace,
+            name=resumed.name,
+            uid=resumed.uid,
+            resource_version="",
+            pool="",
+            pod_name=resumed.pod_name,
+            spec_hash=wanted.spec_hash,
+            record=warmpod_model.WarmPodSpec(
+                pool_ref=warmpod_model.PoolRef(name=""),
+                runtime=wanted.runtime,
+                security_level=wanted.security_level,
+                resources=wanted.resources,
+            ),
+        )
+        self._metrics.claims_total.labels(result=Result.RESUMED).inc()
+        return chosen, await adopt.get_pod(kube, namespace=chosen.namespace, name=chosen.pod_name)
 
     async def _claim(
         self,
@@ -356,9 +434,11 @@ class WarmStarter:
         owner: owner_module.Owner,
         chosen: ready_queue_module.Candidate,
         pod: dict[str, Any] | None,
+        children: apply.Applied,
+        early: tuple[plan.Action, ...],
         now: datetime.datetime,
     ) -> Started:
-        """Children, adoption, then the Running status (see the module docstring)."""
+        """Adoption, then the Running status (see the module docstring)."""
         if pod is None:
             raise errors.ConflictError(
                 f"WarmPod {chosen.namespace}/{chosen.name}: its pod {chosen.pod_name} is gone"
@@ -381,14 +461,21 @@ class WarmStarter:
                 f"WarmPod {chosen.namespace}/{chosen.name}: its pod cannot serve the sandbox "
                 f"({planned.status.phase})"
             )
+        # Whatever the warm plan writes beyond what the early wave wrote (normally nothing:
+        # the children do not depend on which pod serves) goes with the adoption.
+        remaining = tuple(a for a in planned.actions if a not in early)
+        if not owner_module.is_owned_by(pod, owner=owner):
+            self._sandbox_metrics.count_write(
+                kind=metrics_module.WriteKind.POD, verb=metrics_module.WriteVerb.PATCH
+            )
         adopted, applied = await asyncio.gather(
             adopt.adopt_pod(kube, candidate=chosen, owner=owner)
             if not owner_module.is_owned_by(pod, owner=owner)
             else _already(pod),
             apply.apply_plan(
                 kube,
-                sandbox=obj,
-                planned=dataclasses.replace(planned, status_changed=False),
+                sandbox=children.sandbox,
+                planned=dataclasses.replace(planned, actions=remaining, status_changed=False),
                 metrics=self._sandbox_metrics,
             ),
             return_exceptions=True,
@@ -399,9 +486,6 @@ class WarmStarter:
                 raise outcome
         assert not isinstance(adopted, BaseException)
         assert not isinstance(applied, BaseException)
-        self._sandbox_metrics.count_write(
-            kind=metrics_module.WriteKind.POD, verb=metrics_module.WriteVerb.PATCH
-        )
         self._mark(WARM, Milestone.ADOPTED)
         self._sandbox_metrics.count_write(
             kind=metrics_module.WriteKind.SANDBOX_STATUS,
@@ -422,7 +506,10 @@ class WarmStarter:
         return Started(
             planned=planned,
             applied=dataclasses.replace(
-                applied, sandbox=written, writes=applied.writes + 3, status_written=True
+                applied,
+                sandbox=written,
+                writes=children.writes + applied.writes + 3,
+                status_written=True,
             ),
         )
 
@@ -488,7 +575,10 @@ class WarmStarter:
         if status.pod_name == cold_name:
             return  # the warm pod died and the cold one replaced it: it is the sandbox's pod
         kube = self._kube()
-        stray = await adopt.get_pod(kube, namespace=owner.child_namespace, name=cold_name)
+        if snapshot.cold_pod_read:
+            stray = snapshot.cold_pod  # observe read it with the Sandbox
+        else:
+            stray = await adopt.get_pod(kube, namespace=owner.child_namespace, name=cold_name)
         if stray is None or not owner_module.is_owned_by(stray, owner=owner):
             return
         with contextlib.suppress(errors.NotFoundError, errors.ConflictError):

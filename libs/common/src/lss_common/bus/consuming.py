@@ -130,6 +130,9 @@ class Consumer(typing.Generic[T]):
         # Per subject, the messages waiting for a pass that has not started yet: a handler
         # reads the current state when it starts, so that one pass covers all of them.
         self._coalescing: dict[str, list[nats.aio.msg.Msg]] = {}
+        # Riders cost no pass, so they do not use up the concurrency window (else a burst
+        # of hints for busy keys would stop fetching hints for idle ones).
+        self._riders: set[int] = set()
         self._stopping = asyncio.Event()
         # Set whenever a held slot frees up or a stop is requested: wakes the fetch loop.
         self._wakeup = asyncio.Event()
@@ -190,7 +193,7 @@ class Consumer(typing.Generic[T]):
     ) -> None:
         failures_in_row = 0
         while await self._wait_for_capacity():
-            batch = min(self._settings.fetch_batch, self._settings.concurrency - len(self._held))
+            batch = min(self._settings.fetch_batch, self._settings.concurrency - self._passes())
             try:
                 msgs = await psub.fetch(batch, timeout=self._settings.fetch_timeout_seconds)
             except TimeoutError:
@@ -236,10 +239,14 @@ class Consumer(typing.Generic[T]):
 
     async def _wait_for_capacity(self) -> bool:
         """Wait for a free held slot; False once a stop is requested."""
-        while not self._stopping.is_set() and len(self._held) >= self._settings.concurrency:
+        while not self._stopping.is_set() and self._passes() >= self._settings.concurrency:
             self._wakeup.clear()
             await self._wakeup.wait()
         return not self._stopping.is_set()
+
+    def _passes(self) -> int:
+        """Held messages that each need a pass of their own (running or queued)."""
+        return len(self._held) - len(self._riders)
 
     async def _sleep_unless_stopping(self, seconds: float) -> None:
         try:
@@ -260,6 +267,7 @@ class Consumer(typing.Generic[T]):
             # A pass for this object is queued and has not started: it will observe the
             # state this hint announces, so the hint rides along instead of costing a pass.
             waiting.append(msg)
+            self._riders.add(id(msg))
             self._metrics.coalesced_total.labels(self._stream).inc()
             return
         self._coalescing[msg.subject] = []
@@ -388,6 +396,7 @@ class Consumer(typing.Generic[T]):
 
     async def _settle(self, msg: nats.aio.msg.Msg, verdict: _Verdict) -> None:
         # Release the slot before the ack is sent: the heartbeat loop must not touch it again.
+        self._riders.discard(id(msg))
         if self._held.pop(id(msg), None) is not None:
             self._metrics.in_flight.labels(self._stream).set(len(self._held))
             self._wakeup.set()

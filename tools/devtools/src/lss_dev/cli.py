@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -86,8 +87,10 @@ def _run(args: argparse.Namespace, plat: platform.Platform) -> int:
             print(f"{name}: {path}")
         return 0
     if args.command == "kubectl":
-        print(plat.control_plane.kubectl(*args.args, check=False), end="")
-        return 0
+        kubectl_args = args.args[1:] if args.args[:1] == ["--"] else args.args
+        return subprocess.call(
+            [str(plat.binaries["kubectl"]), f"--kubeconfig={plat.kubeconfig}", *kubectl_args]
+        )
     raise AssertionError(args.command)
 
 

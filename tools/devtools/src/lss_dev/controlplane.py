@@ -318,7 +318,11 @@ class ControlPlane:
         apply = ["apply", "--server-side", "--force-conflicts"]
         self.kubectl(*apply, *(f"--filename={c}" for c in crds))
         self.kubectl(*apply, "-f", str(manifests / "runtimeclasses.yaml"))
-        self.kubectl(*apply, "-f", "-", stdin=_nodes_yaml(nodes))
+        nodes_yaml = _nodes_yaml(nodes)
+        self.kubectl(*apply, "-f", "-", stdin=nodes_yaml)
+        # Status is ignored on updates of existing nodes: apply it through the subresource
+        # too, so a state dir made by an older version gets today's capacity.
+        self.kubectl(*apply, "--subresource=status", "-f", "-", stdin=nodes_yaml)
         self.kubectl(
             "wait",
             "--for=condition=Established",

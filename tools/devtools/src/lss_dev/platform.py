@@ -41,6 +41,13 @@ class Platform:
         path.write_text(json.dumps(ports))
         return ports
 
+    def port(self, name: str) -> int:
+        """A port of this platform (allocated once, kept in ports.json), e.g. a service's."""
+        if name not in self._ports:
+            self._ports[name] = controlplane.free_port()
+            (self.state_dir / "ports.json").write_text(json.dumps(self._ports))
+        return self._ports[name]
+
     @property
     def kubeconfig(self) -> Path:
         return self.state_dir / "kubeconfig"

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import importlib.util
 import sys
+import time
+import urllib.error
+import urllib.request
 
 from lss_dev import platform, processes
 
@@ -18,25 +21,62 @@ def _installed(service: str) -> bool:
     return importlib.util.find_spec(f"lss_{service}") is not None
 
 
-def start_all(plat: platform.Platform) -> list[str]:
-    started = []
-    for index, service in enumerate(SERVICES):
-        if not _installed(service):
-            continue
-        name = f"svc-{service}"
-        if processes.pid_of(name, state_dir=plat.state_dir) is None:
-            env = {
-                "KUBECONFIG": str(plat.kubeconfig),
-                "LSS_KUBE__KUBECONFIG": str(plat.kubeconfig),
-                "LSS_NATS__URL": plat.nats_url,
-                "LSS_HTTP__PORT": str(18081 + index),
-                "LSS_SERVICE_NAME": service.replace("_", "-"),
-            }
-            processes.start(
-                name, [sys.executable, "-m", f"lss_{service}"], state_dir=plat.state_dir, env=env
-            )
-        started.append(service)
-    return started
+def start_all(plat: platform.Platform, *, timeout_seconds: float = 60) -> list[str]:
+    """Start the installed services; the watcher last.
+
+    LSS_EVENTS keeps a hint only for consumers that exist when it is published, so the
+    consuming services must have declared their durable consumers (they are ready only
+    then) before the watcher announces the initial state.
+    """
+    installed = [s for s in SERVICES if _installed(s)]
+    consumers = [s for s in installed if s != "watcher"]
+    for service in consumers:
+        _start(plat, service)
+    _wait_ready(plat, consumers, timeout_seconds=timeout_seconds)
+    if "watcher" in installed:
+        _start(plat, "watcher")
+        _wait_ready(plat, ["watcher"], timeout_seconds=timeout_seconds)
+    return installed
+
+
+def _start(plat: platform.Platform, service: str) -> None:
+    name = f"svc-{service}"
+    if processes.pid_of(name, state_dir=plat.state_dir) is not None:
+        return
+    env = {
+        "KUBECONFIG": str(plat.kubeconfig),
+        "LSS_KUBE__KUBECONFIG": str(plat.kubeconfig),
+        "LSS_NATS__URL": plat.nats_url,
+        "LSS_HTTP__HOST": "127.0.0.1",
+        "LSS_HTTP__PORT": str(plat.port(f"svc-{service}")),
+        "LSS_SERVICE_NAME": service.replace("_", "-"),
+    }
+    processes.start(
+        name, [sys.executable, "-m", f"lss_{service}"], state_dir=plat.state_dir, env=env
+    )
+
+
+def _wait_ready(plat: platform.Platform, services: list[str], *, timeout_seconds: float) -> None:
+    deadline = time.monotonic() + timeout_seconds
+    for service in services:
+        url = f"http://127.0.0.1:{plat.port(f'svc-{service}')}/readyz"
+        while not _ready(url):
+            if processes.pid_of(f"svc-{service}", state_dir=plat.state_dir) is None:
+                raise RuntimeError(
+                    f"{service} exited; its log ends with:\n"
+                    + processes.tail(f"svc-{service}", state_dir=plat.state_dir)
+                )
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{service} not ready after {timeout_seconds:.0f}s ({url})")
+            time.sleep(0.1)
+
+
+def _ready(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as resp:
+            return bool(resp.status == 200)
+    except (urllib.error.URLError, OSError):
+        return False
 
 
 def stop_all(plat: platform.Platform) -> None:

@@ -1,0 +1,71 @@
+"""The README's product path, end to end: every service as its own process (as
+``llmsafespace dev up --services`` starts them) on the real platform, the samples applied,
+the sample Sandbox Running on a warm pod, and a clean deletion.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import pytest
+
+from lss_common.testing import eventually
+from lss_dev import paths, services
+from lss_dev import platform as platform_mod
+
+pytestmark = [pytest.mark.integration, pytest.mark.e2e]
+
+NS = "llmsafespace-samples"
+
+
+@pytest.fixture
+def running_services(platform: platform_mod.Platform) -> Iterator[list[str]]:
+    try:
+        yield services.start_all(platform)
+    finally:
+        services.stop_all(platform)
+
+
+def _get(platform: platform_mod.Platform, *args: str) -> dict[str, object]:
+    out = platform.control_plane.kubectl("get", *args, "-o", "json", check=False)
+    return json.loads(out) if out else {}
+
+
+async def test_samples_run_and_clean_up(
+    platform: platform_mod.Platform, running_services: list[str]
+) -> None:
+    assert {"watcher", "sandbox_reconciler", "pool_manager"} <= set(running_services)
+    cp = platform.control_plane
+    for path in sorted(paths.samples_dir().glob("*.yaml")):
+        cp.kubectl("apply", "--server-side", "-f", str(path))
+
+    def hello_running() -> dict[str, object] | None:
+        status = _get(platform, "sandbox", "hello", "-n", NS).get("status") or {}
+        assert isinstance(status, dict)
+        return status if status.get("phase") == "Running" else None
+
+    status = await eventually.eventually(
+        hello_running, timeout_seconds=60, describe="sample sandbox Running"
+    )
+    assert status["endpoint"] == f"sandbox-hello.{NS}.svc.cluster.local"
+    pod = _get(platform, "pod", str(status["podName"]), "-n", NS)
+    metadata = pod["metadata"]
+    assert isinstance(metadata, dict)
+    controllers = [o for o in metadata["ownerReferences"] if o.get("controller")]
+    assert [(o["kind"], o["name"]) for o in controllers] == [("Sandbox", "hello")]
+
+    cp.kubectl("delete", "sandbox", "hello", "-n", NS, "--wait=false")
+
+    def hello_gone() -> bool:
+        return not _get(platform, "sandbox", "hello", "-n", NS)
+
+    await eventually.eventually(hello_gone, timeout_seconds=60, describe="sandbox deleted")
+    cp.kubectl("delete", "warmpool", "python-data", "-n", NS, "--wait=false")
+
+    def pool_empty() -> bool:
+        pods = _get(platform, "pods", "-n", NS, "-l", "app=llmsafespace")
+        items = pods.get("items")
+        return not _get(platform, "warmpool", "python-data", "-n", NS) and items == []
+
+    await eventually.eventually(pool_empty, timeout_seconds=60, describe="pool and pods gone")

@@ -24,6 +24,7 @@ NODE = testing.make_runtime(name="node-20", language="nodejs", version="20")
     ],
 )
 def test_select_runtime(runtime: str, candidates: tuple[object, ...], expected: str) -> None:
+    # Deliberately ill-typed input: the test checks what happens at run time.
     chosen = resolve.select_runtime(runtime, candidates=candidates)  # type: ignore[arg-type]
     assert chosen.metadata.name == expected
 
@@ -52,6 +53,7 @@ def test_select_runtime_failures(
     runtime: str, candidates: tuple[object, ...], reason: resolve.Reason
 ) -> None:
     with pytest.raises(resolve.ResolveError) as caught:
+        # Deliberately ill-typed input: the test checks what happens at run time.
         resolve.select_runtime(runtime, candidates=candidates)  # type: ignore[arg-type]
     assert caught.value.reason == reason
     assert caught.value.field == "spec.runtime"
@@ -101,6 +103,7 @@ def test_profile_in_another_namespace_is_refused() -> None:
 )
 def test_check_profile_failures(found: object, reason: resolve.Reason) -> None:
     with pytest.raises(resolve.ResolveError) as caught:
+        # Deliberately ill-typed input: the test checks what happens at run time.
         resolve.check_profile(found, key=("team-a", "preset"))  # type: ignore[arg-type]
     assert caught.value.reason == reason
     assert "team-a/preset" in str(caught.value)

@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import typing
 from collections.abc import AsyncIterator, Callable
 
 import aiohttp
@@ -383,7 +384,7 @@ class ResourceWatcher:
             view = self._decode(event.object)
             if view is None:
                 return
-            found = self.tracker.observe(event_type, view)  # type: ignore[arg-type]
+            found = self.tracker.observe(typing.cast(hints.EventType, event_type), view)
             for hint in found:
                 await self._window.submit(
                     self._announcer.publish_hint(hint, received_at=received_at)

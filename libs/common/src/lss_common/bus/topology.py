@@ -250,7 +250,8 @@ def _drift(desired: object, actual: object, fields: tuple[str, ...]) -> list[str
 
 def _same(desired: object, actual: object) -> bool:
     if isinstance(desired, list):
-        return sorted(map(str, desired)) == sorted(map(str, actual or []))  # type: ignore[call-overload]
+        others = actual if isinstance(actual, list | tuple) else []
+        return sorted(map(str, desired)) == sorted(map(str, others))
     if isinstance(desired, float) and isinstance(actual, int | float):
         # Durations come back from nanoseconds; compare at microsecond precision.
         return math.isclose(desired, actual, abs_tol=1e-6)

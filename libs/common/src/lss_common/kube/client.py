@@ -88,6 +88,7 @@ async def create_api_client(settings: settings_module.KubeSettings) -> k8s_clien
     configuration = k8s_client.Configuration()
     try:
         if source is CredentialSource.IN_CLUSTER:
+            # kubernetes_asyncio has no annotation on this one function.
             k8s_config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
         else:
             await k8s_config.load_kube_config(

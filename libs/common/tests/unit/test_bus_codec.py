@@ -26,8 +26,7 @@ def make_event(**overrides: object) -> messages.ChangeEvent:
         "observed_at": NOW,
     }
     values.update(overrides)
-    # Deliberately ill-typed input: the test checks what happens at run time.
-    return messages.ChangeEvent(**values)  # type: ignore[arg-type]
+    return messages.ChangeEvent(**values)
 
 
 def make_status() -> messages.StatusRecord:

@@ -81,7 +81,7 @@ def test_paths_by_scope() -> None:
 )
 def test_bad_paths_are_refused(call: object, match: str) -> None:
     with pytest.raises(ValueError, match=match):
-        # Deliberately calling a non-callable/untyped value: the test checks the run-time error.
+        # The table holds lambdas typed as object (mixed signatures); each raises ValueError.
         call()  # type: ignore[operator]
 
 

@@ -80,7 +80,7 @@ def test_invalid_quantities_name_the_field(text: str) -> None:
 @pytest.mark.parametrize("value", [True, None, float("nan"), float("inf"), [1]])
 def test_non_quantity_values_are_refused(value: object) -> None:
     with pytest.raises(errors.InvalidObjectError) as raised:
-        # Deliberately ill-typed input: the test checks what happens at run time.
+        # Non-quantities on purpose: the test checks the run-time refusal.
         quantities.cpu_millicores(value, field=CPU)  # type: ignore[arg-type]
     assert raised.value.field == CPU
 

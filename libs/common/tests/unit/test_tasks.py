@@ -77,8 +77,7 @@ async def test_foreign_cancel_is_an_unexpected_exit_and_first_failure_wins(
 ) -> None:
     supervisor = tasks.TaskSupervisor(metrics=runtime_metrics)
     forever = asyncio.Event()
-    # Deliberately ill-typed input: the test checks what happens at run time.
-    task = supervisor.spawn(forever.wait(), name="watch")  # type: ignore[arg-type]
+    task = supervisor.spawn(forever.wait(), name="watch")
     task.cancel()
     failure = await asyncio.wait_for(supervisor.wait_failure(), timeout=5)
     assert "watch" in failure
@@ -98,10 +97,8 @@ async def test_deliberate_cancel_and_shutdown_are_silent(
     registry: prometheus_client.CollectorRegistry, runtime_metrics: metrics.RuntimeMetrics
 ) -> None:
     supervisor = tasks.TaskSupervisor(metrics=runtime_metrics)
-    # Deliberately ill-typed input: the test checks what happens at run time.
-    first = supervisor.spawn(asyncio.Event().wait(), name="a")  # type: ignore[arg-type]
-    # Deliberately ill-typed input: the test checks what happens at run time.
-    supervisor.spawn(asyncio.Event().wait(), name="b")  # type: ignore[arg-type]
+    first = supervisor.spawn(asyncio.Event().wait(), name="a")
+    supervisor.spawn(asyncio.Event().wait(), name="b")
     await supervisor.cancel(first)
     assert supervisor.running == 1
     await supervisor.stop(timeout_seconds=5)
@@ -170,8 +167,7 @@ async def test_timer_runs_on_schedule_and_survives_failures(
     for expected_runs in (1, 2, 3):
         fake.advance(30)
         await eventually.eventually(
-            # A default argument binds the loop value; mypy cannot type such a lambda.
-            lambda n=expected_runs: len(runs) == n and fake.sleepers == 1,  # type: ignore[misc]
+            lambda n=expected_runs: len(runs) == n and fake.sleepers == 1,
             timeout_seconds=5,
             describe=f"run {expected_runs} done and timer parked again",
         )

@@ -24,8 +24,7 @@ NODE = testing.make_runtime(name="node-20", language="nodejs", version="20")
     ],
 )
 def test_select_runtime(runtime: str, candidates: tuple[object, ...], expected: str) -> None:
-    # Deliberately ill-typed input: the test checks what happens at run time.
-    chosen = resolve.select_runtime(runtime, candidates=candidates)  # type: ignore[arg-type]
+    chosen = resolve.select_runtime(runtime, candidates=candidates)
     assert chosen.metadata.name == expected
 
 
@@ -53,8 +52,7 @@ def test_select_runtime_failures(
     runtime: str, candidates: tuple[object, ...], reason: resolve.Reason
 ) -> None:
     with pytest.raises(resolve.ResolveError) as caught:
-        # Deliberately ill-typed input: the test checks what happens at run time.
-        resolve.select_runtime(runtime, candidates=candidates)  # type: ignore[arg-type]
+        resolve.select_runtime(runtime, candidates=candidates)
     assert caught.value.reason == reason
     assert caught.value.field == "spec.runtime"
     assert caught.value.condition_type is resolve.ConditionType.RUNTIME_RESOLVED
@@ -103,8 +101,7 @@ def test_profile_in_another_namespace_is_refused() -> None:
 )
 def test_check_profile_failures(found: object, reason: resolve.Reason) -> None:
     with pytest.raises(resolve.ResolveError) as caught:
-        # Deliberately ill-typed input: the test checks what happens at run time.
-        resolve.check_profile(found, key=("team-a", "preset"))  # type: ignore[arg-type]
+        resolve.check_profile(found, key=("team-a", "preset"))
     assert caught.value.reason == reason
     assert "team-a/preset" in str(caught.value)
 

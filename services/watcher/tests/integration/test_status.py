@@ -280,8 +280,7 @@ async def test_records_of_objects_deleted_while_unwatched_are_marked_deleted(
 
 async def _deleted(js: object, namespace: str, name: str, where: dict[str, str]) -> bool:
     record = await status_client.get_status(
-        # Deliberately ill-typed input: the test checks what happens at run time.
-        js,  # type: ignore[arg-type]
+        js,
         kind="sandbox",
         namespace=namespace,
         name=name,

@@ -188,8 +188,7 @@ def test_events_then_relist_agree_with_a_fresh_list(
             truth.pop(name, None)
         else:
             truth[name] = view
-        # Deliberately ill-typed input: the test checks what happens at run time.
-        fed.observe(event_type, view)  # type: ignore[arg-type]
+        fed.observe(event_type, view)
     # Events alone keep the tracker equal to the truth: a relist of the truth finds nothing.
     diff = fed.replace(list(truth.values()))
     assert diff.hints == []

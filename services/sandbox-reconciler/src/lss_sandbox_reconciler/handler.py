@@ -29,7 +29,7 @@ from typing import Final
 from lss_common import errors
 from lss_common.bus import consuming, outcomes
 from lss_common.kube import client as client_module
-from lss_common.kube import objects, writes
+from lss_common.kube import objects, revisions, writes
 from lss_common.logic import conditions as conditions_logic
 from lss_common.models import messages, meta
 from lss_common.models import sandbox as sandbox_model
@@ -96,6 +96,7 @@ class Handler:
         metrics: metrics_module.SandboxMetrics,
         instance: str | None = None,
         warm_starter: warm.WarmStarter | None = None,
+        written: revisions.WrittenRevisions | None = None,
     ) -> None:
         self._kube = kube
         self.warm = warm_starter
@@ -104,12 +105,18 @@ class Handler:
         self._metrics = metrics
         self._instance = instance or socket.gethostname()
         self.observer = observe.Observer(kube, settings=settings, clock=clock)
+        self._written = written
         self.requeues = Requeues()
 
     async def handle(self, event: messages.ChangeEvent) -> outcomes.Outcome:
         """Reconcile the sandbox the hint names (see the module docstring)."""
         if event.kind != _KIND or event.namespace is None:
             _log.warning("hint for another kind ignored", extra={"hint_kind": event.kind})
+            return outcomes.DONE
+        if is_own_write(event, written=self._written):
+            # This process made that change in a pass that planned it from a fresh read; a
+            # pass to observe it again would find nothing to do (lss_common.kube.revisions).
+            self._metrics.own_write_hints_total.inc()
             return outcomes.DONE
         delay = (self._clock.now() - event.observed_at).total_seconds()
         self._metrics.hint_delay_seconds.observe(max(delay, 0.0))
@@ -134,8 +141,9 @@ class Handler:
     async def _pass(self, *, namespace: str, name: str) -> outcomes.Outcome:
         started = self._clock.monotonic()
         snapshot = await self.observer.observe(namespace=namespace, name=name)
+        observed = self._clock.monotonic() - started
         self._metrics.pass_stage_seconds.labels(stage=metrics_module.Stage.OBSERVE.value).observe(
-            self._clock.monotonic() - started
+            observed
         )
         if snapshot is None:
             return outcomes.DONE  # deleted and gone: nothing of ours can remain (finalizer)
@@ -172,6 +180,7 @@ class Handler:
                     "writes": applied.writes,
                     "phase": planned.status.phase,
                     "duration_seconds": round(self._clock.monotonic() - started, 4),
+                    "observe_seconds": round(observed, 4),
                 },
             )
             delay = planned.requeue_after_seconds
@@ -325,3 +334,18 @@ def _reason_of(error: errors.LssError) -> str:
     if isinstance(error, errors.PermanentError) and error.reason.isalnum():
         return error.reason
     return WRITE_REJECTED
+
+
+def is_own_write(
+    event: messages.ChangeEvent, *, written: revisions.WrittenRevisions | None
+) -> bool:
+    """Whether ``event`` only announces a create or update this process made.
+
+    Never a deletion (a delete's hint is how the pass waiting for children to be gone
+    learns they are) and never a resync hint (the safety net for anything lost).
+    """
+    return (
+        written is not None
+        and event.event_type in ("ADDED", "MODIFIED")
+        and event.resource_version in written
+    )

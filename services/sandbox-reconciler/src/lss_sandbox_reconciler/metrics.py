@@ -96,6 +96,7 @@ class SandboxMetrics:
     conflicts_total: prometheus_client.Counter
     hint_delay_seconds: prometheus_client.Histogram
     pass_stage_seconds: prometheus_client.Histogram
+    own_write_hints_total: prometheus_client.Counter
 
     @classmethod
     def register(cls, registry: prometheus_client.CollectorRegistry) -> typing.Self:
@@ -153,6 +154,12 @@ class SandboxMetrics:
                 "write the status).",
                 ["stage"],
                 buckets=PASS_BUCKETS_SECONDS,
+                registry=registry,
+            ),
+            own_write_hints_total=prometheus_client.Counter(
+                f"{_PREFIX}_own_write_hints_total",
+                "Hints that announced a write this reconciler made itself, acknowledged "
+                "without a pass.",
                 registry=registry,
             ),
         )

@@ -5,25 +5,26 @@ What is read, per pass (independent reads run concurrently):
 - the Sandbox (a get; gone → ``None``, nothing to do);
 - its children by their deterministic names: ServiceAccount, Service, pod (gets), the claim
   only when ``storage.persistent``, the isolation namespace only under namespace isolation,
-  and the NetworkPolicies (and CiliumNetworkPolicies) by the sandbox's UID label — the one
-  list, because which policies exist varies;
+  and every NetworkPolicy (and CiliumNetworkPolicy) name a sandbox can have (gets, kept
+  only when labelled with the sandbox's UID). No consistent list on this path: such a list
+  waits up to 100 ms for the API server's watch cache (see ``_policies_by_name``);
 - unless the sandbox is being deleted or is terminal (then the planner only releases): the
-  RuntimeEnvironments (a list: they are selected by ``language``/``version``, not by name)
-  and the SandboxProfile (a get at ``resolve.profile_key``);
+  RuntimeEnvironments (selected by ``language``/``version``, not by name: a list of the
+  watch cache as it is, confirmed by a consistent list only when the sandbox's runtime does
+  not resolve in it) and the SandboxProfile (a get at ``resolve.profile_key``);
 - whether Cilium's ``CiliumNetworkPolicy`` CRD exists (egress mode ``auto``), cached for
   ``cilium_check_interval_seconds``;
 - in ipblock mode, the egress domains' addresses via the event loop's ``getaddrinfo``,
   cached for ``dns_cache_seconds``; a domain that fails or times out resolves to nothing,
   and the planner then writes no rule for it (fail closed).
 
-Round trips: without namespace isolation (and for a name that fits a label value, as every
-name does unless it is longer than 63 characters) the children live in the Sandbox's own
-namespace under names derived from its name, so the Sandbox get, the ServiceAccount, Service
-and cold-pod gets, the policy lists (by the sandbox-name label; filtered by the UID once the
-Sandbox is read, an earlier namesake's policies are not ours) and the RuntimeEnvironment list
-go out together: **one round trip** for a sandbox without profile, PVC or warm pod; a second
-one only for the profile, the claim, or a warm start's pod (``status.podName``; the cold-pod
-read then serves ``warm.remove_stray_cold_pod``). The reads are no snapshot either way (they
+Round trips: without namespace isolation the children live in the Sandbox's own namespace
+under names derived from its name, so the Sandbox get, the ServiceAccount, Service, cold-pod
+and policy gets (the policies filtered by the UID once the Sandbox is read: an earlier
+namesake's are not ours) and the RuntimeEnvironment list go out together: **one round
+trip** for a sandbox without profile, PVC or warm pod; a second one only for the profile,
+the claim, or a warm start's pod (``status.podName``; the cold-pod read then serves
+``warm.remove_stray_cold_pod``). The reads are no snapshot either way (they
 never were: children were read after the Sandbox, and may change after). Under namespace
 isolation the Sandbox is read first (its UID names the namespace).
 
@@ -42,7 +43,6 @@ from typing import Any, Final, TypeVar
 from lss_common import errors
 from lss_common.kube import client as client_module
 from lss_common.kube import objects
-from lss_common.models import labels
 from lss_common.models import profile as profile_model
 from lss_common.models import runtime as runtime_model
 from lss_common.models import sandbox as sandbox_model
@@ -95,14 +95,14 @@ class Observer:
         """The snapshot of the Sandbox ``namespace/name``; ``None`` when it does not exist."""
         kube = self._kube()
         cilium = await self.is_cilium_available()
-        if self._options.namespace_isolation or not owner_module.is_label_value(name):
+        if self._options.namespace_isolation:
             return await self._observe_after_get(
                 kube, namespace=namespace, name=name, cilium=cilium
             )
         # One round trip: without namespace isolation every child lives in the Sandbox's
-        # namespace under a name derived from the Sandbox's name, and its policies carry the
-        # name label, so they are read together with the Sandbox (policies filtered by UID
-        # once it is known) and with the RuntimeEnvironments.
+        # namespace under a name derived from the Sandbox's name, so they are read together
+        # with the Sandbox (policies filtered by UID once it is known) and with the
+        # RuntimeEnvironments.
         found, early, runtimes = await asyncio.gather(
             _get_or_none(
                 kube,
@@ -147,7 +147,14 @@ class Observer:
         async def profile() -> profile_model.SandboxProfile | None:
             return None if releasing else await self._read_profile(kube, obj=obj)
 
-        pod_found, pvc, profile_found = await asyncio.gather(pod(), claim(), profile())
+        async def confirmed_runtimes() -> tuple[runtime_model.RuntimeEnvironment, ...]:
+            if releasing:
+                return ()
+            return await self._confirmed_runtimes(kube, obj=obj, cached=runtimes)
+
+        pod_found, pvc, profile_found, runtimes_found = await asyncio.gather(
+            pod(), claim(), profile(), confirmed_runtimes()
+        )
         children = plan.Children(
             service_account=early.service_account,
             service=early.service,
@@ -169,7 +176,7 @@ class Observer:
             )
         return plan.Snapshot(
             sandbox=obj,
-            runtimes=runtimes,
+            runtimes=runtimes_found,
             profile=profile_found,
             children=children,
             cilium_available=cilium,
@@ -181,8 +188,8 @@ class Observer:
     async def _observe_after_get(
         self, kube: client_module.Kube, *, namespace: str, name: str, cilium: bool
     ) -> plan.Snapshot | None:
-        """Namespace isolation (or a name too long for a label): the Sandbox first, since the
-        children's namespace and the policies' selector need its UID."""
+        """Namespace isolation: the Sandbox first, since its UID names the children's
+        namespace."""
         try:
             obj = await objects.get_object(
                 kube,
@@ -199,8 +206,13 @@ class Observer:
             return plan.Snapshot(
                 sandbox=obj, runtimes=(), profile=None, children=children, cilium_available=cilium
             )
+
+        async def runtimes_for() -> tuple[runtime_model.RuntimeEnvironment, ...]:
+            cached = await self._read_runtimes(kube)
+            return await self._confirmed_runtimes(kube, obj=obj, cached=cached)
+
         children, runtimes, profile = await asyncio.gather(
-            children_task, self._read_runtimes(kube), self._read_profile(kube, obj=obj)
+            children_task, runtimes_for(), self._read_profile(kube, obj=obj)
         )
         return plan.Snapshot(
             sandbox=obj,
@@ -228,30 +240,27 @@ class Observer:
     ) -> _ByName:
         """The children a Sandbox ``namespace/name`` would have, before its UID is known."""
         base = names.pod_name(name)  # pod, Service and ServiceAccount share it
-        selector = f"{labels.SANDBOX_NAME}={name}"
 
         def get(resource: objects.ApiResource) -> Awaitable[dict[str, Any] | None]:
             return _get_or_none(
                 kube, resource=resource, name=base, namespace=namespace, decode=objects.as_dict
             )
 
-        async def policies(resource: objects.ApiResource) -> dict[str, dict[str, Any]]:
-            if resource is CILIUM_NETWORK_POLICY and not cilium:
+        async def cilium_policies() -> dict[str, dict[str, Any]]:
+            if not cilium:
                 return {}
-            try:
-                found = await objects.list_objects(
-                    kube, resource=resource, namespace=namespace, label_selector=selector
-                )
-            except errors.NotFoundError:
-                return {}  # Cilium's CRD is not there
-            return {item["metadata"]["name"]: item for item in found.items}
+            return await _policies_by_name(
+                kube, resource=CILIUM_NETWORK_POLICY, namespace=namespace, sandbox_name=name
+            )
 
         account, svc, pod, network_policies, cilium_found = await asyncio.gather(
             get(objects.SERVICE_ACCOUNT),
             get(objects.SERVICE),
             get(objects.POD),
-            policies(objects.NETWORK_POLICY),
-            policies(CILIUM_NETWORK_POLICY),
+            _policies_by_name(
+                kube, resource=objects.NETWORK_POLICY, namespace=namespace, sandbox_name=name
+            ),
+            cilium_policies(),
         )
         return _ByName(
             pod_name=base,
@@ -275,7 +284,6 @@ class Observer:
         ns = owner.child_namespace
         base = names.pod_name(owner.name)  # pod, Service and ServiceAccount share it
         persistent = bool(obj.spec.storage and obj.spec.storage.persistent)
-        selector = f"{owner_module.SANDBOX_UID}={owner.uid}"
 
         async def namespace() -> dict[str, Any] | None:
             if not owner.is_cross_namespace:
@@ -296,13 +304,10 @@ class Observer:
             )
 
         async def policies(resource: objects.ApiResource) -> dict[str, dict[str, Any]]:
-            try:
-                found = await objects.list_objects(
-                    kube, resource=resource, namespace=ns, label_selector=selector
-                )
-            except errors.NotFoundError:
-                return {}  # the isolation namespace (or Cilium's CRD) is not there
-            return {item["metadata"]["name"]: item for item in found.items}
+            found = await _policies_by_name(
+                kube, resource=resource, namespace=ns, sandbox_name=owner.name
+            )
+            return _with_uid(found, owner.uid)
 
         async def cilium_policies() -> dict[str, dict[str, Any]]:
             return await policies(CILIUM_NETWORK_POLICY) if cilium else {}
@@ -344,9 +349,33 @@ class Observer:
         self, kube: client_module.Kube
     ) -> tuple[runtime_model.RuntimeEnvironment, ...]:
         found = await objects.list_objects(
-            kube, resource=objects.RUNTIME_ENVIRONMENT, decode=runtime_model.decode
+            kube,
+            resource=objects.RUNTIME_ENVIRONMENT,
+            any_version=True,
+            decode=runtime_model.decode,
         )
         return tuple(found.items)
+
+    async def _confirmed_runtimes(
+        self,
+        kube: client_module.Kube,
+        *,
+        obj: sandbox_model.Sandbox,
+        cached: tuple[runtime_model.RuntimeEnvironment, ...],
+    ) -> tuple[runtime_model.RuntimeEnvironment, ...]:
+        """``cached`` when the sandbox's runtime resolves in it, else a consistent list.
+
+        The watch cache may lag etcd by milliseconds: a RuntimeEnvironment created just
+        before the Sandbox could be missing from it, and a sandbox must not fail on that.
+        """
+        try:
+            resolve.select_runtime(obj.spec.runtime, candidates=cached)
+        except resolve.ResolveError:
+            found = await objects.list_objects(
+                kube, resource=objects.RUNTIME_ENVIRONMENT, decode=runtime_model.decode
+            )
+            return tuple(found.items)
+        return cached
 
     async def _read_profile(
         self, kube: client_module.Kube, *, obj: sandbox_model.Sandbox
@@ -446,6 +475,50 @@ class _ByName:
     pod: dict[str, Any] | None
     network_policies: dict[str, dict[str, Any]]
     cilium_policies: dict[str, dict[str, Any]]
+
+
+POLICY_NAMES: Final[dict[str, tuple[names.Policy, ...]]] = {
+    objects.NETWORK_POLICY.kind: (
+        names.Policy.DENY,
+        names.Policy.DNS,
+        names.Policy.API,
+        names.Policy.INGRESS,
+        names.Policy.EGRESS,
+    ),
+    CILIUM_NETWORK_POLICY.kind: (names.Policy.FQDN,),
+}
+"""Every policy a sandbox can have, by kind: the reconciler only ever creates these names."""
+
+
+async def _policies_by_name(
+    kube: client_module.Kube,
+    *,
+    resource: objects.ApiResource,
+    namespace: str,
+    sandbox_name: str,
+) -> dict[str, dict[str, Any]]:
+    """The sandbox's policies of one kind that exist, by name (not filtered by owner yet).
+
+    Gets by name, never a list: since Kubernetes 1.31 a list without a resourceVersion is a
+    consistent read served by the watch cache, which first waits until it has caught up with
+    etcd's current revision. When the last write was to another resource the cache learns
+    that revision only from etcd's progress notification, requested every 100 ms, so such a
+    list took ≈ 95 ms here after any unrelated write, and every pass paid it. A get by name
+    is read from etcd directly (≈ 2 ms), and the names are deterministic.
+    """
+    wanted = [
+        names.policy_name(sandbox_name, policy=policy) for policy in POLICY_NAMES[resource.kind]
+    ]
+
+    found = await asyncio.gather(
+        *(
+            _get_or_none(
+                kube, resource=resource, name=name, namespace=namespace, decode=objects.as_dict
+            )
+            for name in wanted
+        )
+    )
+    return {name: item for name, item in zip(wanted, found, strict=True) if item is not None}
 
 
 def _with_uid(found: dict[str, dict[str, Any]], uid: str) -> dict[str, dict[str, Any]]:

@@ -16,7 +16,7 @@ import prometheus_client
 from lss_common.bus import connection as bus_connection
 from lss_common.bus import consuming, publishing, topology
 from lss_common.bus import metrics as bus_metrics
-from lss_common.kube import client
+from lss_common.kube import client, revisions
 from lss_common.logic import subjects
 from lss_common.models import messages
 from lss_common.observability import metrics as shared_metrics
@@ -50,8 +50,12 @@ def build(
     """The reconciler service for ``settings`` (``clock``/``registry``/``instance`` for tests)."""
     runtime = service.create_runtime(settings, clock=clock, registry=registry)
     bus = bus_metrics.BusMetrics.register(runtime.registry)
+    # What this process wrote, so the handler can skip the hints of its own writes.
+    written = revisions.WrittenRevisions()
     kube = client.KubeConnection(
-        settings.kube, metrics=shared_metrics.KubeMetrics.register(runtime.registry)
+        settings.kube,
+        metrics=shared_metrics.KubeMetrics.register(runtime.registry),
+        written=written,
     )
     nats = bus_connection.NatsConnection(
         settings.nats, metrics=bus, client_name=settings.service_name
@@ -84,6 +88,7 @@ def build(
         metrics=sandbox_metrics,
         instance=instance,
         warm_starter=starter if settings.warm.enabled else None,
+        written=written,
     )
     consumer = consuming.ConsumerComponent(
         nats,

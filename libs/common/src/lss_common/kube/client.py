@@ -35,6 +35,7 @@ from kubernetes_asyncio import config as k8s_config
 
 from lss_common import errors
 from lss_common import settings as settings_module
+from lss_common.kube import revisions
 from lss_common.observability import metrics as metrics_module
 
 logger = logging.getLogger(__name__)
@@ -58,6 +59,8 @@ class Kube:
     api: k8s_client.ApiClient
     request_timeout_seconds: float
     metrics: metrics_module.KubeMetrics
+    written: revisions.WrittenRevisions | None = None
+    """When set, every successful write records the resourceVersion it produced."""
 
 
 def choose_source(
@@ -145,10 +148,12 @@ class KubeConnection:
         *,
         metrics: metrics_module.KubeMetrics,
         name: str = "kube",
+        written: revisions.WrittenRevisions | None = None,
     ) -> None:
         self._settings = settings
         self._metrics = metrics
         self._name = name
+        self._written = written
         self._kube: Kube | None = None
 
     @property
@@ -168,6 +173,7 @@ class KubeConnection:
             api=api,
             request_timeout_seconds=self._settings.request_timeout_seconds,
             metrics=self._metrics,
+            written=self._written,
         )
 
     async def stop(self) -> None:

@@ -304,9 +304,14 @@ async def delete_if_present(
     name: str,
     namespace: str | None = None,
     uid: str | None = None,
+    resource_version: str | None = None,
     propagation: objects.Propagation = objects.Propagation.BACKGROUND,
 ) -> bool:
-    """Delete the object; ``False`` if it was already gone. ``uid`` guards against a namesake."""
+    """Delete the object; ``False`` if it was already gone.
+
+    ``uid`` guards against a namesake, ``resource_version`` against any change since the
+    object was read (either failing raises ``ConflictError``).
+    """
     try:
         await objects.delete_object(
             kube,
@@ -314,6 +319,7 @@ async def delete_if_present(
             name=name,
             namespace=namespace,
             uid=uid,
+            resource_version=resource_version,
             propagation=propagation,
         )
     except errors.NotFoundError:

@@ -70,11 +70,6 @@ def owner_of(obj: sandbox_model.Sandbox, *, settings: settings_module.SandboxOpt
     return owner
 
 
-def is_label_value(value: str) -> bool:
-    """Whether ``value`` may be a label value (children carry the sandbox's name label then)."""
-    return _is_label_value(value)
-
-
 def _is_label_value(value: str) -> bool:
     return len(value) <= _MAX_LABEL_VALUE and _LABEL_VALUE.match(value) is not None
 

@@ -1,0 +1,57 @@
+"""Which hints announce only this process's own writes (acknowledged without a pass)."""
+
+from __future__ import annotations
+
+import datetime
+
+import pytest
+
+from lss_common.kube import revisions
+from lss_common.models import messages
+from lss_sandbox_reconciler import handler
+
+
+def hint(event_type: messages.EventType, resource_version: str | None) -> messages.ChangeEvent:
+    return messages.ChangeEvent(
+        kind="sandbox",
+        namespace="team-a",
+        name="demo",
+        resource_version=resource_version,
+        event_type=event_type,
+        observed_at=datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC),
+    )
+
+
+@pytest.fixture
+def written() -> revisions.WrittenRevisions:
+    log = revisions.WrittenRevisions()
+    log.add("42")
+    return log
+
+
+@pytest.mark.parametrize("event_type", ["ADDED", "MODIFIED"])
+def test_a_create_or_update_we_made_is_skipped(
+    written: revisions.WrittenRevisions, event_type: messages.EventType
+) -> None:
+    assert handler.is_own_write(hint(event_type, "42"), written=written)
+
+
+@pytest.mark.parametrize(
+    ("event_type", "resource_version"),
+    [
+        ("MODIFIED", "43"),  # someone else's change
+        ("ADDED", None),
+        ("DELETED", "42"),  # how a pass waiting for its children learns they are gone
+        ("RESYNC", "42"),  # the safety net for anything lost is never skipped
+    ],
+)
+def test_everything_else_runs_a_pass(
+    written: revisions.WrittenRevisions,
+    event_type: messages.EventType,
+    resource_version: str | None,
+) -> None:
+    assert not handler.is_own_write(hint(event_type, resource_version), written=written)
+
+
+def test_without_a_log_nothing_is_skipped() -> None:
+    assert not handler.is_own_write(hint("MODIFIED", "42"), written=None)

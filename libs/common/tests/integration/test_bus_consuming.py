@@ -4,7 +4,8 @@ Matrix (outcome mapping): Done → ack; unexpected exception → nak with backof
 with a higher delivery count, never termed; RetryableError → nak(delay); RequeueAfter → nak
 (delay); PermanentError → ack, not redelivered; undecodable / InvalidMessage → term, counted,
 not redelivered. Concurrency: same key never concurrent and in order, different keys in
-parallel, at most ``concurrency`` held; in_progress heartbeats keep a long handler's message
+parallel, at most ``concurrency`` held, hints queued behind a pass of their key ride along
+on it and the pass is told how many; in_progress heartbeats keep a long handler's message
 from being redelivered. Shutdown: queued messages nak'ed, running ones finish; handlers past
 the grace are cancelled and their messages nak'ed; cancelling run() naks too.
 No wall-clock assertions: redelivery is observed through delivery counts.
@@ -323,6 +324,32 @@ async def test_hint_arriving_while_its_key_runs_gets_its_own_pass(nats_url: str)
             await wait_for(lambda: outcome_count(bus, "ack") == 2, "both acked")
         assert order == ["0", "1"]
         assert coalesced(bus) == 0
+
+
+async def test_a_pass_is_told_how_many_hints_ride_along(nats_url: str) -> None:
+    """The riders are settled with the pass's outcome: a handler that could skip a hint on
+    its own (its own write) must know they are there."""
+    async with testing_bus.open_bus(testing_bus.isolated_settings(nats_url)) as bus:
+        first_running = asyncio.Event()
+        release = asyncio.Event()
+        riders: dict[str, int] = {}
+
+        async def body(message: messages.ChangeEvent, delivered: int) -> outcomes.Outcome:
+            riders[message.resource_version or ""] = consuming.current_delivery().riders
+            if message.resource_version == "0":
+                first_running.set()
+                await release.wait()
+            return outcomes.DONE
+
+        async with consuming_with(bus, Recorder(body)):
+            await send(bus, "a", tag="0")
+            await first_running.wait()
+            for index in range(1, 5):  # "1" queues behind "0"; "2".."4" ride along on "1"
+                await send(bus, "a", tag=str(index))
+            await wait_for(lambda: coalesced(bus) == 3, "three hints riding along")
+            release.set()
+            await wait_for(lambda: outcome_count(bus, "ack") == 5, "all acked")
+        assert riders == {"0": 0, "1": 3}
 
 
 def coalesced(bus: testing_bus.Bus) -> float:

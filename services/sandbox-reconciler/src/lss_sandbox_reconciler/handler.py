@@ -113,7 +113,7 @@ class Handler:
         if event.kind != _KIND or event.namespace is None:
             _log.warning("hint for another kind ignored", extra={"hint_kind": event.kind})
             return outcomes.DONE
-        if is_own_write(event, written=self._written):
+        if is_own_write(event, written=self._written, riders=_riders()):
             # This process made that change in a pass that planned it from a fresh read; a
             # pass to observe it again would find nothing to do (lss_common.kube.revisions).
             self._metrics.own_write_hints_total.inc()
@@ -319,6 +319,13 @@ class Handler:
         )
 
 
+def _riders() -> int:
+    try:
+        return consuming.current_delivery().riders
+    except RuntimeError:
+        return 0  # called outside the consume loop (tests): nothing rides along
+
+
 def _stream_seq() -> int:
     try:
         return consuming.current_delivery().stream_seq
@@ -337,15 +344,19 @@ def _reason_of(error: errors.LssError) -> str:
 
 
 def is_own_write(
-    event: messages.ChangeEvent, *, written: revisions.WrittenRevisions | None
+    event: messages.ChangeEvent, *, written: revisions.WrittenRevisions | None, riders: int = 0
 ) -> bool:
     """Whether ``event`` only announces a create or update this process made.
 
     Never a deletion (a delete's hint is how the pass waiting for children to be gone
-    learns they are) and never a resync hint (the safety net for anything lost).
+    learns they are), never a resync hint (the safety net for anything lost), and never
+    while other hints ride along on this one (``riders``, see ``bus/consuming.py``): they
+    are acknowledged with it, and announce changes this process did not make — a pod that
+    became Ready while the hint of our own status write was queued would be lost.
     """
     return (
         written is not None
+        and riders == 0
         and event.event_type in ("ADDED", "MODIFIED")
         and event.resource_version in written
     )

@@ -1,4 +1,5 @@
-"""Which hints announce only this process's own writes (acknowledged without a pass)."""
+"""Which hints announce only this process's own writes (acknowledged without a pass): never
+one that other hints ride along on."""
 
 from __future__ import annotations
 
@@ -51,6 +52,12 @@ def test_everything_else_runs_a_pass(
     resource_version: str | None,
 ) -> None:
     assert not handler.is_own_write(hint(event_type, resource_version), written=written)
+
+
+def test_a_hint_other_hints_ride_along_on_runs_a_pass(written: revisions.WrittenRevisions) -> None:
+    # The riders (say, the pod became Ready) are acknowledged with this hint's outcome: only
+    # a pass observes what they announce.
+    assert not handler.is_own_write(hint("MODIFIED", "42"), written=written, riders=1)
 
 
 def test_without_a_log_nothing_is_skipped() -> None:

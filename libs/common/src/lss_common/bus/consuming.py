@@ -72,6 +72,10 @@ class Delivery:
     stream_seq: int
     num_delivered: int
     msg_id: str | None
+    riders: int = 0
+    """Hints of the same subject that arrived while this one was queued. They are settled
+    with this message's outcome, on the promise that its pass observes what they announce:
+    a handler that would skip the work for this message itself must not skip it then."""
 
 
 _current_delivery: contextvars.ContextVar[Delivery | None] = contextvars.ContextVar(
@@ -282,7 +286,7 @@ class Consumer(typing.Generic[T]):
             return  # already nak'ed by the shutdown drain, riders with it
         held.running = True
         started = time.monotonic()
-        delivery = _delivery_of(msg, stream=self._stream)
+        delivery = _delivery_of(msg, stream=self._stream, riders=len(riders))
         with (
             logs.bind(
                 subject=delivery.subject,
@@ -462,7 +466,7 @@ class Consumer(typing.Generic[T]):
             await self._settle(held.msg, _Verdict(Outcome.NAK, Outcome.NAK))
 
 
-def _delivery_of(msg: nats.aio.msg.Msg, *, stream: str) -> Delivery:
+def _delivery_of(msg: nats.aio.msg.Msg, *, stream: str, riders: int) -> Delivery:
     metadata = msg.metadata
     return Delivery(
         subject=msg.subject,
@@ -470,6 +474,7 @@ def _delivery_of(msg: nats.aio.msg.Msg, *, stream: str) -> Delivery:
         stream_seq=metadata.sequence.stream,
         num_delivered=metadata.num_delivered,
         msg_id=(msg.headers or {}).get(api.Header.MSG_ID.value),
+        riders=riders,
     )
 
 

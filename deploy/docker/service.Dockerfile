@@ -11,6 +11,10 @@ RUN uv sync --frozen --no-dev --no-editable --package "llmsafespace-${SERVICE}"
 FROM python:3.11-slim
 ARG MODULE
 ENV PATH=/app/.venv/bin:$PATH LSS_MODULE=${MODULE}
+# Buffers of 128 KiB and more (each API server connection's 256 KiB TLS read buffer) are
+# mmap'ed and given back when freed; glibc's default would keep the high-water mark of a
+# burst of connections resident for good (bench/pool_manager_memory.py).
+ENV MALLOC_MMAP_THRESHOLD_=131072
 COPY --from=build /src/.venv /app/.venv
 USER 65532:65532
 EXPOSE 8081

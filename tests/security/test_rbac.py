@@ -120,6 +120,11 @@ POOL_MANAGER_ALLOWED = [
     ("create", "serviceaccounts"),
     ("get", "networkpolicies.networking.k8s.io"),
     ("create", "networkpolicies.networking.k8s.io"),
+    # Preload scripts run through a websocket exec, authorized as create on pods/exec.
+    ("create", "pods/exec"),
+    # Leaked-claim sweep: the sandbox a WarmPod is assigned to, by UID (list) and by name.
+    ("get", "sandboxes.llmsafespace.dev"),
+    ("list", "sandboxes.llmsafespace.dev"),
 ]
 POOL_MANAGER_DENIED = [
     ("delete", "warmpools.llmsafespace.dev"),
@@ -130,7 +135,11 @@ POOL_MANAGER_DENIED = [
     ("update", "sandboxprofiles.llmsafespace.dev"),
     ("update", "pods"),
     ("patch", "pods"),
-    ("create", "pods/exec"),
+    ("get", "pods/exec"),
+    ("create", "pods/attach"),
+    ("create", "pods/portforward"),
+    ("patch", "pods/ephemeralcontainers"),
+    ("delete", "sandboxes.llmsafespace.dev"),
     ("get", "secrets"),
     ("list", "configmaps"),
     ("delete", "serviceaccounts"),

@@ -82,6 +82,14 @@ class KubeSettings(BaseModel):
     request_timeout_seconds: float = Field(
         default=10.0, gt=0, description="Timeout of one API request (not of watches)."
     )
+    max_connections: int = Field(
+        default=32,
+        ge=4,
+        le=1024,
+        description="Connections to the API server at most (watches included). Each TLS "
+        "connection keeps a 256 KiB read buffer; more connections than the API server can "
+        "serve at once only add memory.",
+    )
 
 
 class ConsumerSettings(BaseModel):

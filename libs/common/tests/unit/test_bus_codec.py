@@ -1,5 +1,5 @@
 """Wire schemas and codec (pure): round trips, camelCase keys, versioning, and every kind of
-bad payload mapped to InvalidMessage."""
+bad payload mapped to InvalidMessage (a ResyncRequest's id must be one short subject token)."""
 
 from __future__ import annotations
 
@@ -51,7 +51,20 @@ def make_status() -> messages.StatusRecord:
     )
 
 
-@pytest.mark.parametrize("message", [make_event(), make_event(namespace=None), make_status()])
+def make_request(**overrides: object) -> messages.ResyncRequest:
+    values: dict[str, object] = {
+        "consumer": "pool-manager",
+        "stream": "LSS_EVENTS",
+        "request_id": "0123abcd",
+        "requested_at": NOW,
+    }
+    values.update(overrides)
+    return messages.ResyncRequest(**values)
+
+
+@pytest.mark.parametrize(
+    "message", [make_event(), make_event(namespace=None), make_status(), make_request()]
+)
 def test_round_trip(message: msgspec.Struct) -> None:
     assert codec.decode(codec.encode(message), message_type=type(message)) == message
 
@@ -98,3 +111,32 @@ def test_invalid_payloads_raise_invalid_message(change: dict[str, object], why: 
 def test_garbage_raises_invalid_message(data: bytes) -> None:
     with pytest.raises(errors.InvalidMessage):
         codec.decode(data, message_type=messages.StatusRecord)
+
+
+def test_resync_request_wire_keys() -> None:
+    wire = msgspec.json.decode(codec.encode(make_request()))
+    assert wire == {
+        "v": 1,
+        "consumer": "pool-manager",
+        "stream": "LSS_EVENTS",
+        "requestId": "0123abcd",
+        "requestedAt": "2025-01-02T03:04:05.678000Z",
+    }
+
+
+@pytest.mark.parametrize(
+    ("change", "why"),
+    [
+        ({"requestId": "a.b"}, "a dot would split the message id's token"),
+        ({"requestId": "x" * 65}, "unbounded id"),
+        ({"requestId": ""}, "empty id"),
+        ({"consumer": ""}, "no consumer"),
+        ({"v": 2}, "unknown version"),
+        ({"requestedAt": "2025-01-02T03:04:05"}, "naive timestamp"),
+    ],
+)
+def test_invalid_resync_requests_raise_invalid_message(change: dict[str, object], why: str) -> None:
+    wire = msgspec.json.decode(codec.encode(make_request()))
+    wire.update(change)
+    with pytest.raises(errors.InvalidMessage, match="ResyncRequest"):
+        codec.decode(msgspec.json.encode(wire), message_type=messages.ResyncRequest)

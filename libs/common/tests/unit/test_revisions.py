@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lss_common.kube import revisions
+from lss_common.logic import revisions
 
 
 def test_remembers_what_was_added_and_ignores_empty() -> None:

@@ -158,3 +158,37 @@ def test_message_id() -> None:
         )
         == "runtimeenvironment/%cluster/py/7/r9"
     )
+
+
+def _matches(pattern: str, subject: str) -> bool:
+    """NATS subject matching: ``*`` is one token, ``>`` one or more trailing tokens."""
+    wanted, tokens = pattern.split("."), subject.split(".")
+    for index, token in enumerate(wanted):
+        if token == ">":
+            return len(tokens) > index
+        if index >= len(tokens) or token not in ("*", tokens[index]):
+            return False
+    return len(tokens) == len(wanted)
+
+
+@pytest.mark.parametrize("prefix", ["lss", "t0123456789", "a-b_c"])
+def test_resync_request_subject_is_outside_every_stream(prefix: str) -> None:
+    subject = subjects.resync_request_subject(prefix=prefix)
+    assert subject == f"{prefix}.ctl.resync"
+    # A stream capturing it would store every request and answer its publisher.
+    stream_subjects = [
+        subjects.events_filter(prefix=prefix),
+        subjects.recycle_filter(prefix=prefix),
+        subjects.status_filter(prefix=prefix),
+    ]
+    assert [pattern for pattern in stream_subjects if _matches(pattern, subject)] == []
+    # The matcher itself does match what the streams hold.
+    assert _matches(
+        subjects.events_filter(prefix=prefix),
+        subjects.event_subject("sandbox", namespace="ns", name="n", prefix=prefix),
+    )
+
+
+def test_resync_request_subject_rejects_bad_prefix() -> None:
+    with pytest.raises(ValueError, match="prefix"):
+        subjects.resync_request_subject(prefix="a.>")

@@ -18,7 +18,7 @@ from lss_common.kube import client, objects, writes
 from lss_common.models import kinds
 from lss_common.models import warmpod as warmpod_model
 from lss_common.models import warmpool as warmpool_model
-from lss_pool_manager import podspec
+from lss_pool_manager import podspec, preload
 
 
 def warm_pod_body(
@@ -27,9 +27,14 @@ def warm_pod_body(
     name: str,
     record: warmpod_model.WarmPodSpec,
     pod_spec_hash: str,
+    preload_hash: str = "",
 ) -> dict[str, Any]:
-    """The WarmPod manifest for one slot, owned by the pool."""
+    """The WarmPod manifest for one slot, owned by the pool (``preload_hash``: the preload
+    scripts it must run before Ready, ``preload.PRELOAD_HASH``; empty for none)."""
     meta = pool.metadata
+    annotations = {podspec.POD_SPEC_HASH: pod_spec_hash}
+    if preload_hash:
+        annotations[preload.PRELOAD_HASH] = preload_hash
     return {
         "apiVersion": kinds.API_VERSION,
         "kind": warmpod_model.KIND,
@@ -37,7 +42,7 @@ def warm_pod_body(
             "name": name,
             "namespace": meta.namespace,
             "labels": podspec.warm_pod_labels(pool_name=meta.name or "", pool_uid=meta.uid or ""),
-            "annotations": {podspec.POD_SPEC_HASH: pod_spec_hash},
+            "annotations": annotations,
             "ownerReferences": [
                 podspec.owner_reference(
                     kind=warmpool_model.KIND, name=meta.name or "", uid=meta.uid or ""
@@ -72,14 +77,27 @@ async def create_pod(kube: client.Kube, *, pod: dict[str, Any]) -> bool:
     return created
 
 
-async def delete_warm_pod(kube: client.Kube, *, namespace: str, name: str, uid: str) -> bool:
-    """Delete exactly this WarmPod; False if it was already gone (or is a namesake now)."""
+async def delete_warm_pod(
+    kube: client.Kube,
+    *,
+    namespace: str,
+    name: str,
+    uid: str,
+    resource_version: str | None = None,
+) -> bool:
+    """Delete exactly this WarmPod; False if it was already gone, is a namesake now, or (with
+    ``resource_version``) changed since it was read, e.g. a sandbox claimed it."""
     try:
         return await writes.delete_if_present(
-            kube, resource=objects.WARM_POD, namespace=namespace, name=name, uid=uid
+            kube,
+            resource=objects.WARM_POD,
+            namespace=namespace,
+            name=name,
+            uid=uid,
+            resource_version=resource_version,
         )
     except errors.ConflictError:
-        return False  # the UID precondition failed: a new WarmPod took the slot
+        return False
 
 
 async def delete_pod(kube: client.Kube, *, namespace: str, name: str, uid: str | None) -> bool:

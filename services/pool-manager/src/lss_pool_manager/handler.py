@@ -17,9 +17,9 @@ import logging
 from typing import Any
 
 from lss_common import errors
-from lss_common.bus import outcomes
-from lss_common.kube import client
-from lss_common.logic import subjects
+from lss_common.bus import outcomes, own_writes
+from lss_common.kube import client, podexec
+from lss_common.logic import revisions, subjects
 from lss_common.models import kinds, messages, meta
 from lss_common.models import warmpod as warmpod_model
 from lss_common.models import warmpool as warmpool_model
@@ -31,9 +31,12 @@ from lss_pool_manager import (
     names,
     observe,
     podspec,
+    preload,
+    preloading,
     requeue,
     sizing,
     status,
+    sweeping,
 )
 from lss_pool_manager import metrics as metrics_module
 from lss_pool_manager import settings as settings_module
@@ -51,8 +54,11 @@ class Handler:
         kube: client.KubeConnection,
         metrics: metrics_module.PoolManagerMetrics,
         clock: clock_module.Clock,
+        executor: podexec.PodExecutor,
+        written: revisions.WrittenRevisions | None = None,
     ) -> None:
         self._settings = settings
+        self._written = written
         self._options = settings.pool
         self._kube = kube
         self._metrics = metrics
@@ -61,10 +67,19 @@ class Handler:
         self._expectations: dict[str, sizing.Expectations] = {}
         self._ensured: set[str] = set()
         self._book = requeue.RequeueBook()
+        self._preloader = preloading.Preloader(
+            lambda: kube.kube, executor=executor, settings=settings, metrics=metrics, clock=clock
+        )
+        self._sweeper = sweeping.Sweeper(
+            lambda: kube.kube, options=settings.pool, metrics=metrics, clock=clock
+        )
 
     async def handle(self, event: messages.ChangeEvent) -> outcomes.Outcome:
         if event.namespace is None:
             raise errors.InvalidMessage(f"{event.kind} hint without a namespace")
+        if may_skip(event) and own_writes.is_current_own_write(event, written=self._written):
+            self._metrics.own_write_hints_total.inc()
+            return outcomes.DONE
         with logs.bind(kind=event.kind, namespace=event.namespace, name=event.name):
             if event.kind == kinds.WARM_POOL.singular:
                 return await self.handle_pool(namespace=event.namespace, name=event.name)
@@ -89,14 +104,16 @@ class Handler:
             return await self._delete_pool(pool, key=key)
         pool = await apply.add_finalizer(kube, pool=pool)
         now = self._clock.now()
-        if pool.spec.preload_scripts:
-            await self._write_failed(
-                pool,
-                reason=status.Reason.PRELOAD_NOT_SUPPORTED,
-                message="spec.preloadScripts: running preload scripts is not supported yet; "
-                "no warm pods are created for this pool (remove them to use it)",
+        try:  # preload scripts (preload.py): the hash new WarmPods record
+            preload_hash = preload.preload_hash(
+                preload.steps_of(
+                    pool.spec,
+                    default_timeout_seconds=self._settings.preload.default_timeout_seconds,
+                )
             )
-            return self._requeue(key, None)
+        except preload.PreloadConfigError as error:
+            await self._write_failed(pool, reason=error.reason, message=str(error))
+            return self._requeue(key, None)  # a spec change (a hint) fixes it
         try:
             inputs = await observe.build_inputs(kube, pool=pool, settings=self._settings.sandbox)
         except errors.PermanentError as error:
@@ -106,8 +123,20 @@ class Handler:
         if uid not in self._ensured:
             await apply.ensure_pool_children(kube, pool=pool)
             self._ensured.add(uid)
-        members_found = await observe.list_warm_pods(kube, pool=pool)
-        members = [_member(wp, record=inputs.record) for wp in members_found]
+        members_found = await observe.list_warm_pods(kube, pool=pool, any_version=True)
+        swept = await self._sweeper.run(pool, warm_pods=members_found)  # leaked claims
+        members = [
+            _member(wp, record=inputs.record, preload_hash=preload_hash)
+            for wp in members_found
+            if (wp.metadata.uid or "") not in swept.released
+        ]
+        allowance = preload.creation_allowance(
+            await self._preload_record(pool, preload_hash=preload_hash),
+            members=members,
+            now=now,
+            base_seconds=self._settings.preload.failure_backoff_seconds,
+            max_seconds=self._settings.preload.failure_backoff_max_seconds,
+        )
         bucket = self._buckets.get(uid) or sizing.TokenBucket.full(
             capacity=self._options.create_burst,
             rate_per_second=self._options.create_rate_per_second,
@@ -120,6 +149,7 @@ class Handler:
             bucket=bucket,
             last_scale_time=status.last_scale_time(pool),
             now=now,
+            max_creates=allowance.max_creates,
         )
         self._buckets[uid] = plan.bucket
         expectations = plan.expectations.expecting(
@@ -141,7 +171,10 @@ class Handler:
             )
         results = await asyncio.gather(
             *(self._delete(pool, deletion) for deletion in plan.delete),
-            *(self._create(pool, slot=slot, inputs=inputs) for slot in plan.create),
+            *(
+                self._create(pool, slot=slot, inputs=inputs, preload_hash=preload_hash)
+                for slot in plan.create
+            ),
             return_exceptions=True,
         )
         failures = [r for r in results if isinstance(r, BaseException)]
@@ -155,10 +188,38 @@ class Handler:
         new_status = status.sized_status(pool, plan=plan, now=now)
         if new_status != warmpool_model.status_of(pool):
             await apply.write_pool_status(kube, pool=pool, status=new_status)
-        return self._requeue(key, plan.requeue_after_seconds)
+        return self._requeue(
+            key,
+            _earliest(
+                plan.requeue_after_seconds,
+                allowance.retry_after_seconds,
+                swept.requeue_after_seconds,
+            ),
+        )
+
+    async def _preload_record(
+        self, pool: warmpool_model.WarmPool, *, preload_hash: str
+    ) -> warmpool_model.PreloadStatus | None:
+        """The pool's preload failure record, read *after* the WarmPods were listed.
+
+        A failed preload records the failure before it fails (then deletes) its WarmPod, so a
+        list that shows the failure, however stale, is older than the record read here
+        (``preloading.py``): a replacement never escapes the backoff.
+        """
+        if not preload_hash:
+            return warmpool_model.status_of(pool).preload
+        fresh = await observe.get_pool(
+            self._kube.kube, namespace=pool.metadata.namespace or "", name=pool.metadata.name or ""
+        )
+        return warmpool_model.status_of(fresh or pool).preload
 
     async def _create(
-        self, pool: warmpool_model.WarmPool, *, slot: str, inputs: observe.BuildInputs
+        self,
+        pool: warmpool_model.WarmPool,
+        *,
+        slot: str,
+        inputs: observe.BuildInputs,
+        preload_hash: str,
     ) -> None:
         kube = self._kube.kube
         # The fingerprint is of the rendered pod, computed for a stand-in WarmPod: identity
@@ -178,7 +239,11 @@ class Handler:
         created = await apply.create_warm_pod(
             kube,
             body=apply.warm_pod_body(
-                pool, name=slot, record=inputs.record, pod_spec_hash=fingerprint
+                pool,
+                name=slot,
+                record=inputs.record,
+                pod_spec_hash=fingerprint,
+                preload_hash=preload_hash,
             ),
         )
         if created is None:
@@ -200,9 +265,17 @@ class Handler:
             namespace=pool.metadata.namespace or "",
             name=deletion.name,
             uid=deletion.uid,
+            resource_version=deletion.resource_version or None,
         )
         if deleted:
             self._metrics.pods_deleted_total.labels(deletion.reason.value).inc()
+            return
+        # Gone already, or changed since observed (claimed, most likely): the decision was
+        # stale, so stop expecting its deletion and let the next pass decide again.
+        uid = pool.metadata.uid or ""
+        open_expectations = self._expectations.get(uid)
+        if open_expectations is not None:
+            self._expectations[uid] = open_expectations.forgetting_delete(deletion.uid)
 
     async def _write_failed(
         self, pool: warmpool_model.WarmPool, *, reason: str, message: str
@@ -218,6 +291,9 @@ class Handler:
         if kinds.FINALIZER not in (pool.metadata.finalizers or ()):
             return outcomes.DONE
         warm_pods = await observe.list_warm_pods(kube, pool=pool)
+        # A leaked claim would block the deletion forever: released first (sweeping.py).
+        swept = await self._sweeper.run(pool, warm_pods=warm_pods)
+        warm_pods = [wp for wp in warm_pods if (wp.metadata.uid or "") not in swept.released]
         assigned = [
             wp
             for wp in warm_pods
@@ -241,6 +317,7 @@ class Handler:
             self._forget(
                 key, namespace=pool.metadata.namespace or "", name=pool.metadata.name or ""
             )
+            self._sweeper.forget(pool.metadata.uid or "")
             self._metrics.pools_deleted_total.inc()
             _log.info("warm pool deleted")
             return outcomes.DONE
@@ -297,6 +374,14 @@ class Handler:
         )
         if plan.create_pod and not await self._create_missing_pod(warm_pod):
             return outcomes.DONE
+        if plan.status is not None and preload.needs_preload(
+            warm_pod, becoming_ready=plan.status.phase == warmpod_model.Phase.READY
+        ):  # Ready only after its preload scripts ran (preloading.py)
+            done = await self._preloader.run(warm_pod, pod_name=preloading.pod_name_of(warm_pod))
+            if done.deleted:
+                self._book.forget(key)
+                return outcomes.DONE
+            return self._requeue(key, done.requeue_after_seconds)
         if plan.status is not None:
             warm_pod = await apply.write_warm_pod_status(
                 kube, warm_pod=warm_pod, status=plan.status
@@ -349,7 +434,9 @@ class Handler:
         return True
 
 
-def _member(warm_pod: warmpod_model.WarmPod, *, record: warmpod_model.WarmPodSpec) -> sizing.Member:
+def _member(
+    warm_pod: warmpod_model.WarmPod, *, record: warmpod_model.WarmPodSpec, preload_hash: str
+) -> sizing.Member:
     metadata = warm_pod.metadata
     created = metadata.creation_timestamp
     return sizing.Member(
@@ -361,7 +448,8 @@ def _member(warm_pod: warmpod_model.WarmPod, *, record: warmpod_model.WarmPodSpe
         else meta.parse_timestamp("1970-01-01T00:00:00Z"),
         idle_since=lifecycle.idle_since(warm_pod),
         deleting=bool(metadata.deletion_timestamp),
-        outdated=warm_pod.spec != record,
+        outdated=warm_pod.spec != record or preload.hash_of(warm_pod) != preload_hash,
+        resource_version=metadata.resource_version or "",
     )
 
 
@@ -370,3 +458,20 @@ def _controller_kind(pod: dict[str, Any]) -> str | None:
         if ref.get("controller"):
             return str(ref.get("kind"))
     return None
+
+
+def _earliest(*delays: float | None) -> float | None:
+    found = [delay for delay in delays if delay is not None]
+    return min(found) if found else None
+
+
+def may_skip(event: messages.ChangeEvent) -> bool:
+    """Whether the pool manager may skip ``event`` when it announces its own write.
+
+    Not a WarmPod it created (``ADDED`` of the key's own object): if creating its pod failed
+    after it, that hint's pass is what creates the pod. Not a WarmPool woken by a child: the
+    pool's pass is what counts its WarmPods into the pool's status after they change.
+    """
+    if event.child is None:
+        return event.event_type != "ADDED"
+    return event.kind != kinds.WARM_POOL.singular

@@ -1,8 +1,8 @@
 """The pool manager's Prometheus metrics (the seed's warm pool metrics), created explicitly.
 
 Importing this module creates nothing. Names follow ``llmsafespace_warmpool_<what>[_unit]``.
-Counters carry closed-enum labels only (``operation``, ``reason``). The two gauges are per
-pool (``namespace``, ``pool``): a pool's size is meaningless summed with other pools', and
+Counters carry closed-enum labels only (``operation``, ``reason``, ``result``). The two gauges
+are per pool (``namespace``, ``pool``): a pool's size is meaningless summed with other pools', and
 WarmPools are few, created by operators, and their series are removed when the pool is
 deleted — the one departure from "labels from closed sets" (STYLE convention 8), as in
 kube-state-metrics. With several replicas, aggregate the gauges with ``max by (namespace,
@@ -33,6 +33,9 @@ class PoolManagerMetrics:
     pods_created_total: prometheus_client.Counter
     pods_deleted_total: prometheus_client.Counter
     pools_deleted_total: prometheus_client.Counter
+    preloads_total: prometheus_client.Counter
+    leaked_claims_released_total: prometheus_client.Counter
+    own_write_hints_total: prometheus_client.Counter
 
     @classmethod
     def register(cls, registry: prometheus_client.CollectorRegistry) -> typing.Self:
@@ -64,6 +67,12 @@ class PoolManagerMetrics:
             pods_created_total=prometheus_client.Counter(
                 "pods_created_total", "WarmPods created (with their pods).", **common
             ),
+            own_write_hints_total=prometheus_client.Counter(
+                "own_write_hints_total",
+                "Hints that announced a write the pool manager made itself, acknowledged "
+                "without a pass.",
+                **common,
+            ),
             pods_deleted_total=prometheus_client.Counter(
                 "pods_deleted_total",
                 "WarmPods deleted by the pool manager, by reason.",
@@ -73,6 +82,20 @@ class PoolManagerMetrics:
             pools_deleted_total=prometheus_client.Counter(
                 "pools_deleted_total",
                 "WarmPools whose deletion completed (finalizer removed).",
+                **common,
+            ),
+            preloads_total=prometheus_client.Counter(
+                "preloads_total",
+                "Preloads of warm pods that ended, by result (succeeded, script_failed, "
+                "script_timed_out, exec_failed, interrupted).",
+                ["result"],
+                **common,
+            ),
+            leaked_claims_released_total=prometheus_client.Counter(
+                "leaked_claims_released_total",
+                "Assigned WarmPods released because their sandbox was gone "
+                "(sandbox_gone) or did not reference them (not_referenced).",
+                ["reason"],
                 **common,
             ),
         )

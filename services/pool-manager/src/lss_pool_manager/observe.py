@@ -70,14 +70,23 @@ def _selector(pool: warmpool_model.WarmPool) -> str:
 
 
 async def list_warm_pods(
-    kube: client.Kube, *, pool: warmpool_model.WarmPool
+    kube: client.Kube, *, pool: warmpool_model.WarmPool, any_version: bool = False
 ) -> list[warmpod_model.WarmPod]:
-    """The pool's WarmPods (selected by the pool's UID label)."""
+    """The pool's WarmPods (selected by the pool's UID label).
+
+    ``any_version`` reads the API server's watch cache as it is, without the up to 100 ms a
+    consistent list waits for it (``objects.list_objects``). Sizing uses it: the cache is at
+    least as new as the hint that started the pass (the watcher's watch is served from that
+    cache), a create from a stale view answers AlreadyExists (slot names), and a delete
+    carries the observed resourceVersion, so a stale view cannot over-fill the pool or delete
+    a WarmPod claimed since.
+    """
     found = await objects.list_objects(
         kube,
         resource=objects.WARM_POD,
         namespace=pool.metadata.namespace,
         label_selector=_selector(pool),
+        any_version=any_version,
         decode=warmpod_model.decode,
     )
     return found.items
@@ -120,9 +129,17 @@ async def build_inputs(
         except errors.NotFoundError:
             found = None
         profile = podspec.check_profile(found, key=key)
+    # The watch cache as it is (no wait); a runtime missing from it is confirmed by a
+    # consistent list before the pool is failed for it.
     runtimes = await objects.list_objects(
-        kube, resource=objects.RUNTIME_ENVIRONMENT, decode=runtime_model.decode
+        kube, resource=objects.RUNTIME_ENVIRONMENT, any_version=True, decode=runtime_model.decode
     )
-    runtime = podspec.select_runtime(pool, candidates=runtimes.items)
+    try:
+        runtime = podspec.select_runtime(pool, candidates=runtimes.items)
+    except errors.PermanentError:
+        runtimes = await objects.list_objects(
+            kube, resource=objects.RUNTIME_ENVIRONMENT, decode=runtime_model.decode
+        )
+        runtime = podspec.select_runtime(pool, candidates=runtimes.items)
     spec = podspec.effective_spec(pool, profile=profile, runtime=runtime, settings=settings)
     return BuildInputs(spec=spec, record=podspec.warm_pod_spec(pool, spec=spec, profile_key=key))

@@ -50,6 +50,8 @@ POOL_COMPONENT: Final = "warmpool"
 POOL_UID: Final = f"{kinds.GROUP}/warmpool-uid"
 #: sha256 of the rendered pod spec without identity (see :func:`fingerprint`).
 POD_SPEC_HASH: Final = ready_queue.POD_SPEC_HASH
+#: The sandbox container every sandbox and warm pod runs (preload scripts exec into it).
+CONTAINER: Final = pod_render.CONTAINER
 
 # What the API server stores for a Sandbox that leaves these fields unset (schema defaults of
 # deploy/crds/sandboxes.yaml): a warm pod is built for the sandbox that asks for nothing else.

@@ -1,9 +1,10 @@
 """Wiring: ``build(settings)`` creates the pool manager's components and returns the Service.
 
-Components, in start order: ``kube`` (API client), ``nats`` (connection, stream
-declaration), the durable consumer on ``<prefix>.evt.warmpool.>`` and
-``<prefix>.evt.warmpod.>`` shared by every replica (per-key serial handling: one pool or one
-WarmPod is never handled twice at once in one replica). No logic here.
+Components, in start order: ``kube`` (API client), ``pod-exec`` (the ``pods/exec`` client
+of preload scripts), ``nats`` (connection, stream declaration), the durable consumer on
+``<prefix>.evt.warmpool.>`` and ``<prefix>.evt.warmpod.>`` shared by every replica (per-key
+serial handling: one pool or one WarmPod is never handled twice at once in one replica). No
+logic here.
 """
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ import prometheus_client
 from lss_common.bus import connection as bus_connection
 from lss_common.bus import consuming, topology
 from lss_common.bus import metrics as bus_metrics
-from lss_common.kube import client
-from lss_common.logic import subjects
+from lss_common.kube import client, podexec
+from lss_common.logic import revisions, subjects
 from lss_common.models import kinds, messages
 from lss_common.observability import metrics as shared_metrics
 from lss_common.runtime import clock as clock_module
@@ -33,17 +34,25 @@ def build(
     """The pool manager service for ``settings`` (``clock``/``registry`` are for tests)."""
     runtime = service.create_runtime(settings, clock=clock, registry=registry)
     bus = bus_metrics.BusMetrics.register(runtime.registry)
+    # What this process wrote, so the handler can skip the hints of its own writes.
+    written = revisions.WrittenRevisions()
     kube = client.KubeConnection(
-        settings.kube, metrics=shared_metrics.KubeMetrics.register(runtime.registry)
+        settings.kube,
+        metrics=shared_metrics.KubeMetrics.register(runtime.registry),
+        written=written,
     )
     nats = bus_connection.NatsConnection(
         settings.nats, metrics=bus, client_name=settings.service_name
     )
+    # Preload scripts run through pods/exec (a websocket client of its own, closed at stop).
+    executor = podexec.PodExecutor(lambda: kube.kube)
     handler = handler_module.Handler(
         settings,
         kube=kube,
         metrics=metrics_module.PoolManagerMetrics.register(runtime.registry),
         clock=runtime.clock,
+        executor=executor,
+        written=written,
     )
     prefix = settings.nats.subject_prefix
     consumer = consuming.ConsumerComponent(
@@ -62,4 +71,4 @@ def build(
         metrics=bus,
         tasks=runtime.tasks,
     )
-    return service.Service(runtime, components=[kube, nats, consumer])
+    return service.Service(runtime, components=[kube, executor, nats, consumer])

@@ -1,9 +1,11 @@
-"""The pool manager's configuration: ``CommonSettings`` plus the ``pool`` and ``sandbox`` groups.
+"""The pool manager's configuration: ``CommonSettings`` plus the ``pool``, ``preload`` and
+``sandbox`` groups.
 
-Env vars are ``LSS_POOL__<FIELD>`` (e.g. ``LSS_POOL__CREATE_RATE_PER_SECOND``) and
-``LSS_SANDBOX__<FIELD>``. The ``sandbox`` group is the sandbox reconciler's own class, read
-from the same variables: warm pods must be built exactly like the sandbox pods that will claim
-them, so both services are deployed with one ``LSS_SANDBOX__*`` configuration.
+Env vars are ``LSS_POOL__<FIELD>`` (e.g. ``LSS_POOL__CREATE_RATE_PER_SECOND``),
+``LSS_PRELOAD__<FIELD>`` and ``LSS_SANDBOX__<FIELD>``. The ``sandbox`` group is the sandbox
+reconciler's own class, read from the same variables: warm pods must be built exactly like the
+sandbox pods that will claim them, so both services are deployed with one ``LSS_SANDBOX__*``
+configuration.
 ``docs/pool-manager.md`` embeds the reference generated from this class (checked by a test).
 This module holds no logic and reads no environment itself.
 """
@@ -79,16 +81,59 @@ class PoolOptions(BaseModel):
         description="Each pool is looked at again at least this often (TTL and scale-down "
         "deadlines requeue sooner).",
     )
+    leaked_claim_grace_seconds: float = Field(
+        default=120.0,
+        gt=0,
+        description="An Assigned WarmPod whose sandbox is gone, or does not reference it in "
+        "status.warmPodRef, is released (WarmPod and pod deleted, the pool refills) once it has "
+        "been Assigned this long: a claim completes in well under a second, so only a claim "
+        "whose reconciler died between the claim and the sandbox's status is older.",
+    )
+    leaked_claim_check_interval_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="While a pool has Assigned WarmPods older than the grace period, their "
+        "sandboxes are checked (one Sandbox list in the pool's namespace) at most this often.",
+    )
+
+
+class PreloadOptions(BaseModel):
+    """How a pool's preload scripts are run in its warm pods (``spec.preloadScripts``)."""
+
+    default_timeout_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        le=3600,
+        description="Timeout of a preload script that sets no timeoutSeconds; a script still "
+        "running then fails its WarmPod, whose pod is replaced.",
+    )
+    failure_backoff_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description="After a WarmPod fails by a preload script, the pool's next WarmPod is "
+        "created this long after the failure; the delay doubles with each failure in a row "
+        "(one WarmPod at a time) until a preload succeeds.",
+    )
+    failure_backoff_max_seconds: float = Field(
+        default=600.0,
+        gt=0,
+        description="The longest delay between WarmPods of a pool whose preload keeps failing.",
+    )
 
 
 class PoolManagerSettings(common_settings.CommonSettings):
-    """The pool manager's settings. Env: ``LSS_POOL__<FIELD>``, ``LSS_SANDBOX__<FIELD>``."""
+    """The pool manager's settings. Env: ``LSS_POOL__<FIELD>``, ``LSS_PRELOAD__<FIELD>``,
+    ``LSS_SANDBOX__<FIELD>``."""
 
     service_name: str = Field(
         default="pool-manager", description="Name in logs, metrics and traces."
     )
     pool: PoolOptions = Field(
         default_factory=PoolOptions, description="How pools are sized, refilled and torn down."
+    )
+    preload: PreloadOptions = Field(
+        default_factory=PreloadOptions,
+        description="How a pool's preload scripts are run in its warm pods.",
     )
     sandbox: podspec.SandboxOptions = Field(
         default_factory=podspec.SandboxOptions,

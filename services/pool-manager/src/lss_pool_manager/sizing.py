@@ -19,7 +19,9 @@ Rules, in order:
    WarmPod that exists (the seed compared ``available``, and only when autoscaling), by the
    free slots (``names``: slot names make a second replica's identical create fail with
    AlreadyExists), and by the pool's token bucket (a drained pool refills at the configured
-   rate). Whatever the bucket withholds is requeued for when tokens return.
+   rate). Whatever the bucket withholds is requeued for when tokens return. While the
+   pool's preload scripts keep failing, ``max_creates`` (``preload.creation_allowance``)
+   allows one WarmPod at a time, after a growing delay.
 5. More unassigned than wanted: delete the surplus among Ready WarmPods, oldest first (by
    creation). With autoscaling this waits until ``scaleDownDelay`` seconds after the last
    scaling operation; ``0`` means no delay (the seed replaced 0 by 300). More WarmPods than
@@ -63,6 +65,8 @@ class DeleteReason(enum.StrEnum):
     OUTDATED = "outdated"
     POD_FAILED = "pod_failed"
     POOL_DELETION = "pool_deletion"
+    PRELOAD_FAILED = "preload_failed"
+    LEAKED_CLAIM = "leaked_claim"
 
 
 class Limit(enum.StrEnum):
@@ -71,6 +75,7 @@ class Limit(enum.StrEnum):
     MAX_SIZE = "max_size"
     RATE = "rate"
     SLOTS = "slots"
+    PRELOAD_BACKOFF = "preload_backoff"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -100,15 +105,19 @@ class Member:
     """When it last became Ready (TTL clock); None if never."""
     deleting: bool = False
     outdated: bool = False
+    resource_version: str = ""
+    """Deletions decided from this observation apply only to this version of the WarmPod."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Deletion:
-    """Delete this WarmPod (precondition: this UID)."""
+    """Delete this WarmPod (preconditions: this UID and, when known, this resourceVersion:
+    a WarmPod claimed since it was observed is never deleted for a stale reason)."""
 
     name: str
     uid: str
     reason: DeleteReason
+    resource_version: str = ""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -194,6 +203,12 @@ class Expectations:
             deletes={**self.deletes, **dict.fromkeys(deletes, until)},
         )
 
+    def forgetting_delete(self, uid: str) -> Expectations:
+        """These expectations without the deletion of ``uid`` (it did not happen)."""
+        return dataclasses.replace(
+            self, deletes={key: until for key, until in self.deletes.items() if key != uid}
+        )
+
     @property
     def is_empty(self) -> bool:
         return not self.creates and not self.deletes
@@ -272,8 +287,12 @@ def plan_sizing(
     bucket: TokenBucket,
     last_scale_time: datetime.datetime | None,
     now: datetime.datetime,
+    max_creates: int | None = None,
 ) -> SizingPlan:
-    """The creates and deletes that move the pool toward its wanted size (module docstring)."""
+    """The creates and deletes that move the pool toward its wanted size (module docstring).
+
+    ``max_creates`` caps this pass's creates (the preload failure backoff); None: no cap.
+    """
     observed_names = {member.name for member in members}
     open_expectations = expectations.settled(
         observed_names=observed_names, observed_uids={m.uid for m in members}, now=now
@@ -287,11 +306,11 @@ def plan_sizing(
             continue
         phase = member.phase or Phase.PENDING
         if phase in (Phase.FAILED, Phase.TERMINATING):
-            deletions.append(Deletion(member.name, member.uid, DeleteReason.POD_FAILED))
+            deletions.append(_deletion(member, DeleteReason.POD_FAILED))
         elif phase == Phase.ASSIGNED:
             assigned += 1
         elif member.outdated:
-            deletions.append(Deletion(member.name, member.uid, DeleteReason.OUTDATED))
+            deletions.append(_deletion(member, DeleteReason.OUTDATED))
         elif phase == Phase.READY:
             ready.append(member)
         else:
@@ -305,7 +324,7 @@ def plan_sizing(
         for member in ready:
             since = member.idle_since or member.created_at
             if now - since >= ttl:
-                deletions.append(Deletion(member.name, member.uid, DeleteReason.EXPIRED))
+                deletions.append(_deletion(member, DeleteReason.EXPIRED))
             else:
                 kept.append(member)
                 next_deadline.append(_seconds(since + ttl - now))
@@ -326,6 +345,9 @@ def plan_sizing(
         possible = min(deficit, max(0, room))
         if possible < deficit:
             limited_by = Limit.MAX_SIZE
+        if max_creates is not None and max_creates < possible:
+            possible = max(0, max_creates)
+            limited_by = Limit.PRELOAD_BACKOFF
         granted, bucket = bucket.take(possible, now=now)
         if granted < possible:
             limited_by = Limit.RATE
@@ -364,7 +386,7 @@ def plan_sizing(
                 count = surplus
         chosen = removable[: min(count, len(removable))]
         reason = DeleteReason.OVER_MAX_SIZE if count == over_max else DeleteReason.SCALE_DOWN
-        deletions.extend(Deletion(m.name, m.uid, reason) for m in chosen)
+        deletions.extend(_deletion(m, reason) for m in chosen)
         if chosen:
             operation = Operation.AUTOSCALE_DOWN if shape.autoscaling else Operation.DOWN
             removed = {m.uid for m in chosen}
@@ -381,3 +403,7 @@ def plan_sizing(
         expectations=open_expectations,
         requeue_after_seconds=min(next_deadline) if next_deadline else None,
     )
+
+
+def _deletion(member: Member, reason: DeleteReason) -> Deletion:
+    return Deletion(member.name, member.uid, reason, resource_version=member.resource_version)

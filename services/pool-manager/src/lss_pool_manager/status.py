@@ -5,18 +5,19 @@ Counts are those of the plan (after its creates and deletes): ``availablePods`` 
 scaling operation happened. One condition, ``Ready`` (Kubernetes conventions: the transition
 time moves only when the status does):
 
-=====================  ======  ==========================================================
-reason                 status  meaning
-=====================  ======  ==========================================================
-Filled                 True    as many unassigned WarmPods as wanted are Ready
-Filling                False   WarmPods are being created or started
-RateLimited            False   creation is paced by the token bucket (refilling)
-MaxSizeReached         False   maxSize keeps the pool below minSize (or autoscaling) unassigned
-<resolution reason>    False   the runtime or profile cannot be used (RuntimeNotFound, ...)
-PreloadNotSupported    False   preloadScripts are set; running them is not built yet
-DeletionBlocked        False   deleting, waiting for Assigned WarmPods to be released
-Deleting               False   deleting its WarmPods and pods
-=====================  ======  ==========================================================
+==========================  ======  ================================================================
+reason                      status  meaning
+==========================  ======  ================================================================
+Filled                      True    as many unassigned WarmPods as wanted are Ready
+Filling                     False   WarmPods are being created or started
+RateLimited                 False   creation is paced by the token bucket (refilling)
+MaxSizeReached              False   maxSize keeps the pool below minSize (or autoscaling) unassigned
+<resolution reason>         False   the runtime or profile cannot be used (RuntimeNotFound, ...)
+PreloadFailing              False   WarmPods keep failing a preload script (one at a time, backoff)
+PreloadLanguageUnsupported  False   a preload script's language has no interpreter
+DeletionBlocked             False   deleting, waiting for Assigned WarmPods to be released
+Deleting                    False   deleting its WarmPods and pods
+==========================  ======  ================================================================
 """
 
 from __future__ import annotations
@@ -41,13 +42,13 @@ class Reason(enum.StrEnum):
     FILLING = "Filling"
     RATE_LIMITED = "RateLimited"
     MAX_SIZE_REACHED = "MaxSizeReached"
-    PRELOAD_NOT_SUPPORTED = "PreloadNotSupported"
+    PRELOAD_FAILING = "PreloadFailing"
     DELETION_BLOCKED = "DeletionBlocked"
     DELETING = "Deleting"
 
 
 def _ready_condition(
-    plan: sizing.SizingPlan,
+    plan: sizing.SizingPlan, *, preload: warmpool_model.PreloadStatus | None = None
 ) -> tuple[bool, Reason, str]:
     counts = plan.counts
     if plan.limited_by is sizing.Limit.MAX_SIZE:
@@ -59,6 +60,15 @@ def _ready_condition(
         )
     if counts.available >= plan.wanted_unassigned and counts.pending == 0:
         return True, Reason.FILLED, f"{counts.available} Ready, {counts.assigned} assigned"
+    failures = preload.consecutive_failures if preload is not None else None
+    if failures:
+        return (
+            False,
+            Reason.PRELOAD_FAILING,
+            f"{failures} WarmPods in a row failed a preload script; new ones are created one "
+            f"at a time, after a growing delay, until one succeeds. Last: "
+            f"{preload.last_failure_message if preload is not None else ''}",
+        )
     if plan.limited_by is sizing.Limit.RATE:
         return (
             False,
@@ -76,7 +86,7 @@ def sized_status(
     pool: warmpool_model.WarmPool, *, plan: sizing.SizingPlan, now: datetime.datetime
 ) -> warmpool_model.WarmPoolStatus:
     """The status after a sizing pass."""
-    ready, reason, message = _ready_condition(plan)
+    ready, reason, message = _ready_condition(plan, preload=warmpool_model.status_of(pool).preload)
     current = warmpool_model.status_of(pool)
     return _status(
         pool,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import json
 import uuid
 from collections.abc import AsyncIterator
@@ -21,7 +22,7 @@ from kubernetes_asyncio import client as k8s
 
 from lss_common import settings as common_settings
 from lss_common.kube import client, objects
-from lss_common.models import kinds
+from lss_common.models import kinds, meta
 from lss_common.models import warmpod as warmpod_model
 from lss_common.models import warmpool as warmpool_model
 from lss_common.observability import metrics as shared_metrics
@@ -73,6 +74,7 @@ def pool_settings(
         "deletion_poll_seconds": 0.3,
         "heartbeat_interval_seconds": 0.0,
         "expectation_timeout_seconds": 10.0,
+        "leaked_claim_grace_seconds": 3600.0,
     }
     values.update(pool)
     return settings_module.PoolManagerSettings(
@@ -261,7 +263,9 @@ async def claim(kube: client.Kube, warm_pod: warmpod_model.WarmPod, *, sandbox_u
             "status": {
                 "phase": "Assigned",
                 "assignedTo": sandbox_uid,
-                "assignedAt": "2025-01-01T00:00:00Z",
+                # Now: a claim of a sandbox that does not exist is a leaked claim once it is
+                # older than the grace period (pool_settings makes that longer than a test).
+                "assignedAt": meta.format_timestamp(datetime.datetime.now(tz=datetime.UTC)),
             },
         },
     )

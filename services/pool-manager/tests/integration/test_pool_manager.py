@@ -185,7 +185,15 @@ async def test_autoscaling_up_and_down(
         timeout_seconds=60,
         describe="scaled down to minSize 1",
     )
-    assert manager.sample("llmsafespace_warmpool_pods_deleted_total", reason="scale_down") >= 1
+    # The counter moves once the delete's response is back, which can be just after the
+    # deletion is visible in the API server.
+    await eventually.eventually(
+        lambda: (
+            manager.sample("llmsafespace_warmpool_pods_deleted_total", reason="scale_down") >= 1
+        ),
+        timeout_seconds=30,
+        describe="the scale-down deletion counted",
+    )
 
 
 async def _one_ready(kube: client.Kube, namespace: str) -> warmpod_model.WarmPod | None:

@@ -254,6 +254,34 @@ def test_outdated_pending_and_ready_are_replaced_assigned_kept() -> None:
     assert result.create == slots(3, 4)
 
 
+def test_every_deletion_is_of_the_observed_version() -> None:
+    # A stale view (the watch cache) must never delete a WarmPod claimed since: each deletion
+    # carries the resourceVersion it was decided on, whatever its reason.
+    members = [
+        member(0, "Failed", resource_version="10"),
+        member(1, "Ready", outdated=True, resource_version="11"),
+        member(2, "Ready", idle_since=ago(7200), resource_version="12"),
+        member(3, "Ready", resource_version="13"),
+        member(4, "Ready", resource_version="14"),
+    ]
+    result = plan(sizing.Shape(min_size=0, max_size=1, ttl_seconds=3600), members)
+    observed = {m.name: m.resource_version for m in members}
+    assert {d.reason for d in result.delete} == {
+        sizing.DeleteReason.POD_FAILED,
+        sizing.DeleteReason.OUTDATED,
+        sizing.DeleteReason.EXPIRED,
+        sizing.DeleteReason.SCALE_DOWN,
+    }
+    assert all(d.resource_version == observed[d.name] for d in result.delete)
+
+
+def test_a_deletion_that_did_not_happen_is_no_longer_expected() -> None:
+    open_expectations = sizing.Expectations().expecting(
+        deletes=["uid-1", "uid-2"], now=NOW, timeout_seconds=60
+    )
+    assert set(open_expectations.forgetting_delete("uid-1").deletes) == {"uid-2"}
+
+
 # -- properties -------------------------------------------------------------------------------
 
 PHASES = st.sampled_from(["", "Pending", "Ready", "Assigned", "Failed", "Terminating"])

@@ -17,6 +17,10 @@ pod lives in the pool's namespace, not the sandbox's own one).
 The pick spreads replicas: a random one among the first ``spread`` candidates (oldest Ready
 first), so two replicas claiming at once rarely try the same WarmPod.
 
+A claim left behind by a pass that died after its CAS is *stray* once its sandbox can no
+longer take it (:func:`is_stray_claim`); the reconciler then gives it back, with its pod
+when that pod is not the one the sandbox runs on (:func:`may_discard_pod`).
+
 No I/O: the caller supplies the rendered pod, the queue's candidates and the random source.
 """
 
@@ -35,7 +39,7 @@ from lss_common.logic import quantities
 from lss_common.models import parts
 from lss_common.models import sandbox as sandbox_model
 from lss_common.models import warmpod as warmpod_model
-from lss_sandbox_reconciler import merge
+from lss_sandbox_reconciler import lifecycle, merge
 from lss_sandbox_reconciler import ready_queue as ready_queue_module
 from lss_sandbox_reconciler.render import owner as owner_module
 
@@ -129,6 +133,48 @@ def matches(candidate: ready_queue_module.Candidate, *, wanted: Wanted) -> bool:
         and record.resources == wanted.resources
         and candidate.spec_hash == wanted.spec_hash
     )
+
+
+def is_stray_claim(obj: sandbox_model.Sandbox, *, warm_pod: tuple[str, str]) -> bool:
+    """Whether the WarmPod ``warm_pod`` (namespace, name), Assigned to ``obj``, can no longer
+    serve it: the sandbox is ending, or is past new (a status or another pod) without
+    referencing it.
+
+    A claim completes only through the sandbox's Running status, written conditional on the
+    resourceVersion its pass read while the sandbox was new (no ``warmPodRef``, phase unset
+    or Pending). Once the sandbox is not new, no pass in flight can complete this claim: it
+    was left by a pass that died (or lost) between the CAS and that write. While the sandbox
+    is still new, the claim is not stray: the next pass resumes it.
+    """
+    status = sandbox_model.status_of(obj)
+    ref = status.warm_pod_ref
+    if ref is not None and (ref.namespace or obj.metadata.namespace or "", ref.name) == warm_pod:
+        return False
+    if obj.metadata.deletion_timestamp or lifecycle.is_terminal(status.phase):
+        return True
+    return ref is not None or status.phase not in (None, "", sandbox_model.Phase.PENDING)
+
+
+def may_discard_pod(
+    pod: dict[str, Any] | None,
+    *,
+    warm_pod_uid: str,
+    sandbox_uid: str,
+    sandbox_pod_name: str | None,
+) -> bool:
+    """Whether a stray claim's pod is deleted with it: still the WarmPod's, or adopted by the
+    sandbox but not the pod it runs on. Never another owner's pod, never the sandbox's own."""
+    if pod is None or (pod.get("metadata") or {}).get("deletionTimestamp"):
+        return False
+    metadata = pod.get("metadata") or {}
+    controller = next(
+        (r for r in metadata.get("ownerReferences") or () if r.get("controller")), None
+    )
+    if controller is None:
+        return False
+    if controller.get("uid") == warm_pod_uid:
+        return True
+    return controller.get("uid") == sandbox_uid and metadata.get("name") != sandbox_pod_name
 
 
 def pick(candidates: Sequence[T], *, spread: int, rng: random.Random) -> T | None:

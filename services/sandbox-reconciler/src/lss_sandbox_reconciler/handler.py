@@ -13,6 +13,9 @@ naming the cause and a Warning Event, then ``PermanentError`` (ack; the watcher'
 tries again later). A failed delete also keeps the finalizer and counts
 ``llmsafespace_sandbox_cleanup_failures_total``.
 
+After a pass whose status write went through, the written status's LSS_STATUS record is
+published at once (``announcing.StatusAnnouncer``, best effort; the watcher publishes it too).
+
 Events (each one API write) are posted on transitions that need a human's attention or end
 a sandbox: Failed, Terminated (expired), a cleanup failure and refused writes. Running needs
 none: the status says it, and the pod has its own events.
@@ -27,16 +30,17 @@ from collections.abc import Callable
 from typing import Final
 
 from lss_common import errors
-from lss_common.bus import consuming, outcomes
+from lss_common.bus import consuming, outcomes, own_writes
 from lss_common.kube import client as client_module
-from lss_common.kube import objects, revisions, writes
+from lss_common.kube import objects, writes
 from lss_common.logic import conditions as conditions_logic
+from lss_common.logic import revisions
 from lss_common.models import messages, meta
 from lss_common.models import sandbox as sandbox_model
 from lss_common.observability import logs
 from lss_common.observability import metrics as shared_metrics
 from lss_common.runtime import clock as clock_module
-from lss_sandbox_reconciler import apply, lifecycle, observe, plan, warm
+from lss_sandbox_reconciler import announcing, apply, lifecycle, observe, plan, warm
 from lss_sandbox_reconciler import metrics as metrics_module
 from lss_sandbox_reconciler import settings as settings_module
 
@@ -97,7 +101,10 @@ class Handler:
         instance: str | None = None,
         warm_starter: warm.WarmStarter | None = None,
         written: revisions.WrittenRevisions | None = None,
+        status: announcing.StatusAnnouncer | None = None,
     ) -> None:
+        """``status`` publishes the record of each status write (None: only the watcher
+        publishes status records)."""
         self._kube = kube
         self.warm = warm_starter
         self._settings = settings
@@ -106,6 +113,7 @@ class Handler:
         self._instance = instance or socket.gethostname()
         self.observer = observe.Observer(kube, settings=settings, clock=clock)
         self._written = written
+        self._status = status
         self.requeues = Requeues()
 
     async def handle(self, event: messages.ChangeEvent) -> outcomes.Outcome:
@@ -113,9 +121,9 @@ class Handler:
         if event.kind != _KIND or event.namespace is None:
             _log.warning("hint for another kind ignored", extra={"hint_kind": event.kind})
             return outcomes.DONE
-        if is_own_write(event, written=self._written, riders=_riders()):
+        if own_writes.is_current_own_write(event, written=self._written):
             # This process made that change in a pass that planned it from a fresh read; a
-            # pass to observe it again would find nothing to do (lss_common.kube.revisions).
+            # pass to observe it again would find nothing to do (lss_common.logic.revisions).
             self._metrics.own_write_hints_total.inc()
             return outcomes.DONE
         delay = (self._clock.now() - event.observed_at).total_seconds()
@@ -173,6 +181,11 @@ class Handler:
                 if isinstance(error.cause, errors.InvalidObjectError):
                     raise errors.PermanentError(str(error), reason=WRITE_REJECTED) from error
                 raise error.cause from error
+            if applied.status_written and self._status is not None:
+                # applied.sandbox is the API server's answer to the status write (the
+                # committed object at its new resourceVersion): its record can go out now,
+                # one watch hop before the watcher's, and before this pass's Event.
+                await self._status.announce(applied.sandbox)
             await self._record(sandbox, planned=planned, applied=applied, now=now)
             _log.debug(
                 "pass done",
@@ -319,13 +332,6 @@ class Handler:
         )
 
 
-def _riders() -> int:
-    try:
-        return consuming.current_delivery().riders
-    except RuntimeError:
-        return 0  # called outside the consume loop (tests): nothing rides along
-
-
 def _stream_seq() -> int:
     try:
         return consuming.current_delivery().stream_seq
@@ -341,22 +347,3 @@ def _reason_of(error: errors.LssError) -> str:
     if isinstance(error, errors.PermanentError) and error.reason.isalnum():
         return error.reason
     return WRITE_REJECTED
-
-
-def is_own_write(
-    event: messages.ChangeEvent, *, written: revisions.WrittenRevisions | None, riders: int = 0
-) -> bool:
-    """Whether ``event`` only announces a create or update this process made.
-
-    Never a deletion (a delete's hint is how the pass waiting for children to be gone
-    learns they are), never a resync hint (the safety net for anything lost), and never
-    while other hints ride along on this one (``riders``, see ``bus/consuming.py``): they
-    are acknowledged with it, and announce changes this process did not make — a pod that
-    became Ready while the hint of our own status write was queued would be lost.
-    """
-    return (
-        written is not None
-        and riders == 0
-        and event.event_type in ("ADDED", "MODIFIED")
-        and event.resource_version in written
-    )

@@ -372,25 +372,16 @@ def _plan_running(
         _apply_verdict(draft, verdict=verdict, spec=spec)
         return _plan_release(snapshot, draft=draft, owner=owner, settings=settings)
 
-    waiting = False
-    for desired in first:
-        waiting |= _ensure(desired, namespace=ns_name, into=draft.actions)
-    _sync_policies(
-        Kind.NETWORK_POLICY,
-        desired=policies.network_policies,
-        observed=children.network_policies,
-        namespace=ns_name,
-        into=draft.actions,
-    )
-    _sync_policies(
-        Kind.CILIUM_NETWORK_POLICY,
-        desired=policies.cilium_policies,
-        observed=children.cilium_policies,
-        namespace=ns_name,
-        into=draft.actions,
-    )
-    for desired in last:
-        waiting |= _ensure(desired, namespace=ns_name, into=draft.actions)
+    if children.namespace is not None and _is_deleting(children.namespace):
+        # The isolation namespace is being deleted (by hand: ours goes only with the
+        # sandbox). The API server refuses every create in it (403), which would read as a
+        # refused write and leave the sandbox unattended; so write nothing in it and look
+        # again until it is gone, then the next pass re-creates it and everything in it.
+        waiting = True
+    else:
+        waiting = _sync_children(
+            first, last, policies=policies, children=children, namespace=ns_name, into=draft.actions
+        )
     if waiting:
         draft.requeue_after(settings.deletion_poll_seconds)
 
@@ -423,6 +414,39 @@ def _plan_running(
     _apply_verdict(draft, verdict=verdict, spec=spec)
     draft.needs_finalizer = True
     return draft.finish()
+
+
+def _sync_children(
+    first: list[_Desired],
+    last: list[_Desired],
+    *,
+    policies: network.Policies,
+    children: Children,
+    namespace: str,
+    into: list[Action],
+) -> bool:
+    """Create ``first``, sync the policies, create ``last``; True when a child is being
+    deleted (wait, then re-create it)."""
+    waiting = False
+    for desired in first:
+        waiting |= _ensure(desired, namespace=namespace, into=into)
+    _sync_policies(
+        Kind.NETWORK_POLICY,
+        desired=policies.network_policies,
+        observed=children.network_policies,
+        namespace=namespace,
+        into=into,
+    )
+    _sync_policies(
+        Kind.CILIUM_NETWORK_POLICY,
+        desired=policies.cilium_policies,
+        observed=children.cilium_policies,
+        namespace=namespace,
+        into=into,
+    )
+    for desired in last:
+        waiting |= _ensure(desired, namespace=namespace, into=into)
+    return waiting
 
 
 def _ensure(desired: _Desired, *, namespace: str, into: list[Action]) -> bool:

@@ -4,7 +4,9 @@ Components, in start order: ``kube`` (API client; ready while the API server's /
 200), ``nats`` (connection and stream declaration; ready while connected), ``ready-queue``
 (``warm.ReadyQueueFeed``: this replica's warmpod subscription and WarmPod list), and the durable
 consumer ``reconcile.consumer_name`` on ``<prefix>.evt.sandbox.>`` (one consumer shared by
-every replica, so each hint goes to one of them), which runs ``handler.Handler.handle``.
+every replica, so each hint goes to one of them), which runs ``handler.Handler.handle``; its
+status writes are announced on the status stream (``announcing``, unless
+``reconcile.publish_status`` is off).
 Shutdown runs in reverse: the consumer finishes or naks what it holds before NATS drains.
 No logic here; no resync timer either (the watcher's periodic resync re-publishes every key).
 """
@@ -14,17 +16,17 @@ from __future__ import annotations
 import prometheus_client
 
 from lss_common.bus import connection as bus_connection
-from lss_common.bus import consuming, publishing, topology
+from lss_common.bus import consuming, publishing, status_publishing, topology
 from lss_common.bus import metrics as bus_metrics
-from lss_common.kube import client, revisions
-from lss_common.logic import subjects
+from lss_common.kube import client
+from lss_common.logic import revisions, subjects
 from lss_common.models import messages
 from lss_common.observability import metrics as shared_metrics
 from lss_common.runtime import clock as clock_module
 from lss_common.runtime import service
+from lss_sandbox_reconciler import announcing, ready_queue, warm
 from lss_sandbox_reconciler import handler as handler_module
 from lss_sandbox_reconciler import metrics as metrics_module
-from lss_sandbox_reconciler import ready_queue, warm
 from lss_sandbox_reconciler import settings as settings_module
 
 
@@ -81,6 +83,21 @@ def build(
     feed = warm.ReadyQueueFeed(
         nats, lambda: kube.kube, queue=queue, settings=settings, metrics=warm_metrics
     )
+    status_metrics = announcing.StatusMetrics.register(runtime.registry)
+    announcer = announcing.StatusAnnouncer(
+        lambda: status_publishing.StatusPublisher(
+            nats.connection.jetstream,
+            stream=settings.nats.status_stream,
+            prefix=settings.nats.subject_prefix,
+            timeout_seconds=settings.nats.publish_timeout_seconds,
+            metrics=bus,
+            results=status_metrics.records_total,
+            max_remembered=announcing.MAX_REMEMBERED,
+        ),
+        clock=runtime.clock,
+        timeout_seconds=settings.nats.publish_timeout_seconds,
+        metrics=status_metrics,
+    )
     handler = handler_module.Handler(
         lambda: kube.kube,
         settings=settings,
@@ -89,6 +106,7 @@ def build(
         instance=instance,
         warm_starter=starter if settings.warm.enabled else None,
         written=written,
+        status=announcer if settings.reconcile.publish_status else None,
     )
     consumer = consuming.ConsumerComponent(
         nats,

@@ -230,6 +230,13 @@ class ReconcileOptions(BaseModel):
         description="Post Kubernetes Events on phase transitions and failures (each is one "
         "API write).",
     )
+    publish_status: bool = Field(
+        default=True,
+        description="Publish the LSS_STATUS record of each status this replica writes, from "
+        "the API server's answer, right after the write (compare-and-set, so it never "
+        "duplicates or overwrites the watcher's records). Off: only the watcher publishes "
+        "status, one watch hop later.",
+    )
 
 
 class WarmOptions(BaseModel):

@@ -20,15 +20,19 @@ holds a match (``claim.matches``: record *and* pod-spec hash), the pass becomes:
 Any failure after the CAS discards the claim (pod and WarmPod deleted: the pod may carry the
 sandbox's labels already) and the error goes to the handler, whose next pass starts over.
 Two passes of one sandbox on two replicas can each claim: the status write admits one, the
-other discards. A pass interrupted after its CAS is resumed from the queue's assignment
-index (fed by the CAS's own hint).
+other discards — unless the sandbox's stored status references that very WarmPod (two
+passes resuming one claim: the winner's pod is never taken back). A pass interrupted after
+its CAS is resumed from the queue's assignment index (fed by the CAS's own hint) while the
+sandbox is still new; once it is not, the claim is stray and given back
+(:meth:`WarmStarter.release_stray_claim`); the pool manager sweeps what no replica indexed.
 
 :meth:`WarmStarter.release` runs in passes of an ending sandbox: a WarmPod still assigned to
-it is deleted (the pool refills) or, with ``warm.recycle``, published on
-``lss.recycle.<ns>.<warmpod>`` for the recycler. :class:`ReadyQueueFeed` is the component
-that keeps every replica's queue current: one core-NATS subscription per replica on the
-``warmpod`` hints (every replica needs every hint; the durable consumer would share them)
-and one WarmPod list at start.
+it is deleted (the pool refills) or, with ``warm.recycle``, published once on
+``lss.recycle.<ns>.<warmpod>`` for the recycler (the WarmPod then carries
+``RecycleRequested=True``, so later passes do not publish again). :class:`ReadyQueueFeed`
+is the component that keeps every replica's queue current: one core-NATS subscription per
+replica on the ``warmpod`` hints (every replica needs every hint; the durable consumer would
+share them) and one WarmPod list at start.
 """
 
 from __future__ import annotations
@@ -51,11 +55,11 @@ import nats.aio.subscription
 import prometheus_client
 
 from lss_common import errors
+from lss_common.bus import codec, publishing
 from lss_common.bus import connection as bus_connection
-from lss_common.bus import publishing
 from lss_common.kube import client as client_module
 from lss_common.kube import objects, writes
-from lss_common.logic import subjects
+from lss_common.logic import conditions, subjects
 from lss_common.models import kinds, messages
 from lss_common.models import profile as profile_model
 from lss_common.models import sandbox as sandbox_model
@@ -72,6 +76,10 @@ _log = logging.getLogger(__name__)
 
 WARM: Final = shared_metrics.Launch.WARM.value
 COLD: Final = shared_metrics.Launch.COLD.value
+
+#: The WarmPod condition recording that its sandbox ended and it was published for the
+#: recycler (``warm.recycle``): set once, after the publish.
+RECYCLE_CONDITION: Final = "RecycleRequested"
 
 #: When the watcher observed the change the current hint is about (set by the handler): the
 #: start of the claim's milestones.
@@ -149,7 +157,8 @@ class WarmMetrics:
             ),
             released_total=prometheus_client.Counter(
                 "llmsafespace_sandbox_warm_pods_released_total",
-                "WarmPods given back when their sandbox ended, by how (deleted|recycled).",
+                "WarmPods given back when their sandbox ended, by how (deleted|recycled), "
+                "and stray claims given back (stray_claim).",
                 ["how"],
                 registry=registry,
             ),
@@ -310,7 +319,7 @@ class WarmStarter:
         chosen, pod = claimed
         if isinstance(children, BaseException):
             if chosen is not None:
-                await self._discard(kube, chosen=chosen, pod=pod)
+                await self._discard(kube, sandbox=obj, chosen=chosen, pod=pod)
             raise children
         if chosen is None:
             # Cold after all: the children are there, the pod and the status remain.
@@ -341,20 +350,53 @@ class WarmStarter:
                 now=now,
             )
         except BaseException:
-            await self._discard(kube, chosen=chosen, pod=pod)
+            await self._discard(kube, sandbox=obj, chosen=chosen, pod=pod)
             raise
 
     async def _discard(
         self,
         kube: client_module.Kube,
         *,
+        sandbox: sandbox_model.Sandbox,
         chosen: ready_queue_module.Candidate,
         pod: dict[str, Any] | None,
     ) -> None:
+        if await self._is_in_use(kube, sandbox=sandbox, chosen=chosen):
+            # Another pass (a resumed claim on another replica) completed this same claim:
+            # the sandbox runs on this pod now, which must not be taken from it.
+            return
         self._metrics.claims_total.labels(result=Result.DISCARDED).inc()
         pod_uid = ((pod or {}).get("metadata") or {}).get("uid")
         await asyncio.shield(adopt.discard_claim(kube, candidate=chosen, pod_uid=pod_uid))
         self.queue.remove(chosen.key)
+
+    async def _is_in_use(
+        self,
+        kube: client_module.Kube,
+        *,
+        sandbox: sandbox_model.Sandbox,
+        chosen: ready_queue_module.Candidate,
+    ) -> bool:
+        """Whether the sandbox's stored status references the claimed WarmPod (a fresh read)."""
+        try:
+            current = await objects.get_object(
+                kube,
+                resource=objects.SANDBOX,
+                namespace=sandbox.metadata.namespace or "",
+                name=sandbox.metadata.name or "",
+                decode=sandbox_model.decode,
+            )
+        except errors.NotFoundError:
+            return False
+        except errors.LssError:
+            return True  # unknown: keep the claim; a later pass or the pool manager's sweep
+        ref = sandbox_model.status_of(current).warm_pod_ref
+        return (
+            current.metadata.uid == sandbox.metadata.uid
+            and ref is not None
+            and (ref.namespace or current.metadata.namespace, ref.name)
+            == (chosen.namespace, chosen.name)
+        )
 
     async def _claim_or_resume(
         self,
@@ -516,7 +558,9 @@ class WarmStarter:
     # -- the end ------------------------------------------------------------------------------
 
     async def release(self, snapshot: plan.Snapshot) -> None:
-        """Give back the WarmPod of an ending sandbox (deleted, or handed to the recycler)."""
+        """Give back the WarmPod of an ending sandbox (deleted, or handed to the recycler), and
+        a stray claim of the sandbox (:meth:`release_stray_claim`)."""
+        await self.release_stray_claim(snapshot)
         obj = snapshot.sandbox
         status = sandbox_model.status_of(obj)
         ref = status.warm_pod_ref
@@ -532,6 +576,10 @@ class WarmStarter:
         if found is None:
             return
         if self._options.recycle and self._publisher is not None:
+            if conditions.is_condition_true(
+                warmpod_model.status_of(found).conditions, condition_type=RECYCLE_CONDITION
+            ):
+                return  # handed over by an earlier pass: the recycler's now
             subject = subjects.recycle_subject(
                 namespace, warmpod=ref.name, prefix=self._settings.nats.subject_prefix
             )
@@ -548,6 +596,21 @@ class WarmStarter:
                 subject=subject,
                 msg_id=f"recycle/{namespace}/{ref.name}/{found.metadata.uid}",
             )
+            # Every later pass of the ending sandbox would publish again (Nats-Msg-Id dedupes
+            # only within the stream's window): the hand-off is recorded on the WarmPod, after
+            # the publish so that a crash in between publishes again rather than never.
+            with contextlib.suppress(errors.ConflictError, errors.NotFoundError):
+                await writes.set_condition(
+                    kube,
+                    resource=objects.WARM_POD,
+                    obj=found,
+                    condition_type=RECYCLE_CONDITION,
+                    status=conditions.TRUE,
+                    reason="SandboxEnded",
+                    message=f"sandbox {namespace}/{obj.metadata.name} ended; handed to the "
+                    f"recycler on {subject}",
+                    now=self._clock.now(),
+                )
             self._metrics.released_total.labels(how="recycled").inc()
             return
         if await adopt.delete_warm_pod(
@@ -555,6 +618,52 @@ class WarmStarter:
         ):
             self._metrics.released_total.labels(how="deleted").inc()
             _log.info("warm pod released", extra={"warm_pod": ref.name})
+
+    async def release_stray_claim(self, snapshot: plan.Snapshot) -> None:
+        """Give back a WarmPod Assigned to the sandbox that it can no longer use.
+
+        A pass killed between its CAS and the sandbox's status leaves the WarmPod Assigned.
+        While the sandbox is new, the next pass resumes that claim (``_claim_or_resume``);
+        once it is not (it ended, or started from another pod), the claim is stray
+        (``claim.is_stray_claim``): its WarmPod is deleted, and its pod too unless the sandbox
+        runs on it. Found through this replica's assignment index (no read unless there is
+        one); the pool manager's sweep is the backstop for claims no replica indexed.
+        """
+        obj = snapshot.sandbox
+        uid = obj.metadata.uid or ""
+        found = self.queue.assignment(uid)
+        if found is None or not claim.is_stray_claim(obj, warm_pod=(found.namespace, found.name)):
+            return
+        kube = self._kube()
+        held = await adopt.release_warm_pod(
+            kube, namespace=found.namespace, name=found.name, sandbox_uid=uid
+        )
+        if held is None:
+            self.queue.remove((found.namespace, found.name))
+            return
+        pod_name = warmpod_model.status_of(held).pod_name or found.pod_name
+        pod = await adopt.get_pod(kube, namespace=found.namespace, name=pod_name)
+        if claim.may_discard_pod(
+            pod,
+            warm_pod_uid=held.metadata.uid or "",
+            sandbox_uid=uid,
+            sandbox_pod_name=sandbox_model.status_of(obj).pod_name,
+        ):
+            assert pod is not None
+            with contextlib.suppress(errors.NotFoundError, errors.ConflictError):
+                await writes.delete_if_present(
+                    kube,
+                    resource=objects.POD,
+                    namespace=found.namespace,
+                    name=pod_name,
+                    uid=(pod.get("metadata") or {}).get("uid"),
+                )
+        if await adopt.delete_warm_pod(
+            kube, namespace=found.namespace, name=found.name, uid=held.metadata.uid or ""
+        ):
+            self._metrics.released_total.labels(how="stray_claim").inc()
+            _log.info("stray claim released", extra={"warm_pod": found.name})
+        self.queue.remove((found.namespace, found.name))
 
     async def remove_stray_cold_pod(self, snapshot: plan.Snapshot) -> None:
         """Delete a cold pod of a sandbox that started warm on another replica's pass.
@@ -664,6 +773,10 @@ class ReadyQueueFeed:
             return
         if key.namespace is None:
             return
+        if _only_a_pod_changed(msg.data):
+            # Claimability is the WarmPod's status (Ready/Assigned), written by the pool
+            # manager after its pod changes; a claim reads the pod itself anyway.
+            return
         self.refresh((key.namespace, key.name))
 
     def refresh(self, key: ready_queue_module.Key) -> None:
@@ -701,3 +814,12 @@ class ReadyQueueFeed:
                     return
         finally:
             self._running.discard(key)
+
+
+def _only_a_pod_changed(data: bytes) -> bool:
+    """Whether a ``warmpod`` hint announces only a change of the WarmPod's pod."""
+    try:
+        event = codec.decode(data, message_type=messages.ChangeEvent)
+    except errors.InvalidMessage:
+        return False  # read the WarmPod: the cheap way to be sure
+    return event.child is not None and event.child.resource == "pod"

@@ -12,10 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import json
 import os
+import socket
 import subprocess
 import sys
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -40,11 +44,17 @@ def reconciler_settings(
     kubeconfig: str,
     nats: common_settings.NatsSettings,
     tag: str,
+    reconcile_options: Mapping[str, Any] | None = None,
     **sandbox_options: Any,
 ) -> settings_module.SandboxReconcilerSettings:
-    """Reconciler settings on the given (isolated) NATS settings; fast test timings."""
+    """Reconciler settings on the given (isolated) NATS settings; fast test timings.
+
+    ``sandbox_options`` override ``SandboxOptions``, ``reconcile_options`` ``ReconcileOptions``.
+    """
     options: dict[str, Any] = {"deletion_poll_seconds": 0.5}
     options.update(sandbox_options)
+    reconcile: dict[str, Any] = {"dns_timeout_seconds": 1.0}
+    reconcile.update(reconcile_options or {})
     return settings_module.SandboxReconcilerSettings(
         service_name=f"reconciler-{tag}",
         nats=nats,
@@ -58,7 +68,7 @@ def reconciler_settings(
             shutdown_grace_seconds=5.0,
         ),
         sandbox=settings_module.SandboxOptions.model_validate(options),
-        reconcile=settings_module.ReconcileOptions(dns_timeout_seconds=1.0),
+        reconcile=settings_module.ReconcileOptions.model_validate(reconcile),
     )
 
 
@@ -299,12 +309,141 @@ class Cluster:
             gone, timeout_seconds=timeout_seconds, describe=f"sandbox {name} deleted"
         )
 
+    async def delete_every_sandbox(self, *, timeout_seconds: float) -> None:
+        """Delete this namespace's Sandboxes and wait until they are gone (best effort)."""
+        found = await objects.list_objects(
+            self.kube, resource=objects.SANDBOX, namespace=self.namespace
+        )
+        for item in found.items:
+            with contextlib.suppress(errors.NotFoundError):
+                await self.delete_sandbox(item["metadata"]["name"])
+
+        async def gone() -> bool:
+            left = await objects.list_objects(
+                self.kube, resource=objects.SANDBOX, namespace=self.namespace
+            )
+            return not left.items
+
+        with contextlib.suppress(eventually.EventuallyTimeout):
+            await eventually.eventually(
+                gone, timeout_seconds=timeout_seconds, describe="every sandbox deleted"
+            )
+
     async def cleanup(self) -> None:
         for name in self.runtimes:
             with contextlib.suppress(errors.LssError):
                 await objects.delete_object(
                     self.kube, resource=objects.RUNTIME_ENVIRONMENT, name=name
                 )
+
+
+HOLD_FINALIZER = "test.llmsafespace.dev/hold"
+
+
+async def hold_deletion(
+    kube: client.Kube, *, resource: objects.ApiResource, name: str, namespace: str | None
+) -> None:
+    """Add a foreign finalizer: deleting the object then hangs until :func:`release_deletion`.
+
+    A JSON patch that appends (guarded by the resourceVersion read): a merge patch would
+    replace the list and drop finalizers others rely on (``kubernetes.io/pvc-protection``).
+    """
+    obj = await objects.get_object(kube, resource=resource, name=name, namespace=namespace)
+    metadata = obj["metadata"]
+    add = (
+        {"op": "add", "path": "/metadata/finalizers/-", "value": HOLD_FINALIZER}
+        if metadata.get("finalizers")
+        else {"op": "add", "path": "/metadata/finalizers", "value": [HOLD_FINALIZER]}
+    )
+    version = metadata["resourceVersion"]
+    await objects.patch_object(
+        kube,
+        resource=resource,
+        name=name,
+        namespace=namespace,
+        patch_type=objects.PatchType.JSON,
+        body=[{"op": "test", "path": "/metadata/resourceVersion", "value": version}, add],
+    )
+
+
+async def release_deletion(
+    kube: client.Kube, *, resource: objects.ApiResource, name: str, namespace: str | None
+) -> None:
+    """Remove the finalizer :func:`hold_deletion` added (others may change the list meanwhile:
+    the removal tests the entry it removes, and is retried on a mismatch)."""
+
+    async def released() -> bool:
+        try:
+            obj = await objects.get_object(kube, resource=resource, name=name, namespace=namespace)
+        except errors.NotFoundError:
+            return True
+        finalizers = obj["metadata"].get("finalizers") or []
+        if HOLD_FINALIZER not in finalizers:
+            return True
+        index = finalizers.index(HOLD_FINALIZER)
+        await objects.patch_object(
+            kube,
+            resource=resource,
+            name=name,
+            namespace=namespace,
+            patch_type=objects.PatchType.JSON,
+            body=[
+                {"op": "test", "path": f"/metadata/finalizers/{index}", "value": HOLD_FINALIZER},
+                {"op": "remove", "path": f"/metadata/finalizers/{index}"},
+            ],
+        )
+        return True
+
+    await eventually.eventually(
+        released, timeout_seconds=WAIT_SECONDS, describe=f"finalizer of {name} released"
+    )
+
+
+class FakeDns:
+    """The answers of this event loop's ``getaddrinfo`` for test domains.
+
+    The reconciler resolves egress domains with ``loop.getaddrinfo`` (``observe.py``) in the
+    loop it runs in, which is the test's own (``RunningReconciler``): replacing that one
+    method lets a test change what a domain resolves to while the product's own resolution
+    (timeout, cache, address filtering) runs unchanged. Only names under :attr:`SUFFIX` are
+    answered here (``.test`` is reserved, RFC 2606: no real resolver knows them); every other
+    name goes to the real resolver. A name without answers fails like an unknown host.
+    """
+
+    SUFFIX = ".lss.test"
+
+    def __init__(self, real: Callable[..., Awaitable[list[Any]]]) -> None:
+        self._real = real
+        self.answers: dict[str, tuple[str, ...]] = {}
+
+    def domain(self, label: str) -> str:
+        """A fresh test domain (unique per call: the reconciler caches answers by name)."""
+        return f"{label}-{uuid.uuid4().hex[:8]}{self.SUFFIX}"
+
+    async def getaddrinfo(
+        self,
+        host: bytes | str | None,
+        port: bytes | str | int | None,
+        *,
+        family: int = 0,
+        type: int = 0,
+        proto: int = 0,
+        flags: int = 0,
+    ) -> list[Any]:
+        if not (isinstance(host, str) and host.endswith(self.SUFFIX)):
+            return await self._real(host, port, family=family, type=type, proto=proto, flags=flags)
+        addresses = self.answers.get(host, ())
+        if not addresses:
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        number = int(port) if isinstance(port, int | str) and str(port).isdigit() else 0
+        kind = type or socket.SOCK_STREAM
+        result: list[Any] = []
+        for address in addresses:
+            if ipaddress.ip_address(address).version == 4:
+                result.append((socket.AF_INET, kind, proto, "", (address, number)))
+            else:
+                result.append((socket.AF_INET6, kind, proto, "", (address, number, 0, 0)))
+        return result
 
 
 def pod_name(sandbox: str) -> str:
@@ -321,24 +460,45 @@ def condition(obj: dict[str, Any], condition_type: str) -> dict[str, Any]:
 class World:
     """The watcher and reconciler(s) of one test, on NATS names of its own."""
 
-    def __init__(self, *, kubeconfig: str, nats_url: str, namespace: str) -> None:
+    def __init__(
+        self,
+        *,
+        kubeconfig: str,
+        nats_url: str,
+        namespace: str,
+        watcher_options: Mapping[str, Any] | None = None,
+    ) -> None:
+        """``watcher_options`` override ``WatcherOptions`` (by default the watcher sees only
+        ``namespace``: ``{"namespace": None}`` makes it watch the whole cluster)."""
         self.kubeconfig = kubeconfig
         self.nats_url = nats_url
         self.watcher_settings = watcher_testing.isolated_settings(
-            kubeconfig=kubeconfig, nats_url=nats_url, namespace=namespace
+            kubeconfig=kubeconfig,
+            nats_url=nats_url,
+            **{"namespace": namespace, **(watcher_options or {})},
         )
         self.nats = self.watcher_settings.nats
         self.tag = self.nats.subject_prefix
         self.watcher: watcher_testing.RunningWatcher | None = None
         self.reconcilers: list[RunningReconciler] = []
 
-    def settings(self, **sandbox_options: Any) -> settings_module.SandboxReconcilerSettings:
+    def settings(
+        self, *, reconcile_options: Mapping[str, Any] | None = None, **sandbox_options: Any
+    ) -> settings_module.SandboxReconcilerSettings:
         return reconciler_settings(
-            kubeconfig=self.kubeconfig, nats=self.nats, tag=self.tag, **sandbox_options
+            kubeconfig=self.kubeconfig,
+            nats=self.nats,
+            tag=self.tag,
+            reconcile_options=reconcile_options,
+            **sandbox_options,
         )
 
-    async def start_reconciler(self, **sandbox_options: Any) -> RunningReconciler:
-        running = RunningReconciler(self.settings(**sandbox_options))
+    async def start_reconciler(
+        self, *, reconcile_options: Mapping[str, Any] | None = None, **sandbox_options: Any
+    ) -> RunningReconciler:
+        running = RunningReconciler(
+            self.settings(reconcile_options=reconcile_options, **sandbox_options)
+        )
         await running.start()
         self.reconcilers.append(running)
         return running

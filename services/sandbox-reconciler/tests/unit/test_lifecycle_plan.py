@@ -5,7 +5,8 @@ requeue at expiry; expiry → Terminated/Expired and every child deleted; resolu
 failures → Failed with their condition and no finalizer write; a hand-deleted pod is re-created;
 an outdated policy is replaced with its resourceVersion, an unwanted one deleted; a foreign
 child is never adopted; deletion deletes children, waits, then removes the finalizer only when
-all are gone (retained claim kept); hypothesis: applying a plan's creates and re-planning
+all are gone (retained claim kept); a hand-deleted isolation namespace is waited for, then
+re-created with its children; hypothesis: applying a plan's creates and re-planning
 creates nothing, and the same observations twice never write status twice (idempotent)."""
 
 from __future__ import annotations
@@ -492,6 +493,39 @@ def test_isolation_keeps_the_finalizer_and_namespace_first() -> None:
     assert found[0] == [("add-finalizer", None, None)]
     assert [a[1] for a in found[1]] == ["Namespace"]
     assert [a[1] for a in found[3]] == ["Pod"]
+
+
+def test_isolation_namespace_being_deleted_is_waited_for() -> None:
+    """Deleted by hand: nothing is created in it while it terminates (the API server refuses
+    that with 403, a refused write); once it is gone, it and every child come back."""
+    options = settings_module.SandboxOptions(
+        egress_mode=settings_module.EgressMode.IPBLOCK, namespace_isolation=True
+    )
+    fresh = run(snapshot(), options)
+    namespace = applied(fresh, plan.Children()).namespace
+    assert namespace is not None
+    terminating = plan.Children(
+        namespace={
+            **namespace,
+            "metadata": {**namespace["metadata"], "deletionTimestamp": "2025-06-01T12:09:50Z"},
+        },
+        pod=pod_json(deleting=True),
+    )
+    status = {**_dump(fresh), "phase": "Running", "startTime": "2025-06-01T12:09:00Z"}
+    result = run(snapshot(finalizers=FIN, status=status, children=terminating), options)
+    assert summary(result) == []
+    assert result.requeue_after_seconds == options.deletion_poll_seconds
+    assert result.status.phase == "Creating"
+    assert condition(result, "Ready") == ("False", "PodNotReady")
+
+    gone = run(snapshot(finalizers=FIN, status=status), options)
+    assert [kind for _, kind, _ in summary(gone)] == [
+        "Namespace",
+        "ServiceAccount",
+        "NetworkPolicy",
+        "Service",
+        "Pod",
+    ]
 
 
 def test_retained_claim_keeps_the_finalizer_first() -> None:

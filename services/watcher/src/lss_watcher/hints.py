@@ -15,6 +15,7 @@ a child changed → its owner's key           ``<owner key>/<child rv>/<child re
 a child vanished while unwatched → owner    ``<owner key>/<child last rv>/<child resource>-gone``
 periodic resync (one per key and period)    ``<kind>/<ns>/<name>/<rv or ->/resync-<epoch>``
 re-announce after a NATS reconnect          ``<kind>/<ns>/<name>/<rv or ->/<reconnect round>``
+round asked for by a new consumer           ``<kind>/<ns>/<name>/<rv or ->/request-<request id>``
 ==========================================  ==================================================
 
 A resourceVersion is unique per object revision within a resource (it is the storage
@@ -54,6 +55,8 @@ class Hint:
     resource_version: str | None
     """The key's own object's resourceVersion; None when a child's change woke the key."""
     msg_id: str
+    child: messages.ChildChange | None = None
+    """The child's change that woke the key (so a service can tell its own writes apart)."""
 
 
 def own_change(key: ObjectKey, *, event_type: EventType, uid: str, resource_version: str) -> Hint:
@@ -79,7 +82,12 @@ def own_vanished(key: ObjectKey, *, uid: str, last_resource_version: str) -> Hin
 
 
 def owner_woken(
-    key: ObjectKey, *, source: str, child_resource_version: str, vanished: bool = False
+    key: ObjectKey,
+    *,
+    source: str,
+    child_resource_version: str,
+    child_event_type: EventType,
+    vanished: bool = False,
 ) -> Hint:
     """A child of ``key`` (of resource ``source``, e.g. ``pod``) changed or vanished."""
     return Hint(
@@ -91,6 +99,11 @@ def owner_woken(
             key,
             resource_version=child_resource_version,
             round_id=f"{source}-{GONE_ROUND}" if vanished else source,
+        ),
+        child=messages.ChildChange(
+            resource=source,
+            resource_version=child_resource_version,
+            event_type=DELETED if vanished else child_event_type,
         ),
     )
 
@@ -137,6 +150,7 @@ def message(hint: Hint, *, observed_at: datetime.datetime) -> messages.ChangeEve
         resource_version=hint.resource_version,
         event_type=hint.event_type,
         observed_at=observed_at,
+        child=hint.child,
     )
 
 

@@ -1,7 +1,9 @@
 """The watcher's Prometheus metrics, created explicitly on the registry the service passes in.
 
 Importing this module creates nothing. Labels come from closed sets only: ``kind`` is a
-``resources.Name`` (ten values), the others are the enums below or watch event types.
+``resources.Name`` (ten values), ``result`` of ``status_records_total`` is
+``lss_common.bus.status_publishing.StatusResult``, ``decision`` is ``rounds.Decision``, the
+others are the enums below or watch event types.
 """
 
 from __future__ import annotations
@@ -62,20 +64,8 @@ class ResyncTrigger(enum.StrEnum):
     STARTUP = "startup"
     PERIODIC = "periodic"
     RECONNECT = "reconnect"
-
-
-class StatusResult(enum.StrEnum):
-    """What happened to one LSS_STATUS record."""
-
-    PUBLISHED = "published"
-    UNCHANGED = "unchanged"
-    """Same content as the record already stored: not published."""
-    STALE = "stale"
-    """The stored record is newer: not published."""
-    DUPLICATE = "duplicate"
-    """Another replica published the same version first."""
-    CONFLICT = "conflict"
-    """Another publisher wrote the subject in between: re-read and decided again."""
+    REQUEST = "request"
+    """A consumer that was just created asked for one (``rounds.py``)."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -88,6 +78,7 @@ class WatcherMetrics:
     watch_restarts_total: prometheus_client.Counter
     relists_total: prometheus_client.Counter
     resyncs_total: prometheus_client.Counter
+    resync_requests_total: prometheus_client.Counter
     objects_tracked: prometheus_client.Gauge
     undecodable_total: prometheus_client.Counter
     status_records_total: prometheus_client.Counter
@@ -138,6 +129,14 @@ class WatcherMetrics:
                 "resyncs_total",
                 "Full resyncs published (a hint for every live object and owner key).",
                 ["trigger"],
+                **common,
+            ),
+            resync_requests_total=prometheus_client.Counter(
+                "resync_requests_total",
+                "Resync requests received from consumers, by decision (queued: a round will "
+                "run for it; coalesced: a round not yet started covers it; ignored: for "
+                "another stream; invalid: undecodable).",
+                ["decision"],
                 **common,
             ),
             objects_tracked=prometheus_client.Gauge(

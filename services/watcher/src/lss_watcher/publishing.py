@@ -9,11 +9,13 @@
   retrying with backoff until JetStream acknowledges it (stored, or a duplicate of the same
   id). A publish that finds no stream re-declares the streams first (a NATS server that came
   back without its store).
-* Status records are written with ``Nats-Expected-Last-Subject-Sequence`` (compare-and-set):
-  the record is published only if it is newer than the one stored (``status.is_newer``), and
-  a concurrent writer (another replica, or our own earlier publish) makes the CAS fail, so the
-  decision is re-taken on fresh data. A lagging replica therefore never overwrites a newer
-  record with an older one, inside or outside the dedupe window.
+* Status records go through ``lss_common.bus.status_publishing`` (compare-and-set with
+  ``Nats-Expected-Last-Subject-Sequence``, shared with the sandbox reconciler, which publishes
+  the status it has just written): a record is published only if it is newer than the one
+  stored, and a concurrent writer (another replica, the reconciler, or our own earlier
+  publish) makes the CAS fail, so the decision is re-taken on fresh data. A lagging replica
+  therefore never overwrites a newer record with an older one. What this module adds is the
+  retrying, and one publish at a time per object, in submission order.
 
 This module decides nothing about *what* to publish (``tracker``, ``status`` do).
 """
@@ -21,7 +23,6 @@ This module decides nothing about *what* to publish (``tracker``, ``status`` do)
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
@@ -29,23 +30,18 @@ from typing import Any
 import nats.errors
 import nats.js
 import nats.js.errors
-from nats.js import api
 
 from lss_common import errors
-from lss_common.bus import codec, publishing
 from lss_common.bus import metrics as bus_metrics
+from lss_common.bus import publishing, status_publishing
 from lss_common.logic import backoff, subjects
 from lss_common.models import messages
-from lss_common.observability import logs, tracing
-from lss_common.observability import metrics as shared_metrics
+from lss_common.observability import logs
 from lss_common.runtime import clock as clock_module
-from lss_watcher import hints, status
+from lss_watcher import hints
 from lss_watcher import metrics as watcher_metrics
 
 _log = logging.getLogger(__name__)
-
-# nats-server errors.json: JSStreamWrongLastSequenceErrF.
-ERR_WRONG_LAST_SEQUENCE = 10071
 
 
 class Window:
@@ -95,15 +91,6 @@ class Window:
             self._idle.set()
 
 
-@dataclasses.dataclass(slots=True)
-class _Last:
-    """The last status record this process knows to be stored on a subject."""
-
-    seq: int
-    stored: status.Stored
-    digest: int
-
-
 class _Turn:
     """A FIFO lock for one object's status records, and how many publishes hold or await it."""
 
@@ -112,9 +99,6 @@ class _Turn:
     def __init__(self) -> None:
         self.lock = asyncio.Lock()
         self.users = 0
-
-
-_EMPTY = _Last(seq=0, stored=status.Stored(uid="", resource_version="", deleted=True), digest=0)
 
 
 class Announcer:
@@ -139,16 +123,26 @@ class Announcer:
         self._events = publishing.Publisher(
             js, stream=events_stream, metrics=bus, timeout_seconds=publish_timeout_seconds
         )
+        # Every record is kept until its object is deleted (the deletion record's publish
+        # forgets it), or until a relist or reconnect forgets them all. Unchanged records may
+        # be skipped: the watch delivers every version, and publish_status takes them one at
+        # a time per object, in order.
+        self._status = status_publishing.StatusPublisher(
+            js,
+            stream=status_stream,
+            prefix=prefix,
+            timeout_seconds=publish_timeout_seconds,
+            metrics=bus,
+            results=metrics.status_records_total,
+            deleted_ttl_seconds=deleted_ttl_seconds,
+            skip_unchanged=True,
+        )
         self._status_stream = status_stream
         self._prefix = prefix
-        self._timeout_seconds = publish_timeout_seconds
-        self._deleted_ttl_seconds = deleted_ttl_seconds
         self._backoff_seconds = backoff_seconds
-        self._bus = bus
         self._metrics = metrics
         self._clock = clock
         self._ensure_streams = ensure_streams
-        self._last: dict[subjects.ObjectKey, _Last] = {}
         self._key_turns: dict[subjects.ObjectKey, _Turn] = {}
 
     # -- hints ------------------------------------------------------------------------------
@@ -200,20 +194,19 @@ class Announcer:
         attempt = 0
         while True:
             try:
-                result = await self._publish_status_once(record, msg_id=msg_id)
+                result = await self._status.publish(record, msg_id=msg_id)
             except errors.LssError as error:
                 attempt += 1
                 await self._after_failure(error, target=watcher_metrics.Target.STATUS)
                 await self._clock.sleep(self._delay(attempt))
                 continue
-            self._metrics.status_records_total.labels(result).inc()
-            if result is watcher_metrics.StatusResult.PUBLISHED:
+            if result is status_publishing.StatusResult.PUBLISHED:
                 self._observe(watcher_metrics.Target.STATUS, received_at)
             return
 
     async def read_status(self, key: subjects.ObjectKey) -> messages.StatusRecord | None:
         """The record stored for ``key`` (None if none, or if it cannot be decoded)."""
-        _, record = await self._read_last(key)
+        _, record = await self._status.read_last(key)
         return record
 
     async def stored_status_keys(
@@ -243,123 +236,11 @@ class Announcer:
                 _log.warning("foreign subject in the status stream", extra={"subject": subject})
         return keys
 
-    async def _publish_status_once(
-        self, record: messages.StatusRecord, *, msg_id: str
-    ) -> watcher_metrics.StatusResult:
-        key = subjects.ObjectKey(record.kind, record.namespace, record.name)
-        subject = subjects.status_subject(
-            record.kind, namespace=record.namespace, name=record.name, prefix=self._prefix
-        )
-        mine = status.stored(record)
-        fingerprint = status.digest(record)
-        payload = codec.encode(record)
-        conflicted = False
-        while True:
-            last = self._last.get(key)
-            if last is None:
-                seq, current = await self._read_last(key)
-                last = (
-                    _EMPTY
-                    if seq == 0
-                    else _Last(
-                        seq=seq,
-                        stored=status.stored(current)
-                        if current is not None
-                        else status.Stored(uid="", resource_version="", deleted=False),
-                        digest=status.digest(current) if current is not None else 0,
-                    )
-                )
-                if seq:
-                    self._last[key] = last
-            if last.seq:
-                if not status.is_newer(mine, last.stored):
-                    return watcher_metrics.StatusResult.STALE
-                if last.digest == fingerprint:
-                    return watcher_metrics.StatusResult.UNCHANGED
-            try:
-                ack = await self._publish_cas(
-                    subject, payload, msg_id=msg_id, expected_seq=last.seq, record=record
-                )
-            except nats.js.errors.APIError as error:
-                if error.err_code != ERR_WRONG_LAST_SEQUENCE:
-                    raise _translate(subject, error) from error
-                # Someone wrote the subject since we looked: look again and decide again.
-                self._last.pop(key, None)
-                self._metrics.status_records_total.labels(
-                    watcher_metrics.StatusResult.CONFLICT
-                ).inc()
-                conflicted = True
-                continue
-            if ack.duplicate:
-                self._last.pop(key, None)
-                return watcher_metrics.StatusResult.DUPLICATE
-            if record.deleted:
-                # The subject expires with the record's TTL; remembering it would only leak.
-                self._last.pop(key, None)
-            else:
-                self._last[key] = _Last(seq=ack.seq, stored=mine, digest=fingerprint)
-            if conflicted:
-                _log.debug("status published after a conflict", extra={"subject": subject})
-            return watcher_metrics.StatusResult.PUBLISHED
-
-    async def _publish_cas(
-        self,
-        subject: str,
-        payload: bytes,
-        *,
-        msg_id: str,
-        expected_seq: int,
-        record: messages.StatusRecord,
-    ) -> api.PubAck:
-        with tracing.producer_span(subject, stream=self._status_stream, msg_id=msg_id):
-            headers = tracing.inject_headers({})
-            headers[api.Header.MSG_ID.value] = msg_id
-            headers[api.Header.EXPECTED_LAST_SUBJECT_SEQUENCE.value] = str(expected_seq)
-            try:
-                ack = await self._js.publish(
-                    subject,
-                    payload,
-                    timeout=self._timeout_seconds,
-                    stream=self._status_stream,
-                    headers=headers,
-                    msg_ttl=self._deleted_ttl_seconds if record.deleted else None,
-                )
-            except nats.js.errors.APIError:
-                self._count(shared_metrics.PublishResult.ERROR)
-                raise
-            except (nats.errors.Error, nats.js.errors.Error) as error:
-                self._count(shared_metrics.PublishResult.ERROR)
-                raise _translate(subject, error) from error
-        self._count(
-            shared_metrics.PublishResult.DUPLICATE
-            if ack.duplicate
-            else shared_metrics.PublishResult.STORED
-        )
-        return ack
-
-    async def _read_last(self, key: subjects.ObjectKey) -> tuple[int, messages.StatusRecord | None]:
-        subject = subjects.status_subject(
-            key.kind, namespace=key.namespace, name=key.name, prefix=self._prefix
-        )
-        try:
-            raw = await self._js.get_last_msg(self._status_stream, subject, direct=True)
-        except nats.js.errors.NotFoundError:
-            return 0, None
-        except (nats.errors.Error, nats.js.errors.Error) as error:
-            raise errors.RetryableError(f"reading {subject}: {error}") from error
-        try:
-            record = codec.decode(raw.data or b"", message_type=messages.StatusRecord)
-        except errors.InvalidMessage:
-            # An unreadable record (another schema version?) is replaced, never trusted.
-            _log.warning("undecodable status record replaced", extra={"subject": subject})
-            record = None
-        return raw.seq or 0, record
-
     def forget_stored_status(self) -> None:
         """Forget every stored record this process remembers (after a relist, which may have
         skipped versions, or a reconnect to a server that may have lost them); the next
         publish of each subject reads it back first."""
-        self._last.clear()
+        self._status.forget()
 
     # -- shared -----------------------------------------------------------------------------
 
@@ -385,12 +266,3 @@ class Announcer:
         self._metrics.publish_duration_seconds.labels(target).observe(
             max(self._clock.monotonic() - received_at, 0.0)
         )
-
-    def _count(self, result: shared_metrics.PublishResult) -> None:
-        self._bus.published_total.labels(self._status_stream, result).inc()
-
-
-def _translate(subject: str, error: Exception) -> errors.LssError:
-    if isinstance(error, nats.js.errors.BadRequestError):
-        return errors.PermanentError(f"publish to {subject} rejected: {error}", reason="Rejected")
-    return errors.RetryableError(f"publish to {subject} failed: {error}")

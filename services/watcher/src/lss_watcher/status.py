@@ -1,73 +1,23 @@
-"""Committed Sandbox and WarmPool status as LSS_STATUS records, and their ordering (pure).
+"""The watched object's committed status as its LSS_STATUS record (pure).
 
 The watcher publishes what the API server has *committed*: the status of the object in a
-watch event or a list, never a status some service is about to write. The raw ``status``
-JSON of the trimmed view is decoded here into a lenient view (every field optional, unknown
-values tolerated) and mapped onto ``messages.StatusRecord`` v1.
-
-Ordering: LSS_STATUS keeps one record per subject, and several watcher replicas (or one
-replica's concurrent publishes) may race. :func:`is_newer` decides whether a record may
-replace the stored one: a higher resourceVersion wins; at the same version a deletion record
-wins. resourceVersions are compared as integers — Kubernetes calls them opaque, but they are
-the storage revision, and every apiserver backed by etcd gives increasing integers; where one
-is not an integer we fall back to "a different version replaces". The publisher enforces the
-decision atomically with ``Nats-Expected-Last-Subject-Sequence``.
+watch event or a list, never a status some service is about to write. Building the record
+from the raw ``status`` JSON of the trimmed view, and ordering records (``is_newer``,
+``digest``, ``msg_id``, ``deleted_copy``), live in ``lss_common.logic.status_records``: the
+sandbox reconciler builds the records of its own status writes with the same code, so the
+same object version gives the same record whoever publishes it. This module only adapts the
+watcher's view.
 
 No I/O and no clock (``observed_at`` is an argument).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import datetime
-import typing
 
-import msgspec
-
-from lss_common.logic import subjects
-from lss_common.models import kinds, messages
+from lss_common.logic import status_records
+from lss_common.models import messages
 from lss_watcher import views
-
-DELETED_ROUND = "deleted"
-_EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
-_CONDITION_STATUSES: frozenset[str] = frozenset(typing.get_args(messages.ConditionStatus))
-
-
-class ConditionView(msgspec.Struct, rename="camel", gc=False):
-    type: str = ""
-    status: str = "Unknown"
-    reason: str | None = None
-    message: str | None = None
-    last_transition_time: str | None = None
-    observed_generation: int | None = None
-
-
-class WarmPodRefView(msgspec.Struct, gc=False):
-    name: str = ""
-
-
-class StatusView(msgspec.Struct, rename="camel", gc=False):
-    """The status fields a StatusRecord carries, for both Sandbox and WarmPool."""
-
-    phase: str | None = None
-    observed_generation: int | None = None
-    conditions: list[ConditionView] | None = None
-    pod_name: str | None = None
-    start_time: str | None = None
-    endpoint: str | None = None
-    warm_pod_ref: WarmPodRefView | None = None
-
-
-_status_view_decoder = msgspec.json.Decoder(StatusView)
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Stored:
-    """What ordering needs to know about a record: whose, which version, deleted or not."""
-
-    uid: str
-    resource_version: str
-    deleted: bool
 
 
 def record_of(
@@ -80,115 +30,13 @@ def record_of(
     """The StatusRecord of ``view`` (a Sandbox or WarmPool); ``msgspec.DecodeError`` if its
     status is not JSON of the expected shape."""
     meta = view.metadata
-    status = (
-        StatusView() if views.is_absent(view.status) else _status_view_decoder.decode(view.status)
-    )
-    conditions = [
-        messages.ConditionRecord(
-            type=condition.type,
-            status=typing.cast(
-                messages.ConditionStatus,
-                condition.status if condition.status in _CONDITION_STATUSES else "Unknown",
-            ),
-            reason=condition.reason,
-            message=condition.message,
-            last_transition_time=parse_time(condition.last_transition_time),
-            observed_generation=condition.observed_generation,
-        )
-        for condition in status.conditions or ()
-        if condition.type
-    ]
-    is_sandbox = kind == kinds.SANDBOX.singular
-    return messages.StatusRecord(
-        kind=kind,
+    return status_records.record_of(
+        kind,
         namespace=meta.namespace,
         name=meta.name,
         uid=meta.uid,
-        phase=status.phase,
-        conditions=conditions,
-        endpoint=status.endpoint if is_sandbox else None,
-        pod_name=status.pod_name if is_sandbox else None,
-        start_time=parse_time(status.start_time) if is_sandbox else None,
-        launch=_launch(status) if is_sandbox else None,
         resource_version=meta.resource_version,
-        observed_generation=status.observed_generation,
+        status=None if views.is_absent(view.status) else view.status,
         observed_at=observed_at,
         deleted=deleted,
     )
-
-
-def deleted_copy(
-    record: messages.StatusRecord, *, observed_at: datetime.datetime
-) -> messages.StatusRecord:
-    """``record`` marked as the last record of an object that no longer exists."""
-    return msgspec.structs.replace(record, deleted=True, observed_at=observed_at)
-
-
-def msg_id(record: messages.StatusRecord) -> str:
-    """The ``Nats-Msg-Id`` of a status record: one per object version, and a distinct one for
-    the deletion record (which, when a relist finds the object gone, has no version of its
-    own and reuses the last one)."""
-    return subjects.message_id(
-        record.kind,
-        namespace=record.namespace,
-        name=record.name,
-        resource_version=record.resource_version,
-        round_id=DELETED_ROUND if record.deleted else None,
-    )
-
-
-def stored(record: messages.StatusRecord) -> Stored:
-    """The ordering facts of ``record``."""
-    return Stored(uid=record.uid, resource_version=record.resource_version, deleted=record.deleted)
-
-
-def is_newer(candidate: Stored, current: Stored) -> bool:
-    """Whether ``candidate`` may replace ``current`` (see the module docstring)."""
-    mine = _as_int(candidate.resource_version)
-    theirs = _as_int(current.resource_version)
-    if mine is not None and theirs is not None:
-        if mine != theirs:
-            return mine > theirs
-        return candidate.deleted and not current.deleted
-    if candidate.resource_version == current.resource_version and candidate.uid == current.uid:
-        return candidate.deleted and not current.deleted
-    return True
-
-
-def digest(record: messages.StatusRecord) -> int:
-    """A fingerprint of what a record says, ignoring its version and observation time.
-
-    Two records with the same digest tell an API client the same thing, so the second need
-    not be published (a spec or label change leaves the status as it was).
-    """
-    return hash(
-        msgspec.json.encode(
-            msgspec.structs.replace(record, resource_version="", observed_at=_EPOCH)
-        )
-    )
-
-
-def parse_time(text: str | None) -> datetime.datetime | None:
-    """An RFC 3339 timestamp as aware UTC; a zone-less one is read as UTC (metav1.Time is
-    always UTC); None when absent or unreadable (a status is never dropped for a timestamp)."""
-    if not text:
-        return None
-    try:
-        moment = datetime.datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    if moment.tzinfo is None:
-        return moment.replace(tzinfo=datetime.UTC)
-    return moment.astimezone(datetime.UTC)
-
-
-def _launch(status: StatusView) -> messages.Launch | None:
-    if status.warm_pod_ref is not None and status.warm_pod_ref.name:
-        return "warm"
-    if status.pod_name:
-        return "cold"
-    return None
-
-
-def _as_int(value: str) -> int | None:
-    return int(value) if value.isascii() and value.isdigit() else None

@@ -120,7 +120,10 @@ class Tracker:
         woken = _union(owners, previous.owners if previous is not None else _NO_OWNERS)
         result.extend(
             hints.owner_woken(
-                key, source=self._resource.name, child_resource_version=meta.resource_version
+                key,
+                source=self._resource.name,
+                child_resource_version=meta.resource_version,
+                child_event_type=event_type,
             )
             for key in woken
         )
@@ -201,7 +204,10 @@ class Relisting:
         woken = _union(owners, old.owners if old is not None else _NO_OWNERS)
         found.extend(
             hints.owner_woken(
-                key, source=resource.name, child_resource_version=meta.resource_version
+                key,
+                source=resource.name,
+                child_resource_version=meta.resource_version,
+                child_event_type=event_type,
             )
             for key in woken
         )
@@ -229,6 +235,7 @@ class Relisting:
                     key,
                     source=tracker.resource.name,
                     child_resource_version=old.resource_version,
+                    child_event_type=hints.DELETED,
                     vanished=True,
                 )
                 for key in old.owners

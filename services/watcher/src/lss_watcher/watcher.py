@@ -13,6 +13,11 @@
 * When the NATS client reconnects, the streams are re-declared, a resync with a round id of
   its own is published, and Sandbox and WarmPool status is listed and republished where the
   stored record is missing or older (a server that lost its store loses no work).
+* A service whose durable consumer was just created asks for a resync on core NATS
+  (``lss_common.bus.resync_requests``): it missed the hints of the objects that already
+  exist. ``start`` subscribes before any list begins; ``rounds.RequestedRounds`` decides
+  (covered by a round not yet started, or one more round named after the request) and a
+  guarded task runs the requested rounds through :meth:`Watcher.resync`, like every round.
 * ``stop`` stops reading from the API server first, then waits (within the service's
   shutdown deadline) for the publishes already submitted, so a graceful stop loses nothing.
 """
@@ -27,12 +32,13 @@ from lss_common import errors
 from lss_common import settings as common_settings
 from lss_common.bus import connection as bus_connection
 from lss_common.bus import metrics as bus_metrics
-from lss_common.bus import topology
+from lss_common.bus import resync_requests, topology
 from lss_common.kube import client
 from lss_common.logic import backoff
+from lss_common.models import messages
 from lss_common.runtime import clock as clock_module
 from lss_common.runtime import tasks as tasks_module
-from lss_watcher import hints, publishing, resources, tracker, watching
+from lss_watcher import hints, publishing, resources, rounds, tracker, watching
 from lss_watcher import metrics as watcher_metrics
 from lss_watcher import settings as settings_module
 
@@ -70,6 +76,8 @@ class Watcher:
         self._resyncing = asyncio.Lock()
         self._declaring = asyncio.Lock()
         self._announced_start = asyncio.Event()
+        self._requested_rounds = rounds.RequestedRounds(events_stream=nats_settings.events_stream)
+        self._round_requested = asyncio.Event()
 
     @property
     def name(self) -> str:
@@ -110,6 +118,17 @@ class Watcher:
             asyncio.Semaphore(max(1, self._options.publish_concurrency // 4)), name="resync"
         )
         self._windows.append(self._resync_window)
+        # Before any list: a request the server dropped for want of this subscription was
+        # sent before the lists began, and the start round (after them) covers it.
+        await resync_requests.subscribe(
+            self._nats.connection.client,
+            prefix=self._nats_settings.subject_prefix,
+            on_request=self._on_resync_request,
+            on_invalid=self._on_invalid_resync_request,
+        )
+        self._running.append(
+            self._tasks.spawn(self._answer_resync_requests(), name="resync-on-request")
+        )
         for resource_watcher in self._watchers:
             self._running.append(
                 self._tasks.spawn(
@@ -123,6 +142,8 @@ class Watcher:
             )
 
     async def stop(self) -> None:
+        # The resync-request subscription is left to the connection's drain (the next
+        # component to stop): a request arriving meanwhile only sets a flag nobody awaits.
         running, self._running = self._running, []
         for task in running:
             await self._tasks.cancel(task)
@@ -141,6 +162,8 @@ class Watcher:
         if announcer is None or window is None:
             raise RuntimeError("the watcher is not started")
         async with self._resyncing:
+            # From here on, the snapshot below is taken after every request received so far.
+            self._requested_rounds.round_started()
             listed = [w for w in self._watchers if w.listed.is_set()]
             found = tracker.resync_hints((w.tracker for w in listed), round_id=round_id)
             _log.info(
@@ -182,6 +205,34 @@ class Watcher:
                 round_id=hints.resync_round(int(boundary)),
                 trigger=watcher_metrics.ResyncTrigger.PERIODIC,
             )
+
+    def _on_resync_request(self, request: messages.ResyncRequest) -> None:
+        decision = self._requested_rounds.receive(request)
+        self._metrics.resync_requests_total.labels(decision).inc()
+        _log.info(
+            "resync requested",
+            extra={
+                "consumer": request.consumer,
+                "stream": request.stream,
+                "request_id": request.request_id,
+                "decision": str(decision),
+            },
+        )
+        if decision is rounds.Decision.QUEUED:
+            self._round_requested.set()
+
+    def _on_invalid_resync_request(self, error: errors.InvalidMessage) -> None:
+        self._metrics.resync_requests_total.labels(rounds.Decision.INVALID).inc()
+        _log.warning("undecodable resync request ignored", extra={"error": str(error)})
+
+    async def _answer_resync_requests(self) -> None:
+        while True:
+            await self._round_requested.wait()
+            self._round_requested.clear()
+            round_id = self._requested_rounds.take()
+            if round_id is None:
+                continue  # another round started first and covered the requests
+            await self.resync(round_id=round_id, trigger=watcher_metrics.ResyncTrigger.REQUEST)
 
     async def _resync_on_reconnect(self) -> None:
         seen = self._reconnects()

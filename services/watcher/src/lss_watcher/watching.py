@@ -34,7 +34,7 @@ import msgspec
 
 from lss_common import errors
 from lss_common.kube import client, objects
-from lss_common.logic import backoff
+from lss_common.logic import backoff, status_records
 from lss_common.observability import logs
 from lss_common.runtime import clock as clock_module
 from lss_watcher import hints, publishing, resources, status, tracker, views
@@ -276,9 +276,9 @@ class ResourceWatcher:
             return
         if (key.namespace, key.name) in self.tracker:
             return
-        if not status.is_newer(
-            status.Stored(uid=record.uid, resource_version=as_of, deleted=True),
-            status.stored(record),
+        if not status_records.is_newer(
+            status_records.Stored(uid=record.uid, resource_version=as_of, deleted=True),
+            status_records.stored(record),
         ):
             return
         # The object's deletion was never announced by this process (it was not running, or
@@ -287,8 +287,10 @@ class ResourceWatcher:
             hints.own_vanished(key, uid=record.uid, last_resource_version=record.resource_version),
             received_at=None,
         )
-        final = status.deleted_copy(record, observed_at=self._clock.now())
-        await self._announcer.publish_status(final, msg_id=status.msg_id(final), received_at=None)
+        final = status_records.deleted_copy(record, observed_at=self._clock.now())
+        await self._announcer.publish_status(
+            final, msg_id=status_records.msg_id(final), received_at=None
+        )
 
     async def _get(self, query: list[tuple[str, str]]) -> bytes:
         kube = self._kube()
@@ -443,7 +445,7 @@ class ResourceWatcher:
             return
         await self._window.submit(
             self._announcer.publish_status(
-                record, msg_id=status.msg_id(record), received_at=received_at
+                record, msg_id=status_records.msg_id(record), received_at=received_at
             )
         )
 

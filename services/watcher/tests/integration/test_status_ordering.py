@@ -24,10 +24,11 @@ import pytest
 from lss_common import settings as common_settings
 from lss_common.bus import metrics as bus_metrics
 from lss_common.bus import status_client, topology
+from lss_common.logic import status_records
 from lss_common.models import messages
 from lss_common.runtime import clock
 from lss_watcher import metrics as watcher_metrics
-from lss_watcher import publishing, status, testing
+from lss_watcher import publishing, testing
 
 pytestmark = pytest.mark.integration
 
@@ -70,7 +71,9 @@ class Replica:
         )
 
     async def publish(self, item: messages.StatusRecord) -> None:
-        await self.announcer.publish_status(item, msg_id=status.msg_id(item), received_at=None)
+        await self.announcer.publish_status(
+            item, msg_id=status_records.msg_id(item), received_at=None
+        )
 
     def count(self, result: str) -> float:
         value = self.registry.get_sample_value(
@@ -140,7 +143,7 @@ async def test_deletion_wins_at_the_same_version_and_stays(
     await first.publish(record(5))
     await first.publish(record(5))
     assert first.count("unchanged") + first.count("stale") + first.count("duplicate") == 1
-    await second.publish(status.deleted_copy(record(5), observed_at=NOW))
+    await second.publish(status_records.deleted_copy(record(5), observed_at=NOW))
     await first.publish(record(5))
     await first.publish(record(4))
     current = await stored(nc, streams)

@@ -12,6 +12,7 @@ import datetime
 import pytest
 
 from lss_common.logic import subjects
+from lss_common.models import messages
 from lss_watcher import hints
 
 KEY = hints.ObjectKey("sandbox", "ns", "my.box")
@@ -38,12 +39,20 @@ NOW = datetime.datetime(2025, 1, 1, tzinfo=datetime.UTC)
             "DELETED",
         ),
         (
-            hints.owner_woken(KEY, source="pod", child_resource_version="9"),
+            hints.owner_woken(
+                KEY, source="pod", child_resource_version="9", child_event_type="MODIFIED"
+            ),
             "sandbox/ns/my_box/9/pod",
             "MODIFIED",
         ),
         (
-            hints.owner_woken(KEY, source="pod", child_resource_version="9", vanished=True),
+            hints.owner_woken(
+                KEY,
+                source="pod",
+                child_resource_version="9",
+                child_event_type="MODIFIED",
+                vanished=True,
+            ),
             "sandbox/ns/my_box/9/pod-gone",
             "MODIFIED",
         ),
@@ -74,9 +83,19 @@ def test_ids_distinguish_changes_and_repeat_for_the_same_change() -> None:
         hints.own_change(KEY, event_type="ADDED", uid="u", resource_version="7"),
         hints.own_change(KEY, event_type="ADDED", uid="u", resource_version="8"),
         hints.own_vanished(KEY, uid="u", last_resource_version="7"),
-        hints.owner_woken(KEY, source="pod", child_resource_version="7"),
-        hints.owner_woken(KEY, source="service", child_resource_version="7"),
-        hints.owner_woken(KEY, source="pod", child_resource_version="7", vanished=True),
+        hints.owner_woken(
+            KEY, source="pod", child_resource_version="7", child_event_type="MODIFIED"
+        ),
+        hints.owner_woken(
+            KEY, source="service", child_resource_version="7", child_event_type="MODIFIED"
+        ),
+        hints.owner_woken(
+            KEY,
+            source="pod",
+            child_resource_version="7",
+            child_event_type="MODIFIED",
+            vanished=True,
+        ),
         hints.resync(KEY, uid="u", resource_version="7", round_id="resync-1"),
         hints.resync(KEY, uid="u", resource_version="7", round_id="resync-2"),
         hints.own_change(
@@ -114,3 +133,26 @@ def test_subject_and_message() -> None:
 )
 def test_next_round_boundary(now: float, period: float, boundary: float) -> None:
     assert hints.next_round_boundary(now, period_seconds=period) == boundary
+
+
+def test_an_owner_hint_names_the_child_change_that_woke_it() -> None:
+    at = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
+    changed = hints.message(
+        hints.owner_woken(KEY, source="pod", child_resource_version="9", child_event_type="ADDED"),
+        observed_at=at,
+    )
+    assert changed.resource_version is None
+    assert changed.child == messages.ChildChange(
+        resource="pod", resource_version="9", event_type="ADDED"
+    )
+    # Found gone by a relist: a deletion, whatever the caller passed.
+    vanished = hints.owner_woken(
+        KEY, source="pod", child_resource_version="9", child_event_type="MODIFIED", vanished=True
+    )
+    assert vanished.child is not None
+    assert vanished.child.event_type == "DELETED"
+    own = hints.message(
+        hints.own_change(KEY, event_type="MODIFIED", uid="u", resource_version="8"),
+        observed_at=at,
+    )
+    assert own.child is None

@@ -10,7 +10,17 @@ import pathlib
 import pytest
 
 PACKAGE = pathlib.Path(__file__).resolve().parents[2] / "src" / "lss_watcher"
-PURE = ["resources", "views", "mapping", "hints", "tracker", "status", "settings", "metrics"]
+PURE = [
+    "resources",
+    "views",
+    "mapping",
+    "hints",
+    "tracker",
+    "status",
+    "rounds",
+    "settings",
+    "metrics",
+]
 FORBIDDEN = (
     "aiohttp",
     "asyncio",

@@ -1,4 +1,5 @@
-"""status: StatusRecord from committed status, ordering and fingerprints (pure).
+"""status (and lss_common.logic.status_records, which it adapts): StatusRecord from the
+committed status of a watched object, ordering and fingerprints (pure).
 
 Matrix: a full Sandbox status maps onto every record field (launch warm/cold/none); a missing
 or null status gives an empty record; odd values are tolerated (a condition status outside
@@ -19,6 +20,7 @@ import msgspec
 import pytest
 from hypothesis import strategies as st
 
+from lss_common.logic import status_records
 from lss_common.models import messages
 from lss_watcher import status, views
 
@@ -171,8 +173,8 @@ def test_malformed_status_raises(status_json: Any) -> None:
         status.record_of("sandbox", view(status_json), observed_at=NOW)
 
 
-def s(rv: str, *, deleted: bool = False, uid: str = "u") -> status.Stored:
-    return status.Stored(uid=uid, resource_version=rv, deleted=deleted)
+def s(rv: str, *, deleted: bool = False, uid: str = "u") -> status_records.Stored:
+    return status_records.Stored(uid=uid, resource_version=rv, deleted=deleted)
 
 
 @pytest.mark.parametrize(
@@ -192,8 +194,10 @@ def s(rv: str, *, deleted: bool = False, uid: str = "u") -> status.Stored:
         (s("abc", uid="other"), s("abc"), True),
     ],
 )
-def test_is_newer(candidate: status.Stored, current: status.Stored, newer: bool) -> None:
-    assert status.is_newer(candidate, current) is newer
+def test_is_newer(
+    candidate: status_records.Stored, current: status_records.Stored, newer: bool
+) -> None:
+    assert status_records.is_newer(candidate, current) is newer
 
 
 @hypothesis.given(
@@ -204,9 +208,9 @@ def test_is_newer(candidate: status.Stored, current: status.Stored, newer: bool)
 )
 def test_is_newer_is_a_strict_order_on_integer_versions(a: int, b: int, da: bool, db: bool) -> None:
     first, second = s(str(a), deleted=da), s(str(b), deleted=db)
-    assert not (status.is_newer(first, second) and status.is_newer(second, first))
+    assert not (status_records.is_newer(first, second) and status_records.is_newer(second, first))
     if (a, da) != (b, db):
-        assert status.is_newer(first, second) or status.is_newer(second, first)
+        assert status_records.is_newer(first, second) or status_records.is_newer(second, first)
 
 
 def test_digest_ignores_version_and_time_only() -> None:
@@ -214,21 +218,25 @@ def test_digest_ignores_version_and_time_only() -> None:
     later = status.record_of(
         "sandbox", view({"phase": "Running"}, rv="6"), observed_at=NOW + datetime.timedelta(hours=1)
     )
-    assert status.digest(base) == status.digest(later)
-    assert status.digest(base) != status.digest(
+    assert status_records.digest(base) == status_records.digest(later)
+    assert status_records.digest(base) != status_records.digest(
         status.record_of("sandbox", view({"phase": "Failed"}), observed_at=NOW)
     )
-    assert status.digest(base) != status.digest(status.deleted_copy(base, observed_at=NOW))
+    assert status_records.digest(base) != status_records.digest(
+        status_records.deleted_copy(base, observed_at=NOW)
+    )
 
 
 def test_msg_ids_and_copies() -> None:
     record = status.record_of("sandbox", view({"phase": "Running"}, name="a.b"), observed_at=NOW)
-    assert status.msg_id(record) == "sandbox/ns/a_b/5"
-    final = status.deleted_copy(record, observed_at=NOW)
-    assert status.msg_id(final) == "sandbox/ns/a_b/5/deleted"
+    assert status_records.msg_id(record) == "sandbox/ns/a_b/5"
+    final = status_records.deleted_copy(record, observed_at=NOW)
+    assert status_records.msg_id(final) == "sandbox/ns/a_b/5/deleted"
     assert final.deleted
     assert (final.phase, final.resource_version) == ("Running", "5")
-    assert status.stored(final) == status.Stored(uid="u", resource_version="5", deleted=True)
+    assert status_records.stored(final) == status_records.Stored(
+        uid="u", resource_version="5", deleted=True
+    )
 
 
 @pytest.mark.parametrize(
@@ -243,4 +251,4 @@ def test_msg_ids_and_copies() -> None:
     ],
 )
 def test_parse_time(text: str | None, expected: datetime.datetime | None) -> None:
-    assert status.parse_time(text) == expected
+    assert status_records.parse_time(text) == expected

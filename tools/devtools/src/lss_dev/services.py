@@ -24,9 +24,12 @@ def _installed(service: str) -> bool:
 def start_all(plat: platform.Platform, *, timeout_seconds: float = 60) -> list[str]:
     """Start the installed services; the watcher last.
 
-    LSS_EVENTS keeps a hint only for consumers that exist when it is published, so the
-    consuming services must have declared their durable consumers (they are ready only
-    then) before the watcher announces the initial state.
+    Not needed for correctness: LSS_EVENTS keeps a hint only for consumers that exist when it
+    is published, but a service that creates its durable consumer after the watcher has
+    announced the initial state asks the watchers for a resync round
+    (``lss_common.bus.resync_requests``), as pods starting in any order do in a cluster. With
+    the consumers first, the watcher's initial lists reach them directly and no extra round
+    is published.
     """
     installed = [s for s in SERVICES if _installed(s)]
     consumers = [s for s in installed if s != "watcher"]
@@ -50,6 +53,8 @@ def _start(plat: platform.Platform, service: str) -> None:
         "LSS_HTTP__HOST": "127.0.0.1",
         "LSS_HTTP__PORT": str(plat.port(f"svc-{service}")),
         "LSS_SERVICE_NAME": service.replace("_", "-"),
+        # As in the images (deploy/docker/service.Dockerfile): big buffers go back to the OS.
+        "MALLOC_MMAP_THRESHOLD_": "131072",
     }
     processes.start(
         name, [sys.executable, "-m", f"lss_{service}"], state_dir=plat.state_dir, env=env

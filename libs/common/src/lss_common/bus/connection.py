@@ -144,6 +144,11 @@ class NatsConnection:
         return "nats"
 
     @property
+    def settings(self) -> settings_module.NatsSettings:
+        """What this connection was configured with (subject prefix, stream names, ...)."""
+        return self._settings
+
+    @property
     def connection(self) -> Connection:
         """The open connection; only valid after :meth:`start`."""
         if self._connection is None:

@@ -46,7 +46,7 @@ from nats.js import api
 
 from lss_common import errors
 from lss_common import settings as settings_module
-from lss_common.bus import codec, keyed, outcomes, topology
+from lss_common.bus import codec, keyed, outcomes, resync_requests, topology
 from lss_common.bus import connection as bus_connection
 from lss_common.bus import metrics as bus_metrics
 from lss_common.logic import backoff
@@ -59,6 +59,9 @@ T = typing.TypeVar("T", bound=msgspec.Struct)
 
 Handler = Callable[[T], Awaitable[outcomes.Outcome]]
 """Handles one decoded message; returns an outcome or raises an ``lss_common.errors`` error."""
+
+OnDeclared = Callable[[topology.Declared], Awaitable[None]]
+"""Told what each declaration of the durable consumer did (e.g. to request a resync)."""
 
 Outcome = shared_metrics.Outcome
 
@@ -122,6 +125,7 @@ class Consumer(typing.Generic[T]):
         handler: Handler[T],
         settings: settings_module.ConsumerSettings,
         metrics: bus_metrics.BusMetrics,
+        on_declared: OnDeclared | None = None,
     ) -> None:
         self._js = js
         self._spec = spec
@@ -130,6 +134,7 @@ class Consumer(typing.Generic[T]):
         self._handler = handler
         self._settings = settings
         self._metrics = metrics
+        self._on_declared = on_declared
         self._held: dict[int, _Held] = {}
         # Per subject, the messages waiting for a pass that has not started yet: a handler
         # reads the current state when it starts, so that one pass covers all of them.
@@ -162,9 +167,7 @@ class Consumer(typing.Generic[T]):
         if self._started:
             raise RuntimeError(f"consumer {self._spec.durable} already ran")
         self._started = True
-        await topology.declare_consumer(
-            self._js, self._spec, stream=self._stream, settings=self._settings
-        )
+        await self._declare()
         psub = await self._js.pull_subscribe_bind(durable=self._spec.durable, stream=self._stream)
         executor = keyed.KeyedExecutor(concurrency=self._settings.concurrency)
         heartbeats = asyncio.create_task(
@@ -234,12 +237,17 @@ class Consumer(typing.Generic[T]):
             # The consumer may have been deleted (or the server restarted without its
             # store); declaring is idempotent, so re-assert it before polling again.
             try:
-                await topology.declare_consumer(
-                    self._js, self._spec, stream=self._stream, settings=self._settings
-                )
+                await self._declare()
             except errors.LssError as declare_exc:
                 _log.warning("consumer re-declare failed", extra={"error": repr(declare_exc)})
         await self._sleep_unless_stopping(delay)
+
+    async def _declare(self) -> None:
+        declared = await topology.declare_consumer(
+            self._js, self._spec, stream=self._stream, settings=self._settings
+        )
+        if self._on_declared is not None:
+            await self._on_declared(declared)
 
     async def _wait_for_capacity(self) -> bool:
         """Wait for a free held slot; False once a stop is requested."""
@@ -500,6 +508,9 @@ class ConnectionSource(typing.Protocol):
     @property
     def connection(self) -> bus_connection.Connection: ...
 
+    @property
+    def settings(self) -> settings_module.NatsSettings: ...
+
 
 class ConsumerComponent(typing.Generic[T]):
     """A :class:`Consumer` as a service component (``lss_common.runtime.service.Component``).
@@ -508,6 +519,11 @@ class ConsumerComponent(typing.Generic[T]):
     hints published from then on are retained for us) and runs the loop as a guarded task;
     ``stop()`` drains it. If the service's shutdown deadline cancels ``stop()``, the loop is
     cancelled too and naks what it holds.
+
+    Whenever a declaration (at start, or after the consumer vanished under the running loop)
+    creates, re-creates or updates the consumer, it asks the watchers for a resync round
+    (``resync_requests``): the hints published before the consumer existed were never stored
+    for it. Best effort; a failed request never fails the start.
     """
 
     def __init__(
@@ -539,9 +555,10 @@ class ConsumerComponent(typing.Generic[T]):
 
     async def start(self) -> None:
         js = self._nats.connection.jetstream
-        await topology.declare_consumer(
+        declared = await topology.declare_consumer(
             js, self._spec, stream=self._stream, settings=self._settings
         )
+        await self._request_resync_if_needed(declared)
         self._consumer = Consumer(
             js,
             spec=self._spec,
@@ -550,6 +567,7 @@ class ConsumerComponent(typing.Generic[T]):
             handler=self._handler,
             settings=self._settings,
             metrics=self._metrics,
+            on_declared=self._request_resync_if_needed,
         )
         self._task = self._tasks.spawn(self._consumer.run(), name=self.name)
 
@@ -563,3 +581,16 @@ class ConsumerComponent(typing.Generic[T]):
 
     async def is_ready(self) -> bool:
         return self._task is not None and not self._task.done()
+
+    async def _request_resync_if_needed(self, declared: topology.Declared) -> None:
+        if not resync_requests.is_needed(declared):
+            return
+        nats_settings = self._nats.settings
+        await resync_requests.request_resync(
+            self._nats.connection.client,
+            consumer=self._spec.durable,
+            stream=self._stream,
+            prefix=nats_settings.subject_prefix,
+            timeout_seconds=nats_settings.publish_timeout_seconds,
+            metrics=self._metrics,
+        )

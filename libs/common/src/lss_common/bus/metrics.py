@@ -37,6 +37,13 @@ class FetchError(enum.StrEnum):
     OTHER = "other"
 
 
+class ResyncRequestResult(enum.StrEnum):
+    """Whether a resync request (core NATS, best effort) reached the server."""
+
+    SENT = "sent"
+    ERROR = "error"
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class BusMetrics:
     """Messages consumed and published over NATS JetStream, and the connection's health."""
@@ -51,6 +58,7 @@ class BusMetrics:
     coalesced_total: prometheus_client.Counter
     connected: prometheus_client.Gauge
     connection_events_total: prometheus_client.Counter
+    resync_requests_total: prometheus_client.Counter
 
     @classmethod
     def register(cls, registry: prometheus_client.CollectorRegistry) -> typing.Self:
@@ -122,6 +130,14 @@ class BusMetrics:
                 "connection_events_total",
                 "NATS client connection events (disconnected, reconnected, error, closed).",
                 ["event"],
+                **common,
+            ),
+            resync_requests_total=prometheus_client.Counter(
+                "resync_requests_total",
+                "Resync requests sent to the watchers after this process created or changed "
+                "its durable consumer, by result (sent; error = not confirmed by the server, "
+                "the periodic resync covers it).",
+                ["result"],
                 **common,
             ),
         )

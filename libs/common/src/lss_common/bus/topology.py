@@ -9,7 +9,9 @@ server's config differs from ours in a field we manage) is corrected:
   refuses (e.g. storage type) raises ``errors.PermanentError`` for a human to resolve;
 * a consumer is updated in place; when the server refuses (``err_code`` 10012, e.g. a new
   deliver policy) it is deleted and re-created. On an interest stream that drops the hints
-  only it was holding; the watcher's periodic resync re-creates them.
+  only it was holding; the caller asks the watchers for a resync round
+  (``resync_requests``, done by ``consuming.ConsumerComponent``), and the periodic resync
+  is the backstop.
 
 Server errors are classified by JetStream ``err_code``, never by description text.
 Stream choices (see ``docs/bus.md``): LSS_EVENTS holds ``<prefix>.evt.>`` and

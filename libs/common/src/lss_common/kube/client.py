@@ -35,7 +35,7 @@ from kubernetes_asyncio import config as k8s_config
 
 from lss_common import errors
 from lss_common import settings as settings_module
-from lss_common.kube import revisions
+from lss_common.logic import revisions
 from lss_common.observability import metrics as metrics_module
 
 logger = logging.getLogger(__name__)
@@ -107,6 +107,7 @@ async def create_api_client(settings: settings_module.KubeSettings) -> k8s_clien
         "kubernetes credentials loaded",
         extra={"source": str(source), "host": configuration.host, "context": settings.context},
     )
+    configuration.connection_pool_maxsize = settings.max_connections
     api = k8s_client.ApiClient(configuration=configuration)
     await _read_environment_once(api, host=configuration.host)
     return api

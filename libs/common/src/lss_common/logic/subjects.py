@@ -5,6 +5,11 @@ Subjects have the shapes::
     <prefix>.evt.<kind>.<namespace>.<name>       LSS_EVENTS, work hints
     <prefix>.recycle.<namespace>.<warmpod>       LSS_EVENTS, warm pods to recycle
     <prefix>.status.<kind>.<namespace>.<name>    LSS_STATUS, last committed status
+    <prefix>.ctl.resync                          core NATS (no stream), resync requests
+
+Control subjects (``ctl``) are deliberately outside every stream's subjects: a control
+message is for whoever listens now, and JetStream would store it (and answer the publish)
+if a stream captured it.
 
 Kubernetes names may contain ``.``, which NATS reads as a token separator, so every namespace
 and name is encoded into exactly ONE token by :func:`encode_token`:
@@ -38,6 +43,8 @@ EMPTY_TOKEN = "%"
 EVENTS_TOKEN = "evt"
 RECYCLE_TOKEN = "recycle"
 STATUS_TOKEN = "status"
+CONTROL_TOKEN = "ctl"
+RESYNC_REQUEST_TOKEN = "resync"
 
 _LITERAL = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-")
 _HEX = "0123456789ABCDEF"
@@ -149,6 +156,11 @@ def recycle_subject(namespace: str, *, warmpod: str, prefix: str = DEFAULT_PREFI
     return ".".join(
         (_checked_prefix(prefix), RECYCLE_TOKEN, encode_token(namespace), encode_token(warmpod))
     )
+
+
+def resync_request_subject(*, prefix: str = DEFAULT_PREFIX) -> str:
+    """``<prefix>.ctl.resync``: a consumer asks the watchers for a resync round (core NATS)."""
+    return ".".join((_checked_prefix(prefix), CONTROL_TOKEN, RESYNC_REQUEST_TOKEN))
 
 
 def events_filter(kind: str | None = None, *, prefix: str = DEFAULT_PREFIX) -> str:

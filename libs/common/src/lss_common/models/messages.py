@@ -1,4 +1,5 @@
-"""The bus's wire schemas: ``ChangeEvent`` (LSS_EVENTS) and ``StatusRecord`` v1 (LSS_STATUS).
+"""The bus's wire schemas: ``ChangeEvent`` (LSS_EVENTS), ``StatusRecord`` v1 (LSS_STATUS),
+and ``ResyncRequest`` v1 (core NATS ``<prefix>.ctl.resync``, between our own services).
 
 Pure msgspec Structs, JSON with camelCase keys. Each carries ``v``, typed ``Literal[<n>]``, so
 a decoder rejects (and the consume loop terms) a version it does not understand instead of
@@ -30,6 +31,17 @@ Launch = typing.Literal["warm", "cold"]
 ConditionStatus = typing.Literal["True", "False", "Unknown"]
 
 
+class ChildChange(msgspec.Struct, kw_only=True, frozen=True, rename="camel"):
+    """The change of a child (e.g. a pod) that woke its owner's key."""
+
+    resource: str
+    """The child's resource, singular lowercase (``pod``, ``service`` ...)."""
+    resource_version: str
+    """The child's resourceVersion after the change (its last known one if it vanished)."""
+    event_type: EventType
+    """What happened to the child (``DELETED`` also when a relist found it gone)."""
+
+
 class ChangeEvent(msgspec.Struct, kw_only=True, frozen=True, rename="camel"):
     """A hint that one object changed: the receiver re-reads it from the API server.
 
@@ -47,6 +59,8 @@ class ChangeEvent(msgspec.Struct, kw_only=True, frozen=True, rename="camel"):
     resource_version: str | None = None
     event_type: EventType
     observed_at: UtcTime
+    child: ChildChange | None = None
+    """Set when a child's change woke this key (then ``resource_version`` is None)."""
 
 
 class ConditionRecord(msgspec.Struct, kw_only=True, frozen=True, rename="camel"):
@@ -83,3 +97,24 @@ class StatusRecord(msgspec.Struct, kw_only=True, frozen=True, rename="camel"):
     observed_at: UtcTime
     deleted: bool = False
     """True on the last record of an object that no longer exists in the API server."""
+
+
+RequestId = typing.Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9-]{1,64}$")]
+"""Becomes part of message ids and logs: one subject token, bounded, whoever sent it."""
+
+
+class ResyncRequest(msgspec.Struct, kw_only=True, frozen=True, rename="camel"):
+    """A service's durable consumer was just created (or re-created): please resync.
+
+    LSS_EVENTS has interest retention, so the hints published before the consumer existed
+    were never stored for it. Every watcher replica answers with a resync round named after
+    ``request_id`` (so replicas publish identical message ids and JetStream keeps one copy).
+    """
+
+    v: typing.Literal[1] = 1
+    consumer: typing.Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
+    """The durable consumer's name."""
+    stream: typing.Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
+    """The stream it consumes; a watcher answers only for its own events stream."""
+    request_id: RequestId
+    requested_at: UtcTime

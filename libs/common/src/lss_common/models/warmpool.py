@@ -18,10 +18,16 @@ KIND: Final = kinds.WARM_POOL.kind
 
 
 class PreloadScript(meta.Model):
-    """A named script run in each warm pod before it becomes Ready."""
+    """A named script run in each warm pod before it becomes Ready.
+
+    ``language`` (``shell``, ``python``, ``nodejs``, ``ruby``) picks the interpreter; unset
+    means the runtime's language. ``timeout_seconds`` unset means the pool manager's default.
+    """
 
     name: str
     content: str
+    language: str | None = None
+    timeout_seconds: int | None = None
 
 
 class AutoScaling(meta.Model):
@@ -52,6 +58,14 @@ class WarmPoolSpec(meta.Model):
     min_pod_runtime_before_recycle: int | None = None
 
 
+class PreloadStatus(meta.Model):
+    """Recent preload failures of the pool's WarmPods (the creation backoff's state)."""
+
+    consecutive_failures: int | None = None
+    last_failure_time: str | None = None
+    last_failure_message: str | None = None
+
+
 class WarmPoolStatus(meta.Model):
     """Observed pool, written only by the pool manager via the status subresource."""
 
@@ -59,6 +73,7 @@ class WarmPoolStatus(meta.Model):
     assigned_pods: int | None = None
     pending_pods: int | None = None
     last_scale_time: str | None = None
+    preload: PreloadStatus | None = None
     observed_generation: int | None = None
     conditions: list[meta.Condition] | None = None
 

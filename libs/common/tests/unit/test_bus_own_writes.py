@@ -1,0 +1,97 @@
+"""Which hints announce only this process's own writes (acknowledged without a pass): never
+one that other hints ride along on, never a redelivery (a requeue or a retry)."""
+
+from __future__ import annotations
+
+import datetime
+
+import pytest
+
+from lss_common.bus import own_writes
+from lss_common.logic import revisions
+from lss_common.models import messages
+
+
+def hint(event_type: messages.EventType, resource_version: str | None) -> messages.ChangeEvent:
+    return messages.ChangeEvent(
+        kind="sandbox",
+        namespace="team-a",
+        name="demo",
+        resource_version=resource_version,
+        event_type=event_type,
+        observed_at=datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC),
+    )
+
+
+@pytest.fixture
+def written() -> revisions.WrittenRevisions:
+    log = revisions.WrittenRevisions()
+    log.add("42")
+    return log
+
+
+@pytest.mark.parametrize("event_type", ["ADDED", "MODIFIED"])
+def test_a_create_or_update_we_made_is_skipped(
+    written: revisions.WrittenRevisions, event_type: messages.EventType
+) -> None:
+    assert own_writes.is_own_write(hint(event_type, "42"), written=written)
+
+
+@pytest.mark.parametrize(
+    ("event_type", "resource_version"),
+    [
+        ("MODIFIED", "43"),  # someone else's change
+        ("ADDED", None),
+        ("DELETED", "42"),  # how a pass waiting for its children learns they are gone
+        ("RESYNC", "42"),  # the safety net for anything lost is never skipped
+    ],
+)
+def test_everything_else_runs_a_pass(
+    written: revisions.WrittenRevisions,
+    event_type: messages.EventType,
+    resource_version: str | None,
+) -> None:
+    assert not own_writes.is_own_write(hint(event_type, resource_version), written=written)
+
+
+def test_a_hint_other_hints_ride_along_on_runs_a_pass(written: revisions.WrittenRevisions) -> None:
+    # The riders (say, the pod became Ready) are acknowledged with this hint's outcome: only
+    # a pass observes what they announce.
+    assert not own_writes.is_own_write(hint("MODIFIED", "42"), written=written, riders=1)
+
+
+def test_a_redelivered_hint_runs_a_pass(written: revisions.WrittenRevisions) -> None:
+    # A hint whose pass asked to look again later (RequeueAfter) comes back as a
+    # redelivery: skipping it would drop the re-check (expiry, unschedulable deadline).
+    assert not own_writes.is_own_write(hint("MODIFIED", "42"), written=written, num_delivered=2)
+
+
+def test_without_a_log_nothing_is_skipped() -> None:
+    assert not own_writes.is_own_write(hint("MODIFIED", "42"), written=None)
+
+
+def child_hint(event_type: messages.EventType, resource_version: str) -> messages.ChangeEvent:
+    return messages.ChangeEvent(
+        kind="sandbox",
+        namespace="team-a",
+        name="demo",
+        event_type="MODIFIED",
+        observed_at=datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC),
+        child=messages.ChildChange(
+            resource="pod", resource_version=resource_version, event_type=event_type
+        ),
+    )
+
+
+@pytest.mark.parametrize("event_type", ["ADDED", "MODIFIED"])
+def test_a_child_we_created_or_changed_is_skipped(
+    written: revisions.WrittenRevisions, event_type: messages.EventType
+) -> None:
+    assert own_writes.is_own_write(child_hint(event_type, "42"), written=written)
+
+
+def test_a_child_changed_by_someone_else_or_deleted_runs_a_pass(
+    written: revisions.WrittenRevisions,
+) -> None:
+    assert not own_writes.is_own_write(child_hint("MODIFIED", "43"), written=written)
+    assert not own_writes.is_own_write(child_hint("DELETED", "42"), written=written)

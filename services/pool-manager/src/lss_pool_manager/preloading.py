@@ -1,0 +1,252 @@
+"""Run a pool's preload scripts in one warm pod before it becomes Ready (reads, execs, writes).
+
+Called by the warmpod handler when a WarmPod built with preload scripts would become Ready
+(``preload.needs_preload``). The decisions are ``preload``'s; this module orders the I/O:
+
+1. read the pool: its scripts must still be those the WarmPod was built for (else the
+   WarmPod is outdated and deleted; the pool replaces it);
+2. the ``Preloaded`` condition says what was done already (``preload.state_of``): a marker
+   within its deadline means another pass is running them (requeue at the deadline), one
+   past it means that pass died (the WarmPod fails, ``Interrupted``);
+3. write the marker (PUT with the resourceVersion read: two replicas cannot both start), then
+   exec the scripts in order, each with its own timeout, through ``pods/exec`` into the
+   pod's sandbox container;
+4. success: read the pod again and write the lifecycle's next status (``Ready`` when the pod
+   still is) with ``Preloaded=True``, then clear the pool's failure record if it had one;
+   failure: the pool's failure record (its creation backoff) incremented *first*, then
+   ``Failed`` naming the script, then the WarmPod deleted (its pod goes by garbage
+   collection). The pool pass reads the record after listing the WarmPods, so a pass that
+   sees the failure (a Failed or missing WarmPod) also sees the record: no replacement
+   escapes the backoff.
+
+A pool manager killed during step 3 leaves the marker; whoever looks after the deadline fails
+the WarmPod, so scripts run at most once per pod.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Callable, Sequence
+
+import msgspec
+
+from lss_common import errors
+from lss_common.kube import client, podexec
+from lss_common.models import warmpod as warmpod_model
+from lss_common.models import warmpool as warmpool_model
+from lss_common.observability import logs
+from lss_common.runtime import clock as clock_module
+from lss_pool_manager import apply, lifecycle, names, observe, podspec, preload, sizing
+from lss_pool_manager import metrics as metrics_module
+from lss_pool_manager import settings as settings_module
+
+_log = logging.getLogger(__name__)
+
+# A failure record that keeps meeting concurrent pool status writes is given up after this
+# many re-reads: the WarmPod's own Failed condition still says what happened.
+_RECORD_ATTEMPTS = 10
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Outcome:
+    """What the warmpod handler does after a preload pass."""
+
+    requeue_after_seconds: float | None = None
+    deleted: bool = False
+
+
+class Preloader:
+    """Preloads for one pool manager process."""
+
+    def __init__(
+        self,
+        kube: Callable[[], client.Kube],
+        *,
+        executor: podexec.PodExecutor,
+        settings: settings_module.PoolManagerSettings,
+        metrics: metrics_module.PoolManagerMetrics,
+        clock: clock_module.Clock,
+    ) -> None:
+        self._kube = kube
+        self._executor = executor
+        self._options = settings.pool
+        self._preload = settings.preload
+        self._metrics = metrics
+        self._clock = clock
+
+    async def run(self, warm_pod: warmpod_model.WarmPod, *, pod_name: str) -> Outcome:
+        """Advance ``warm_pod``'s preload (see the module docstring)."""
+        kube = self._kube()
+        ref = warm_pod.spec.pool_ref
+        namespace = warm_pod.metadata.namespace or ""
+        pool = await observe.get_pool(kube, namespace=ref.namespace or namespace, name=ref.name)
+        if pool is None or pool.metadata.deletion_timestamp:
+            return Outcome()  # the pool's deletion removes the WarmPod
+        try:
+            steps = preload.steps_of(
+                pool.spec, default_timeout_seconds=self._preload.default_timeout_seconds
+            )
+        except preload.PreloadConfigError:
+            steps = ()  # the pool pass reports it; this WarmPod cannot be preloaded as built
+        if not steps or preload.preload_hash(steps) != preload.hash_of(warm_pod):
+            return await self._delete(warm_pod, reason=sizing.DeleteReason.OUTDATED)
+        now = self._clock.now()
+        state, left = preload.state_of(
+            warm_pod, now=now, deadline_after_seconds=preload.deadline_seconds(steps)
+        )
+        if state is preload.State.RUNNING:
+            return Outcome(requeue_after_seconds=left)
+        if state is preload.State.INTERRUPTED:
+            return await self._fail(pool, warm_pod, verdict=preload.interrupted(steps))
+        if state is not preload.State.TO_RUN:
+            return Outcome()  # done or failed: the lifecycle takes it from here
+        marked = await apply.write_warm_pod_status(
+            kube, warm_pod=warm_pod, status=preload.marker_status(warm_pod, steps=steps, now=now)
+        )
+        _log.info("preload started", extra=logs.extra(scripts=len(steps), pod=pod_name))
+        verdict = await self._run_steps(namespace=namespace, pod_name=pod_name, steps=steps)
+        if verdict is not None:
+            return await self._fail(pool, marked, verdict=verdict)
+        return await self._succeed(pool, marked, steps=steps, pod_name=pod_name)
+
+    async def _run_steps(
+        self, *, namespace: str, pod_name: str, steps: Sequence[preload.Step]
+    ) -> preload.Verdict | None:
+        """The first failing step's verdict, or None when every step succeeded."""
+        for step in steps:
+            try:
+                result = await self._executor.run(
+                    namespace=namespace,
+                    pod=pod_name,
+                    container=podspec.CONTAINER,
+                    argv=step.argv,
+                    timeout_seconds=step.timeout_seconds,
+                )
+            except errors.LssError as error:
+                return preload.exec_failed(step, total=len(steps), error=str(error))
+            verdict = preload.judge_step(
+                step,
+                total=len(steps),
+                exit_code=result.exit_code,
+                timed_out=result.timed_out,
+                message=result.message,
+                stdout=result.stdout,
+                stderr=result.stderr,
+            )
+            if verdict.reason is not None:
+                return verdict
+        return None
+
+    async def _succeed(
+        self,
+        pool: warmpool_model.WarmPool,
+        marked: warmpod_model.WarmPod,
+        *,
+        steps: Sequence[preload.Step],
+        pod_name: str,
+    ) -> Outcome:
+        kube = self._kube()
+        now = self._clock.now()
+        # The scripts took time: the pod is read again so Ready is never written for a pod
+        # that died meanwhile.
+        pod = await observe.get_pod(kube, namespace=marked.metadata.namespace or "", name=pod_name)
+        plan = lifecycle.plan_warm_pod(
+            marked,
+            pod=pod,
+            now=now,
+            heartbeat_interval_seconds=self._options.heartbeat_interval_seconds,
+            ready_timeout_seconds=self._options.ready_timeout_seconds,
+        )
+        base = plan.status or warmpod_model.status_of(marked)
+        written = await apply.write_warm_pod_status(
+            kube,
+            warm_pod=marked,
+            status=preload.succeeded_status(marked, base, steps=steps, now=now),
+        )
+        self._metrics.preloads_total.labels(preload.Result.SUCCEEDED.value).inc()
+        _log.info("preload succeeded", extra=logs.extra(scripts=len(steps), pod=pod_name))
+        cleared = preload.recorded_success(warmpool_model.status_of(pool).preload)
+        if cleared is not None:
+            await self._record(pool, update=lambda _: cleared)
+        if plan.delete:
+            return await self._delete(written, reason=sizing.DeleteReason.POD_FAILED)
+        return Outcome(requeue_after_seconds=plan.requeue_after_seconds)
+
+    async def _fail(
+        self,
+        pool: warmpool_model.WarmPool,
+        warm_pod: warmpod_model.WarmPod,
+        *,
+        verdict: preload.Verdict,
+    ) -> Outcome:
+        assert verdict.reason is not None
+        kube = self._kube()
+        now = self._clock.now()
+        message = f"WarmPod {warm_pod.metadata.name}: {verdict.message}"
+        # The pool's record first: a pool pass that sees this WarmPod Failed or gone (and so
+        # wants a replacement) reads the record after its list, and finds the failure.
+        await self._record(
+            pool, update=lambda record: preload.recorded_failure(record, message=message, now=now)
+        )
+        written = await apply.write_warm_pod_status(
+            kube,
+            warm_pod=warm_pod,
+            status=preload.failed_status(
+                warm_pod, reason=verdict.reason, message=verdict.message, now=now
+            ),
+        )
+        self._metrics.preloads_total.labels(preload.result_of(verdict.reason).value).inc()
+        _log.warning(
+            "preload failed", extra=logs.extra(reason=verdict.reason, error=verdict.message)
+        )
+        return await self._delete(written, reason=sizing.DeleteReason.PRELOAD_FAILED)
+
+    async def _record(
+        self,
+        pool: warmpool_model.WarmPool,
+        *,
+        update: Callable[[warmpool_model.PreloadStatus | None], warmpool_model.PreloadStatus],
+    ) -> None:
+        """Write the pool's preload record, re-reading the pool on each conflict."""
+        kube = self._kube()
+        current: warmpool_model.WarmPool | None = pool
+        for _ in range(_RECORD_ATTEMPTS):
+            if current is None or current.metadata.deletion_timestamp:
+                return
+            status = warmpool_model.status_of(current)
+            new = msgspec.structs.replace(status, preload=update(status.preload))
+            try:
+                await apply.write_pool_status(kube, pool=current, status=new)
+            except errors.ConflictError:
+                current = await observe.get_pool(
+                    kube,
+                    namespace=current.metadata.namespace or "",
+                    name=current.metadata.name or "",
+                )
+                continue
+            except errors.NotFoundError:
+                return
+            return
+        _log.warning("pool preload record not written: conflicts")
+
+    async def _delete(
+        self, warm_pod: warmpod_model.WarmPod, *, reason: sizing.DeleteReason
+    ) -> Outcome:
+        deleted = await apply.delete_warm_pod(
+            self._kube(),
+            namespace=warm_pod.metadata.namespace or "",
+            name=warm_pod.metadata.name or "",
+            uid=warm_pod.metadata.uid or "",
+        )
+        if deleted:
+            self._metrics.pods_deleted_total.labels(reason.value).inc()
+        return Outcome(deleted=True)
+
+
+def pod_name_of(warm_pod: warmpod_model.WarmPod) -> str:
+    """The WarmPod's pod (its status, or the deterministic name)."""
+    status = warmpod_model.status_of(warm_pod)
+    return status.pod_name or names.pod_name(
+        warm_pod.metadata.name or "", uid=warm_pod.metadata.uid or ""
+    )

@@ -1,0 +1,269 @@
+"""Preload scripts against the real kube-apiserver + kwok (whose exec runs the command on this
+host, in the platform's ``exec`` directory: the scripts only append to a file of the test's
+own there), fed by the real watcher:
+
+- every script of the pool runs once per warm pod, in order, with its interpreter (shell and
+  python), before the WarmPod is Ready; the WarmPod records ``Preloaded=True`` and the
+  preload hash it was built for;
+- a failing script fails the WarmPod (``Failed``, ``Ready=False/PreloadFailed``,
+  ``Preloaded=False/ScriptFailed`` naming the script and quoting its stderr), no WarmPod is
+  ever Ready, the pool records the failures and backs off (``PreloadFailing``, one WarmPod
+  at a time: with a long backoff, no third WarmPod is created after two failures);
+- a script whose language has no interpreter fails the pool with a condition naming the
+  field, and no WarmPod is created.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes_asyncio import client as k8s
+from kubernetes_asyncio import watch
+
+from lss_common.kube import client
+from lss_common.models import kinds
+from lss_common.models import warmpod as warmpod_model
+from lss_common.models import warmpool as warmpool_model
+from lss_common.testing import eventually
+from lss_dev import platform as platform_module
+from lss_pool_manager import preload
+
+from .conftest import Stack, by_phase, create_pool, get_pool, warm_pods
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def output(platform: platform_module.Platform) -> Iterator[Path]:
+    """A file of this test's own in the directory kwok's exec runs in."""
+    path = platform.state_dir / "exec" / f"preload-{uuid.uuid4().hex}.txt"
+    try:
+        yield path
+    finally:
+        path.unlink(missing_ok=True)
+
+
+def _condition(obj: warmpod_model.WarmPod, condition_type: str) -> Any:
+    status = warmpod_model.status_of(obj)
+    return next((c for c in status.conditions or () if c.type == condition_type), None)
+
+
+async def test_scripts_run_in_order_before_ready(
+    stack: Stack, kube: client.Kube, namespace: str, runtime_name: str, output: Path
+) -> None:
+    manager = await stack.start_manager()
+    await stack.start_watcher()
+    scripts = [
+        {"name": "first", "language": "shell", "content": f"echo first >> {output.name}"},
+        {
+            "name": "second",
+            "language": "python",
+            "content": f"open({output.name!r}, 'a').write('second\\n')",
+            "timeoutSeconds": 30,
+        },
+        {
+            # Metacharacters are the shell script's own business: the content reaches the
+            # pod's interpreter verbatim, as one argument.
+            "name": "third",
+            "language": "shell",
+            "content": f"printf '%s\\n' 'third $(not run) `nor this`; \"q\"' >> {output.name}",
+        },
+    ]
+    await create_pool(
+        kube,
+        namespace=namespace,
+        name="pre",
+        runtime=runtime_name,
+        minSize=1,
+        preloadScripts=scripts,
+    )
+
+    async def ready() -> warmpod_model.WarmPod | None:
+        found = by_phase(await warm_pods(kube, namespace=namespace), "Ready")
+        return found[0] if found else None
+
+    warm_pod: warmpod_model.WarmPod = await eventually.eventually(
+        ready, timeout_seconds=60, describe="a preloaded Ready WarmPod"
+    )
+    assert (
+        await asyncio.to_thread(output.read_text)
+        == 'first\nsecond\nthird $(not run) `nor this`; "q"\n'
+    )
+    preloaded = _condition(warm_pod, preload.CONDITION)
+    assert (preloaded.status, preloaded.reason) == ("True", "Succeeded")
+    assert "first, second, third" in preloaded.message
+    assert len(preload.hash_of(warm_pod)) == 64
+    assert _condition(warm_pod, "Ready").status == "True"
+    assert manager.sample("llmsafespace_warmpool_preloads_total", result="succeeded") == 1
+
+    async def filled() -> bool:
+        pool = await get_pool(kube, namespace=namespace, name="pre")
+        ready_condition = next(
+            (c for c in warmpool_model.status_of(pool).conditions or () if c.type == "Ready"),
+            None,
+        )
+        return ready_condition is not None and ready_condition.reason == "Filled"
+
+    await eventually.eventually(filled, timeout_seconds=30, describe="the pool is Filled")
+
+
+class WarmPodWatch:
+    """Every version of the namespace's WarmPods the API server sends (a failed WarmPod is
+    deleted in the pass that fails it, so only a watch sees its last status)."""
+
+    def __init__(self, api: k8s.ApiClient, namespace: str) -> None:
+        self.seen: list[warmpod_model.WarmPod] = []
+        self._api = k8s.CustomObjectsApi(api)
+        self._namespace = namespace
+        self._started = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> WarmPodWatch:
+        self._task = asyncio.create_task(self._run())
+        await self._started.wait()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._task is not None
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+
+    async def _run(self) -> None:
+        stream = watch.Watch()
+        self._started.set()
+        async for event in stream.stream(
+            self._api.list_namespaced_custom_object,
+            kinds.GROUP,
+            "v1",
+            self._namespace,
+            kinds.WARM_POD.plural,
+            timeout_seconds=300,
+        ):
+            self.seen.append(warmpod_model.from_dict(event["object"]))
+
+
+@pytest.fixture
+async def warm_pod_watch(kube_api: k8s.ApiClient, namespace: str) -> AsyncIterator[WarmPodWatch]:
+    async with WarmPodWatch(kube_api, namespace) as found:
+        yield found
+
+
+async def test_failing_script_fails_the_warm_pod_and_backs_off(
+    stack: Stack,
+    kube: client.Kube,
+    namespace: str,
+    runtime_name: str,
+    output: Path,
+    warm_pod_watch: WarmPodWatch,
+) -> None:
+    # A backoff longer than the test: after the first failures, no further WarmPod.
+    manager = await stack.start_manager_with(
+        stack.settings().model_copy(
+            update={
+                "preload": stack.settings().preload.model_copy(
+                    update={"failure_backoff_seconds": 3600.0}
+                )
+            }
+        )
+    )
+    await stack.start_watcher()
+    scripts = [
+        {"name": "fine", "language": "shell", "content": f"echo fine >> {output.name}"},
+        {"name": "broken", "language": "shell", "content": "echo 'no such module' >&2; exit 7"},
+    ]
+    await create_pool(
+        kube,
+        namespace=namespace,
+        name="bad",
+        runtime=runtime_name,
+        minSize=2,
+        preloadScripts=scripts,
+    )
+
+    async def failing() -> warmpool_model.WarmPool | None:
+        pool = await get_pool(kube, namespace=namespace, name="bad")
+        record = warmpool_model.status_of(pool).preload
+        ready = next(
+            (c for c in warmpool_model.status_of(pool).conditions or () if c.type == "Ready"),
+            None,
+        )
+        if (
+            record is not None
+            and record.consecutive_failures == 2
+            and ready is not None
+            and ready.reason == "PreloadFailing"
+            and not await warm_pods(kube, namespace=namespace)
+        ):
+            return pool
+        return None
+
+    pool: warmpool_model.WarmPool = await eventually.eventually(
+        failing, timeout_seconds=60, describe="two WarmPods failed by the preload, none left"
+    )
+    record = warmpool_model.status_of(pool).preload
+    assert record is not None
+    assert 'preload script "broken" (2 of 2) failed' in (record.last_failure_message or "")
+    assert "no such module" in (record.last_failure_message or "")
+    # The first script ran in both pods (in order, the second failed after it).
+    assert await asyncio.to_thread(output.read_text) == "fine\nfine\n"
+    # Both WarmPods were Failed with conditions naming the script, and none was ever Ready.
+    failed = {
+        wp.metadata.name: wp
+        for wp in warm_pod_watch.seen
+        if warmpod_model.status_of(wp).phase == warmpod_model.Phase.FAILED
+    }
+    assert len(failed) == 2
+    for wp in failed.values():
+        preloaded = _condition(wp, preload.CONDITION)
+        assert (preloaded.status, preloaded.reason) == ("False", "ScriptFailed")
+        assert 'preload script "broken"' in preloaded.message
+        ready = _condition(wp, "Ready")
+        assert (ready.status, ready.reason) == ("False", "PreloadFailed")
+    assert not [
+        wp
+        for wp in warm_pod_watch.seen
+        if warmpod_model.status_of(wp).phase == warmpod_model.Phase.READY
+    ]
+    assert manager.sample("llmsafespace_warmpool_preloads_total", result="script_failed") == 2
+    assert manager.sample("llmsafespace_warmpool_pods_deleted_total", reason="preload_failed") == 2
+    # The backoff (3600 s) holds creation: the pool created exactly the two that failed.
+    assert manager.sample("llmsafespace_warmpool_pods_created_total") == 2
+
+
+async def test_unknown_language_fails_the_pool(
+    stack: Stack, kube: client.Kube, namespace: str, runtime_name: str
+) -> None:
+    manager = await stack.start_manager()
+    await stack.start_watcher()
+    # The test runtime's language (l<hex>) has no interpreter; the script does not name one.
+    await create_pool(
+        kube,
+        namespace=namespace,
+        name="nolang",
+        runtime=runtime_name,
+        minSize=1,
+        preloadScripts=[{"name": "warm", "content": "print(1)"}],
+    )
+
+    async def refused() -> Any:
+        pool = await get_pool(kube, namespace=namespace, name="nolang")
+        ready = next(
+            (c for c in warmpool_model.status_of(pool).conditions or () if c.type == "Ready"),
+            None,
+        )
+        return ready if ready is not None and ready.reason == preload.LANGUAGE_UNSUPPORTED else None
+
+    ready = await eventually.eventually(
+        refused, timeout_seconds=30, describe="Ready=False/PreloadLanguageUnsupported"
+    )
+    assert ready.status == "False"
+    assert "spec.preloadScripts[0].language" in ready.message
+    assert await warm_pods(kube, namespace=namespace) == []
+    assert manager.sample("llmsafespace_warmpool_pods_created_total") == 0

@@ -1,0 +1,126 @@
+"""claim.is_stray_claim / may_discard_pod: a WarmPod Assigned to a sandbox is stray once the
+sandbox can no longer take it (ending, or past new without referencing it), never while it is
+new (the next pass resumes the claim) nor when it is the one referenced; its pod goes with it
+unless it is the pod the sandbox runs on or someone else's."""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any
+
+import pytest
+
+from lss_common.bus import codec
+from lss_common.models import messages
+from lss_common.models import sandbox as sandbox_model
+from lss_sandbox_reconciler import claim, warm
+
+UID = "sb-uid"
+
+
+def sandbox(
+    *,
+    phase: str | None = None,
+    ref: str | None = None,
+    deleting: bool = False,
+    pod: str | None = None,
+) -> sandbox_model.Sandbox:
+    metadata: dict[str, Any] = {"name": "sb", "namespace": "ns", "uid": UID}
+    if deleting:
+        metadata["deletionTimestamp"] = "2025-06-01T12:00:00Z"
+    status: dict[str, Any] = {}
+    if phase is not None:
+        status["phase"] = phase
+    if ref is not None:
+        status["warmPodRef"] = {"name": ref, "namespace": "ns"}
+    if pod is not None:
+        status["podName"] = pod
+    return sandbox_model.from_dict(
+        {
+            "apiVersion": "llmsafespace.dev/v1",
+            "kind": "Sandbox",
+            "metadata": metadata,
+            "spec": {"runtime": "python:3.11"},
+            "status": status,
+        }
+    )
+
+
+@pytest.mark.parametrize(
+    ("obj", "stray"),
+    [
+        # new: the next pass resumes the claim
+        (sandbox(), False),
+        (sandbox(phase="Pending"), False),
+        # the claim it uses
+        (sandbox(phase="Running", ref="p-0"), False),
+        (sandbox(phase="Running", ref="p-0", deleting=True), False),
+        # past new without it: started cold, or from another WarmPod
+        (sandbox(phase="Creating"), True),
+        (sandbox(phase="Running", pod="sandbox-sb"), True),
+        (sandbox(phase="Running", ref="p-9"), True),
+        # ending without it
+        (sandbox(deleting=True), True),
+        (sandbox(phase="Failed"), True),
+        (sandbox(phase="Terminated", ref="p-9"), True),
+    ],
+)
+def test_is_stray_claim(obj: sandbox_model.Sandbox, stray: bool) -> None:
+    assert claim.is_stray_claim(obj, warm_pod=("ns", "p-0")) is stray
+
+
+def pod(
+    controller_uid: str | None, *, name: str = "p-0-abc", deleting: bool = False
+) -> dict[str, Any]:
+    metadata: dict[str, Any] = {"name": name}
+    if controller_uid is not None:
+        metadata["ownerReferences"] = [{"uid": controller_uid, "controller": True, "kind": "X"}]
+    if deleting:
+        metadata["deletionTimestamp"] = "2025-06-01T12:00:00Z"
+    return {"metadata": metadata}
+
+
+@pytest.mark.parametrize(
+    ("found", "sandbox_pod", "allowed"),
+    [
+        (pod("wp-uid"), None, True),  # still the WarmPod's
+        (pod(UID), "sandbox-sb", True),  # adopted, but the sandbox runs on its cold pod
+        (pod(UID), None, True),
+        (pod(UID), "p-0-abc", False),  # the pod the sandbox runs on
+        (pod("someone-else"), None, False),
+        (pod(None), None, False),
+        (pod("wp-uid", deleting=True), None, False),
+        (None, None, False),
+    ],
+)
+def test_may_discard_pod(
+    found: dict[str, Any] | None, sandbox_pod: str | None, allowed: bool
+) -> None:
+    assert (
+        claim.may_discard_pod(
+            found, warm_pod_uid="wp-uid", sandbox_uid=UID, sandbox_pod_name=sandbox_pod
+        )
+        is allowed
+    )
+
+
+def test_the_ready_queue_feed_ignores_hints_of_pod_changes_only() -> None:
+    at = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
+
+    def payload(child: messages.ChildChange | None) -> bytes:
+        return codec.encode(
+            messages.ChangeEvent(
+                kind="warmpod",
+                namespace="ns",
+                name="py-0",
+                resource_version=None if child else "7",
+                event_type="MODIFIED",
+                observed_at=at,
+                child=child,
+            )
+        )
+
+    pod = messages.ChildChange(resource="pod", resource_version="9", event_type="MODIFIED")
+    assert warm._only_a_pod_changed(payload(pod))
+    assert not warm._only_a_pod_changed(payload(None))  # the WarmPod's own status
+    assert not warm._only_a_pod_changed(b"not json")  # unreadable: read the WarmPod

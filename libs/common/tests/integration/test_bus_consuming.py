@@ -23,7 +23,7 @@ import pytest
 
 from lss_common import errors
 from lss_common import settings as settings_module
-from lss_common.bus import consuming, outcomes, publishing, topology
+from lss_common.bus import codec, consuming, outcomes, publishing, topology
 from lss_common.logic import subjects
 from lss_common.models import messages
 from lss_common.testing import bus as testing_bus
@@ -333,9 +333,15 @@ async def test_a_pass_is_told_how_many_hints_ride_along(nats_url: str) -> None:
         first_running = asyncio.Event()
         release = asyncio.Event()
         riders: dict[str, int] = {}
+        carried: dict[str, list[str | None]] = {}
 
         async def body(message: messages.ChangeEvent, delivered: int) -> outcomes.Outcome:
-            riders[message.resource_version or ""] = consuming.current_delivery().riders
+            delivery = consuming.current_delivery()
+            riders[message.resource_version or ""] = delivery.riders
+            carried[message.resource_version or ""] = [
+                codec.decode(data, message_type=messages.ChangeEvent).resource_version
+                for data in delivery.rider_data
+            ]
             if message.resource_version == "0":
                 first_running.set()
                 await release.wait()
@@ -350,6 +356,7 @@ async def test_a_pass_is_told_how_many_hints_ride_along(nats_url: str) -> None:
             release.set()
             await wait_for(lambda: outcome_count(bus, "ack") == 5, "all acked")
         assert riders == {"0": 0, "1": 3}
+        assert carried == {"0": [], "1": ["2", "3", "4"]}  # the riders' payloads, in order
 
 
 def coalesced(bus: testing_bus.Bus) -> float:

@@ -57,7 +57,22 @@ def test_everything_else_runs_a_pass(
 def test_a_hint_other_hints_ride_along_on_runs_a_pass(written: revisions.WrittenRevisions) -> None:
     # The riders (say, the pod became Ready) are acknowledged with this hint's outcome: only
     # a pass observes what they announce.
-    assert not own_writes.is_own_write(hint("MODIFIED", "42"), written=written, riders=1)
+    someone_elses = hint("MODIFIED", "43")
+    assert not own_writes.is_own_write(
+        hint("MODIFIED", "42"), written=written, riders=[someone_elses]
+    )
+    unreadable = None
+    assert not own_writes.is_own_write(hint("MODIFIED", "42"), written=written, riders=[unreadable])
+
+
+def test_a_hint_whose_riders_are_all_own_writes_is_skipped(
+    written: revisions.WrittenRevisions,
+) -> None:
+    # Our creates of a sandbox's children arrive together while the pass that made them
+    # runs; none of them needs a pass (the pod-Ready hint behind them then runs at once).
+    written.add("44")
+    riders = [hint("ADDED", "44"), hint("MODIFIED", "42")]
+    assert own_writes.is_own_write(hint("MODIFIED", "42"), written=written, riders=riders)
 
 
 def test_a_redelivered_hint_runs_a_pass(written: revisions.WrittenRevisions) -> None:

@@ -77,7 +77,7 @@ class Handler:
     async def handle(self, event: messages.ChangeEvent) -> outcomes.Outcome:
         if event.namespace is None:
             raise errors.InvalidMessage(f"{event.kind} hint without a namespace")
-        if may_skip(event) and own_writes.is_current_own_write(event, written=self._written):
+        if own_writes.is_current_own_write(event, written=self._written, may_skip=may_skip):
             self._metrics.own_write_hints_total.inc()
             return outcomes.DONE
         with logs.bind(kind=event.kind, namespace=event.namespace, name=event.name):

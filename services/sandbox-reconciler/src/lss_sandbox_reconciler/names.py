@@ -38,10 +38,6 @@ class Policy(enum.StrEnum):
     DENY = "deny"
     """Default deny, ingress and egress, with egress to the cluster DNS and ingress from the
     LLMSafeSpace API to the agent port (the allowances every sandbox has)."""
-    DNS = "dns"
-    """Legacy: egress to the cluster DNS, now part of ``deny`` (old ones are deleted)."""
-    API = "api"
-    """Legacy: ingress from the API to the agent port, now part of ``deny``."""
     INGRESS = "ingress"
     """Ingress opened by networkAccess.ingress or profile CIDR rules."""
     EGRESS = "egress"

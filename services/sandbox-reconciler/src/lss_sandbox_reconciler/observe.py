@@ -480,8 +480,6 @@ class _ByName:
 POLICY_NAMES: Final[dict[str, tuple[names.Policy, ...]]] = {
     objects.NETWORK_POLICY.kind: (
         names.Policy.DENY,
-        names.Policy.DNS,
-        names.Policy.API,
         names.Policy.INGRESS,
         names.Policy.EGRESS,
     ),

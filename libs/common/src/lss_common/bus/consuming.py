@@ -78,7 +78,10 @@ class Delivery:
     riders: int = 0
     """Hints of the same subject that arrived while this one was queued. They are settled
     with this message's outcome, on the promise that its pass observes what they announce:
-    a handler that would skip the work for this message itself must not skip it then."""
+    a handler that would skip the work for this message itself must not skip it then —
+    unless each of them could be skipped too (``rider_data``)."""
+    rider_data: tuple[bytes, ...] = ()
+    """The riders' payloads, in arrival order."""
 
 
 _current_delivery: contextvars.ContextVar[Delivery | None] = contextvars.ContextVar(
@@ -294,7 +297,7 @@ class Consumer(typing.Generic[T]):
             return  # already nak'ed by the shutdown drain, riders with it
         held.running = True
         started = time.monotonic()
-        delivery = _delivery_of(msg, stream=self._stream, riders=len(riders))
+        delivery = _delivery_of(msg, stream=self._stream, riders=riders)
         with (
             logs.bind(
                 subject=delivery.subject,
@@ -474,7 +477,7 @@ class Consumer(typing.Generic[T]):
             await self._settle(held.msg, _Verdict(Outcome.NAK, Outcome.NAK))
 
 
-def _delivery_of(msg: nats.aio.msg.Msg, *, stream: str, riders: int) -> Delivery:
+def _delivery_of(msg: nats.aio.msg.Msg, *, stream: str, riders: list[nats.aio.msg.Msg]) -> Delivery:
     metadata = msg.metadata
     return Delivery(
         subject=msg.subject,
@@ -482,7 +485,8 @@ def _delivery_of(msg: nats.aio.msg.Msg, *, stream: str, riders: int) -> Delivery
         stream_seq=metadata.sequence.stream,
         num_delivered=metadata.num_delivered,
         msg_id=(msg.headers or {}).get(api.Header.MSG_ID.value),
-        riders=riders,
+        riders=len(riders),
+        rider_data=tuple(rider.data for rider in riders),
     )
 
 

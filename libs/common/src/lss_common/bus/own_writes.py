@@ -10,15 +10,19 @@ the hint of its write. The rules, for every service:
   it from that hint) and never a resync hint (the safety net for anything lost);
 - only on its first delivery — a redelivered hint is a re-check a pass asked for
   (``RequeueAfter``) or a retry;
-- only when no other hint rides along on it (``Delivery.riders``): those are acknowledged
-  with it and announce changes this process did not make.
+- only when every hint riding along on it (``Delivery.rider_data``) announces an own write
+  too: they are acknowledged with it, and one announcing someone else's change needs the
+  pass (a pod that became Ready while our status write's hint was queued).
 
 Pure apart from reading the current delivery.
 """
 
 from __future__ import annotations
 
-from lss_common.bus import consuming
+from collections.abc import Callable, Sequence
+
+from lss_common import errors
+from lss_common.bus import codec, consuming
 from lss_common.logic import revisions
 from lss_common.models import messages
 
@@ -27,38 +31,53 @@ def is_own_write(
     event: messages.ChangeEvent,
     *,
     written: revisions.WrittenRevisions | None,
-    riders: int = 0,
     num_delivered: int = 1,
+    riders: Sequence[messages.ChangeEvent | None] = (),
 ) -> bool:
-    """The rules above."""
+    """The rules above. ``riders``: the hints riding along (None: one that cannot be read);
+    the hint is skipped only if every one of them announces an own write too."""
+    return (
+        written is not None
+        and num_delivered == 1
+        and _announces_own_write(event, written=written)
+        and all(
+            rider is not None and _announces_own_write(rider, written=written) for rider in riders
+        )
+    )
+
+
+def _announces_own_write(
+    event: messages.ChangeEvent, *, written: revisions.WrittenRevisions
+) -> bool:
     change = event.child
     version = change.resource_version if change is not None else event.resource_version
     event_type = change.event_type if change is not None else event.event_type
-    return (
-        written is not None
-        and riders == 0
-        and num_delivered == 1
-        and event_type in ("ADDED", "MODIFIED")
-        and version in written
-    )
+    return event_type in ("ADDED", "MODIFIED") and version in written
 
 
 def is_current_own_write(
     event: messages.ChangeEvent,
     *,
     written: revisions.WrittenRevisions | None,
+    may_skip: Callable[[messages.ChangeEvent], bool] = lambda _: True,
 ) -> bool:
     """:func:`is_own_write` for the delivery being handled (outside a consume loop: a first
-    delivery with nothing riding along)."""
+    delivery with nothing riding along); ``may_skip`` is the service's own restriction,
+    applied to the hint and to every rider."""
+    if written is None or not may_skip(event):
+        return False
     try:
         delivery = consuming.current_delivery()
     except RuntimeError:
-        riders, delivered = 0, 1
-    else:
-        riders, delivered = delivery.riders, delivery.num_delivered
-    return is_own_write(
-        event,
-        written=written,
-        riders=riders,
-        num_delivered=delivered,
-    )
+        return is_own_write(event, written=written)
+    riders = [_decoded(data) for data in delivery.rider_data]
+    if any(rider is not None and not may_skip(rider) for rider in riders):
+        return False
+    return is_own_write(event, written=written, num_delivered=delivery.num_delivered, riders=riders)
+
+
+def _decoded(data: bytes) -> messages.ChangeEvent | None:
+    try:
+        return codec.decode(data, message_type=messages.ChangeEvent)
+    except errors.InvalidMessage:
+        return None

@@ -188,7 +188,15 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         processes.append(
             cold_bench._start(
                 "lss_pool_manager",
-                cold_bench._env(pool, ("nats", "kube", "http", "consumer", "pool")),
+                {
+                    **cold_bench._env(pool, ("nats", "kube", "http", "consumer", "pool")),
+                    # As deploy/docker/service.Dockerfile runs it (0: glibc's default).
+                    **(
+                        {"MALLOC_MMAP_THRESHOLD_": str(args.malloc_mmap_threshold)}
+                        if args.malloc_mmap_threshold
+                        else {}
+                    ),
+                },
                 logs / f"{namespace}-pool.log",
             )
         )
@@ -329,6 +337,13 @@ def main() -> int:
         help="fill timeout per WarmPod (at least 180 s in all)",
     )
     parser.add_argument("--out", type=pathlib.Path, default=RESULTS, help="results JSON")
+    parser.add_argument(
+        "--malloc-mmap-threshold",
+        type=int,
+        default=131072,
+        help="MALLOC_MMAP_THRESHOLD_ for the pool manager, as the images set it (0: glibc's "
+        "default, which keeps freed connection buffers resident)",
+    )
     args = parser.parse_args()
     results = asyncio.run(run(args))
     out: pathlib.Path = args.out

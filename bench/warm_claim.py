@@ -13,7 +13,10 @@ ConfigMap) taken in the same run, right before the phase and at the phase's conc
 both see the same machine and the same API server queueing:
 
 * **warm** at 1, 10 and 50 concurrent creates, in rounds; each round is preceded by a batch
-  of as many concurrent bare creates (the pool refills between rounds; an unrecorded batch
+  of as many concurrent bare creates (with ``--settle``, the default, a round starts once
+  the previous round's sandboxes are deleted and the pool is full again, so the claims and
+  their floor see the same quiet API server — the sustained phase measures claims beside
+  deletions and refills; an unrecorded batch
   before it opens the client's connections, so neither side pays the TLS handshakes). Reported per
   concurrency: warm and floor p50/p95/p99, and their ratios (the issue's targets are at 10
   concurrent: warm p50 ≤ 3 and p99 ≤ 10 times the floor);
@@ -50,6 +53,7 @@ import nats
 import prometheus_client
 from nats.js import api
 
+from lss_common import errors
 from lss_common import settings as common_settings
 from lss_common.bus import codec, topology
 from lss_common.kube import client, objects
@@ -237,6 +241,22 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             )
         )
 
+    async def settle(names: list[str]) -> None:
+        """Until the round's sandboxes are gone and the pool is full again."""
+
+        async def gone(name: str) -> None:
+            while True:
+                try:
+                    await objects.get_object(
+                        kube, resource=objects.SANDBOX, name=name, namespace=namespace
+                    )
+                except errors.NotFoundError:
+                    return
+                await asyncio.sleep(0.02)
+
+        await asyncio.gather(*(gone(n) for n in names))
+        await pods.wait_ready(args.pool_size)
+
     pods = warmpods.WarmPods()
     floor: dict[str, list[float]] = {f"concurrency_{c}": [] for c in CONCURRENCIES}
     floor["beside_cold"] = []
@@ -286,6 +306,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                         else:
                             warm_fallbacks[concurrency] += 1
                     await delete_boxes(names)
+                    if args.settle:
+                        await settle(names)
             for index in range(args.cold_count):
                 floor["beside_cold"].append(await floor_sample())
                 cold.append(await create_box(f"cold-{index}", resources={"cpu": "1"}))
@@ -458,6 +480,14 @@ def main() -> int:
     )
     parser.add_argument(
         "--out", type=pathlib.Path, default=RESULTS, help="results JSON; the PNG goes beside it"
+    )
+    parser.add_argument(
+        "--settle",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="start each warm round once the previous round's sandboxes are gone and the "
+        "pool is full again (--no-settle: their deletion and the refill overlap the next "
+        "round, as in the sustained phase)",
     )
     args = parser.parse_args()
     results = asyncio.run(run(args))

@@ -103,9 +103,15 @@ class ConsumerSettings(BaseModel):
         "always handled serially).",
     )
     max_ack_pending: int = Field(
-        default=1024,
+        # Services keep one delayed re-check (a nak with a delay, unacknowledged meanwhile)
+        # per live object: a sandbox's lifetime end, a WarmPod's heartbeat. At 1,024 a pool
+        # manager with 1,000 WarmPods held 1,010 and was about to stall
+        # (bench/pool_manager_memory.py). Flow control is ``concurrency``, per process.
+        default=262_144,
         ge=1,
-        description="In-flight cap across all replicas of the service (JetStream consumer).",
+        description="Unacknowledged messages across all replicas of the service (JetStream "
+        "consumer), delayed re-checks included: must exceed the live objects the service "
+        "watches over (sandboxes, or WarmPods and pools) times its replicas.",
     )
     ack_wait_seconds: float = Field(
         default=30.0,

@@ -419,7 +419,7 @@ class Observer:
             is not None
         )
         if self._cilium is None or self._cilium[0] != found:
-            _log.info("cilium network policies detected", extra={"available": found})
+            _log.info("cilium network policy support checked", extra={"available": found})
         self._cilium = (found, now)
         return found
 

@@ -38,22 +38,17 @@ import platform as platform_info
 import statistics
 import sys
 import time
-import uuid
 from typing import Any
 
 import nats
-import prometheus_client
 from nats.js import JetStreamContext
 
 from lss_common import settings as common_settings
 from lss_common.bus import topology
-from lss_common.kube import client, objects
+from lss_common.kube import objects
 from lss_common.models import kinds
-from lss_common.observability import metrics as shared_metrics
 from lss_dev import controlplane
-from lss_dev import platform as platform_module
 from lss_pool_manager import settings as pool_settings
-from lss_watcher import testing as watcher_testing
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 # Sibling modules: the cold bench's helpers (process start, readiness), the WarmPod watch.
@@ -134,40 +129,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     if args.warm_pods % args.pools or args.pools % args.stages:
         raise SystemExit("--warm-pods must divide into --pools, --pools into --stages")
     per_pool = args.warm_pods // args.pools
-    state = pathlib.Path(args.state_dir)
-    plat = platform_module.Platform(state)
-    await asyncio.to_thread(plat.up)
-    logs = state / "bench-logs"
-    logs.mkdir(parents=True, exist_ok=True)
-    kube_api = await client.create_api_client(
-        common_settings.KubeSettings(kubeconfig=str(plat.kubeconfig))
-    )
-    kube = client.Kube(
-        api=kube_api,
-        request_timeout_seconds=30,
-        metrics=shared_metrics.KubeMetrics.register(prometheus_client.CollectorRegistry()),
-    )
-    namespace = f"bench-poolmem-{uuid.uuid4().hex[:6]}"
-    await objects.create_object(
-        kube,
-        resource=objects.NAMESPACE,
-        body={"metadata": {"name": namespace, "labels": cold_bench.PSS}},
-    )
-    language = f"bench{uuid.uuid4().hex[:6]}"
-    runtime_name = f"{language}-1-0"
-    await objects.create_object(
-        kube,
-        resource=objects.RUNTIME_ENVIRONMENT,
-        body={
-            "apiVersion": kinds.API_VERSION,
-            "kind": "RuntimeEnvironment",
-            "metadata": {"name": runtime_name},
-            "spec": {"image": cold_bench.IMAGE, "language": language, "version": "1.0"},
-        },
-    )
-    watcher_settings = watcher_testing.isolated_settings(
-        kubeconfig=str(plat.kubeconfig), nats_url=plat.nats_url, namespace=namespace
-    )
+    setup = await cold_bench.open_setup(args.state_dir, prefix="bench-poolmem")
+    plat, logs, kube_api, kube = setup.plat, setup.logs, setup.kube_api, setup.kube
+    namespace, language, runtime_name = setup.namespace, setup.language, setup.runtime_name
+    watcher_settings = setup.watcher_settings
     ports = {name: controlplane.free_port() for name in ("watcher", "pool")}
     watcher_settings = watcher_settings.model_copy(
         update={"http": watcher_settings.http.model_copy(update={"port": ports["watcher"]})}

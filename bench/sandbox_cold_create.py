@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import datetime
 import json
 import os
@@ -53,6 +54,7 @@ from lss_common.observability import metrics as shared_metrics
 from lss_dev import controlplane
 from lss_dev import platform as platform_module
 from lss_sandbox_reconciler import settings as reconciler_settings
+from lss_watcher import settings as watcher_settings_module
 from lss_watcher import testing as watcher_testing
 
 RESULTS = pathlib.Path(__file__).resolve().parent / "results" / "sandbox_cold_create.json"
@@ -177,8 +179,25 @@ class Arrivals:
         return await asyncio.wait_for(future, timeout_seconds)
 
 
-async def run(args: argparse.Namespace) -> dict[str, Any]:
-    state = pathlib.Path(args.state_dir)
+@dataclasses.dataclass(frozen=True, slots=True)
+class Setup:
+    """What every bench starts from: the platform, a client, a restricted namespace, a
+    RuntimeEnvironment of its own and a watcher's settings isolated to that namespace."""
+
+    plat: platform_module.Platform
+    logs: pathlib.Path
+    kube_api: k8s_client.ApiClient
+    kube: client.Kube
+    namespace: str
+    language: str
+    runtime_name: str
+    watcher_settings: watcher_settings_module.WatcherSettings
+
+
+async def open_setup(state_dir: str, *, prefix: str) -> Setup:
+    """Start the platform in ``state_dir`` if needed, then create the bench's namespace
+    (``<prefix>-<random>``, Pod Security ``restricted``) and RuntimeEnvironment."""
+    state = pathlib.Path(state_dir)
     plat = platform_module.Platform(state)
     await asyncio.to_thread(plat.up)
     logs = state / "bench-logs"
@@ -191,7 +210,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         request_timeout_seconds=30,
         metrics=shared_metrics.KubeMetrics.register(prometheus_client.CollectorRegistry()),
     )
-    namespace = f"bench-cold-{uuid.uuid4().hex[:6]}"
+    namespace = f"{prefix}-{uuid.uuid4().hex[:6]}"
     await objects.create_object(
         kube,
         resource=objects.NAMESPACE,
@@ -209,9 +228,25 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "spec": {"image": IMAGE, "language": language, "version": "1.0"},
         },
     )
-    watcher_settings = watcher_testing.isolated_settings(
-        kubeconfig=str(plat.kubeconfig), nats_url=plat.nats_url, namespace=namespace
+    return Setup(
+        plat=plat,
+        logs=logs,
+        kube_api=kube_api,
+        kube=kube,
+        namespace=namespace,
+        language=language,
+        runtime_name=runtime_name,
+        watcher_settings=watcher_testing.isolated_settings(
+            kubeconfig=str(plat.kubeconfig), nats_url=plat.nats_url, namespace=namespace
+        ),
     )
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    setup = await open_setup(args.state_dir, prefix="bench-cold")
+    plat, logs, kube_api, kube = setup.plat, setup.logs, setup.kube_api, setup.kube
+    namespace, language, runtime_name = setup.namespace, setup.language, setup.runtime_name
+    watcher_settings = setup.watcher_settings
     watcher_port = controlplane.free_port()
     watcher_settings = watcher_settings.model_copy(
         update={

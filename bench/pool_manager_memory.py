@@ -154,7 +154,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             cold_bench._start(
                 "lss_pool_manager",
                 {
-                    **cold_bench._env(pool, ("nats", "kube", "http", "consumer", "pool")),
+                    **common_settings.environment_of(
+                        pool, groups=("nats", "kube", "http", "consumer", "pool")
+                    ),
                     # As deploy/docker/service.Dockerfile runs it (0: glibc's default).
                     **(
                         {"MALLOC_MMAP_THRESHOLD_": str(args.malloc_mmap_threshold)}
@@ -168,7 +170,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         processes.append(
             cold_bench._start(
                 "lss_watcher",
-                cold_bench._env(watcher_settings, ("nats", "kube", "http", "consumer", "watcher")),
+                common_settings.environment_of(
+                    watcher_settings, groups=("nats", "kube", "http", "consumer", "watcher")
+                ),
                 logs / f"{namespace}-watcher.log",
             )
         )

@@ -65,22 +65,6 @@ PSS = {
 IMAGE = "ghcr.io/llmsafespace/runtime-python:3.11"
 
 
-def _env(settings: Any, groups: tuple[str, ...]) -> dict[str, str]:
-    env = {"LSS_SERVICE_NAME": settings.service_name}
-    for group in groups:
-        for field, value in getattr(settings, group).model_dump(mode="json").items():
-            if value is None:
-                continue
-            if isinstance(value, bool):
-                text = "true" if value else "false"
-            elif isinstance(value, list | dict):
-                text = json.dumps(value)
-            else:
-                text = str(value)
-            env[f"LSS_{group.upper()}__{field.upper()}"] = text
-    return env
-
-
 def _start(module: str, env: dict[str, str], log: pathlib.Path) -> subprocess.Popen[bytes]:
     with log.open("ab") as out:
         return subprocess.Popen(
@@ -304,12 +288,16 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     pod_watch = asyncio.create_task(watch_pods())
     reconciler = _start(
         "lss_sandbox_reconciler",
-        _env(settings, ("nats", "kube", "http", "consumer", "sandbox", "reconcile")),
+        common_settings.environment_of(
+            settings, groups=("nats", "kube", "http", "consumer", "sandbox", "reconcile")
+        ),
         logs / f"{namespace}-reconciler.log",
     )
     watcher = _start(
         "lss_watcher",
-        _env(watcher_settings, ("nats", "kube", "http", "consumer", "watcher")),
+        common_settings.environment_of(
+            watcher_settings, groups=("nats", "kube", "http", "consumer", "watcher")
+        ),
         logs / f"{namespace}-watcher.log",
     )
     cold: list[float] = []

@@ -136,14 +136,16 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     processes = [
         cold_bench._start(
             "lss_sandbox_reconciler",
-            cold_bench._env(
-                rec, ("nats", "kube", "http", "consumer", "sandbox", "reconcile", "warm")
+            common_settings.environment_of(
+                rec, groups=("nats", "kube", "http", "consumer", "sandbox", "reconcile", "warm")
             ),
             logs / f"{namespace}-reconciler.log",
         ),
         cold_bench._start(
             "lss_pool_manager",
-            cold_bench._env(pool, ("nats", "kube", "http", "consumer", "pool")),
+            common_settings.environment_of(
+                pool, groups=("nats", "kube", "http", "consumer", "pool")
+            ),
             logs / f"{namespace}-pool.log",
         ),
     ]
@@ -233,7 +235,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     try:
         watcher = cold_bench._start(
             "lss_watcher",
-            cold_bench._env(watcher_settings, ("nats", "kube", "http", "consumer", "watcher")),
+            common_settings.environment_of(
+                watcher_settings, groups=("nats", "kube", "http", "consumer", "watcher")
+            ),
             logs / f"{namespace}-watcher.log",
         )
         processes.append(watcher)

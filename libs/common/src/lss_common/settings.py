@@ -7,6 +7,9 @@ explicitly; there is no global. ``docs/configuration.md`` is generated from thes
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterable
+
 from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -209,3 +212,22 @@ class CommonSettings(BaseSettings):
     http: HttpSettings = Field(default_factory=HttpSettings)
     tracing: TracingSettings = Field(default_factory=TracingSettings)
     log: LogSettings = Field(default_factory=LogSettings)
+
+
+def environment_of(settings: CommonSettings, *, groups: Iterable[str]) -> dict[str, str]:
+    """``settings`` as the ``LSS_*`` environment that reproduces them in another process:
+    ``LSS_SERVICE_NAME`` and ``LSS_<GROUP>__<FIELD>`` for every set field of ``groups``
+    (lists and mappings as JSON, booleans as ``true``/``false``)."""
+    env = {"LSS_SERVICE_NAME": settings.service_name}
+    for group in groups:
+        for field, value in getattr(settings, group).model_dump(mode="json").items():
+            if value is None:
+                continue
+            if isinstance(value, bool):
+                text = "true" if value else "false"
+            elif isinstance(value, list | dict):
+                text = json.dumps(value)
+            else:
+                text = str(value)
+            env[f"LSS_{group.upper()}__{field.upper()}"] = text
+    return env

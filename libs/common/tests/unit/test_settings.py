@@ -78,3 +78,26 @@ def test_configuration_doc_is_current() -> None:
         "docs/configuration.md is out of date: run "
         "`uv run python -m lss_common.settings_doc --output docs/configuration.md`"
     )
+
+
+def test_environment_of_reproduces_the_settings_in_another_process(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    groups = ("nats", "kube", "consumer", "http", "log")
+    original = settings.CommonSettings(
+        service_name="pool-manager",
+        nats=settings.NatsSettings(url="nats://nats.example:4222"),
+        kube=settings.KubeSettings(kubeconfig="/etc/kube/config", max_connections=8),
+        consumer=settings.ConsumerSettings(concurrency=7, backoff_seconds=[0.5, 2.0]),
+        log=settings.LogSettings(json_format=False),
+    )
+    env = settings.environment_of(original, groups=groups)
+    assert env["LSS_CONSUMER__BACKOFF_SECONDS"] == "[0.5, 2.0]"  # lists as JSON
+    assert env["LSS_LOG__JSON_FORMAT"] == "false"
+    assert "LSS_KUBE__CONTEXT" not in env  # unset stays unset
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    rebuilt = settings.CommonSettings()
+    assert rebuilt.service_name == original.service_name
+    for group in groups:
+        assert getattr(rebuilt, group) == getattr(original, group)

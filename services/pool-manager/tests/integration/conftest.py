@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
-import json
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -93,19 +92,9 @@ def pool_settings(
 
 def environment(settings: settings_module.PoolManagerSettings) -> dict[str, str]:
     """``settings`` as ``LSS_*`` variables for ``python -m lss_pool_manager``."""
-    env = {"LSS_SERVICE_NAME": settings.service_name}
-    for group in ("nats", "kube", "http", "consumer", "pool"):
-        for field, value in getattr(settings, group).model_dump().items():
-            if value is None:
-                continue
-            if isinstance(value, bool):
-                text = "true" if value else "false"
-            elif isinstance(value, list | dict):
-                text = json.dumps(value)
-            else:
-                text = str(value)
-            env[f"LSS_{group.upper()}__{field.upper()}"] = text
-    return env
+    return common_settings.environment_of(
+        settings, groups=("nats", "kube", "http", "consumer", "pool")
+    )
 
 
 class RunningPoolManager:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
-import json
 import os
 import socket
 import subprocess
@@ -74,19 +73,12 @@ def reconciler_settings(
 
 def environment(settings: settings_module.SandboxReconcilerSettings) -> dict[str, str]:
     """``settings`` as the ``LSS_*`` environment of a ``python -m lss_sandbox_reconciler``."""
-    env = {"LSS_SERVICE_NAME": settings.service_name, "LSS_LOG__JSON_FORMAT": "true"}
-    for group in ("nats", "kube", "http", "consumer", "sandbox", "reconcile"):
-        for field, value in getattr(settings, group).model_dump(mode="json").items():
-            if value is None:
-                continue
-            if isinstance(value, bool):
-                text = "true" if value else "false"
-            elif isinstance(value, list | dict):
-                text = json.dumps(value)
-            else:
-                text = str(value)
-            env[f"LSS_{group.upper()}__{field.upper()}"] = text
-    return env
+    return {
+        **common_settings.environment_of(
+            settings, groups=("nats", "kube", "http", "consumer", "sandbox", "reconcile")
+        ),
+        "LSS_LOG__JSON_FORMAT": "true",
+    }
 
 
 class RunningReconciler:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import json
 import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -71,16 +70,9 @@ def isolated_settings(
 
 def environment(settings: settings_module.WatcherSettings) -> dict[str, str]:
     """``settings`` as the ``LSS_*`` environment of a ``python -m lss_watcher`` process."""
-    env = {"LSS_SERVICE_NAME": settings.service_name}
-    for group in ("nats", "kube", "http", "watcher", "consumer"):
-        for field, value in getattr(settings, group).model_dump().items():
-            if value is None:
-                continue
-            text = json.dumps(value) if isinstance(value, list | dict) else str(value)
-            if isinstance(value, bool):
-                text = "true" if value else "false"
-            env[f"LSS_{group.upper()}__{field.upper()}"] = text
-    return env
+    return common_settings.environment_of(
+        settings, groups=("nats", "kube", "http", "watcher", "consumer")
+    )
 
 
 class RunningWatcher:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import pathlib
+import socket
 import subprocess
 import sys
 
@@ -245,3 +247,38 @@ async def test_fate_images_give_pods_their_fate(
 
     observed = await eventually.eventually(has_fate, timeout_seconds=30, describe=f"fate {fate}")
     assert not _is_ready(observed)
+
+
+@pytest.mark.parametrize("component", ["kwok", "nats-server"])
+def test_a_port_taken_before_start_up_is_replaced(tmp_path: pathlib.Path, component: str) -> None:
+    """Ports are chosen free and bound later: another process can take one in between.
+    ``up`` gives that component new ports and starts it again."""
+    state = tmp_path / "platform"
+    state.mkdir()
+    names = ("etcd", "etcd_peer", "apiserver", "kwok", "nats", "nats_monitor")
+    ports = {name: controlplane.free_port() for name in names}
+    taken = "kwok" if component == "kwok" else "nats"
+    moved = {"kwok": ("kwok",), "nats": ("nats", "nats_monitor")}[taken]
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        ports[taken] = squatter.getsockname()[1]
+        (state / "ports.json").write_text(json.dumps(ports))
+        plat = platform_mod.Platform(state, nodes=1)
+        try:
+            plat.up()
+            now = json.loads((state / "ports.json").read_text())
+            assert now[taken] != ports[taken]
+            assert {k: v for k, v in now.items() if k not in moved and k in names} == {
+                k: v for k, v in ports.items() if k not in moved
+            }
+            ready = plat.control_plane.kubectl(
+                "get",
+                "nodes",
+                "-o",
+                'jsonpath={.items[*].status.conditions[?(@.type=="Ready")].status}',
+            )
+            assert ready.split() == ["True"]
+            assert plat.status()["nats_reachable"] is True
+        finally:
+            plat.down()

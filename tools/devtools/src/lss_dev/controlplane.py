@@ -46,6 +46,24 @@ def free_port() -> int:
         return port
 
 
+class PortTaken(RuntimeError):
+    """A component could not bind its port: another process took it after it was chosen
+    (ports are picked free, then bound later by the component; the gap is a race)."""
+
+    def __init__(self, component: str, log: str) -> None:
+        super().__init__(f"{component} could not bind its port; its log ends with:\n{log}")
+        self.component = component
+
+
+def port_taken(log: str, *, ports: tuple[int, ...]) -> bool:
+    """Whether ``log`` says one of ``ports`` was in use (the log keeps earlier attempts' lines,
+    which name the ports given up)."""
+    return any(
+        "address already in use" in line and any(f":{port}" in line for port in ports)
+        for line in log.splitlines()
+    )
+
+
 @dataclass
 class ControlPlane:
     """One control plane whose files live under ``state_dir``."""
@@ -254,6 +272,9 @@ class ControlPlane:
         self.wait_apiserver()
         for name in ("kube-controller-manager", "kube-scheduler", "kwok"):
             self.start_component(name)
+        # kwok logs a lost port and may keep running without its server (its nodes then
+        # never become Ready): wait until the server answers with our certificate.
+        self._wait("kwok", self._kwok_serving, timeout=30)
         self.bootstrap(nodes=nodes)
 
     def start_component(self, name: str) -> None:
@@ -274,6 +295,9 @@ class ControlPlane:
             if check():
                 return
             if processes.pid_of(name, state_dir=self.state_dir) is None:
+                log = processes.tail(name, state_dir=self.state_dir)
+                if port_taken(log, ports=self._ports_of(name)):
+                    raise PortTaken(name, log)
                 raise RuntimeError(
                     f"{name} exited during start-up; its log ends with:\n"
                     + processes.tail(name, state_dir=self.state_dir)
@@ -283,6 +307,28 @@ class ControlPlane:
             f"{name} not ready after {timeout:.0f}s; its log ends with:\n"
             + processes.tail(name, state_dir=self.state_dir)
         )
+
+    def _kwok_serving(self) -> bool:
+        log = processes.tail("kwok", state_dir=self.state_dir)
+        if port_taken(log, ports=(self.kwok_port,)):
+            processes.stop("kwok", state_dir=self.state_dir)
+            raise PortTaken("kwok", log)
+        try:
+            with urllib.request.urlopen(
+                f"https://127.0.0.1:{self.kwok_port}/healthz", context=self._ssl(), timeout=2
+            ):
+                return True
+        except urllib.error.HTTPError:
+            return True  # it answered, with our CA's certificate: it is serving
+        except (urllib.error.URLError, OSError):
+            return False
+
+    def _ports_of(self, name: str) -> tuple[int, ...]:
+        return {
+            "etcd": (self.etcd_port, self.etcd_peer_port),
+            "kube-apiserver": (self.apiserver_port,),
+            "kwok": (self.kwok_port,),
+        }.get(name, ())
 
     def _ssl(self) -> ssl.SSLContext:
         ctx = ssl.create_default_context(cafile=str(self.pki.ca_cert))

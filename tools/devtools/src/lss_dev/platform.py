@@ -16,6 +16,15 @@ from pathlib import Path
 from lss_dev import build, controlplane, natsserver, processes
 
 NATS = "nats-server"
+_PORT_ATTEMPTS = 3
+_COMPONENT_PORTS: dict[str, tuple[str, ...]] = {
+    "etcd": ("etcd", "etcd_peer"),
+    "kube-apiserver": ("apiserver",),
+    "kwok": ("kwok",),
+    NATS: ("nats", "nats_monitor"),
+}
+"""The ports.json entries each component binds (the controller manager and the scheduler
+bind none of ours)."""
 
 
 @dataclass
@@ -76,9 +85,24 @@ class Platform:
     # -- lifecycle --------------------------------------------------------------------
 
     def up(self) -> None:
-        self.start_nats()
-        self.control_plane.start(nodes=self.nodes)
-        self.wait_nats()
+        for attempt in range(_PORT_ATTEMPTS):
+            try:
+                self.start_nats()
+                self.control_plane.start(nodes=self.nodes)
+                self.wait_nats()
+                return
+            except controlplane.PortTaken as taken:
+                if attempt + 1 == _PORT_ATTEMPTS:
+                    raise
+                # Another process bound the port between its choice and its use: give the
+                # component new ports and start it again (its data and PKI are kept).
+                processes.stop(taken.component, state_dir=self.state_dir)
+                self._reallocate(_COMPONENT_PORTS[taken.component])
+
+    def _reallocate(self, names: tuple[str, ...]) -> None:
+        for name in names:
+            self._ports[name] = controlplane.free_port()
+        (self.state_dir / "ports.json").write_text(json.dumps(self._ports))
 
     def down(self) -> None:
         self.control_plane.stop()
@@ -107,12 +131,16 @@ class Platform:
             if controlplane._http_ok(url):
                 return
             if processes.pid_of(NATS, state_dir=self.state_dir) is None:
+                log = processes.tail(NATS, state_dir=self.state_dir)
+                ports = (self._ports["nats"], self._ports["nats_monitor"])
+                if controlplane.port_taken(log, ports=ports):
+                    raise controlplane.PortTaken(NATS, log)
                 raise RuntimeError(
                     "nats-server exited; its log ends with:\n"
                     + processes.tail(NATS, state_dir=self.state_dir)
                 )
             time.sleep(0.05)
-        raise RuntimeError("nats-server JetStream not ready after {timeout}s")
+        raise RuntimeError(f"nats-server JetStream not ready after {timeout}s")
 
     def status(self) -> dict[str, object]:
         pids: dict[str, int | None] = {NATS: processes.pid_of(NATS, state_dir=self.state_dir)}

@@ -17,7 +17,7 @@ import logging
 from typing import Any
 
 from lss_common import errors
-from lss_common.bus import outcomes, own_writes
+from lss_common.bus import consuming, outcomes, own_writes
 from lss_common.kube import client, podexec
 from lss_common.logic import revisions, subjects
 from lss_common.models import kinds, messages, meta
@@ -27,6 +27,7 @@ from lss_common.observability import logs
 from lss_common.runtime import clock as clock_module
 from lss_pool_manager import (
     apply,
+    batching,
     lifecycle,
     names,
     observe,
@@ -67,6 +68,7 @@ class Handler:
         self._expectations: dict[str, sizing.Expectations] = {}
         self._ensured: set[str] = set()
         self._book = requeue.RequeueBook()
+        self._batcher = batching.RefillBatcher(window_seconds=self._options.refill_batch_seconds)
         self._preloader = preloading.Preloader(
             lambda: kube.kube, executor=executor, settings=settings, metrics=metrics, clock=clock
         )
@@ -82,10 +84,35 @@ class Handler:
             return outcomes.DONE
         with logs.bind(kind=event.kind, namespace=event.namespace, name=event.name):
             if event.kind == kinds.WARM_POOL.singular:
+                batched = self._batch(event)
+                if batched is not None:
+                    return batched
                 return await self.handle_pool(namespace=event.namespace, name=event.name)
             if event.kind == kinds.WARM_POD.singular:
                 return await self.handle_warm_pod(namespace=event.namespace, name=event.name)
         raise errors.InvalidMessage(f"the pool manager does not handle {event.kind!r} hints")
+
+    def _batch(self, event: messages.ChangeEvent) -> outcomes.Outcome | None:
+        """The outcome of a pool hint the refill batching defers or covers (batching.py);
+        None: run the pass now."""
+        if event.child is None or event.child.resource != kinds.WARM_POD.singular:
+            return None
+        try:
+            first = consuming.current_delivery().num_delivered == 1
+        except RuntimeError:
+            first = True  # called outside a consume loop (tests)
+        decision = self._batcher.decide(
+            _pool_key(event.namespace or "", event.name),
+            now=self._clock.monotonic(),
+            first_delivery=first,
+        )
+        if decision.verdict is batching.Verdict.DEFER:
+            self._metrics.batched_pool_passes_total.labels("deferred").inc()
+            return outcomes.RequeueAfter(decision.after_seconds)
+        if decision.verdict is batching.Verdict.COVERED:
+            self._metrics.batched_pool_passes_total.labels("covered").inc()
+            return outcomes.DONE
+        return None
 
     def _requeue(self, key: str, after_seconds: float | None) -> outcomes.Outcome:
         seconds = self._book.decide(key, after_seconds=after_seconds, now=self._clock.monotonic())
@@ -95,7 +122,7 @@ class Handler:
 
     async def handle_pool(self, *, namespace: str, name: str) -> outcomes.Outcome:
         kube = self._kube.kube
-        key = subjects.message_id("warmpool", namespace=namespace, name=name, resource_version="-")
+        key = _pool_key(namespace, name)
         pool = await observe.get_pool(kube, namespace=namespace, name=name)
         if pool is None:
             self._forget(key, namespace=namespace, name=name)
@@ -185,6 +212,9 @@ class Handler:
         if plan.operation is not None:
             self._metrics.scaling_operations_total.labels(plan.operation.value).inc()
         self._metrics.record_sizing(namespace=namespace, pool=name, counts=plan.counts)
+        self._batcher.record(
+            key, batching.Supply(available=plan.counts.available, wanted=plan.wanted_unassigned)
+        )
         new_status = status.sized_status(pool, plan=plan, now=now)
         if new_status != warmpool_model.status_of(pool):
             await apply.write_pool_status(kube, pool=pool, status=new_status)
@@ -351,6 +381,7 @@ class Handler:
 
     def _forget(self, key: str, *, namespace: str, name: str) -> None:
         self._book.forget(key)
+        self._batcher.forget(key)
         self._metrics.forget_pool(namespace=namespace, pool=name)
 
     # -- warm pods ---------------------------------------------------------------------------
@@ -362,8 +393,12 @@ class Handler:
         if warm_pod is None or not warm_pod.metadata.uid:
             self._book.forget(key)
             return outcomes.DONE
-        pod = await observe.get_pod(
-            kube, namespace=namespace, name=names.pod_name(name, uid=warm_pod.metadata.uid)
+        pod = (
+            await observe.get_pod(
+                kube, namespace=namespace, name=names.pod_name(name, uid=warm_pod.metadata.uid)
+            )
+            if lifecycle.needs_pod(warm_pod)
+            else None
         )
         plan = lifecycle.plan_warm_pod(
             warm_pod,
@@ -451,6 +486,10 @@ def _member(
         outdated=warm_pod.spec != record or preload.hash_of(warm_pod) != preload_hash,
         resource_version=metadata.resource_version or "",
     )
+
+
+def _pool_key(namespace: str, name: str) -> str:
+    return subjects.message_id("warmpool", namespace=namespace, name=name, resource_version="-")
 
 
 def _controller_kind(pod: dict[str, Any]) -> str | None:

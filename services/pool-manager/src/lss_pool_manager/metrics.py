@@ -36,6 +36,7 @@ class PoolManagerMetrics:
     preloads_total: prometheus_client.Counter
     leaked_claims_released_total: prometheus_client.Counter
     own_write_hints_total: prometheus_client.Counter
+    batched_pool_passes_total: prometheus_client.Counter
 
     @classmethod
     def register(cls, registry: prometheus_client.CollectorRegistry) -> typing.Self:
@@ -71,6 +72,14 @@ class PoolManagerMetrics:
                 "own_write_hints_total",
                 "Hints that announced a write the pool manager made itself, acknowledged "
                 "without a pass.",
+                **common,
+            ),
+            batched_pool_passes_total=prometheus_client.Counter(
+                "batched_pool_passes_total",
+                "Pool wake-ups by a WarmPod change that the refill batching deferred "
+                "(deferred: its pass runs after LSS_POOL__REFILL_BATCH_SECONDS) or covered "
+                "(acknowledged: a deferred pass was due).",
+                ["how"],
                 **common,
             ),
             pods_deleted_total=prometheus_client.Counter(

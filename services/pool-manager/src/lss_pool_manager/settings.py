@@ -81,6 +81,16 @@ class PoolOptions(BaseModel):
         description="Each pool is looked at again at least this often (TTL and scale-down "
         "deadlines requeue sooner).",
     )
+    refill_batch_seconds: float = Field(
+        default=0.25,
+        ge=0,
+        le=10,
+        description="While a pool has spare supply (a Ready WarmPod, and at least half of "
+        "the unassigned ones it wants), a pool pass woken by a WarmPod change (a claim, a "
+        "release, a pod's death) waits this long and covers the other wake-ups meanwhile: a "
+        "burst of claims costs one refill pass, run after the claims instead of beside them. "
+        "0: every wake-up runs at once.",
+    )
     leaked_claim_grace_seconds: float = Field(
         default=120.0,
         gt=0,

@@ -221,3 +221,28 @@ def test_deleting_warm_pod_is_left_alone() -> None:
     obj = warm_pod()
     obj.metadata.deletion_timestamp = ts(1)
     assert run(obj, None) == lifecycle.WarmPodPlan()
+
+
+@pytest.mark.parametrize(
+    ("status", "deleting", "needed"),
+    [
+        (None, False, True),
+        ({"phase": "Pending"}, False, True),
+        ({"phase": "Ready", "podName": POD}, False, True),
+        ({"phase": "Assigned", "podName": POD, "assignedTo": "sandbox-uid"}, False, False),
+        ({"phase": "Failed"}, False, False),
+        ({"phase": "Terminating"}, False, False),
+        ({"phase": "Ready", "podName": POD}, True, False),
+    ],
+)
+def test_the_pod_is_read_only_when_the_plan_looks_at_it(
+    status: dict[str, Any] | None, deleting: bool, needed: bool
+) -> None:
+    obj = warm_pod(status)
+    if deleting:
+        obj.metadata.deletion_timestamp = ts(1)
+    assert lifecycle.needs_pod(obj) is needed
+    if not needed:
+        # Whatever the pod is, the plan is the same: not reading it loses nothing.
+        plans = {str(run(obj, observed)) for observed in (None, pod(), pod(phase="Failed"))}
+        assert len(plans) == 1

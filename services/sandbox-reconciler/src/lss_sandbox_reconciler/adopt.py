@@ -61,15 +61,6 @@ async def claim_warm_pod(
     )
 
 
-def adopted_metadata(pod: dict[str, Any], *, owner: owner_module.Owner) -> dict[str, Any]:
-    """``pod``'s metadata once adopted by ``owner`` (what :func:`adopt_pod` writes)."""
-    return {
-        **(pod.get("metadata") or {}),
-        "labels": owner_module.child_labels(owner, component=pod_render.COMPONENT),
-        "ownerReferences": [owner_module.owner_reference(owner)],
-    }
-
-
 async def adopt_pod(
     kube: client_module.Kube,
     *,

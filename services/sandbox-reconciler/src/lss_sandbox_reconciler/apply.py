@@ -149,8 +149,13 @@ async def apply_plan(
     sandbox: sandbox_model.Sandbox,
     planned: plan.Plan,
     metrics: metrics_module.SandboxMetrics,
+    strict_creates: bool = False,
 ) -> Applied:
-    """Apply ``planned`` to ``sandbox`` (as observed); see the module docstring."""
+    """Apply ``planned`` to ``sandbox`` (as observed); see the module docstring.
+
+    ``strict_creates`` (the snapshot assumed the children absent): a CREATE that meets
+    AlreadyExists raises ``ConflictError``, so the next pass reads what is there.
+    """
     state = _State(sandbox)
     waves = schedule(planned)
     remove_finalizer = any(a.verb is plan.Verb.REMOVE_FINALIZER for a in planned.actions)
@@ -172,6 +177,7 @@ async def apply_plan(
             state=state,
             metrics=metrics,
             status=planned.status if with_status else None,
+            strict_creates=strict_creates,
         )
     if waves:
         metrics.pass_stage_seconds.labels(stage=metrics_module.Stage.CHILDREN.value).observe(
@@ -219,12 +225,16 @@ async def _run_wave(
     state: _State,
     metrics: metrics_module.SandboxMetrics,
     status: sandbox_model.SandboxStatus | None,
+    strict_creates: bool,
 ) -> None:
     """The wave's writes concurrently; every write finishes before an error is raised.
 
     A refused child write wins over a conflict (it is reported; a conflict only re-plans).
     """
-    calls = [_run_action(kube, action=action, state=state, metrics=metrics) for action in wave]
+    calls = [
+        _run_action(kube, action=action, state=state, metrics=metrics, strict=strict_creates)
+        for action in wave
+    ]
     if status is not None:
         calls.append(_write_status(kube, state=state, status=status, metrics=metrics))
     results = await asyncio.gather(*calls, return_exceptions=True)
@@ -275,6 +285,7 @@ async def _run_action(
     action: plan.Action,
     state: _State,
     metrics: metrics_module.SandboxMetrics,
+    strict: bool,
 ) -> None:
     with logs.bind(
         action=action.verb.value,
@@ -299,7 +310,7 @@ async def _run_action(
         state.writes += 1
         observed = state.sandbox
         try:
-            created = await _apply_child(kube, action=action, metrics=metrics)
+            created = await _apply_child(kube, action=action, metrics=metrics, strict=strict)
         except errors.ConflictError:
             raise
         except errors.LssError as error:
@@ -313,7 +324,11 @@ async def _run_action(
 
 
 async def _apply_child(
-    kube: client_module.Kube, *, action: plan.Action, metrics: metrics_module.SandboxMetrics
+    kube: client_module.Kube,
+    *,
+    action: plan.Action,
+    metrics: metrics_module.SandboxMetrics,
+    strict: bool = False,
 ) -> bool:
     """One child write; True when a CREATE created the object (not AlreadyExists)."""
     if action.kind is None or action.name is None:
@@ -326,7 +341,13 @@ async def _apply_child(
             await objects.create_object(
                 kube, resource=resource, body=action.body, namespace=namespace
             )
-        except errors.AlreadyExistsError:
+        except errors.AlreadyExistsError as error:
+            if strict:
+                # The pass assumed no child exists (a new Sandbox) and planned accordingly.
+                raise errors.ConflictError(
+                    f"{action.kind} {action.namespace or ''}/{action.name} exists although "
+                    "the sandbox is new; observing again"
+                ) from error
             # Deterministic name: created by an earlier pass or another replica. Whether it
             # is ours is the next observation's question.
             _log.debug("child already exists")

@@ -23,6 +23,7 @@ none: the status says it, and the pod has its own events.
 
 from __future__ import annotations
 
+import collections
 import datetime
 import logging
 import socket
@@ -50,6 +51,32 @@ REPORTING_CONTROLLER: Final = "llmsafespace.dev/sandbox-reconciler"
 CLEANUP_FAILED: Final = "CleanupFailed"
 WRITE_REJECTED: Final = "WriteRejected"
 _KIND: Final = shared_metrics.Kind.SANDBOX.value
+
+
+class Released:
+    """The sandboxes (namespace, name) this replica released lately (finalizer removed).
+
+    Releasing a sandbox deletes its children, and each deletion's hint arrives after the
+    Sandbox is gone. For those keys a pass reads the Sandbox alone first (one get instead of
+    the children's eight); a namesake created since is found by that get and read in full.
+    Bounded: the oldest entries go first.
+    """
+
+    def __init__(self, capacity: int = 4096) -> None:
+        self._capacity = capacity
+        self._keys: collections.OrderedDict[tuple[str, str], None] = collections.OrderedDict()
+
+    def add(self, key: tuple[str, str]) -> None:
+        self._keys[key] = None
+        self._keys.move_to_end(key)
+        while len(self._keys) > self._capacity:
+            self._keys.popitem(last=False)
+
+    def discard(self, key: tuple[str, str]) -> None:
+        self._keys.pop(key, None)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._keys
 
 
 class Requeues:
@@ -115,6 +142,7 @@ class Handler:
         self._written = written
         self._status = status
         self.requeues = Requeues()
+        self.released = Released()
 
     async def handle(self, event: messages.ChangeEvent) -> outcomes.Outcome:
         """Reconcile the sandbox the hint names (see the module docstring)."""
@@ -135,10 +163,12 @@ class Handler:
             **logs.extra(name=event.name),
         ):
             warm.HINT_OBSERVED_AT.set(event.observed_at)
+            fresh = _announces_creation(event)
             for _ in range(self._settings.reconcile.max_conflict_passes):
                 try:
-                    return await self._pass(namespace=event.namespace, name=event.name)
+                    return await self._pass(namespace=event.namespace, name=event.name, fresh=fresh)
                 except errors.ConflictError as error:
+                    fresh = False
                     self._metrics.conflicts_total.inc()
                     _log.debug("conflict; observing again", extra={"error": str(error)})
             raise errors.ConflictError(
@@ -146,9 +176,13 @@ class Handler:
                 f"{self._settings.reconcile.max_conflict_passes} passes"
             )
 
-    async def _pass(self, *, namespace: str, name: str) -> outcomes.Outcome:
+    async def _pass(self, *, namespace: str, name: str, fresh: bool = False) -> outcomes.Outcome:
         started = self._clock.monotonic()
-        snapshot = await self.observer.observe(namespace=namespace, name=name)
+        if (namespace, name) in self.released:
+            if not await self.observer.exists(namespace=namespace, name=name):
+                return outcomes.DONE  # a late hint of its children's deletion
+            self.released.discard((namespace, name))  # a namesake: read it in full
+        snapshot = await self.observer.observe(namespace=namespace, name=name, fresh=fresh)
         observed = self._clock.monotonic() - started
         self._metrics.pass_stage_seconds.labels(stage=metrics_module.Stage.OBSERVE.value).observe(
             observed
@@ -172,7 +206,11 @@ class Handler:
                     planned, applied = started_warm.planned, started_warm.applied
                 else:
                     applied = await apply.apply_plan(
-                        self._kube(), sandbox=sandbox, planned=planned, metrics=self._metrics
+                        self._kube(),
+                        sandbox=sandbox,
+                        planned=planned,
+                        metrics=self._metrics,
+                        strict_creates=snapshot.children_assumed_absent,
                     )
             except apply.ApplyError as error:
                 refused = isinstance(error.cause, errors.PermanentError | errors.InvalidObjectError)
@@ -219,6 +257,7 @@ class Handler:
     ) -> None:
         """Metrics, logs and Events for what this pass changed (it won the write)."""
         if applied.finalizer_removed:
+            self.released.add((before.metadata.namespace or "", before.metadata.name or ""))
             self._metrics.deleted_total.inc()
             _log.info("sandbox released", extra={"writes": applied.writes})
             return
@@ -330,6 +369,18 @@ class Handler:
             reporting_instance=self._instance,
             now=now,
         )
+
+
+def _announces_creation(event: messages.ChangeEvent) -> bool:
+    """The hint is the Sandbox's own ADDED, first delivered, with nothing riding along: the
+    pass may read the Sandbox before its children (``observe.Observer.observe(fresh=...)``)."""
+    if event.event_type != "ADDED" or event.child is not None:
+        return False
+    try:
+        delivery = consuming.current_delivery()
+    except RuntimeError:
+        return True  # called outside a consume loop (tests)
+    return delivery.num_delivered == 1 and delivery.riders == 0
 
 
 def _stream_seq() -> int:

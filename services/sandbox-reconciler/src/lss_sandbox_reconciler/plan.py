@@ -115,6 +115,11 @@ class Snapshot:
     """For a sandbox that started warm: the pod at the cold pod's name, when ``cold_pod_read``
     (observe read it anyway; ``warm.remove_stray_cold_pod`` uses it). The planner ignores it."""
     cold_pod_read: bool = False
+    children_assumed_absent: bool = False
+    """The children were not read: the hint announced the Sandbox's creation and the Sandbox
+    read is new (no finalizer, no phase past Pending), so none can exist — a child is created
+    only with or after the finalizer. The apply treats AlreadyExists as a conflict then (the
+    next pass reads everything)."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -339,11 +344,18 @@ def _plan_running(
     ns_body = namespace.render_namespace(owner)
     if ns_body is not None:
         first.append(_Desired(Kind.NAMESPACE, ns_body, children.namespace))
-    first.append(
-        _Desired(
-            Kind.SERVICE_ACCOUNT, account.render_service_account(owner), children.service_account
+    # A warm pod runs as its pool's ServiceAccount (a pod's account is immutable): an
+    # account of the sandbox's own would be an object nothing uses, so a sandbox served by a
+    # warm pod gets none. One is created whenever the pod to create is the sandbox's own.
+    serving_warm = children.pod is not None and _name_of(children.pod) != names.pod_name(owner.name)
+    if not serving_warm:
+        first.append(
+            _Desired(
+                Kind.SERVICE_ACCOUNT,
+                account.render_service_account(owner),
+                children.service_account,
+            )
         )
-    )
     last = [_Desired(Kind.SERVICE, service.render_service(owner), children.service)]
     claim = volume.render_claim(spec, owner=owner, settings=settings)
     if claim is not None:

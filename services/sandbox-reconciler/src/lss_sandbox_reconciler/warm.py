@@ -4,15 +4,14 @@ The handler calls :meth:`WarmStarter.start` after planning a pass whose plan cre
 sandbox's pod. When the sandbox may start warm (``claim.cold_reason``) and the ready queue
 holds a match (``claim.matches``: record *and* pod-spec hash), the pass becomes:
 
-1. the CAS on a picked candidate (``adopt.claim_warm_pod``), concurrently with a read of its
-   pod and with the writes a warm and a cold start share (:func:`split_early`: finalizer,
-   ServiceAccount, policies, Service — so the sandbox's deny policy exists before its pod
-   leaves the pool's); on 409 (another replica won, or a heartbeat moved the
-   resourceVersion) the next candidate, and after ``warm.max_conflicts`` the rest of the cold
-   plan (pod and status);
-2. the plan again, on a snapshot where the adopted pod is the sandbox's pod: it yields the
-   ``Running`` status (and normally no write the first wave did not do); the pod's adoption
-   (``adopt.adopt_pod``) runs with whatever is left;
+1. the CAS on a picked candidate (``adopt.claim_warm_pod``), concurrently with the writes a
+   warm and a cold start share (:func:`split_early`: finalizer, ServiceAccount, policies,
+   Service — so the sandbox's deny policy exists before its pod leaves the pool's); on 409
+   (another replica won, or a heartbeat moved the resourceVersion) the next candidate, and
+   after ``warm.max_conflicts`` the rest of the cold plan (pod and status);
+2. the pod's adoption (``adopt.adopt_pod``; its answer is the pod, which is not read before),
+   then the plan again on a snapshot where the adopted pod is the sandbox's pod: it must yield
+   ``Running`` (else the claim is discarded) and normally no write the first wave did not do;
 3. the status (``Running``, ``warmPodRef``, ``podName`` = the warm pod), written last and
    conditional on the Sandbox's resourceVersion, so ``Running`` is never visible before the
    pod is re-labelled and its allowances exist.
@@ -22,7 +21,7 @@ sandbox's labels already) and the error goes to the handler, whose next pass sta
 Two passes of one sandbox on two replicas can each claim: the status write admits one, the
 other discards — unless the sandbox's stored status references that very WarmPod (two
 passes resuming one claim: the winner's pod is never taken back). A pass interrupted after
-its CAS is resumed from the queue's assignment index (fed by the CAS's own hint) while the
+its CAS is resumed from the queue's assignment index (fed by the CAS's answer) while the
 sandbox is still new; once it is not, the claim is stray and given back
 (:meth:`WarmStarter.release_stray_claim`); the pool manager sweeps what no replica indexed.
 
@@ -55,11 +54,11 @@ import nats.aio.subscription
 import prometheus_client
 
 from lss_common import errors
-from lss_common.bus import codec, publishing
+from lss_common.bus import codec, own_writes, publishing
 from lss_common.bus import connection as bus_connection
 from lss_common.kube import client as client_module
 from lss_common.kube import objects, writes
-from lss_common.logic import conditions, subjects
+from lss_common.logic import conditions, revisions, subjects
 from lss_common.models import kinds, messages
 from lss_common.models import profile as profile_model
 from lss_common.models import sandbox as sandbox_model
@@ -180,9 +179,15 @@ class Started:
     """False: no WarmPod could be claimed and the pass went on cold (``applied`` says so)."""
 
 
-def split_early(planned: plan.Plan) -> tuple[tuple[plan.Action, ...], tuple[plan.Action, ...]]:
+def split_early(
+    planned: plan.Plan, *, service_account: bool = True
+) -> tuple[tuple[plan.Action, ...], tuple[plan.Action, ...]]:
     """The actions a new sandbox needs whether it starts warm or cold (finalizer and the
-    children's creates/replaces other than the pod and a namespace), and the rest."""
+    children's creates/replaces other than the pod and a namespace), and the rest.
+
+    ``service_account`` False: the ServiceAccount's create goes with the rest — a warm pod
+    runs as its pool's account, so only a cold fallback needs the sandbox's own.
+    """
     early = tuple(
         a
         for a in planned.actions
@@ -190,6 +195,7 @@ def split_early(planned: plan.Plan) -> tuple[tuple[plan.Action, ...], tuple[plan
         or (
             a.verb in (plan.Verb.CREATE, plan.Verb.REPLACE)
             and a.kind not in (plan.Kind.POD, plan.Kind.NAMESPACE)
+            and (service_account or a.kind is not plan.Kind.SERVICE_ACCOUNT)
         )
     )
     return early, tuple(a for a in planned.actions if a not in early)
@@ -300,16 +306,22 @@ class WarmStarter:
         )
         kube = self._kube()
         uid = obj.metadata.uid or ""
-        early, rest = split_early(planned)
-        # The finalizer, ServiceAccount, policies and Service are the same for a warm and a
-        # cold start: they are written concurrently with the claim, so the sandbox's deny
-        # policy exists before its pod is re-labelled out of the pool's.
+        likely_warm = self.queue.assignment(uid) is not None or bool(
+            self.queue.candidates(
+                wanted.namespace, matches=lambda c: claim.matches(c, wanted=wanted)
+            )
+        )
+        early, rest = split_early(planned, service_account=not likely_warm)
+        # The finalizer, policies and Service are the same for a warm and a cold start: they
+        # are written concurrently with the claim, so the sandbox's deny policy exists before
+        # its pod is re-labelled out of the pool's.
         children, claimed = await asyncio.gather(
             apply.apply_plan(
                 kube,
                 sandbox=obj,
                 planned=dataclasses.replace(planned, actions=early, status_changed=False),
                 metrics=self._sandbox_metrics,
+                strict_creates=snapshot.children_assumed_absent,
             ),
             self._claim_or_resume(kube, wanted=wanted, sandbox_uid=uid, now=now),
             return_exceptions=True,
@@ -329,6 +341,7 @@ class WarmStarter:
                 sandbox=children.sandbox,
                 planned=dataclasses.replace(planned, actions=rest),
                 metrics=self._sandbox_metrics,
+                strict_creates=snapshot.children_assumed_absent,
             )
             return Started(
                 planned=planned,
@@ -449,22 +462,20 @@ class WarmStarter:
             # Taken out of the queue before the await: a concurrent pass of this replica
             # never tries the same WarmPod; its next hint puts it back if still Ready.
             self.queue.forget(chosen.key)
-            cas, pod = await asyncio.gather(
-                adopt.claim_warm_pod(kube, candidate=chosen, sandbox_uid=sandbox_uid, now=now),
-                adopt.get_pod(kube, namespace=chosen.namespace, name=chosen.pod_name),
-                return_exceptions=True,
-            )
-            if isinstance(cas, errors.ConflictError | errors.NotFoundError):
+            try:
+                cas = await adopt.claim_warm_pod(
+                    kube, candidate=chosen, sandbox_uid=sandbox_uid, now=now
+                )
+            except (errors.ConflictError, errors.NotFoundError):
                 conflicts += 1
                 self._metrics.claims_total.labels(result=Result.CONFLICT).inc()
                 continue
-            if isinstance(cas, BaseException):
-                raise cas
-            if isinstance(pod, BaseException):
-                await adopt.discard_claim(kube, candidate=chosen, pod_uid=None)
-                raise pod
+            # The committed WarmPod (Assigned): the queue's assignment index learns the claim
+            # now, and the feed skips the hint this write causes (no read behind the claim).
+            self.queue.offer(cas)
             self._metrics.claims_total.labels(result=Result.CLAIMED).inc()
-            return chosen, pod
+            # The pod is not read: the adoption's answer is the pod (one request less).
+            return chosen, None
         self._metrics.claims_total.labels(result=Result.EXHAUSTED).inc()
         return None, None
 
@@ -480,13 +491,24 @@ class WarmStarter:
         early: tuple[plan.Action, ...],
         now: datetime.datetime,
     ) -> Started:
-        """Adoption, then the Running status (see the module docstring)."""
-        if pod is None:
-            raise errors.ConflictError(
-                f"WarmPod {chosen.namespace}/{chosen.name}: its pod {chosen.pod_name} is gone"
+        """Adoption, then the Running status (see the module docstring).
+
+        ``pod``: the claimed pod as read (a resumed claim), or None: not read, the adoption's
+        answer is the pod.
+        """
+        if pod is None or not owner_module.is_owned_by(pod, owner=owner):
+            self._sandbox_metrics.count_write(
+                kind=metrics_module.WriteKind.POD, verb=metrics_module.WriteVerb.PATCH
             )
+            try:
+                pod = await adopt.adopt_pod(kube, candidate=chosen, owner=owner)
+            except (errors.NotFoundError, errors.InvalidObjectError) as error:
+                # Gone, or no longer the claimed WarmPod's (the patch's test failed).
+                raise errors.ConflictError(
+                    f"WarmPod {chosen.namespace}/{chosen.name}: its pod {chosen.pod_name} "
+                    f"cannot be adopted: {error}"
+                ) from error
         obj = snapshot.sandbox
-        adopted_view = {**pod, "metadata": adopt.adopted_metadata(pod, owner=owner)}
         current = sandbox_model.status_of(obj)
         claimed_status = msgspec.structs.replace(
             current,
@@ -495,7 +517,7 @@ class WarmStarter:
         warm_snapshot = dataclasses.replace(
             snapshot,
             sandbox=msgspec.structs.replace(obj, status=claimed_status),
-            children=dataclasses.replace(snapshot.children, pod=adopted_view),
+            children=dataclasses.replace(snapshot.children, pod=pod),
         )
         planned = plan.plan_sandbox(warm_snapshot, now=now, settings=self._settings.sandbox)
         if _pod_action(planned) is not None or planned.status.phase != sandbox_model.Phase.RUNNING:
@@ -506,28 +528,13 @@ class WarmStarter:
         # Whatever the warm plan writes beyond what the early wave wrote (normally nothing:
         # the children do not depend on which pod serves) goes with the adoption.
         remaining = tuple(a for a in planned.actions if a not in early)
-        if not owner_module.is_owned_by(pod, owner=owner):
-            self._sandbox_metrics.count_write(
-                kind=metrics_module.WriteKind.POD, verb=metrics_module.WriteVerb.PATCH
-            )
-        adopted, applied = await asyncio.gather(
-            adopt.adopt_pod(kube, candidate=chosen, owner=owner)
-            if not owner_module.is_owned_by(pod, owner=owner)
-            else _already(pod),
-            apply.apply_plan(
-                kube,
-                sandbox=children.sandbox,
-                planned=dataclasses.replace(planned, actions=remaining, status_changed=False),
-                metrics=self._sandbox_metrics,
-            ),
-            return_exceptions=True,
+        applied = await apply.apply_plan(
+            kube,
+            sandbox=children.sandbox,
+            planned=dataclasses.replace(planned, actions=remaining, status_changed=False),
+            metrics=self._sandbox_metrics,
+            strict_creates=snapshot.children_assumed_absent,
         )
-        # Both finish before anything is undone: a discard must not race a write in flight.
-        for outcome in (adopted, applied):
-            if isinstance(outcome, BaseException):
-                raise outcome
-        assert not isinstance(adopted, BaseException)
-        assert not isinstance(applied, BaseException)
         self._mark(WARM, Milestone.ADOPTED)
         self._sandbox_metrics.count_write(
             kind=metrics_module.WriteKind.SANDBOX_STATUS,
@@ -543,7 +550,7 @@ class WarmStarter:
         self._mark(WARM, Milestone.RUNNING)
         _log.info(
             "sandbox started warm",
-            extra={"warm_pod": chosen.name, "pod": (adopted.get("metadata") or {}).get("name")},
+            extra={"warm_pod": chosen.name, "pod": (pod.get("metadata") or {}).get("name")},
         )
         return Started(
             planned=planned,
@@ -701,10 +708,6 @@ class WarmStarter:
         _log.info("stray cold pod deleted", extra={"pod": cold_name})
 
 
-async def _already(pod: dict[str, Any]) -> dict[str, Any]:
-    return pod
-
-
 class ReadyQueueFeed:
     """Keeps a :class:`ready_queue.ReadyQueue` current from ``warmpod`` hints (a component).
 
@@ -773,9 +776,7 @@ class ReadyQueueFeed:
             return
         if key.namespace is None:
             return
-        if _only_a_pod_changed(msg.data):
-            # Claimability is the WarmPod's status (Ready/Assigned), written by the pool
-            # manager after its pod changes; a claim reads the pod itself anyway.
+        if not _needs_read(msg.data, written=self._kube().written):
             return
         self.refresh((key.namespace, key.name))
 
@@ -816,10 +817,19 @@ class ReadyQueueFeed:
             self._running.discard(key)
 
 
-def _only_a_pod_changed(data: bytes) -> bool:
-    """Whether a ``warmpod`` hint announces only a change of the WarmPod's pod."""
+def _needs_read(data: bytes, *, written: revisions.WrittenRevisions | None) -> bool:
+    """Whether a ``warmpod`` hint may change what the queue holds for its WarmPod.
+
+    Not when it announces only a change of the WarmPod's pod: claimability is the WarmPod's
+    status (Ready/Assigned), written by the pool manager after its pod changes, and a claim
+    reads the pod anyway. Not when it announces this process's own write (the claim's CAS):
+    the write's response was offered to the queue already (``own_writes`` rules: never a
+    deletion, never a resync).
+    """
     try:
         event = codec.decode(data, message_type=messages.ChangeEvent)
     except errors.InvalidMessage:
-        return False  # read the WarmPod: the cheap way to be sure
-    return event.child is not None and event.child.resource == "pod"
+        return True  # read the WarmPod: the cheap way to be sure
+    if event.child is not None and event.child.resource == "pod":
+        return False
+    return not own_writes.is_own_write(event, written=written)

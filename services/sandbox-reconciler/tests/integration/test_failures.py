@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 import pytest
-from reconciler_harness import Cluster, World, condition
+from reconciler_harness import Cluster, World, condition, pod_name
 
 from lss_common.kube import objects
 from lss_common.models import kinds
@@ -167,3 +167,33 @@ async def test_invalid_input_gives_a_clear_condition(
         "llmsafespace_bus_messages_total", stream=world.nats.events_stream, outcome="error"
     )
     assert errors == 0
+
+
+async def test_a_strangers_object_under_a_new_sandboxs_child_name_is_never_taken(
+    running: Callable[..., Awaitable[World]], cluster: Cluster
+) -> None:
+    """A new sandbox's first pass does not read its children (none can exist yet); when one
+    does — here a Service someone else made under the child name — that pass's create meets
+    AlreadyExists, the pass reads everything again, and the sandbox fails with NameConflict.
+    The stranger's Service is left as it was, and no pod is created."""
+    world = await running()
+    runtime = await cluster.create_runtime()
+    stranger = {
+        "metadata": {"name": pod_name("taken"), "labels": {"team": "other"}},
+        "spec": {"selector": {"app": "other"}, "ports": [{"port": 80, "targetPort": 80}]},
+    }
+    before = await objects.create_object(
+        cluster.kube, resource=objects.SERVICE, namespace=cluster.namespace, body=stranger
+    )
+    await cluster.create_sandbox("taken", runtime=runtime)
+    obj = await cluster.wait_phase("taken", "Failed")
+    found = condition(obj, "Ready")
+    assert found["reason"] == "NameConflict"
+    assert "Service" in found["message"]
+    after = await cluster.child(objects.SERVICE, pod_name("taken"))
+    assert after is not None
+    assert after["metadata"]["uid"] == before["metadata"]["uid"]
+    assert after["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]
+    assert await cluster.child(objects.POD, pod_name("taken")) is None
+    reconciler = world.reconcilers[0]
+    assert reconciler.sample("llmsafespace_sandbox_conflicts_total") >= 1

@@ -189,12 +189,15 @@ async def test_matching_sandbox_starts_warm_others_cold_and_the_pool_refills(
         }
     ]
     assert pod["metadata"]["labels"][owner_module.SANDBOX_UID] == warm["metadata"]["uid"]
-    # the warm sandbox has the children a cold one has, with the warm pod as its only pod
+    # the warm sandbox has the children a cold one has, with the warm pod as its only pod —
+    # except a ServiceAccount: its pod runs as the pool's (immutable on a pod), token-less
     children = await cluster.children(warm["metadata"]["uid"])
     assert children["Pod"] == [pod["metadata"]["name"]]
     assert children["Service"]
-    assert children["ServiceAccount"]
+    assert children["ServiceAccount"] == []
     assert children["NetworkPolicy"]
+    assert pod["spec"]["serviceAccountName"].startswith("warmpool-")  # the pool's account
+    assert pod["spec"]["automountServiceAccountToken"] is False
 
     for name in ("high", "bigger", "profiled", "kept"):
         status = objs[name]["status"]

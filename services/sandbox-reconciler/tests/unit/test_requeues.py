@@ -32,3 +32,16 @@ def test_the_holder_requeues_itself_and_records_expire() -> None:
     assert requeues.decide(KEY, delay_seconds=5, stream_seq=9, now=11.0)
     # Past its due time a record suppresses nothing.
     assert requeues.decide(KEY, delay_seconds=50, stream_seq=10, now=17.0)
+
+
+def test_released_keys_are_bounded_oldest_first() -> None:
+    released = handler.Released(capacity=2)
+    released.add(("ns", "a"))
+    released.add(("ns", "b"))
+    released.add(("ns", "a"))  # refreshed: now the newest
+    released.add(("ns", "c"))
+    assert ("ns", "a") in released
+    assert ("ns", "b") not in released
+    assert ("ns", "c") in released
+    released.discard(("ns", "a"))
+    assert ("ns", "a") not in released

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from lss_common.bus import codec
+from lss_common.logic import revisions
 from lss_common.models import messages
 from lss_common.models import sandbox as sandbox_model
 from lss_sandbox_reconciler import claim, warm
@@ -104,23 +105,31 @@ def test_may_discard_pod(
     )
 
 
-def test_the_ready_queue_feed_ignores_hints_of_pod_changes_only() -> None:
+def test_the_ready_queue_feed_reads_only_for_hints_that_may_change_the_queue() -> None:
     at = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
 
-    def payload(child: messages.ChildChange | None) -> bytes:
+    def payload(
+        child: messages.ChildChange | None, *, event_type: messages.EventType = "MODIFIED"
+    ) -> bytes:
         return codec.encode(
             messages.ChangeEvent(
                 kind="warmpod",
                 namespace="ns",
                 name="py-0",
                 resource_version=None if child else "7",
-                event_type="MODIFIED",
+                event_type=event_type,
                 observed_at=at,
                 child=child,
             )
         )
 
     pod = messages.ChildChange(resource="pod", resource_version="9", event_type="MODIFIED")
-    assert warm._only_a_pod_changed(payload(pod))
-    assert not warm._only_a_pod_changed(payload(None))  # the WarmPod's own status
-    assert not warm._only_a_pod_changed(b"not json")  # unreadable: read the WarmPod
+    written = revisions.WrittenRevisions()
+    assert not warm._needs_read(payload(pod), written=None)  # only its pod changed
+    assert warm._needs_read(payload(None), written=None)  # the WarmPod's own status
+    assert warm._needs_read(payload(None), written=written)  # someone else's write
+    assert warm._needs_read(b"not json", written=written)  # unreadable: read the WarmPod
+    written.add("7")
+    assert not warm._needs_read(payload(None), written=written)  # our CAS: offered already
+    assert warm._needs_read(payload(None, event_type="DELETED"), written=written)
+    assert warm._needs_read(payload(None, event_type="RESYNC"), written=written)

@@ -614,8 +614,15 @@ async def _request(
         result = _result_of(translated)
         raise translated
     finally:
+        elapsed = time.monotonic() - started
         kube.metrics.requests_total.labels(verb=verb, result=result).inc()
-        kube.metrics.request_duration_seconds.labels(verb=verb).observe(time.monotonic() - started)
+        kube.metrics.request_duration_seconds.labels(verb=verb).observe(elapsed)
+        if logger.isEnabledFor(logging.DEBUG):
+            # Request-level timelines (which round trip a slow pass waited on).
+            logger.debug(
+                "kube request",
+                extra={"verb": verb, "what": what, "result": result, "duration_seconds": elapsed},
+            )
 
 
 def translate_error(

@@ -58,6 +58,7 @@ from lss_common.kube import client, objects
 from lss_common.logic import subjects
 from lss_common.models import kinds, messages
 from lss_dev import controlplane
+from lss_dev import processes as processes_module
 from lss_pool_manager import settings as pool_settings
 from lss_sandbox_reconciler import settings as reconciler_settings
 
@@ -224,6 +225,14 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         await asyncio.gather(*(gone(n) for n in names))
         await pods.wait_ready(args.pool_size)
 
+    api_server_pid = processes_module.pid_of("kube-apiserver", state_dir=plat.state_dir)
+    # kube-apiserver CPU seconds spent while each phase's requests ran: what one claim costs
+    # the API server beside what one bare create costs it (the floor).
+    api_cpu: dict[str, list[float]] = {}
+
+    def api_seconds() -> float:
+        return cpu_seconds(api_server_pid) if api_server_pid else 0.0
+
     pods = warmpods.WarmPods()
     floor: dict[str, list[float]] = {f"concurrency_{c}": [] for c in CONCURRENCIES}
     floor["beside_cold"] = []
@@ -265,10 +274,18 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 for _ in range(rounds[concurrency]):
                     await pods.wait_ready(min(args.pool_size, concurrency + 5))
                     await prime(concurrency)
+                    cpu_before = api_seconds()
                     floor[f"concurrency_{concurrency}"] += await floor_batch(concurrency)
+                    api_cpu.setdefault(f"floor_{concurrency}", []).append(
+                        (api_seconds() - cpu_before) / concurrency
+                    )
                     names = [f"w{concurrency}-{box + i}" for i in range(concurrency)]
                     box += concurrency
+                    cpu_before = api_seconds()
                     times = await asyncio.gather(*(create_box(n) for n in names))
+                    api_cpu.setdefault(f"warm_{concurrency}", []).append(
+                        (api_seconds() - cpu_before) / concurrency
+                    )
                     for n, seconds in zip(names, times, strict=True):
                         if records.launch.get(n) == "warm":
                             warm[concurrency].append(seconds)
@@ -341,6 +358,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "p99_target_ratio": TARGET_P99_RATIO,
             "p99_met": at_target.get("p99", float("inf")) <= TARGET_P99_RATIO,
         },
+        "api_server_cpu_ms_per_create": {
+            key: round(1000 * sum(values) / len(values), 2)
+            for key, values in sorted(api_cpu.items())
+            if values
+        },
         "sustained": sustained,
         "refill": refill,
         "samples": {
@@ -349,6 +371,13 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "cold": cold,
         },
     }
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` so far (Linux ``/proc``)."""
+    fields = pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def _ratios(measured: dict[str, Any], floor: dict[str, Any]) -> dict[str, float]:

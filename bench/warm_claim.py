@@ -225,13 +225,23 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         await asyncio.gather(*(gone(n) for n in names))
         await pods.wait_ready(args.pool_size)
 
-    api_server_pid = processes_module.pid_of("kube-apiserver", state_dir=plat.state_dir)
+    platform_pids = {
+        name: processes_module.pid_of(name, state_dir=plat.state_dir)
+        for name in ("kube-apiserver", "etcd", "kube-controller-manager", "kwok")
+    }
     # kube-apiserver CPU seconds spent while each phase's requests ran: what one claim costs
     # the API server beside what one bare create costs it (the floor).
     api_cpu: dict[str, list[float]] = {}
 
+    def cpu_snapshot() -> dict[str, float]:
+        """CPU seconds so far of the platform's busy processes and of our services."""
+        pids = {name: pid for name, pid in platform_pids.items() if pid}
+        services = ("reconciler", "pool-manager", "watcher")[: len(processes)]
+        pids.update(zip(services, (p.pid for p in processes), strict=True))
+        return {name: cpu_seconds(pid) for name, pid in pids.items()}
+
     def api_seconds() -> float:
-        return cpu_seconds(api_server_pid) if api_server_pid else 0.0
+        return cpu_snapshot().get("kube-apiserver", 0.0)
 
     pods = warmpods.WarmPods()
     floor: dict[str, list[float]] = {f"concurrency_{c}": [] for c in CONCURRENCIES}
@@ -297,7 +307,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             for index in range(args.cold_count):
                 floor["beside_cold"].append(await floor_sample())
                 cold.append(await create_box(f"cold-{index}", resources={"cpu": "1"}))
-            sustained = await _sustained(args, pods, records, create_box, floor_throughput)
+            sustained = await _sustained(
+                args, pods, records, create_box, floor_throughput, cpu_snapshot
+            )
             await delete_boxes([f"burst-{i}" for i in range(args.burst)])
             refill = await _refill(args, pods, kube, namespace, floor_throughput)
             refill["create_rate_limit_per_second"] = pool.pool.create_rate_per_second
@@ -396,10 +408,15 @@ async def _sustained(
     records: Records,
     create_box: Callable[[str], Awaitable[float]],
     floor_throughput: Callable[[int, int], Awaitable[tuple[float, list[float]]]],
+    cpu_snapshot: Callable[[], dict[str, float]],
 ) -> dict[str, Any]:
     """A burst larger than the pool, created as fast as 50 writers can, while it refills."""
     await pods.wait_ready(args.pool_size)
+    cpu_before = cpu_snapshot()
+    floor_started = time.monotonic()
     floor_rate, floor = await floor_throughput(args.burst, BURST_CONCURRENCY)
+    floor_cpu = _spent(cpu_before, cpu_snapshot())
+    floor_wall = time.monotonic() - floor_started
     names = [f"burst-{i}" for i in range(args.burst)]
     limit = asyncio.Semaphore(BURST_CONCURRENCY)
 
@@ -408,7 +425,10 @@ async def _sustained(
             return await create_box(n)
 
     started = time.monotonic()
+    cpu_before = cpu_snapshot()
     await asyncio.gather(*(limited(n) for n in names))
+    burst_cpu = _spent(cpu_before, cpu_snapshot())
+    burst_wall = time.monotonic() - started
     arrivals = records.arrivals.times
     warm_names = [n for n in names if records.launch.get(n) == "warm"]
     last_warm = max((arrivals[n] for n in warm_names), default=started)
@@ -427,7 +447,26 @@ async def _sustained(
         "refill_warm_pods_per_second": round(refilled / max(all_running - started, 1e-9), 1),
         "floor_bare_creates_per_second": round(floor_rate, 1),
         "floor": cold_bench._summary(floor),
+        # CPU while the burst ran (claims, their refill, what the platform does for both), per
+        # process: ms per sandbox and cores busy; the same for the floor's creates. Which one
+        # is the ceiling: a process near 1.0 core is single-threaded-bound (our services).
+        "cpu_ms_per_sandbox": {
+            name: round(1000 * spent / args.burst, 1) for name, spent in burst_cpu.items()
+        },
+        "cores_busy": {
+            name: round(spent / max(burst_wall, 1e-9), 2) for name, spent in burst_cpu.items()
+        },
+        "floor_cpu_ms_per_create": {
+            name: round(1000 * spent / args.burst, 2) for name, spent in floor_cpu.items()
+        },
+        "floor_cores_busy": {
+            name: round(spent / max(floor_wall, 1e-9), 2) for name, spent in floor_cpu.items()
+        },
     }
+
+
+def _spent(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    return {name: after[name] - before.get(name, 0.0) for name in after}
 
 
 async def _refill(

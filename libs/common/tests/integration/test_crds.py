@@ -271,7 +271,6 @@ EXPECTED_SAMPLE_SPECS: dict[str, dict[str, Any]] = {
         "minSize": 2,
         "maxSize": 5,
         "profileRef": {"name": "python-data"},
-        "preloadPackages": ["numpy"],
         "autoScaling": {"enabled": True, "targetUtilization": 75, "scaleDownDelay": 300},
         "securityLevel": "standard",
         "ttl": 3600,

@@ -18,6 +18,11 @@ PreloadLanguageUnsupported  False   a preload script's language has no interpret
 DeletionBlocked             False   deleting, waiting for Assigned WarmPods to be released
 Deleting                    False   deleting its WarmPods and pods
 ==========================  ======  ================================================================
+
+A pool that lists ``spec.preloadPackages`` also gets ``PackagesPreloaded=False`` with reason
+``Unsupported``: packages are not installed (a warm pod has no egress to reach a package
+index, and on the local platform an exec runs on the host); the condition says so instead of
+ignoring the field. It goes away when the list is emptied.
 """
 
 from __future__ import annotations
@@ -33,6 +38,8 @@ from lss_common.models import warmpool as warmpool_model
 from lss_pool_manager import sizing
 
 READY_CONDITION = "Ready"
+PACKAGES_CONDITION = "PackagesPreloaded"
+PACKAGES_UNSUPPORTED = "Unsupported"
 
 
 class Reason(enum.StrEnum):
@@ -134,6 +141,31 @@ def _status(
     now: datetime.datetime,
 ) -> warmpool_model.WarmPoolStatus:
     current = warmpool_model.status_of(pool)
+    found = conditions.set_condition(
+        current.conditions,
+        condition_type=READY_CONDITION,
+        status="True" if ready else "False",
+        reason=reason,
+        message=message,
+        now=now,
+        observed_generation=pool.metadata.generation,
+    )
+    packages = pool.spec.preload_packages or []
+    if packages:
+        found = conditions.set_condition(
+            found,
+            condition_type=PACKAGES_CONDITION,
+            status="False",
+            reason=PACKAGES_UNSUPPORTED,
+            message=f"spec.preloadPackages ({', '.join(packages[:5])}"
+            f"{', ...' if len(packages) > 5 else ''}) are not installed: warm pods have no "
+            "egress to a package index. Build them into the RuntimeEnvironment's image, or "
+            "install them from spec.preloadScripts against a source the pods can reach.",
+            now=now,
+            observed_generation=pool.metadata.generation,
+        )
+    else:
+        found = conditions.remove_condition(found, condition_type=PACKAGES_CONDITION)
     return msgspec.structs.replace(
         current,
         available_pods=available,
@@ -141,15 +173,7 @@ def _status(
         pending_pods=pending,
         last_scale_time=last_scale_time,
         observed_generation=pool.metadata.generation,
-        conditions=conditions.set_condition(
-            current.conditions,
-            condition_type=READY_CONDITION,
-            status="True" if ready else "False",
-            reason=reason,
-            message=message,
-            now=now,
-            observed_generation=pool.metadata.generation,
-        ),
+        conditions=found,
     )
 
 

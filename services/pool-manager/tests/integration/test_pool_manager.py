@@ -45,7 +45,13 @@ async def test_fills_refills_after_claims_and_respects_max_size(
     manager = await stack.start_manager()
     await stack.start_watcher()
     await create_pool(
-        kube, namespace=namespace, name="py", runtime=runtime_name, minSize=3, maxSize=4
+        kube,
+        namespace=namespace,
+        name="py",
+        runtime=runtime_name,
+        minSize=3,
+        maxSize=4,
+        preloadPackages=["numpy"],
     )
     ready = await wait_ready(kube, namespace, 3, what="3 Ready WarmPods")
     assert {wp.metadata.name for wp in ready} == {
@@ -72,6 +78,17 @@ async def test_fills_refills_after_claims_and_respects_max_size(
     await eventually.eventually(
         pool_status_counts, timeout_seconds=30, describe="pool status counts 3 available"
     )
+    # Listed packages are not installed, and the pool says so (it fills all the same).
+    reported = {
+        c.type: c
+        for c in warmpool_model.status_of(
+            await get_pool(kube, namespace=namespace, name="py")
+        ).conditions
+        or ()
+    }
+    packages = reported["PackagesPreloaded"]
+    assert (packages.status, packages.reason) == ("False", "Unsupported")
+    assert "numpy" in packages.message
 
     await claim(kube, ready[0], sandbox_uid=str(uuid.uuid4()))
     await eventually.eventually(

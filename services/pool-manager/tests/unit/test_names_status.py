@@ -8,6 +8,7 @@ import datetime
 import re
 from typing import Any
 
+import msgspec
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -120,3 +121,23 @@ def test_shape_defaults_follow_the_schema() -> None:
         target_utilization=60,
         scale_down_delay_seconds=0,
     )
+
+
+def test_listed_packages_are_reported_as_not_installed_until_the_list_is_emptied() -> None:
+    listed = pool(spec={"preloadPackages": ["numpy", "pandas==2.2.2"]})
+    for result in (
+        status.sized_status(listed, plan=sized(), now=NOW),
+        status.failed_status(listed, reason="RuntimeNotFound", message="x", now=NOW),
+    ):
+        found = {c.type: c for c in result.conditions or ()}
+        packages = found["PackagesPreloaded"]
+        assert (packages.status, packages.reason) == ("False", "Unsupported")
+        assert "spec.preloadPackages (numpy, pandas==2.2.2)" in packages.message
+        assert found["Ready"].type == "Ready"  # the Ready condition is unaffected
+    reported = status.sized_status(listed, plan=sized(), now=NOW)
+    emptied = pool(
+        spec={"preloadPackages": []},
+        status_={"conditions": [msgspec.to_builtins(c) for c in reported.conditions or ()]},
+    )
+    again = status.sized_status(emptied, plan=sized(), now=NOW)
+    assert [c.type for c in again.conditions or ()] == ["Ready"]

@@ -48,12 +48,15 @@ async def test_samples_run_and_clean_up(
     status = await eventually.eventually(
         hello_running, timeout_seconds=60, describe="sample sandbox Running"
     )
-    assert status["endpoint"] == f"sandbox-hello.{NS}.svc.cluster.local"
-    pod = _get(platform, "pod", str(status["podName"]), "-n", NS)
-    metadata = pod["metadata"]
-    assert isinstance(metadata, dict)
-    controllers = [o for o in metadata["ownerReferences"] if o.get("controller")]
-    assert [(o["kind"], o["name"]) for o in controllers] == [("Sandbox", "hello")]
+    # Started warm (the sample pool matches it) it keeps the Service its pod was prepared
+    # with; started cold it has its own.
+    service = f"warm-{status['podName']}" if status.get("warmPodRef") else "sandbox-hello"
+    assert status["endpoint"] == f"{service}.{NS}.svc.cluster.local"
+    for kind, name in (("pod", str(status["podName"])), ("service", service)):
+        metadata = _get(platform, kind, name, "-n", NS)["metadata"]
+        assert isinstance(metadata, dict)
+        controllers = [o for o in metadata["ownerReferences"] if o.get("controller")]
+        assert [(o["kind"], o["name"]) for o in controllers] == [("Sandbox", "hello")], kind
 
     cp.kubectl("delete", "sandbox", "hello", "-n", NS, "--wait=false")
 
@@ -65,7 +68,13 @@ async def test_samples_run_and_clean_up(
 
     def pool_empty() -> bool:
         pods = _get(platform, "pods", "-n", NS, "-l", "app=llmsafespace")
-        items = pods.get("items")
-        return not _get(platform, "warmpool", "python-data", "-n", NS) and items == []
+        services = _get(platform, "services", "-n", NS, "-l", "app=llmsafespace")
+        return (
+            not _get(platform, "warmpool", "python-data", "-n", NS)
+            and pods.get("items") == []
+            and services.get("items") == []
+        )
 
-    await eventually.eventually(pool_empty, timeout_seconds=60, describe="pool and pods gone")
+    await eventually.eventually(
+        pool_empty, timeout_seconds=60, describe="pool, pods and Services gone"
+    )

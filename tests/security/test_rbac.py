@@ -72,8 +72,10 @@ RECONCILER_ALLOWED = [
     ("create", "events"),
     ("create", "namespaces"),
     ("delete", "namespaces"),
-    # Warm starts: adopt the claimed pod, read and claim WarmPods, delete a released one.
+    # Warm starts: adopt the claimed pod and its Service, read and claim WarmPods, delete a
+    # released one.
     ("patch", "pods"),
+    ("patch", "services"),
     *((verb, "warmpods.llmsafespace.dev") for verb in ("get", "list", "delete")),
     ("patch", "warmpods.llmsafespace.dev/status"),
 ]
@@ -120,6 +122,8 @@ POOL_MANAGER_ALLOWED = [
     ("create", "serviceaccounts"),
     ("get", "networkpolicies.networking.k8s.io"),
     ("create", "networkpolicies.networking.k8s.io"),
+    # The Service prepared with each warm pod.
+    ("create", "services"),
     # Preload scripts run through a websocket exec, authorized as create on pods/exec.
     ("create", "pods/exec"),
     # Leaked-claim sweep: the sandbox a WarmPod is assigned to, by UID (list) and by name.
@@ -147,6 +151,9 @@ POOL_MANAGER_DENIED = [
     ("delete", "networkpolicies.networking.k8s.io"),
     ("create", "rolebindings.rbac.authorization.k8s.io"),
     ("list", "nodes"),
+    # Its warm pods' Services go with their WarmPods (garbage collection), never by hand.
+    ("delete", "services"),
+    ("patch", "services"),
 ]
 
 

@@ -69,6 +69,14 @@ async def create_warm_pod(
         return None
 
 
+async def create_service(kube: client.Kube, *, service: dict[str, Any]) -> bool:
+    """Create the Service prepared with a warm pod; False if it exists already."""
+    _, created = await writes.create_if_absent(
+        kube, resource=objects.SERVICE, namespace=service["metadata"]["namespace"], body=service
+    )
+    return created
+
+
 async def create_pod(kube: client.Kube, *, pod: dict[str, Any]) -> bool:
     """Create the warm pod; False if it exists already."""
     _, created = await writes.create_if_absent(

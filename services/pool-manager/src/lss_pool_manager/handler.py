@@ -280,12 +280,25 @@ class Handler:
             return
         self._metrics.pods_created_total.inc()
         # Created right away (not on the WarmPod's own hint) to save a round trip; the
-        # warmpod handler creates it instead if this process dies in between.
+        # warmpod handler creates them instead if this process dies in between.
+        await self._create_service_and_pod(created, pool=pool, inputs=inputs)
+
+    async def _create_service_and_pod(
+        self,
+        warm_pod: warmpod_model.WarmPod,
+        *,
+        pool: warmpool_model.WarmPool,
+        inputs: observe.BuildInputs,
+    ) -> None:
+        """The warm pod's Service, then the pod: a pod exists only once its Service does, so
+        a claim can count on adopting one (``lss_sandbox_reconciler.adopt.adopt_service``)."""
+        kube = self._kube.kube
+        pool_uid = pool.metadata.uid or ""
+        await apply.create_service(
+            kube, service=podspec.render_warm_service(warm_pod, pool_uid=pool_uid)
+        )
         pod = podspec.render_warm_pod(
-            inputs.spec,
-            warm_pod=created,
-            pool_uid=pool.metadata.uid or "",
-            settings=self._settings.sandbox,
+            inputs.spec, warm_pod=warm_pod, pool_uid=pool_uid, settings=self._settings.sandbox
         )
         await apply.create_pod(kube, pod=pod)
 
@@ -459,13 +472,7 @@ class Handler:
             )
             self._metrics.pods_deleted_total.labels(sizing.DeleteReason.OUTDATED.value).inc()
             return False
-        pod = podspec.render_warm_pod(
-            inputs.spec,
-            warm_pod=warm_pod,
-            pool_uid=pool.metadata.uid or "",
-            settings=self._settings.sandbox,
-        )
-        await apply.create_pod(kube, pod=pod)
+        await self._create_service_and_pod(warm_pod, pool=pool, inputs=inputs)
         return True
 
 

@@ -32,9 +32,11 @@ from lss_common.models import warmpod as warmpod_model
 from lss_common.models import warmpool as warmpool_model
 from lss_pool_manager import names
 from lss_sandbox_reconciler import claim, lifecycle, merge, ready_queue, resolve
+from lss_sandbox_reconciler import names as reconciler_names
 from lss_sandbox_reconciler import settings as reconciler_settings
 from lss_sandbox_reconciler.render import owner as owner_render
 from lss_sandbox_reconciler.render import pod as pod_render
+from lss_sandbox_reconciler.render import service as service_render
 
 SandboxOptions = reconciler_settings.SandboxOptions
 EffectiveSpec = merge.EffectiveSpec
@@ -44,6 +46,7 @@ PodVerdict = lifecycle.PodVerdict
 #: The label every child of ours carries with what it is for (shared with sandbox children).
 COMPONENT: Final = owner_render.COMPONENT
 WARM_POD_COMPONENT: Final = "warmpod"
+WARM_SERVICE_COMPONENT: Final = "warm-service"
 POOL_COMPONENT: Final = "warmpool"
 #: The UID of the WarmPool a WarmPod or warm pod belongs to: always fits a label value (a
 #: pool name may not), and a re-created pool of the same name never selects old objects.
@@ -219,7 +222,11 @@ def render_warm_pod(
     metadata: dict[str, Any] = {
         "name": names.pod_name(meta.name, uid=meta.uid),
         "namespace": meta.namespace,
-        "labels": warm_pod_labels(pool_name=pool_name, pool_uid=pool_uid, warm_pod_name=meta.name),
+        "labels": {
+            **warm_pod_labels(pool_name=pool_name, pool_uid=pool_uid, warm_pod_name=meta.name),
+            # Its Service selects it by this label, before and after a sandbox adopts it.
+            labels.WARM_POD_UID: meta.uid,
+        },
         "ownerReferences": [owner_reference(kind=warmpod_model.KIND, name=meta.name, uid=meta.uid)],
     }
     annotations = pod["metadata"].get("annotations")
@@ -228,6 +235,38 @@ def render_warm_pod(
     pod["metadata"] = metadata
     pod["spec"]["serviceAccountName"] = names.service_account_name(pool_name)
     return pod
+
+
+def render_warm_service(warm_pod: warmpod_model.WarmPod, *, pool_uid: str) -> dict[str, Any]:
+    """The Service prepared with a warm pod (``warm-<pod>``): the agent port of the pod,
+    selected by its WarmPod-UID label, owned by the WarmPod. A sandbox that claims the pod
+    adopts the Service with it (owner and labels; the selector stays), so the claim creates
+    no Service and its endpoints do not change (``lss_sandbox_reconciler.render.service``)."""
+    meta = warm_pod.metadata
+    if not meta.name or not meta.namespace or not meta.uid:
+        raise ValueError("a stored WarmPod has a name, a namespace and a UID")
+    pod_name = names.pod_name(meta.name, uid=meta.uid)
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {
+            "name": reconciler_names.warm_service_name(pod_name),
+            "namespace": meta.namespace,
+            "labels": {
+                **warm_pod_labels(
+                    pool_name=warm_pod.spec.pool_ref.name,
+                    pool_uid=pool_uid,
+                    warm_pod_name=meta.name,
+                ),
+                COMPONENT: WARM_SERVICE_COMPONENT,
+                labels.WARM_POD_UID: meta.uid,
+            },
+            "ownerReferences": [
+                owner_reference(kind=warmpod_model.KIND, name=meta.name, uid=meta.uid)
+            ],
+        },
+        "spec": service_render.service_spec(service_render.warm_selector(meta.uid)),
+    }
 
 
 def fingerprint(pod: dict[str, Any]) -> str:

@@ -11,10 +11,12 @@ import uuid
 import pytest
 
 from lss_common.kube import client, objects
+from lss_common.models import labels
 from lss_common.models import warmpod as warmpod_model
 from lss_common.models import warmpool as warmpool_model
 from lss_common.testing import eventually
 from lss_pool_manager import names, podspec
+from lss_sandbox_reconciler import names as reconciler_names
 
 from .conftest import Stack, by_phase, claim, create_pool, get_pool, pods, warm_pods
 
@@ -69,6 +71,16 @@ async def test_fills_refills_after_claims_and_respects_max_size(
         # the fingerprint is of the rendered pod (the stored one has server defaults added)
         assert len((wp.metadata.annotations or {})[podspec.POD_SPEC_HASH]) == 64
         assert status.last_heartbeat
+        # ... and comes with its Service, owned by the WarmPod, selecting the pod.
+        svc = await objects.get_object(
+            kube,
+            resource=objects.SERVICE,
+            namespace=namespace,
+            name=reconciler_names.warm_service_name(pod["metadata"]["name"]),
+        )
+        assert svc["metadata"]["ownerReferences"][0]["uid"] == wp.metadata.uid
+        assert svc["spec"]["selector"] == {labels.WARM_POD_UID: wp.metadata.uid}
+        assert pod["metadata"]["labels"][labels.WARM_POD_UID] == wp.metadata.uid
 
     async def pool_status_counts() -> bool:
         pool = await get_pool(kube, namespace=namespace, name="py")
@@ -248,10 +260,19 @@ async def test_deletion_waits_for_assigned_then_leaves_nothing(
                 for p in await pods(kube, namespace=namespace)
                 if not p["metadata"].get("deletionTimestamp")
             ]
-            return not await warm_pods(kube, namespace=namespace) and not leftovers
+            services = await objects.list_objects(
+                kube, resource=objects.SERVICE, namespace=namespace
+            )
+            return (
+                not await warm_pods(kube, namespace=namespace)
+                and not leftovers
+                and not services.items  # the warm pods' Services went with their WarmPods
+            )
         return False
 
-    await eventually.eventually(gone, timeout_seconds=60, describe="pool, WarmPods, pods gone")
+    await eventually.eventually(
+        gone, timeout_seconds=60, describe="pool, WarmPods, pods and their Services gone"
+    )
 
 
 async def test_forced_deletion_keeps_claimed_pods_and_removes_the_rest(

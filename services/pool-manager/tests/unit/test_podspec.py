@@ -20,6 +20,7 @@ from lss_sandbox_reconciler import merge, testing
 from lss_sandbox_reconciler import settings as reconciler_settings
 from lss_sandbox_reconciler.render import owner as owner_render
 from lss_sandbox_reconciler.render import pod as pod_render
+from lss_sandbox_reconciler.render import service as service_render
 
 SETTINGS = reconciler_settings.SandboxOptions()
 POOL_UID = "0a0a0a0a-1111-4222-8333-444444444444"
@@ -96,6 +97,21 @@ def test_warm_pod_is_the_sandbox_pod_but_for_identity(
     assert labels.SANDBOX_NAME not in meta["labels"]
     assert rendered["spec"]["serviceAccountName"] == names.service_account_name("py")
     assert rendered["spec"]["automountServiceAccountToken"] is False
+    # The Service prepared with it selects it by its WarmPod's UID, the label a sandbox's
+    # adoption keeps, on the port the sandbox's own Service uses.
+    assert meta["labels"][labels.WARM_POD_UID] == WARM_UID
+    svc = podspec.render_warm_service(warm, pool_uid=POOL_UID)
+    assert svc["metadata"]["name"] == f"warm-{meta['name']}"
+    assert svc["metadata"]["ownerReferences"] == meta["ownerReferences"]
+    assert svc["spec"]["selector"] == {labels.WARM_POD_UID: WARM_UID}
+    assert set(svc["spec"]["selector"].items()) <= set(meta["labels"].items())
+    sandbox_owner = owner_render.owner_of(sandbox, settings=SETTINGS)
+    assert {k: v for k, v in svc["spec"].items() if k != "selector"} == {
+        k: v
+        for k, v in service_render.render_service(sandbox_owner)["spec"].items()
+        if k != "selector"
+    }
+    assert owner_render.SANDBOX_UID not in svc["metadata"]["labels"], "no sandbox identity"
 
 
 def test_record_is_canonical_and_resolved() -> None:

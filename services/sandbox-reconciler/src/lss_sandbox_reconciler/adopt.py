@@ -1,4 +1,4 @@
-"""The warm start's own writes: the claim CAS, the pod's adoption, and giving a WarmPod back.
+"""The warm start's own writes: the claim CAS, the adoption, and giving a WarmPod back.
 
 - :func:`claim_warm_pod` — the one compare-and-swap on the WarmPod's status (``Ready`` →
   ``Assigned``, ``assignedTo`` = the sandbox's UID, ``assignedAt``), a merge patch carrying
@@ -8,11 +8,13 @@
   already is never re-owned), then replaces the owner references with the Sandbox's
   controller reference alone (Kubernetes allows one controller; the WarmPod is dropped, so
   the pod has exactly one owner and lives and dies with the Sandbox) and the labels with the
-  sandbox child labels (its Service and policies select the sandbox's UID label; the pool's
-  labels go, so the pool's deny policy and the pool manager no longer see the pod).
-  ``spec.serviceAccountName`` is immutable: the pod keeps the pool's ServiceAccount (no
-  token, no bindings — as powerless as the sandbox's own one, which is still created so a
-  warm sandbox has the same children as a cold one).
+  sandbox child labels plus the WarmPod-UID label (its policies select the sandbox's UID
+  label, its Service the WarmPod-UID one; the pool's labels go, so the pool's deny policy and
+  the pool manager no longer see the pod). ``spec.serviceAccountName`` is immutable: the pod
+  keeps the pool's ServiceAccount (no token, no bindings), and a sandbox served by a warm
+  pod has no account of its own.
+- :func:`adopt_service` — the same for the Service prepared with the pod (``warm-<pod>``):
+  owner and labels, never the selector, so its endpoints do not change.
 - :func:`release_warm_pod` / :func:`discard_claim` — delete a WarmPod still assigned to the
   sandbox (UID precondition: a slot re-created since is never touched); the pool refills.
 
@@ -28,11 +30,12 @@ from typing import Any
 from lss_common import errors
 from lss_common.kube import client as client_module
 from lss_common.kube import objects, writes
-from lss_common.models import meta
+from lss_common.models import labels, meta
 from lss_common.models import warmpod as warmpod_model
-from lss_sandbox_reconciler import ready_queue
+from lss_sandbox_reconciler import names, ready_queue
 from lss_sandbox_reconciler.render import owner as owner_module
 from lss_sandbox_reconciler.render import pod as pod_render
+from lss_sandbox_reconciler.render import service as service_render
 
 
 async def claim_warm_pod(
@@ -81,7 +84,11 @@ async def adopt_pod(
         {
             "op": "replace",
             "path": "/metadata/labels",
-            "value": owner_module.child_labels(owner, component=pod_render.COMPONENT),
+            "value": {
+                **owner_module.child_labels(owner, component=pod_render.COMPONENT),
+                # Kept: the Service prepared with the pod selects it by this label.
+                labels.WARM_POD_UID: candidate.uid,
+            },
         },
     ]
     return await objects.patch_object(
@@ -92,6 +99,55 @@ async def adopt_pod(
         body=patch,
         patch_type=objects.PatchType.JSON,
     )
+
+
+async def adopt_service(
+    kube: client_module.Kube,
+    *,
+    candidate: ready_queue.Candidate,
+    owner: owner_module.Owner,
+) -> dict[str, Any] | None:
+    """Re-own and re-label the Service prepared with the claimed pod; returns it, or None
+    when there is none to adopt (a WarmPod made before Services were prepared, or deleted):
+    the planner then creates it.
+
+    Like the pod's adoption, the patch first tests that the Service is still the claimed
+    WarmPod's; its selector is left alone, so its endpoints do not change.
+    """
+    name = names.warm_service_name(candidate.pod_name)
+    patch = [
+        {"op": "test", "path": "/metadata/ownerReferences/0/uid", "value": candidate.uid},
+        {
+            "op": "replace",
+            "path": "/metadata/ownerReferences",
+            "value": [owner_module.owner_reference(owner)],
+        },
+        {
+            "op": "replace",
+            "path": "/metadata/labels",
+            "value": service_render.adopted_service_labels(owner, warm_pod_uid=candidate.uid),
+        },
+    ]
+    try:
+        return await objects.patch_object(
+            kube,
+            resource=objects.SERVICE,
+            namespace=candidate.namespace,
+            name=name,
+            body=patch,
+            patch_type=objects.PatchType.JSON,
+        )
+    except errors.NotFoundError:
+        return None
+    except errors.InvalidObjectError:
+        # The test failed: not the WarmPod's any more (adopted already, by a resumed pass of
+        # this claim, or never prepared by it). What is there decides the plan.
+        try:
+            return await objects.get_object(
+                kube, resource=objects.SERVICE, namespace=candidate.namespace, name=name
+            )
+        except errors.NotFoundError:
+            return None
 
 
 async def get_pod(kube: client_module.Kube, *, namespace: str, name: str) -> dict[str, Any] | None:
@@ -134,9 +190,11 @@ async def delete_warm_pod(kube: client_module.Kube, *, namespace: str, name: str
 async def discard_claim(
     kube: client_module.Kube, *, candidate: ready_queue.Candidate, pod_uid: str | None
 ) -> None:
-    """Undo a claim that cannot be completed: its pod and WarmPod are deleted (best effort).
+    """Undo a claim that cannot be completed: its pod, the Service prepared with it and its
+    WarmPod are deleted (best effort).
 
-    The pod may carry the sandbox's labels already, so it is never handed to anyone else.
+    The pod and the Service may carry the sandbox's labels already, so they are never handed
+    to anyone else.
     """
     with contextlib.suppress(errors.LssError):
         await writes.delete_if_present(
@@ -145,6 +203,13 @@ async def discard_claim(
             namespace=candidate.namespace,
             name=candidate.pod_name,
             uid=pod_uid,
+        )
+    with contextlib.suppress(errors.LssError):
+        await writes.delete_if_present(
+            kube,
+            resource=objects.SERVICE,
+            namespace=candidate.namespace,
+            name=names.warm_service_name(candidate.pod_name),
         )
     with contextlib.suppress(errors.LssError):
         await delete_warm_pod(

@@ -78,6 +78,27 @@ def service_name(sandbox_name: str) -> str:
     return child_name(sandbox_name)
 
 
+WARM_SERVICE_PREFIX: Final = "warm-"
+
+
+def warm_service_name(pod_name: str) -> str:
+    """The Service a warm pod is prepared with, which a sandbox adopting the pod keeps:
+    ``warm-<pod name>`` when that is a DNS-1035 label, else a readable prefix and a hash.
+
+    Always ``warm-…``, never ``sandbox-…``: it cannot collide with a sandbox's own Service.
+    """
+    if not pod_name:
+        raise ValueError("a pod name is required")
+    plain = f"{WARM_SERVICE_PREFIX}{pod_name}"
+    if len(plain) <= MAX_NAME_LENGTH and _DNS_1035.match(plain):
+        return plain
+    digest = hashlib.sha256(pod_name.encode()).hexdigest()[:_HASH_LENGTH]
+    room = MAX_NAME_LENGTH - len(WARM_SERVICE_PREFIX) - 1 - _HASH_LENGTH
+    readable = _UNSAFE.sub("-", pod_name.lower())[:room].strip("-")
+    stem = f"{WARM_SERVICE_PREFIX}{readable}-" if readable else WARM_SERVICE_PREFIX
+    return f"{stem}{digest}"
+
+
 def service_account_name(sandbox_name: str) -> str:
     """The sandbox's own ServiceAccount (no token mounted); same as the pod's."""
     return child_name(sandbox_name)

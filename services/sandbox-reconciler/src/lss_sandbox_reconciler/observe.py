@@ -23,9 +23,10 @@ under names derived from its name, so the Sandbox get, the ServiceAccount, Servi
 and policy gets (the policies filtered by the UID once the Sandbox is read: an earlier
 namesake's are not ours) and the RuntimeEnvironment list go out together: **one round
 trip** for a sandbox without profile, PVC or warm pod; a second one only for the profile,
-the claim, or a warm start's pod (``status.podName``; the cold-pod read then serves
-``warm.remove_stray_cold_pod``). The reads are no snapshot either way (they
-never were: children were read after the Sandbox, and may change after). Under namespace
+the claim, or a warm start's pod (``status.podName``) and the Service prepared with it
+(``names.warm_service_name``; the cold-pod read then serves ``warm.remove_stray_cold_pod``).
+The reads are no snapshot either way (they never were: children were read after the
+Sandbox, and may change after). Under namespace
 isolation the Sandbox is read first (its UID names the namespace).
 
 This module decides nothing and writes nothing: it is the handler's input stage.
@@ -174,8 +175,19 @@ class Observer:
                 return ()
             return await self._confirmed_runtimes(kube, obj=obj, cached=runtimes)
 
-        pod_found, pvc, profile_found, runtimes_found = await asyncio.gather(
-            pod(), claim(), profile(), confirmed_runtimes()
+        async def warm_service() -> dict[str, Any] | None:
+            if warm_pod is None or warm_pod == early.pod_name:
+                return None
+            return await _get_or_none(
+                kube,
+                resource=objects.SERVICE,
+                name=names.warm_service_name(warm_pod),
+                namespace=namespace,
+                decode=objects.as_dict,
+            )
+
+        pod_found, pvc, profile_found, runtimes_found, warm_svc = await asyncio.gather(
+            pod(), claim(), profile(), confirmed_runtimes(), warm_service()
         )
         children = plan.Children(
             service_account=early.service_account,
@@ -184,6 +196,7 @@ class Observer:
             pod=pod_found,
             network_policies=_with_uid(early.network_policies, uid),
             cilium_policies=_with_uid(early.cilium_policies, uid),
+            warm_service=warm_svc,
         )
         warm_started = warm_pod is not None and warm_pod != early.pod_name
         if releasing:

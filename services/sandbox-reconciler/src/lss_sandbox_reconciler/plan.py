@@ -29,7 +29,7 @@ import msgspec
 
 from lss_common.logic import conditions as conditions_logic
 from lss_common.logic import finalizers
-from lss_common.models import kinds, meta
+from lss_common.models import kinds, labels, meta
 from lss_common.models import profile as profile_model
 from lss_common.models import runtime as runtime_model
 from lss_common.models import sandbox as sandbox_model
@@ -96,6 +96,9 @@ class Children:
     pod: Object | None = None
     network_policies: Mapping[str, Object] = dataclasses.field(default_factory=dict)
     cilium_policies: Mapping[str, Object] = dataclasses.field(default_factory=dict)
+    warm_service: Object | None = None
+    """The Service prepared with the warm pod the sandbox runs on (``warm-<pod>``), when
+    the sandbox started warm."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -311,6 +314,12 @@ def _name_of(obj: Object) -> str:
     return str(obj["metadata"]["name"])
 
 
+def _warm_pod_uid(pod: Object | None) -> str | None:
+    found = ((pod or {}).get("metadata") or {}).get("labels") or {}
+    value = found.get(labels.WARM_POD_UID)
+    return str(value) if value else None
+
+
 def _is_deleting(obj: Object) -> bool:
     return bool((obj.get("metadata") or {}).get("deletionTimestamp"))
 
@@ -356,7 +365,20 @@ def _plan_running(
                 children.service_account,
             )
         )
-    last = [_Desired(Kind.SERVICE, service.render_service(owner), children.service)]
+    # A warm pod keeps the Service it was prepared with (adopted with the pod, selecting the
+    # pod's WarmPod-UID label); a pod adopted before pods carried that label, and a cold
+    # pod, are served by the sandbox's own Service.
+    warm_pod_uid = _warm_pod_uid(children.pod) if serving_warm else None
+    if warm_pod_uid is not None:
+        assert children.pod is not None
+        service_body = service.render_warm_service(
+            owner, pod_name=_name_of(children.pod), warm_pod_uid=warm_pod_uid
+        )
+        served_by: Object | None = children.warm_service
+    else:
+        service_body = service.render_service(owner)
+        served_by = children.service
+    last = [_Desired(Kind.SERVICE, service_body, served_by)]
     claim = volume.render_claim(spec, owner=owner, settings=settings)
     if claim is not None:
         last.append(_Desired(Kind.PERSISTENT_VOLUME_CLAIM, claim, children.claim))
@@ -402,7 +424,9 @@ def _plan_running(
         _name_of(children.pod) if children.pod is not None else names.pod_name(owner.name)
     )
     draft.pod_namespace = ns_name
-    draft.endpoint = service.endpoint(owner, cluster_domain=settings.cluster_domain)
+    draft.endpoint = service.service_endpoint(
+        _name_of(service_body), namespace=ns_name, cluster_domain=settings.cluster_domain
+    )
     if policies.unresolved_domains:
         draft.set(
             ConditionType.NETWORK_READY,
@@ -593,6 +617,7 @@ def _owned_children(
     found: list[tuple[Kind, Object | None]] = [
         (Kind.POD, children.pod),
         (Kind.SERVICE, children.service),
+        (Kind.SERVICE, children.warm_service),
         *((Kind.CILIUM_NETWORK_POLICY, p) for p in children.cilium_policies.values()),
         *((Kind.NETWORK_POLICY, p) for p in children.network_policies.values()),
         (Kind.SERVICE_ACCOUNT, children.service_account),

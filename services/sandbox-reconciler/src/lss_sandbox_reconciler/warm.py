@@ -180,22 +180,23 @@ class Started:
 
 
 def split_early(
-    planned: plan.Plan, *, service_account: bool = True
+    planned: plan.Plan, *, likely_warm: bool = False
 ) -> tuple[tuple[plan.Action, ...], tuple[plan.Action, ...]]:
     """The actions a new sandbox needs whether it starts warm or cold (finalizer and the
     children's creates/replaces other than the pod and a namespace), and the rest.
 
-    ``service_account`` False: the ServiceAccount's create goes with the rest — a warm pod
-    runs as its pool's account, so only a cold fallback needs the sandbox's own.
+    ``likely_warm`` (the ready queue holds a candidate): the ServiceAccount's and the
+    Service's creates go with the rest — a warm pod runs as its pool's account and comes
+    with a Service of its own, so only a cold fallback needs the sandbox's.
     """
+    cold_only = (plan.Kind.SERVICE_ACCOUNT, plan.Kind.SERVICE) if likely_warm else ()
     early = tuple(
         a
         for a in planned.actions
         if a.verb is plan.Verb.ADD_FINALIZER
         or (
             a.verb in (plan.Verb.CREATE, plan.Verb.REPLACE)
-            and a.kind not in (plan.Kind.POD, plan.Kind.NAMESPACE)
-            and (service_account or a.kind is not plan.Kind.SERVICE_ACCOUNT)
+            and a.kind not in (plan.Kind.POD, plan.Kind.NAMESPACE, *cold_only)
         )
     )
     return early, tuple(a for a in planned.actions if a not in early)
@@ -311,7 +312,7 @@ class WarmStarter:
                 wanted.namespace, matches=lambda c: claim.matches(c, wanted=wanted)
             )
         )
-        early, rest = split_early(planned, service_account=not likely_warm)
+        early, rest = split_early(planned, likely_warm=likely_warm)
         # The finalizer, policies and Service are the same for a warm and a cold start: they
         # are written concurrently with the claim, so the sandbox's deny policy exists before
         # its pod is re-labelled out of the pool's.
@@ -496,18 +497,31 @@ class WarmStarter:
         ``pod``: the claimed pod as read (a resumed claim), or None: not read, the adoption's
         answer is the pod.
         """
-        if pod is None or not owner_module.is_owned_by(pod, owner=owner):
+        adopting = pod is None or not owner_module.is_owned_by(pod, owner=owner)
+        if adopting:
             self._sandbox_metrics.count_write(
                 kind=metrics_module.WriteKind.POD, verb=metrics_module.WriteVerb.PATCH
             )
-            try:
-                pod = await adopt.adopt_pod(kube, candidate=chosen, owner=owner)
-            except (errors.NotFoundError, errors.InvalidObjectError) as error:
-                # Gone, or no longer the claimed WarmPod's (the patch's test failed).
-                raise errors.ConflictError(
-                    f"WarmPod {chosen.namespace}/{chosen.name}: its pod {chosen.pod_name} "
-                    f"cannot be adopted: {error}"
-                ) from error
+        self._sandbox_metrics.count_write(
+            kind=metrics_module.WriteKind.SERVICE, verb=metrics_module.WriteVerb.PATCH
+        )
+        # The pod and the Service prepared with it are adopted together (one round trip).
+        adopted, warm_service = await asyncio.gather(
+            adopt.adopt_pod(kube, candidate=chosen, owner=owner) if adopting else _given(pod),
+            adopt.adopt_service(kube, candidate=chosen, owner=owner),
+            return_exceptions=True,
+        )
+        if isinstance(warm_service, BaseException):
+            raise warm_service
+        if isinstance(adopted, errors.NotFoundError | errors.InvalidObjectError):
+            # Gone, or no longer the claimed WarmPod's (the patch's test failed).
+            raise errors.ConflictError(
+                f"WarmPod {chosen.namespace}/{chosen.name}: its pod {chosen.pod_name} "
+                f"cannot be adopted: {adopted}"
+            ) from adopted
+        if isinstance(adopted, BaseException):
+            raise adopted
+        pod = adopted
         obj = snapshot.sandbox
         current = sandbox_model.status_of(obj)
         claimed_status = msgspec.structs.replace(
@@ -517,7 +531,7 @@ class WarmStarter:
         warm_snapshot = dataclasses.replace(
             snapshot,
             sandbox=msgspec.structs.replace(obj, status=claimed_status),
-            children=dataclasses.replace(snapshot.children, pod=pod),
+            children=dataclasses.replace(snapshot.children, pod=pod, warm_service=warm_service),
         )
         planned = plan.plan_sandbox(warm_snapshot, now=now, settings=self._settings.sandbox)
         if _pod_action(planned) is not None or planned.status.phase != sandbox_model.Phase.RUNNING:
@@ -706,6 +720,11 @@ class WarmStarter:
                 uid=(stray.get("metadata") or {}).get("uid"),
             )
         _log.info("stray cold pod deleted", extra={"pod": cold_name})
+
+
+async def _given(pod: dict[str, Any] | None) -> dict[str, Any]:
+    assert pod is not None
+    return pod
 
 
 class ReadyQueueFeed:

@@ -26,10 +26,11 @@ from reconciler_harness import Cluster, World
 
 from lss_common import settings as common_settings
 from lss_common.kube import client, objects
-from lss_common.models import kinds
+from lss_common.models import kinds, labels
 from lss_common.testing import eventually
 from lss_pool_manager import service as pool_service
 from lss_pool_manager import settings as pool_settings_module
+from lss_sandbox_reconciler import names
 from lss_sandbox_reconciler.render import owner as owner_module
 from lss_watcher import testing as watcher_testing
 
@@ -193,7 +194,16 @@ async def test_matching_sandbox_starts_warm_others_cold_and_the_pool_refills(
     # except a ServiceAccount: its pod runs as the pool's (immutable on a pod), token-less
     children = await cluster.children(warm["metadata"]["uid"])
     assert children["Pod"] == [pod["metadata"]["name"]]
-    assert children["Service"]
+    # ... and its Service is the one prepared with the pod, adopted with it: owned by the
+    # Sandbox now, still selecting the pod by its WarmPod's UID, and the sandbox's endpoint
+    service_name = names.warm_service_name(pod["metadata"]["name"])
+    assert children["Service"] == [service_name]
+    svc = await cluster.child(objects.SERVICE, service_name)
+    assert svc is not None
+    assert svc["metadata"]["ownerReferences"] == pod["metadata"]["ownerReferences"]
+    assert svc["spec"]["selector"] == {labels.WARM_POD_UID: warm_pod["metadata"]["uid"]}
+    assert pod["metadata"]["labels"][labels.WARM_POD_UID] == warm_pod["metadata"]["uid"]
+    assert warm["status"]["endpoint"].startswith(f"{service_name}.{cluster.namespace}.svc.")
     assert children["ServiceAccount"] == []
     assert children["NetworkPolicy"]
     assert pod["spec"]["serviceAccountName"].startswith("warmpool-")  # the pool's account
@@ -218,6 +228,7 @@ async def test_matching_sandbox_starts_warm_others_cold_and_the_pool_refills(
         released_and_refilled, timeout_seconds=60, describe="WarmPod deleted, pool refilled"
     )
     assert await cluster.child(objects.POD, pod["metadata"]["name"]) is None
+    assert await cluster.child(objects.SERVICE, service_name) is None
 
 
 COUNT = 200

@@ -33,6 +33,11 @@ SANDBOX_NAMESPACE: Final = f"{kinds.GROUP}/sandbox-namespace"
 WARM_POD_NAME: Final = f"{kinds.GROUP}/warmpod-name"
 WARM_POD_NAMESPACE: Final = f"{kinds.GROUP}/warmpod-namespace"
 
+#: The UID of the WarmPod a warm pod was created for. Set on the pod (and kept when a sandbox
+#: adopts it) and used as the selector of the Service prepared with it, so that Service
+#: follows the pod through the claim without a change.
+WARM_POD_UID: Final = f"{kinds.GROUP}/warmpod-uid"
+
 #: The WarmPool a WarmPod or a warm pod's pod was created for (informational; a WarmPod's
 #: authoritative pool is ``spec.poolRef``).
 WARM_POOL_NAME: Final = f"{kinds.GROUP}/warmpool-name"

@@ -1,0 +1,124 @@
+"""The Service prepared with a warm pod: its name, and what the planner does with it once a
+sandbox runs on the pod (kept when adopted, re-created when missing, never a stranger's)."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from typing import Any
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from lss_common.models import labels
+from lss_sandbox_reconciler import names, plan, warm
+from lss_sandbox_reconciler.render import owner as owner_module
+from lss_sandbox_reconciler.render import service as service_render
+
+from .test_lifecycle_plan import FIN, _dump, applied, pod_json, run, snapshot, summary
+
+WARM_POD = "py-3-1a2b3c4d"
+WARM_UID = "wp-uid-1"
+DNS_1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+
+
+@given(st.from_regex(r"[a-z0-9]([-a-z0-9.]{0,80}[a-z0-9])?", fullmatch=True))
+def test_warm_service_names_are_dns_labels_of_their_own(pod_name: str) -> None:
+    name = names.warm_service_name(pod_name)
+    assert len(name) <= 63
+    assert DNS_1035.match(name)
+    assert name.startswith("warm-")  # never a sandbox's own "sandbox-..." Service
+    assert names.warm_service_name(pod_name) == name
+
+
+def test_a_short_pod_name_stays_readable() -> None:
+    assert names.warm_service_name(WARM_POD) == f"warm-{WARM_POD}"
+
+
+def warm_pod(**changes: Any) -> dict[str, Any]:
+    pod = pod_json(ready=True)
+    pod["metadata"]["name"] = WARM_POD
+    pod["metadata"]["labels"][labels.WARM_POD_UID] = WARM_UID
+    pod["metadata"].update(changes)
+    return pod
+
+
+def running_warm(children: plan.Children) -> plan.Plan:
+    """A pass of a sandbox that started warm on WARM_POD, with ``children`` observed."""
+    first = run(snapshot())
+    base = applied(first, plan.Children())
+    status = {
+        **_dump(first),
+        "phase": "Running",
+        "podName": WARM_POD,
+        "warmPodRef": {"name": "py-3"},
+        "startTime": "2025-06-01T12:09:00Z",
+    }
+    observed = dataclasses.replace(
+        base,
+        service=None,
+        service_account=None,
+        pod=children.pod,
+        warm_service=children.warm_service,
+    )
+    return run(snapshot(finalizers=FIN, status=status, children=observed))
+
+
+def owner() -> owner_module.Owner:
+    return owner_module.owner_of(snapshot().sandbox, settings=plan.settings_module.SandboxOptions())
+
+
+def test_an_adopted_warm_service_is_the_sandboxs_service_and_endpoint() -> None:
+    adopted = service_render.render_warm_service(owner(), pod_name=WARM_POD, warm_pod_uid=WARM_UID)
+    result = running_warm(plan.Children(pod=warm_pod(), warm_service=adopted))
+    assert summary(result) == []  # nothing to write: no own Service, no ServiceAccount
+    assert result.status.phase == "Running"
+    assert result.status.endpoint == f"warm-{WARM_POD}.team-a.svc.cluster.local"
+    assert adopted["spec"]["selector"] == {labels.WARM_POD_UID: WARM_UID}
+    assert adopted["metadata"]["labels"][owner_module.SANDBOX_UID] == owner().uid
+
+
+def test_a_missing_warm_service_is_re_created_for_the_sandbox() -> None:
+    result = running_warm(plan.Children(pod=warm_pod()))
+    creates = [a for a in result.actions if a.verb is plan.Verb.CREATE]
+    assert [(a.kind, a.name) for a in creates] == [(plan.Kind.SERVICE, f"warm-{WARM_POD}")]
+    body = creates[0].body
+    assert body is not None
+    assert body["spec"]["selector"] == {labels.WARM_POD_UID: WARM_UID}
+    assert body["metadata"]["ownerReferences"][0]["kind"] == "Sandbox"
+    assert result.status.endpoint == f"warm-{WARM_POD}.team-a.svc.cluster.local"
+
+
+def test_a_strangers_service_under_the_warm_name_is_a_name_conflict() -> None:
+    stranger = service_render.render_warm_service(owner(), pod_name=WARM_POD, warm_pod_uid=WARM_UID)
+    stranger["metadata"]["labels"][owner_module.SANDBOX_UID] = "someone-else"
+    result = running_warm(plan.Children(pod=warm_pod(), warm_service=stranger))
+    assert result.status.phase == "Failed"
+    assert not [a for a in result.actions if a.verb is plan.Verb.CREATE]
+
+
+def test_a_pod_adopted_before_pods_carried_the_label_keeps_the_sandboxs_own_service() -> None:
+    pod = pod_json(ready=True)
+    pod["metadata"]["name"] = WARM_POD
+    result = running_warm(plan.Children(pod=pod))
+    creates = [(a.kind, a.name) for a in result.actions if a.verb is plan.Verb.CREATE]
+    assert creates == [(plan.Kind.SERVICE, "sandbox-demo")]
+    assert result.status.endpoint == "sandbox-demo.team-a.svc.cluster.local"
+
+
+def test_the_claims_first_wave_leaves_the_cold_only_children_to_a_cold_fallback() -> None:
+    planned = run(snapshot())
+    early, rest = warm.split_early(planned, likely_warm=True)
+    assert {a.kind for a in early} == {None, plan.Kind.NETWORK_POLICY}  # finalizer, deny
+    assert {a.kind for a in rest} == {
+        plan.Kind.SERVICE_ACCOUNT,
+        plan.Kind.SERVICE,
+        plan.Kind.POD,
+    }
+    cold_early, _ = warm.split_early(planned)
+    assert {a.kind for a in cold_early} == {
+        None,
+        plan.Kind.SERVICE_ACCOUNT,
+        plan.Kind.NETWORK_POLICY,
+        plan.Kind.SERVICE,
+    }

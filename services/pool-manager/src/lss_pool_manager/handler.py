@@ -290,17 +290,24 @@ class Handler:
         pool: warmpool_model.WarmPool,
         inputs: observe.BuildInputs,
     ) -> None:
-        """The warm pod's Service, then the pod: a pod exists only once its Service does, so
-        a claim can count on adopting one (``lss_sandbox_reconciler.adopt.adopt_service``)."""
+        """The warm pod's Service and the pod, together. A claim adopts the Service with the
+        pod; one that is missing (its create failed and was not retried yet) is created by
+        the claim instead (``lss_sandbox_reconciler.adopt.adopt_service``)."""
         kube = self._kube.kube
         pool_uid = pool.metadata.uid or ""
-        await apply.create_service(
-            kube, service=podspec.render_warm_service(warm_pod, pool_uid=pool_uid)
-        )
         pod = podspec.render_warm_pod(
             inputs.spec, warm_pod=warm_pod, pool_uid=pool_uid, settings=self._settings.sandbox
         )
-        await apply.create_pod(kube, pod=pod)
+        results = await asyncio.gather(
+            apply.create_service(
+                kube, service=podspec.render_warm_service(warm_pod, pool_uid=pool_uid)
+            ),
+            apply.create_pod(kube, pod=pod),
+            return_exceptions=True,
+        )
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
 
     async def _delete(self, pool: warmpool_model.WarmPool, deletion: sizing.Deletion) -> None:
         deleted = await apply.delete_warm_pod(

@@ -281,33 +281,23 @@ class Handler:
         self._metrics.pods_created_total.inc()
         # Created right away (not on the WarmPod's own hint) to save a round trip; the
         # warmpod handler creates them instead if this process dies in between.
-        await self._create_service_and_pod(created, pool=pool, inputs=inputs)
+        await self._create_warm_pod_pod(created, pool=pool, inputs=inputs)
 
-    async def _create_service_and_pod(
+    async def _create_warm_pod_pod(
         self,
         warm_pod: warmpod_model.WarmPod,
         *,
         pool: warmpool_model.WarmPool,
         inputs: observe.BuildInputs,
     ) -> None:
-        """The warm pod's Service and the pod, together. A claim adopts the Service with the
-        pod; one that is missing (its create failed and was not retried yet) is created by
-        the claim instead (``lss_sandbox_reconciler.adopt.adopt_service``)."""
-        kube = self._kube.kube
-        pool_uid = pool.metadata.uid or ""
+        """The warm pod (its Service comes when the pod is Ready: ``handle_warm_pod``)."""
         pod = podspec.render_warm_pod(
-            inputs.spec, warm_pod=warm_pod, pool_uid=pool_uid, settings=self._settings.sandbox
+            inputs.spec,
+            warm_pod=warm_pod,
+            pool_uid=pool.metadata.uid or "",
+            settings=self._settings.sandbox,
         )
-        results = await asyncio.gather(
-            apply.create_service(
-                kube, service=podspec.render_warm_service(warm_pod, pool_uid=pool_uid)
-            ),
-            apply.create_pod(kube, pod=pod),
-            return_exceptions=True,
-        )
-        for result in results:
-            if isinstance(result, BaseException):
-                raise result
+        await apply.create_pod(self._kube.kube, pod=pod)
 
     async def _delete(self, pool: warmpool_model.WarmPool, deletion: sizing.Deletion) -> None:
         deleted = await apply.delete_warm_pod(
@@ -429,6 +419,21 @@ class Handler:
         )
         if plan.create_pod and not await self._create_missing_pod(warm_pod):
             return outcomes.DONE
+        if (
+            plan.status is not None
+            and plan.status.phase == warmpod_model.Phase.READY
+            and warmpod_model.status_of(warm_pod).phase != warmpod_model.Phase.READY
+        ):
+            # Its Service, before it can be claimed (and before its preload). Made now, with
+            # the pod Ready, the endpoints controller writes its endpoints once instead of
+            # creating them empty and updating them when the pod turns Ready.
+            await apply.create_service(
+                kube,
+                service=podspec.render_warm_service(
+                    warm_pod,
+                    pool_uid=(warm_pod.metadata.labels or {}).get(podspec.POOL_UID, ""),
+                ),
+            )
         if plan.status is not None and preload.needs_preload(
             warm_pod, becoming_ready=plan.status.phase == warmpod_model.Phase.READY
         ):  # Ready only after its preload scripts ran (preloading.py)
@@ -479,7 +484,7 @@ class Handler:
             )
             self._metrics.pods_deleted_total.labels(sizing.DeleteReason.OUTDATED.value).inc()
             return False
-        await self._create_service_and_pod(warm_pod, pool=pool, inputs=inputs)
+        await self._create_warm_pod_pod(warm_pod, pool=pool, inputs=inputs)
         return True
 
 

@@ -283,6 +283,13 @@ class Handler:
         # warmpod handler creates them instead if this process dies in between.
         await self._create_warm_pod_pod(created, pool=pool, inputs=inputs)
 
+    async def _create_service(self, warm_pod: warmpod_model.WarmPod) -> None:
+        """The Service prepared with a warm pod (``podspec.render_warm_service``)."""
+        pool_uid = (warm_pod.metadata.labels or {}).get(podspec.POOL_UID, "")
+        await apply.create_service(
+            self._kube.kube, service=podspec.render_warm_service(warm_pod, pool_uid=pool_uid)
+        )
+
     async def _create_warm_pod_pod(
         self,
         warm_pod: warmpod_model.WarmPod,
@@ -419,21 +426,14 @@ class Handler:
         )
         if plan.create_pod and not await self._create_missing_pod(warm_pod):
             return outcomes.DONE
-        if (
+        becoming_ready = (
             plan.status is not None
             and plan.status.phase == warmpod_model.Phase.READY
             and warmpod_model.status_of(warm_pod).phase != warmpod_model.Phase.READY
-        ):
-            # Its Service, before it can be claimed (and before its preload). Made now, with
-            # the pod Ready, the endpoints controller writes its endpoints once instead of
-            # creating them empty and updating them when the pod turns Ready.
-            await apply.create_service(
-                kube,
-                service=podspec.render_warm_service(
-                    warm_pod,
-                    pool_uid=(warm_pod.metadata.labels or {}).get(podspec.POOL_UID, ""),
-                ),
-            )
+        )
+        if becoming_ready and preload.needs_preload(warm_pod, becoming_ready=True):
+            # Its Service before its preload (which ends with the Ready status).
+            await self._create_service(warm_pod)
         if plan.status is not None and preload.needs_preload(
             warm_pod, becoming_ready=plan.status.phase == warmpod_model.Phase.READY
         ):  # Ready only after its preload scripts ran (preloading.py)
@@ -442,7 +442,17 @@ class Handler:
                 self._book.forget(key)
                 return outcomes.DONE
             return self._requeue(key, done.requeue_after_seconds)
-        if plan.status is not None:
+        if plan.status is not None and becoming_ready:
+            # Its Service together with the Ready status (a claim of the WarmPod follows the
+            # status's hint, long after the create; one that beats it creates the Service).
+            # Made now, with the pod Ready, its endpoints are written once instead of created
+            # empty and updated when the pod turns Ready.
+            _, written = await asyncio.gather(
+                self._create_service(warm_pod),
+                apply.write_warm_pod_status(kube, warm_pod=warm_pod, status=plan.status),
+            )
+            warm_pod = written
+        elif plan.status is not None:
             warm_pod = await apply.write_warm_pod_status(
                 kube, warm_pod=warm_pod, status=plan.status
             )

@@ -107,14 +107,40 @@ async def adopt_service(
     candidate: ready_queue.Candidate,
     owner: owner_module.Owner,
 ) -> dict[str, Any] | None:
-    """Re-own and re-label the Service prepared with the claimed pod; returns it, or None
-    when there is none to adopt (a WarmPod made before Services were prepared, or deleted):
-    the planner then creates it.
+    """Re-own and re-label the Service prepared with the claimed pod; returns the Service
+    as the sandbox now has it.
 
     Like the pod's adoption, the patch first tests that the Service is still the claimed
-    WarmPod's; its selector is left alone, so its endpoints do not change.
+    WarmPod's; its selector is left alone, so its endpoints do not change. The pool manager
+    makes the Service together with the WarmPod's Ready status, so a claim can come first:
+    then the Service is created here, already the sandbox's, and if the pool manager's
+    create lands in between (AlreadyExists) that one is adopted. None only if the Service
+    keeps vanishing (the planner then creates it).
     """
     name = names.warm_service_name(candidate.pod_name)
+    for _ in range(2):
+        try:
+            return await _patch_service(kube, name=name, candidate=candidate, owner=owner)
+        except errors.NotFoundError:
+            body = service_render.render_warm_service(
+                owner, pod_name=candidate.pod_name, warm_pod_uid=candidate.uid
+            )
+            try:
+                return await objects.create_object(
+                    kube, resource=objects.SERVICE, namespace=candidate.namespace, body=body
+                )
+            except errors.AlreadyExistsError:
+                continue  # the pool manager's create landed meanwhile: adopt that one
+    return None
+
+
+async def _patch_service(
+    kube: client_module.Kube,
+    *,
+    name: str,
+    candidate: ready_queue.Candidate,
+    owner: owner_module.Owner,
+) -> dict[str, Any] | None:
     patch = [
         {"op": "test", "path": "/metadata/ownerReferences/0/uid", "value": candidate.uid},
         {
@@ -137,8 +163,6 @@ async def adopt_service(
             body=patch,
             patch_type=objects.PatchType.JSON,
         )
-    except errors.NotFoundError:
-        return None
     except errors.InvalidObjectError:
         # The test failed: not the WarmPod's any more (adopted already, by a resumed pass of
         # this claim, or never prepared by it). What is there decides the plan.
@@ -147,7 +171,7 @@ async def adopt_service(
                 kube, resource=objects.SERVICE, namespace=candidate.namespace, name=name
             )
         except errors.NotFoundError:
-            return None
+            return None  # gone since: nothing to adopt, the planner creates it
 
 
 async def get_pod(kube: client_module.Kube, *, namespace: str, name: str) -> dict[str, Any] | None:

@@ -256,7 +256,9 @@ async def test_200_sandboxes_against_a_pool_of_50_with_two_replicas_each(
     async def all_running() -> bool:
         items = await sandboxes(cluster)
         not_running = [s["metadata"]["name"] for s in items if phase_of(s) != "Running"]
-        last[:] = not_running[:10]
+        last[:] = [
+            f"{s['metadata']['name']}: {s.get('status')}" for s in items if phase_of(s) != "Running"
+        ][:3]
         return len(items) == COUNT and not not_running
 
     try:
@@ -264,7 +266,7 @@ async def test_200_sandboxes_against_a_pool_of_50_with_two_replicas_each(
             all_running, timeout_seconds=240, describe=f"{COUNT} sandboxes Running"
         )
     except eventually.EventuallyTimeout as error:
-        raise AssertionError(f"{error}; not Running (first 10): {last}") from None
+        raise AssertionError(f"{error}; not Running (first 3): {last}") from None
 
     boxes = await sandboxes(cluster)
     by_uid = {s["metadata"]["uid"]: s for s in boxes}

@@ -142,12 +142,17 @@ async def test_periodic_resync_announces_every_key_each_round(
                 and (round_id := (r.msg_id or "").rsplit("/", 1)[-1]).startswith("resync-")
             }
 
+        # A round is counted once it is over (published, statuses reconciled, drained),
+        # after its hints reached the log: wait for the count too.
         await eventually.eventually(
-            lambda: len(rounds("live")) >= 2 and len(rounds("gone")) >= 2,
+            lambda: (
+                len(rounds("live")) >= 2
+                and len(rounds("gone")) >= 2
+                and running.sample("llmsafespace_watcher_resyncs_total", trigger="periodic") >= 2
+            ),
             timeout_seconds=30,
-            describe="two resync rounds for the sandbox and the orphan's owner key",
+            describe="two periodic resync rounds for the sandbox and the orphan's owner key",
         )
-        assert running.sample("llmsafespace_watcher_resyncs_total", trigger="periodic") >= 2
         assert running.sample("llmsafespace_watcher_resyncs_total", trigger="startup") == 1
     live = [r for r in log.for_key("sandbox", ns, "live") if r.event.event_type == "RESYNC"]
     assert all(r.event.resource_version == version for r in live)

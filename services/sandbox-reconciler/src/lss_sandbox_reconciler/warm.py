@@ -5,13 +5,16 @@ sandbox's pod. When the sandbox may start warm (``claim.cold_reason``) and the r
 holds a match (``claim.matches``: record *and* pod-spec hash), the pass becomes:
 
 1. the CAS on a picked candidate (``adopt.claim_warm_pod``), concurrently with the writes a
-   warm and a cold start share (:func:`split_early`: finalizer, ServiceAccount, policies,
-   Service — so the sandbox's deny policy exists before its pod leaves the pool's); on 409
-   (another replica won, or a heartbeat moved the resourceVersion) the next candidate, and
-   after ``warm.max_conflicts`` the rest of the cold plan (pod and status);
-2. the pod's adoption (``adopt.adopt_pod``; its answer is the pod, which is not read before),
-   then the plan again on a snapshot where the adopted pod is the sandbox's pod: it must yield
-   ``Running`` (else the claim is discarded) and normally no write the first wave did not do;
+   warm and a cold start share (:func:`split_early`: finalizer and policies — so the
+   sandbox's deny policy exists before its pod leaves the pool's; the ServiceAccount and the
+   sandbox's own Service only when no candidate is queued); on 409 (another replica won, or
+   a heartbeat moved the resourceVersion) the next candidate, and after
+   ``warm.max_conflicts`` the rest of the cold plan (ServiceAccount, Service, pod, status);
+2. the adoption of the pod and of the Service prepared with it, together
+   (``adopt.adopt_pod``, ``adopt.adopt_service``; the pod's answer is the pod, which is not
+   read before), then the plan again on a snapshot where the adopted pod is the sandbox's
+   pod and the adopted Service its Service: it must yield ``Running`` (else the claim is
+   discarded) and normally no write the first wave did not do;
 3. the status (``Running``, ``warmPodRef``, ``podName`` = the warm pod), written last and
    conditional on the Sandbox's resourceVersion, so ``Running`` is never visible before the
    pod is re-labelled and its allowances exist.
@@ -313,9 +316,9 @@ class WarmStarter:
             )
         )
         early, rest = split_early(planned, likely_warm=likely_warm)
-        # The finalizer, policies and Service are the same for a warm and a cold start: they
-        # are written concurrently with the claim, so the sandbox's deny policy exists before
-        # its pod is re-labelled out of the pool's.
+        # The finalizer and the policies are the same for a warm and a cold start: they are
+        # written concurrently with the claim, so the sandbox's deny policy exists before its
+        # pod is re-labelled out of the pool's.
         children, claimed = await asyncio.gather(
             apply.apply_plan(
                 kube,
@@ -571,7 +574,8 @@ class WarmStarter:
             applied=dataclasses.replace(
                 applied,
                 sandbox=written,
-                writes=children.writes + applied.writes + 3,
+                # The CAS, the adoption patches (pod unless resumed adopted, Service), status.
+                writes=children.writes + applied.writes + 3 + int(adopting),
                 status_written=True,
             ),
         )

@@ -209,6 +209,29 @@ async def test_matching_sandbox_starts_warm_others_cold_and_the_pool_refills(
     assert pod["spec"]["serviceAccountName"].startswith("warmpool-")  # the pool's account
     assert pod["spec"]["automountServiceAccountToken"] is False
 
+    # Deleted by hand while the sandbox runs, the adopted Service comes back: same name, same
+    # selector, the sandbox's (its deletion's hint wakes the Sandbox, which owns it now).
+    await objects.delete_object(
+        cluster.kube, resource=objects.SERVICE, namespace=cluster.namespace, name=service_name
+    )
+
+    async def service_back() -> dict[str, Any] | None:
+        found = await cluster.child(objects.SERVICE, service_name)
+        if found is None or found["metadata"]["uid"] == svc["metadata"]["uid"]:
+            return None
+        return found
+
+    back = await eventually.eventually(
+        service_back, timeout_seconds=60, describe="the warm sandbox's Service re-created"
+    )
+    assert back["spec"]["selector"] == svc["spec"]["selector"]
+    assert back["metadata"]["ownerReferences"] == svc["metadata"]["ownerReferences"]
+    assert back["metadata"]["labels"][owner_module.SANDBOX_UID] == warm["metadata"]["uid"]
+    still = await cluster.sandbox("warm")
+    assert still is not None
+    assert still["status"]["phase"] == "Running"
+    assert still["status"]["endpoint"] == warm["status"]["endpoint"]
+
     for name in ("high", "bigger", "profiled", "kept"):
         status = objs[name]["status"]
         assert status.get("warmPodRef") is None, (name, status)

@@ -97,14 +97,10 @@ class Handler:
         None: run the pass now."""
         if event.child is None or event.child.resource != kinds.WARM_POD.singular:
             return None
-        try:
-            first = consuming.current_delivery().num_delivered == 1
-        except RuntimeError:
-            first = True  # called outside a consume loop (tests)
         decision = self._batcher.decide(
             _pool_key(event.namespace or "", event.name),
             now=self._clock.monotonic(),
-            first_delivery=first,
+            first_delivery=consuming.is_first_delivery(),
         )
         if decision.verdict is batching.Verdict.DEFER:
             self._metrics.batched_pool_passes_total.labels("deferred").inc()
@@ -281,9 +277,9 @@ class Handler:
         self._metrics.pods_created_total.inc()
         # Created right away (not on the WarmPod's own hint) to save a round trip; the
         # warmpod handler creates them instead if this process dies in between.
-        await self._create_warm_pod_pod(created, pool=pool, inputs=inputs)
+        await self._create_pod_and_service(created, pool=pool, inputs=inputs)
 
-    async def _create_warm_pod_pod(
+    async def _create_pod_and_service(
         self,
         warm_pod: warmpod_model.WarmPod,
         *,
@@ -481,7 +477,7 @@ class Handler:
             )
             self._metrics.pods_deleted_total.labels(sizing.DeleteReason.OUTDATED.value).inc()
             return False
-        await self._create_warm_pod_pod(warm_pod, pool=pool, inputs=inputs)
+        await self._create_pod_and_service(warm_pod, pool=pool, inputs=inputs)
         return True
 
 

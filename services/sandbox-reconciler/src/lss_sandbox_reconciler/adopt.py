@@ -74,23 +74,15 @@ async def adopt_pod(
 
     The test operation fails (422) unless the pod is still owned by the claimed WarmPod.
     """
-    patch = [
-        {"op": "test", "path": "/metadata/ownerReferences/0/uid", "value": candidate.uid},
-        {
-            "op": "replace",
-            "path": "/metadata/ownerReferences",
-            "value": [owner_module.owner_reference(owner)],
+    patch = _adoption_patch(
+        candidate,
+        owner=owner,
+        # The WarmPod-UID label is kept: the Service prepared with the pod selects it by it.
+        new_labels={
+            **owner_module.child_labels(owner, component=pod_render.COMPONENT),
+            labels.WARM_POD_UID: candidate.uid,
         },
-        {
-            "op": "replace",
-            "path": "/metadata/labels",
-            "value": {
-                **owner_module.child_labels(owner, component=pod_render.COMPONENT),
-                # Kept: the Service prepared with the pod selects it by this label.
-                labels.WARM_POD_UID: candidate.uid,
-            },
-        },
-    ]
+    )
     return await objects.patch_object(
         kube,
         resource=objects.POD,
@@ -99,6 +91,23 @@ async def adopt_pod(
         body=patch,
         patch_type=objects.PatchType.JSON,
     )
+
+
+def _adoption_patch(
+    candidate: ready_queue.Candidate, *, owner: owner_module.Owner, new_labels: dict[str, str]
+) -> list[dict[str, Any]]:
+    """The JSON patch that hands a claimed WarmPod's object to the sandbox: *test* that its
+    first owner is still the WarmPod (422 otherwise), then the sandbox's controller reference
+    alone and ``new_labels``."""
+    return [
+        {"op": "test", "path": "/metadata/ownerReferences/0/uid", "value": candidate.uid},
+        {
+            "op": "replace",
+            "path": "/metadata/ownerReferences",
+            "value": [owner_module.owner_reference(owner)],
+        },
+        {"op": "replace", "path": "/metadata/labels", "value": new_labels},
+    ]
 
 
 async def adopt_service(
@@ -112,10 +121,10 @@ async def adopt_service(
 
     Like the pod's adoption, the patch first tests that the Service is still the claimed
     WarmPod's; its selector is left alone, so its endpoints do not change. The pool manager
-    makes the Service together with the WarmPod's Ready status, so a claim can come first:
-    then the Service is created here, already the sandbox's, and if the pool manager's
-    create lands in between (AlreadyExists) that one is adopted. None only if the Service
-    keeps vanishing (the planner then creates it).
+    makes the Service together with the pod, so a claim can come before its create lands
+    (or after it failed): then the Service is created here, already the sandbox's, and if the
+    pool manager's create lands in between (AlreadyExists) that one is adopted. None only if
+    the Service keeps vanishing (the planner then creates it).
     """
     name = names.warm_service_name(candidate.pod_name)
     for _ in range(2):
@@ -141,19 +150,11 @@ async def _patch_service(
     candidate: ready_queue.Candidate,
     owner: owner_module.Owner,
 ) -> dict[str, Any] | None:
-    patch = [
-        {"op": "test", "path": "/metadata/ownerReferences/0/uid", "value": candidate.uid},
-        {
-            "op": "replace",
-            "path": "/metadata/ownerReferences",
-            "value": [owner_module.owner_reference(owner)],
-        },
-        {
-            "op": "replace",
-            "path": "/metadata/labels",
-            "value": service_render.adopted_service_labels(owner, warm_pod_uid=candidate.uid),
-        },
-    ]
+    patch = _adoption_patch(
+        candidate,
+        owner=owner,
+        new_labels=service_render.adopted_service_labels(owner, warm_pod_uid=candidate.uid),
+    )
     try:
         return await objects.patch_object(
             kube,

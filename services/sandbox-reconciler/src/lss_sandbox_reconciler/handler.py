@@ -374,13 +374,11 @@ class Handler:
 def _announces_creation(event: messages.ChangeEvent) -> bool:
     """The hint is the Sandbox's own ADDED, first delivered, with nothing riding along: the
     pass may read the Sandbox before its children (``observe.Observer.observe(fresh=...)``)."""
-    if event.event_type != "ADDED" or event.child is not None:
-        return False
-    try:
-        delivery = consuming.current_delivery()
-    except RuntimeError:
-        return True  # called outside a consume loop (tests)
-    return delivery.num_delivered == 1 and delivery.riders == 0
+    return (
+        event.event_type == "ADDED"
+        and event.child is None
+        and consuming.is_first_delivery(alone=True)
+    )
 
 
 def _stream_seq() -> int:

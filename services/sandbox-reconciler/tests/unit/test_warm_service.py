@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from lss_common.models import labels
 from lss_sandbox_reconciler import names, plan, warm
+from lss_sandbox_reconciler import settings as settings_module
 from lss_sandbox_reconciler.render import owner as owner_module
 from lss_sandbox_reconciler.render import service as service_render
 
@@ -65,7 +66,7 @@ def running_warm(children: plan.Children) -> plan.Plan:
 
 
 def owner() -> owner_module.Owner:
-    return owner_module.owner_of(snapshot().sandbox, settings=plan.settings_module.SandboxOptions())
+    return owner_module.owner_of(snapshot().sandbox, settings=settings_module.SandboxOptions())
 
 
 def test_an_adopted_warm_service_is_the_sandboxs_service_and_endpoint() -> None:

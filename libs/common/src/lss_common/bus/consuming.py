@@ -97,6 +97,16 @@ def current_delivery() -> Delivery:
     return delivery
 
 
+def is_first_delivery(*, alone: bool = False) -> bool:
+    """Whether the message being handled is delivered for the first time (``alone``: with no
+    hint riding along either). A handler called outside a consume loop (a test) handles a
+    first delivery, alone."""
+    delivery = _current_delivery.get()
+    if delivery is None:
+        return True
+    return delivery.num_delivered == 1 and (not alone or delivery.riders == 0)
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class _Verdict:
     """How to settle one message, and how to report it."""

@@ -140,7 +140,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     pool = pool_settings.PoolManagerSettings(
         service_name="bench-pool-manager",
         nats=watcher_settings.nats,
-        kube=common_settings.KubeSettings(kubeconfig=str(plat.kubeconfig)),
+        kube=common_settings.KubeSettings(kubeconfig=setup.kubeconfigs["pool_manager"]),
         http=common_settings.HttpSettings(host="127.0.0.1", port=ports["pool"]),
     )
     nc = await nats.connect(plat.nats_url)

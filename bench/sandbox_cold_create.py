@@ -51,7 +51,7 @@ from lss_common.kube import client, objects
 from lss_common.logic import subjects
 from lss_common.models import kinds, messages
 from lss_common.observability import metrics as shared_metrics
-from lss_dev import controlplane
+from lss_dev import controlplane, identities
 from lss_dev import platform as platform_module
 from lss_sandbox_reconciler import settings as reconciler_settings
 from lss_watcher import settings as watcher_settings_module
@@ -176,6 +176,9 @@ class Setup:
     language: str
     runtime_name: str
     watcher_settings: watcher_settings_module.WatcherSettings
+    # Each service's kubeconfig: its own ServiceAccount with the RBAC of deploy/rbac, as
+    # deployed (the bench's own requests use the administrator's).
+    kubeconfigs: dict[str, str]
 
 
 async def open_setup(state_dir: str, *, prefix: str) -> Setup:
@@ -184,6 +187,7 @@ async def open_setup(state_dir: str, *, prefix: str) -> Setup:
     state = pathlib.Path(state_dir)
     plat = platform_module.Platform(state)
     await asyncio.to_thread(plat.up)
+    kubeconfigs = await asyncio.to_thread(identities.kubeconfigs, plat.control_plane)
     logs = state / "bench-logs"
     logs.mkdir(parents=True, exist_ok=True)
     kube_api = await client.create_api_client(
@@ -221,8 +225,9 @@ async def open_setup(state_dir: str, *, prefix: str) -> Setup:
         language=language,
         runtime_name=runtime_name,
         watcher_settings=watcher_testing.isolated_settings(
-            kubeconfig=str(plat.kubeconfig), nats_url=plat.nats_url, namespace=namespace
+            kubeconfig=kubeconfigs["watcher"], nats_url=plat.nats_url, namespace=namespace
         ),
+        kubeconfigs=kubeconfigs,
     )
 
 
@@ -244,7 +249,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     settings = reconciler_settings.SandboxReconcilerSettings(
         service_name="bench-reconciler",
         nats=watcher_settings.nats,
-        kube=common_settings.KubeSettings(kubeconfig=str(plat.kubeconfig)),
+        kube=common_settings.KubeSettings(kubeconfig=setup.kubeconfigs["sandbox_reconciler"]),
         http=common_settings.HttpSettings(host="127.0.0.1", port=reconciler_port),
     )
     nc = await nats.connect(plat.nats_url)

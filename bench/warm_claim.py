@@ -107,17 +107,16 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             ),
         }
     )
-    kube_settings = common_settings.KubeSettings(kubeconfig=str(plat.kubeconfig))
     rec = reconciler_settings.SandboxReconcilerSettings(
         service_name="bench-reconciler",
         nats=watcher_settings.nats,
-        kube=kube_settings,
+        kube=common_settings.KubeSettings(kubeconfig=setup.kubeconfigs["sandbox_reconciler"]),
         http=common_settings.HttpSettings(host="127.0.0.1", port=ports["reconciler"]),
     )
     pool = pool_settings.PoolManagerSettings(
         service_name="bench-pool-manager",
         nats=watcher_settings.nats,
-        kube=kube_settings,
+        kube=common_settings.KubeSettings(kubeconfig=setup.kubeconfigs["pool_manager"]),
         http=common_settings.HttpSettings(host="127.0.0.1", port=ports["pool"]),
         pool=pool_settings.PoolOptions(
             heartbeat_interval_seconds=0.0, create_rate_per_second=100.0, create_burst=100

@@ -61,7 +61,7 @@ from lss_common.kube import client, objects
 from lss_common.logic import subjects
 from lss_common.models import messages
 from lss_common.observability import metrics as shared_metrics
-from lss_dev import controlplane
+from lss_dev import controlplane, identities
 from lss_dev import platform as platform_module
 from lss_watcher import testing
 
@@ -284,7 +284,8 @@ class Bench:
             self.kube, resource=objects.NAMESPACE, body={"metadata": {"name": namespace}}
         )
         settings = testing.isolated_settings(
-            kubeconfig=str(self.platform.kubeconfig),
+            # The watcher's own ServiceAccount and RBAC, as deployed.
+            kubeconfig=identities.kubeconfigs(self.platform.control_plane)["watcher"],
             nats_url=self.platform.nats_url,
             namespace=namespace,
         )

@@ -2,14 +2,20 @@
 
 Each service's manifest in deploy/rbac/ is applied to the platform, then ``kubectl auth
 can-i --as=<the service account>`` must allow exactly what the service needs and deny the
-rest (writes, Secrets, other API groups).
+rest (writes, Secrets, other API groups). The kubeconfigs the services run with locally
+(``lss_dev.identities``) authenticate as those accounts.
 """
 
 from __future__ import annotations
 
+import json
+import stat
+import subprocess
+from pathlib import Path
+
 import pytest
 
-from lss_dev import paths
+from lss_dev import identities
 from lss_dev import platform as platform_mod
 
 pytestmark = pytest.mark.integration
@@ -63,7 +69,7 @@ RECONCILER_ALLOWED = [
     ),
     *(
         (verb, resource)
-        for verb in ("list", "create", "update", "delete")
+        for verb in ("get", "create", "update", "delete")
         # ciliumnetworkpolicies.cilium.io has the same verbs; kubectl cannot ask about it
         # without Cilium's CRD installed (it resolves resource names through discovery).
         for resource in ("networkpolicies.networking.k8s.io",)
@@ -91,6 +97,9 @@ RECONCILER_DENIED = [
     ("list", "pods"),
     ("watch", "pods"),
     ("update", "pods"),
+    # Children are read by their deterministic names, never listed.
+    ("list", "networkpolicies.networking.k8s.io"),
+    ("list", "services"),
     ("update", "sandboxes.llmsafespace.dev"),
     ("delete", "sandboxes.llmsafespace.dev"),
     ("create", "sandboxes.llmsafespace.dev"),
@@ -124,7 +133,9 @@ POOL_MANAGER_ALLOWED = [
     ("create", "networkpolicies.networking.k8s.io"),
     # The Service prepared with each warm pod.
     ("create", "services"),
-    # Preload scripts run through a websocket exec, authorized as create on pods/exec.
+    # Preload scripts run through a websocket exec: an HTTP GET, authorized as get on
+    # pods/exec and (Kubernetes 1.30+) create as well.
+    ("get", "pods/exec"),
     ("create", "pods/exec"),
     # Leaked-claim sweep: the sandbox a WarmPod is assigned to, by UID (list) and by name.
     ("get", "sandboxes.llmsafespace.dev"),
@@ -139,7 +150,6 @@ POOL_MANAGER_DENIED = [
     ("update", "sandboxprofiles.llmsafespace.dev"),
     ("update", "pods"),
     ("patch", "pods"),
-    ("get", "pods/exec"),
     ("create", "pods/attach"),
     ("create", "pods/portforward"),
     ("patch", "pods/ephemeralcontainers"),
@@ -154,17 +164,13 @@ POOL_MANAGER_DENIED = [
     # Its warm pods' Services go with their WarmPods (garbage collection), never by hand.
     ("delete", "services"),
     ("patch", "services"),
+    ("get", "services"),
 ]
 
 
 @pytest.fixture(scope="module")
 def rbac_applied(platform: platform_mod.Platform) -> platform_mod.Platform:
-    rbac = paths.repo_root() / "deploy" / "rbac"
-    cp = platform.control_plane
-    cp.kubectl("apply", "--server-side", "-f", str(rbac / "namespace.yaml"))
-    cp.kubectl("apply", "--server-side", "-f", str(rbac / "watcher.yaml"))
-    cp.kubectl("apply", "--server-side", "-f", str(rbac / "pool-manager.yaml"))
-    cp.kubectl("apply", "--server-side", "-f", str(rbac / "sandbox-reconciler.yaml"))
+    identities.apply_rbac(platform.control_plane)
     return platform
 
 
@@ -228,3 +234,37 @@ def test_pool_manager_may_do_nothing_else(
     rbac_applied: platform_mod.Platform, verb: str, resource: str
 ) -> None:
     assert _can(rbac_applied, POOL_MANAGER, verb, resource) == "no"
+
+
+@pytest.mark.parametrize("service", sorted(identities.ACCOUNTS))
+def test_each_service_runs_as_its_own_service_account(
+    rbac_applied: platform_mod.Platform, service: str
+) -> None:
+    """The kubeconfig the local platform, the test harnesses and the benches give a service
+    authenticates as that service's ServiceAccount, never as the administrator."""
+    cp = rbac_applied.control_plane
+    kubeconfig = Path(identities.kubeconfigs(cp)[service])
+    assert stat.S_IMODE(kubeconfig.stat().st_mode) == 0o600
+
+    def kubectl(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(cp.binaries["kubectl"]), f"--kubeconfig={kubeconfig}", *args],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+
+    whoami = kubectl("auth", "whoami", "-o", "json")
+    assert whoami.returncode == 0, whoami.stderr
+    user = json.loads(whoami.stdout)["status"]["userInfo"]
+    account = identities.ACCOUNTS[service][1]
+    assert user["username"] == f"system:serviceaccount:{identities.NAMESPACE}:{account}"
+    assert "system:masters" not in user["groups"]
+    secrets = kubectl("get", "secrets", "--all-namespaces")
+    assert secrets.returncode != 0
+    assert "forbidden" in secrets.stderr.lower()
+
+
+def test_a_service_without_a_service_account_is_refused_by_name() -> None:
+    with pytest.raises(ValueError, match="'recycler' has no ServiceAccount"):
+        identities.service_account("recycler")

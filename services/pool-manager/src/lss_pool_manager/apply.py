@@ -71,18 +71,26 @@ async def create_warm_pod(
 
 async def create_service(kube: client.Kube, *, service: dict[str, Any]) -> bool:
     """Create the Service prepared with a warm pod; False if it exists already."""
-    _, created = await writes.create_if_absent(
-        kube, resource=objects.SERVICE, namespace=service["metadata"]["namespace"], body=service
-    )
-    return created
+    return await _create(kube, resource=objects.SERVICE, body=service)
 
 
 async def create_pod(kube: client.Kube, *, pod: dict[str, Any]) -> bool:
     """Create the warm pod; False if it exists already."""
-    _, created = await writes.create_if_absent(
-        kube, resource=objects.POD, namespace=pod["metadata"]["namespace"], body=pod
-    )
-    return created
+    return await _create(kube, resource=objects.POD, body=pod)
+
+
+async def _create(
+    kube: client.Kube, *, resource: objects.ApiResource, body: dict[str, Any]
+) -> bool:
+    # An existing namesake is not read: the WarmPod's next pass observes its pod, and the
+    # Service is the claim's to adopt or re-create. (The role has no ``get services``.)
+    try:
+        await objects.create_object(
+            kube, resource=resource, namespace=body["metadata"]["namespace"], body=body
+        )
+    except errors.AlreadyExistsError:
+        return False
+    return True
 
 
 async def delete_warm_pod(

@@ -26,6 +26,7 @@ from lss_common.models import warmpod as warmpod_model
 from lss_common.models import warmpool as warmpool_model
 from lss_common.observability import metrics as shared_metrics
 from lss_common.testing import eventually
+from lss_dev import identities
 from lss_dev import platform as platform_module
 from lss_pool_manager import service as pool_service
 from lss_pool_manager import settings as settings_module
@@ -136,9 +137,11 @@ class Stack:
     """The watcher and pool managers of one test."""
 
     def __init__(self, *, platform: platform_module.Platform, nats_url: str, namespace: str):
-        self.kubeconfig = str(platform.kubeconfig)
+        # Each service as its own ServiceAccount with the RBAC of deploy/rbac.
+        kubeconfigs = identities.kubeconfigs(platform.control_plane)
+        self.kubeconfig = kubeconfigs["pool_manager"]
         self.watcher_settings = watcher_testing.isolated_settings(
-            kubeconfig=self.kubeconfig, nats_url=nats_url, namespace=namespace
+            kubeconfig=kubeconfigs["watcher"], nats_url=nats_url, namespace=namespace
         )
         self.managers: list[RunningPoolManager] = []
         self.watcher: watcher_testing.RunningWatcher | None = None

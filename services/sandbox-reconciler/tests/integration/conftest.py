@@ -58,9 +58,7 @@ async def cluster(kube: client.Kube, namespace: str) -> AsyncIterator[harness.Cl
 async def world(
     platform: platform_module.Platform, nats_url: str, namespace: str
 ) -> AsyncIterator[harness.World]:
-    found = harness.World(
-        kubeconfig=str(platform.kubeconfig), nats_url=nats_url, namespace=namespace
-    )
+    found = harness.World(platform=platform, nats_url=nats_url, namespace=namespace)
     try:
         yield found
     finally:
@@ -185,7 +183,7 @@ async def private_world(
     with its finalizer would otherwise wake the next test's reconciler on this platform.
     """
     found = harness.World(
-        kubeconfig=str(private_platform.kubeconfig),
+        platform=private_platform,
         nats_url=private_platform.nats_url,
         namespace=private_cluster.namespace,
         watcher_options={"namespace": None},

@@ -29,6 +29,8 @@ from lss_common import settings as common_settings
 from lss_common.kube import client, objects
 from lss_common.models import kinds
 from lss_common.testing import eventually
+from lss_dev import identities
+from lss_dev import platform as platform_module
 from lss_sandbox_reconciler import names
 from lss_sandbox_reconciler import service as reconciler_service
 from lss_sandbox_reconciler import settings as settings_module
@@ -455,17 +457,21 @@ class World:
     def __init__(
         self,
         *,
-        kubeconfig: str,
+        platform: platform_module.Platform,
         nats_url: str,
         namespace: str,
         watcher_options: Mapping[str, Any] | None = None,
     ) -> None:
         """``watcher_options`` override ``WatcherOptions`` (by default the watcher sees only
-        ``namespace``: ``{"namespace": None}`` makes it watch the whole cluster)."""
-        self.kubeconfig = kubeconfig
+        ``namespace``: ``{"namespace": None}`` makes it watch the whole cluster).
+
+        Every service runs as its own ServiceAccount with the RBAC of ``deploy/rbac``.
+        """
+        self.kubeconfigs = identities.kubeconfigs(platform.control_plane)
+        self.kubeconfig = self.kubeconfigs["sandbox_reconciler"]
         self.nats_url = nats_url
         self.watcher_settings = watcher_testing.isolated_settings(
-            kubeconfig=kubeconfig,
+            kubeconfig=self.kubeconfigs["watcher"],
             nats_url=nats_url,
             **{"namespace": namespace, **(watcher_options or {})},
         )

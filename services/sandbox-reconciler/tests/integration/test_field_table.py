@@ -473,7 +473,7 @@ async def landed(
         )
     )
     cluster = Cluster(kube, namespace=namespace, language=f"lang{uuid.uuid4().hex[:8]}")
-    world = World(kubeconfig=str(platform.kubeconfig), nats_url=nats_url, namespace=namespace)
+    world = World(platform=platform, nats_url=nats_url, namespace=namespace)
     try:
         # Pinned pods never schedule on kwok's nodes (no cpu-pinning label): keep them
         # Creating instead of Failed/Unschedulable, so their children stay to be read.

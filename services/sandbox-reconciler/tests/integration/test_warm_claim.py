@@ -45,7 +45,7 @@ class PoolManager:
             service_name=f"pool-manager-{uuid.uuid4().hex[:6]}",
             nats=world.nats,
             kube=common_settings.KubeSettings(
-                kubeconfig=world.kubeconfig, request_timeout_seconds=10.0
+                kubeconfig=world.kubeconfigs["pool_manager"], request_timeout_seconds=10.0
             ),
             http=common_settings.HttpSettings(host="127.0.0.1", port=0),
             consumer=common_settings.ConsumerSettings(

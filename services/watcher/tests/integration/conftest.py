@@ -15,6 +15,7 @@ import nats.aio.client
 import pytest
 from kubernetes_asyncio import client
 
+from lss_dev import identities
 from lss_dev import platform as platform_module
 from lss_watcher import settings as settings_module
 from lss_watcher import testing
@@ -33,12 +34,12 @@ async def nc(nats_url: str) -> AsyncIterator[nats.aio.client.Client]:
 def make_settings(
     platform: platform_module.Platform, nats_url: str
 ) -> Callable[..., settings_module.WatcherSettings]:
-    """Isolated watcher settings against the session platform (options as keywords)."""
+    """Isolated watcher settings against the session platform (options as keywords); the
+    watcher runs as its own ServiceAccount with the RBAC of deploy/rbac."""
+    kubeconfig = identities.kubeconfigs(platform.control_plane)["watcher"]
 
     def make(**options: Any) -> settings_module.WatcherSettings:
-        return testing.isolated_settings(
-            kubeconfig=str(platform.kubeconfig), nats_url=nats_url, **options
-        )
+        return testing.isolated_settings(kubeconfig=kubeconfig, nats_url=nats_url, **options)
 
     return make
 

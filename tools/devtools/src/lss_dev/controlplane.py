@@ -130,7 +130,7 @@ class ControlPlane:
                 f"--kubelet-client-key={p.admin_key}",
                 f"--kubelet-certificate-authority={p.ca_cert}",
                 "--kubelet-preferred-address-types=InternalIP",
-                "--profiling=false",
+                "--profiling=true",
                 "--max-requests-inflight=1000",
                 "--max-mutating-requests-inflight=500",
                 "--event-ttl=1h",

@@ -1,7 +1,9 @@
 """Running the service packages of the workspace as local daemons (``dev up --services``).
 
 A service is started when its package is installed (``python -m lss_<service>``); services
-that do not exist yet are skipped, so ``--services`` grows as the services are built.
+that do not exist yet are skipped, so ``--services`` grows as the services are built. Each
+runs as its own ServiceAccount with the RBAC of ``deploy/rbac`` (``lss_dev.identities``),
+never as the platform's administrator.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import time
 import urllib.error
 import urllib.request
 
-from lss_dev import platform, processes
+from lss_dev import identities, platform, processes
 
 SERVICES = ("watcher", "sandbox_reconciler", "pool_manager", "recycler", "validator")
 
@@ -32,6 +34,8 @@ def start_all(plat: platform.Platform, *, timeout_seconds: float = 60) -> list[s
     is published.
     """
     installed = [s for s in SERVICES if _installed(s)]
+    if installed:
+        identities.apply_rbac(plat.control_plane)
     consumers = [s for s in installed if s != "watcher"]
     for service in consumers:
         _start(plat, service)
@@ -46,9 +50,11 @@ def _start(plat: platform.Platform, service: str) -> None:
     name = f"svc-{service}"
     if processes.pid_of(name, state_dir=plat.state_dir) is not None:
         return
+    # Each service as its own ServiceAccount, with the RBAC a cluster install gives it.
+    kubeconfig = str(identities.kubeconfig_for(plat.control_plane, service))
     env = {
-        "KUBECONFIG": str(plat.kubeconfig),
-        "LSS_KUBE__KUBECONFIG": str(plat.kubeconfig),
+        "KUBECONFIG": kubeconfig,
+        "LSS_KUBE__KUBECONFIG": kubeconfig,
         "LSS_NATS__URL": plat.nats_url,
         "LSS_HTTP__HOST": "127.0.0.1",
         "LSS_HTTP__PORT": str(plat.port(f"svc-{service}")),

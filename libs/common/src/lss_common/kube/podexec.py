@@ -18,8 +18,9 @@ stream is closed; the process may linger in the container, which is the caller's
 (the pool manager replaces such a pod).
 
 Errors opening the stream are translated like ``objects.py`` does: 403 → ``PermanentError``
-(RBAC needs ``create`` on ``pods/exec``), 404 → ``NotFoundError``, 400 (container not
-running, ...) → ``InvalidObjectError``, anything else → ``RetryableError``. This module
+(RBAC needs ``get`` and ``create`` on ``pods/exec``: the websocket is an HTTP GET), 404 →
+``NotFoundError``, 400 (container not running, ...) → ``InvalidObjectError``, anything else
+→ ``RetryableError``. This module
 decides nothing about what a result means.
 """
 
@@ -217,7 +218,7 @@ class PodExecutor:
 def _translate(status: int, *, what: str, message: str) -> errors.LssError:
     if status == 403:
         return errors.PermanentError(
-            f"{what}: forbidden (needs create on pods/exec): {message}", reason="Forbidden"
+            f"{what}: forbidden (needs get and create on pods/exec): {message}", reason="Forbidden"
         )
     if status == 404:
         return errors.NotFoundError(f"{what}: not found: {message}")

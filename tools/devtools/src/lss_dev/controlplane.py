@@ -11,6 +11,7 @@ leases fresh.
 from __future__ import annotations
 
 import json
+import os
 import socket
 import ssl
 import subprocess
@@ -24,6 +25,7 @@ import yaml
 
 from lss_dev import build, kubeconfig, paths, pki, processes
 
+PROFILING_ENV = "LSS_DEV_APISERVER_PROFILING"
 ORDER = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
 SERVICE_CIDR = "10.96.0.0/16"
 POD_CIDR = "10.244.0.0/16"
@@ -130,7 +132,9 @@ class ControlPlane:
                 f"--kubelet-client-key={p.admin_key}",
                 f"--kubelet-certificate-authority={p.ca_cert}",
                 "--kubelet-preferred-address-types=InternalIP",
-                "--profiling=true",
+                # /debug/pprof (admin only) only when PROFILING_ENV is set to 1, to profile
+                # the API server under a bench.
+                f"--profiling={'true' if os.environ.get(PROFILING_ENV) == '1' else 'false'}",
                 "--max-requests-inflight=1000",
                 "--max-mutating-requests-inflight=500",
                 "--event-ttl=1h",

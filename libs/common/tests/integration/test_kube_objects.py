@@ -102,6 +102,63 @@ async def test_create_get_patch_replace_delete(kube: client.Kube, namespace: str
         )
 
 
+async def test_get_not_older_than_a_version_sees_that_change(
+    kube: client.Kube, namespace: str
+) -> None:
+    """A read at a hint's resourceVersion (served from the watch cache) shows the change the
+    hint announced, every time, including a deletion."""
+    created = await objects.create_object(
+        kube, resource=objects.CONFIG_MAP, namespace=namespace, body=config_map("seen", n="0")
+    )
+    current = created
+    for n in range(1, 21):
+        current = await objects.patch_object(
+            kube,
+            resource=objects.CONFIG_MAP,
+            namespace=namespace,
+            name="seen",
+            body={"data": {"n": str(n)}},
+        )
+        read = await objects.get_object(
+            kube,
+            resource=objects.CONFIG_MAP,
+            namespace=namespace,
+            name="seen",
+            not_older_than=current["metadata"]["resourceVersion"],
+        )
+        assert read["data"]["n"] == str(n)
+        assert read["metadata"]["resourceVersion"] == current["metadata"]["resourceVersion"]
+    await objects.delete_object(kube, resource=objects.CONFIG_MAP, namespace=namespace, name="seen")
+    after = await objects.list_objects(kube, resource=objects.CONFIG_MAP, namespace=namespace)
+    with pytest.raises(errors.NotFoundError):
+        await objects.get_object(
+            kube,
+            resource=objects.CONFIG_MAP,
+            namespace=namespace,
+            name="seen",
+            not_older_than=after.resource_version,
+        )
+
+
+async def test_get_not_older_than_a_future_version_is_retryable(
+    kube: client.Kube, namespace: str
+) -> None:
+    """A version the API server has not reached (a hint from a server that is ahead, or a
+    corrupt one) is not waited for forever: the server gives up and the caller retries."""
+    created = await objects.create_object(
+        kube, resource=objects.CONFIG_MAP, namespace=namespace, body=config_map("ahead")
+    )
+    future = str(int(created["metadata"]["resourceVersion"]) + 10_000_000)
+    with pytest.raises(errors.RetryableError, match="ConfigMap"):
+        await objects.get_object(
+            kube,
+            resource=objects.CONFIG_MAP,
+            namespace=namespace,
+            name="ahead",
+            not_older_than=future,
+        )
+
+
 async def test_struct_bodies_are_accepted(kube: client.Kube, namespace: str) -> None:
     body = ConfigMapView(metadata={"name": "from-struct"}, data={"k": "v"})
     created = await objects.create_object(

@@ -13,6 +13,7 @@ ensured, and the requeue book.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from typing import Any
 
@@ -89,7 +90,9 @@ class Handler:
                     return batched
                 return await self.handle_pool(namespace=event.namespace, name=event.name)
             if event.kind == kinds.WARM_POD.singular:
-                return await self.handle_warm_pod(namespace=event.namespace, name=event.name)
+                return await self.handle_warm_pod(
+                    namespace=event.namespace, name=event.name, versions=_versions(event)
+                )
         raise errors.InvalidMessage(f"the pool manager does not handle {event.kind!r} hints")
 
     def _batch(self, event: messages.ChangeEvent) -> outcomes.Outcome | None:
@@ -404,16 +407,24 @@ class Handler:
 
     # -- warm pods ---------------------------------------------------------------------------
 
-    async def handle_warm_pod(self, *, namespace: str, name: str) -> outcomes.Outcome:
+    async def handle_warm_pod(
+        self, *, namespace: str, name: str, versions: HintVersions | None = None
+    ) -> outcomes.Outcome:
         kube = self._kube.kube
+        versions = versions or HintVersions()
         key = subjects.message_id("warmpod", namespace=namespace, name=name, resource_version="-")
-        warm_pod = await observe.get_warm_pod(kube, namespace=namespace, name=name)
+        warm_pod = await observe.get_warm_pod(
+            kube, namespace=namespace, name=name, not_older_than=versions.warm_pod
+        )
         if warm_pod is None or not warm_pod.metadata.uid:
             self._book.forget(key)
             return outcomes.DONE
         pod = (
             await observe.get_pod(
-                kube, namespace=namespace, name=names.pod_name(name, uid=warm_pod.metadata.uid)
+                kube,
+                namespace=namespace,
+                name=names.pod_name(name, uid=warm_pod.metadata.uid),
+                not_older_than=versions.pod,
             )
             if lifecycle.needs_pod(warm_pod)
             else None
@@ -526,3 +537,27 @@ def may_skip(event: messages.ChangeEvent) -> bool:
     if event.child is None:
         return event.event_type != "ADDED"
     return event.kind != kinds.WARM_POOL.singular
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class HintVersions:
+    """The resourceVersions a WarmPod's pass reads its objects at (or newer, from the API
+    server's watch cache, ``objects.get_object``): the WarmPod's own hint's, or its pod's
+    when the hint announced the pod's change. None: a consistent read."""
+
+    warm_pod: str | None = None
+    pod: str | None = None
+
+
+def _versions(event: messages.ChangeEvent) -> HintVersions:
+    """What the hint announces, if the pass may read at it: only on its first delivery,
+    alone. Not when other hints ride along (one of them may announce a newer change, which
+    the pass promises to observe), nor for a redelivery (a retry after a conflict, or a
+    requeued check: read what etcd has)."""
+    if not consuming.is_first_delivery(alone=True):
+        return HintVersions()
+    if event.child is None:
+        return HintVersions(warm_pod=event.resource_version or None)
+    if event.child.resource == "pod":
+        return HintVersions(pod=event.child.resource_version or None)
+    return HintVersions()

@@ -6,6 +6,7 @@ import datetime
 
 import pytest
 
+from lss_common.bus import consuming
 from lss_common.models import messages
 from lss_pool_manager import handler
 
@@ -40,3 +41,36 @@ def event(
 )
 def test_may_skip(hint: messages.ChangeEvent, skippable: bool) -> None:
     assert handler.may_skip(hint) is skippable
+
+
+def test_a_warm_pods_pass_reads_at_the_version_its_hint_announced() -> None:
+    """The WarmPod at its own hint's version, the pod at its pod hint's (from the watch
+    cache); a consistent read for anything else and for redeliveries or riders."""
+    assert handler._versions(event("warmpod", "MODIFIED")) == handler.HintVersions(warm_pod="42")
+    assert handler._versions(event("warmpod", "MODIFIED", child="MODIFIED")) == (
+        handler.HintVersions(pod="42")
+    )
+    service = messages.ChangeEvent(
+        kind="warmpod",
+        namespace="team-a",
+        name="py-0",
+        event_type="MODIFIED",
+        observed_at=AT,
+        child=messages.ChildChange(resource="service", resource_version="9", event_type="ADDED"),
+    )
+    assert handler._versions(service) == handler.HintVersions()
+    for num_delivered, riders in ((2, 0), (1, 3)):
+        token = consuming._current_delivery.set(
+            consuming.Delivery(
+                subject="lss.evt.warmpod.team-a.py-0",
+                stream="LSS_EVENTS",
+                stream_seq=5,
+                num_delivered=num_delivered,
+                msg_id=None,
+                riders=riders,
+            )
+        )
+        try:
+            assert handler._versions(event("warmpod", "MODIFIED")) == handler.HintVersions()
+        finally:
+            consuming._current_delivery.reset(token)

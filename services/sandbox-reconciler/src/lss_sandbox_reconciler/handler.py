@@ -164,11 +164,15 @@ class Handler:
         ):
             warm.HINT_OBSERVED_AT.set(event.observed_at)
             fresh = _announces_creation(event)
+            version = _own_version(event)
             for _ in range(self._settings.reconcile.max_conflict_passes):
                 try:
-                    return await self._pass(namespace=event.namespace, name=event.name, fresh=fresh)
+                    return await self._pass(
+                        namespace=event.namespace, name=event.name, fresh=fresh, version=version
+                    )
                 except errors.ConflictError as error:
-                    fresh = False
+                    # Our view was stale: the next pass reads everything from etcd.
+                    fresh, version = False, None
                     self._metrics.conflicts_total.inc()
                     _log.debug("conflict; observing again", extra={"error": str(error)})
             raise errors.ConflictError(
@@ -176,13 +180,17 @@ class Handler:
                 f"{self._settings.reconcile.max_conflict_passes} passes"
             )
 
-    async def _pass(self, *, namespace: str, name: str, fresh: bool = False) -> outcomes.Outcome:
+    async def _pass(
+        self, *, namespace: str, name: str, fresh: bool = False, version: str | None = None
+    ) -> outcomes.Outcome:
         started = self._clock.monotonic()
         if (namespace, name) in self.released:
             if not await self.observer.exists(namespace=namespace, name=name):
                 return outcomes.DONE  # a late hint of its children's deletion
             self.released.discard((namespace, name))  # a namesake: read it in full
-        snapshot = await self.observer.observe(namespace=namespace, name=name, fresh=fresh)
+        snapshot = await self.observer.observe(
+            namespace=namespace, name=name, fresh=fresh, not_older_than=version
+        )
         observed = self._clock.monotonic() - started
         self._metrics.pass_stage_seconds.labels(stage=metrics_module.Stage.OBSERVE.value).observe(
             observed
@@ -379,6 +387,17 @@ def _announces_creation(event: messages.ChangeEvent) -> bool:
         and event.child is None
         and consuming.is_first_delivery(alone=True)
     )
+
+
+def _own_version(event: messages.ChangeEvent) -> str | None:
+    """The resourceVersion to read the Sandbox at (or newer, from the watch cache): its own
+    hint's, first delivered and alone. None for a child's hint (its version is another
+    resource's), when other hints ride along (one of them may announce a newer change, which
+    this pass promises to observe) and for a redelivery (a retry or a requeued re-check:
+    read what etcd has)."""
+    if event.child is not None or not event.resource_version:
+        return None
+    return event.resource_version if consuming.is_first_delivery(alone=True) else None
 
 
 def _stream_seq() -> int:

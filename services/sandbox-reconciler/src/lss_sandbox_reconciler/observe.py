@@ -94,7 +94,12 @@ class Observer:
         self._resolved: dict[str, tuple[tuple[str, ...], float]] = {}
 
     async def observe(
-        self, *, namespace: str, name: str, fresh: bool = False
+        self,
+        *,
+        namespace: str,
+        name: str,
+        fresh: bool = False,
+        not_older_than: str | None = None,
     ) -> plan.Snapshot | None:
         """The snapshot of the Sandbox ``namespace/name``; ``None`` when it does not exist.
 
@@ -102,12 +107,21 @@ class Observer:
         if the Sandbox proves new (:func:`is_new`): none can exist, and a claim's first pass
         spends its API server time on writes instead of seven reads of nothing
         (``Snapshot.children_assumed_absent``).
+
+        ``not_older_than``: the resourceVersion of the Sandbox's own hint. The Sandbox is then
+        read from the API server's watch cache at that version or newer
+        (``objects.get_object``); its children are read as always.
         """
         kube = self._kube()
         cilium = await self.is_cilium_available()
         if self._options.namespace_isolation:
             return await self._observe_after_get(
-                kube, namespace=namespace, name=name, cilium=cilium, fresh=fresh
+                kube,
+                namespace=namespace,
+                name=name,
+                cilium=cilium,
+                fresh=fresh,
+                not_older_than=not_older_than,
             )
         # One round trip: without namespace isolation every child lives in the Sandbox's
         # namespace under a name derived from the Sandbox's name, so they are read together
@@ -118,6 +132,7 @@ class Observer:
             resource=objects.SANDBOX,
             name=name,
             namespace=namespace,
+            not_older_than=not_older_than,
             decode=sandbox_model.decode,
         )
         assumed_absent = False
@@ -240,6 +255,7 @@ class Observer:
         name: str,
         cilium: bool,
         fresh: bool = False,
+        not_older_than: str | None = None,
     ) -> plan.Snapshot | None:
         """Namespace isolation: the Sandbox first, since its UID names the children's
         namespace."""
@@ -249,6 +265,7 @@ class Observer:
                 resource=objects.SANDBOX,
                 name=name,
                 namespace=namespace,
+                not_older_than=not_older_than,
                 decode=sandbox_model.decode,
             )
         except errors.NotFoundError:
@@ -633,12 +650,18 @@ async def _get_or_none(
     resource: objects.ApiResource,
     name: str,
     namespace: str | None = None,
+    not_older_than: str | None = None,
     decode: Callable[[bytes], T],
 ) -> T | None:
     """The object, or ``None`` when it does not exist."""
     try:
         return await objects.get_object(
-            kube, resource=resource, name=name, namespace=namespace, decode=decode
+            kube,
+            resource=resource,
+            name=name,
+            namespace=namespace,
+            not_older_than=not_older_than,
+            decode=decode,
         )
     except errors.NotFoundError:
         return None

@@ -758,6 +758,8 @@ class ReadyQueueFeed:
         self._tasks: set[asyncio.Task[None]] = set()
         self._running: set[ready_queue_module.Key] = set()
         self._dirty: set[ready_queue_module.Key] = set()
+        # The version the next read of a key must show at least (its latest hint's).
+        self._versions: dict[ready_queue_module.Key, str] = {}
         self._ready = False
 
     @property
@@ -801,10 +803,19 @@ class ReadyQueueFeed:
             return
         if not _needs_read(msg.data, written=self._kube().written):
             return
-        self.refresh((key.namespace, key.name))
+        self.refresh((key.namespace, key.name), version=_hint_version(msg.data))
 
-    def refresh(self, key: ready_queue_module.Key) -> None:
-        """Re-read the WarmPod ``key`` soon (coalesced with a read already running)."""
+    def refresh(self, key: ready_queue_module.Key, *, version: str | None = None) -> None:
+        """Re-read the WarmPod ``key`` soon (coalesced with a read already running).
+
+        ``version``: the resourceVersion the hint announced; the read is then served by the
+        API server's watch cache at that version or newer instead of by etcd. Without one
+        (an unreadable hint) the next read is a consistent one.
+        """
+        if version is None:
+            self._versions.pop(key, None)
+        else:
+            self._versions[key] = version
         if key in self._running:
             self._dirty.add(key)
             return
@@ -817,6 +828,7 @@ class ReadyQueueFeed:
         try:
             while True:
                 self._dirty.discard(key)
+                version = self._versions.pop(key, None)
                 try:
                     async with self._limit:
                         found = await objects.get_object(
@@ -824,6 +836,7 @@ class ReadyQueueFeed:
                             resource=objects.WARM_POD,
                             namespace=key[0],
                             name=key[1],
+                            not_older_than=version,
                             decode=warmpod_model.decode,
                         )
                 except errors.NotFoundError:
@@ -838,6 +851,16 @@ class ReadyQueueFeed:
                     return
         finally:
             self._running.discard(key)
+
+
+def _hint_version(data: bytes) -> str | None:
+    """The WarmPod's resourceVersion a ``warmpod`` hint announces; None for an unreadable
+    hint or one about its pod (another resource's version)."""
+    try:
+        event = codec.decode(data, message_type=messages.ChangeEvent)
+    except errors.InvalidMessage:
+        return None
+    return event.resource_version if event.child is None else None
 
 
 def _needs_read(data: bytes, *, written: revisions.WrittenRevisions | None) -> bool:

@@ -10,6 +10,7 @@ import prometheus_client
 import pytest
 
 from lss_common import errors
+from lss_common.bus import consuming
 from lss_common.kube import objects
 from lss_common.models import kinds, messages
 from lss_sandbox_reconciler import apply, handler, observe, plan, testing
@@ -56,6 +57,31 @@ def test_only_the_sandboxs_own_creation_hint_skips_the_children_read() -> None:
     assert not handler._announces_creation(hint("RESYNC"))
     pod = messages.ChildChange(resource="pod", resource_version="3", event_type="ADDED")
     assert not handler._announces_creation(hint("MODIFIED", pod))
+
+
+def test_the_sandbox_is_read_at_its_own_hints_version_only_when_alone() -> None:
+    assert handler._own_version(hint("ADDED")) == "10"
+    assert handler._own_version(hint("MODIFIED")) == "10"
+    assert handler._own_version(hint("DELETED")) == "10"
+    pod = messages.ChildChange(resource="pod", resource_version="3", event_type="MODIFIED")
+    assert handler._own_version(hint("MODIFIED", pod)) is None  # the pod's version
+    # A hint riding along may announce a newer change of the Sandbox, and a redelivery is a
+    # retry or a re-check: both read from etcd.
+    for num_delivered, riders in ((1, 1), (2, 0)):
+        token = consuming._current_delivery.set(
+            consuming.Delivery(
+                subject="lss.evt.sandbox.team-a.demo",
+                stream="LSS_EVENTS",
+                stream_seq=4,
+                num_delivered=num_delivered,
+                msg_id=None,
+                riders=riders,
+            )
+        )
+        try:
+            assert handler._own_version(hint("ADDED")) is None
+        finally:
+            consuming._current_delivery.reset(token)
 
 
 class _Kube:

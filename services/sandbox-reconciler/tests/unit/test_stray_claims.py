@@ -133,3 +133,8 @@ def test_the_ready_queue_feed_reads_only_for_hints_that_may_change_the_queue() -
     assert not warm._needs_read(payload(None), written=written)  # our CAS: offered already
     assert warm._needs_read(payload(None, event_type="DELETED"), written=written)
     assert warm._needs_read(payload(None, event_type="RESYNC"), written=written)
+    # What the read must show at least: the WarmPod's own version, never its pod's.
+    assert warm._hint_version(payload(None)) == "7"
+    assert warm._hint_version(payload(None, event_type="DELETED")) == "7"
+    assert warm._hint_version(payload(pod)) is None
+    assert warm._hint_version(b"not json") is None

@@ -216,6 +216,7 @@ async def get_object(
     resource: ApiResource,
     name: str,
     namespace: str | None = None,
+    not_older_than: str | None = None,
     decode: None = None,
 ) -> dict[str, Any]: ...
 @overload
@@ -225,6 +226,7 @@ async def get_object(
     resource: ApiResource,
     name: str,
     namespace: str | None = None,
+    not_older_than: str | None = None,
     decode: Decode[T],
 ) -> T: ...
 async def get_object(
@@ -233,14 +235,25 @@ async def get_object(
     resource: ApiResource,
     name: str,
     namespace: str | None = None,
+    not_older_than: str | None = None,
     decode: Decode[Any] | None = None,
 ) -> Any:
-    """The object, decoded; ``NotFoundError`` if it does not exist."""
+    """The object, decoded; ``NotFoundError`` if it does not exist.
+
+    Without ``not_older_than`` the read is consistent: the API server reads etcd. With a
+    resourceVersion (a hint's, of a change of *this* object) it is served from the API
+    server's watch cache, at that version or newer: what the hint announced is in the
+    answer, at the cost of a cache lookup instead of an etcd read and decode. Only for the
+    object the version came from: another resource's cache learns a foreign revision from
+    etcd's progress notifications, so the read could wait up to ~100 ms
+    (docs/decisions-latency.md §1, §7).
+    """
     data = await _request(
         kube,
         verb=metrics_module.KubeVerb.GET,
         method="GET",
         path=resource.path(namespace=namespace, name=name),
+        query=[("resourceVersion", not_older_than)] if not_older_than else None,
         what=_describe(resource, namespace=namespace, name=name),
     )
     return _decode(data, decode=decode, what=_describe(resource, namespace=namespace, name=name))

@@ -1,8 +1,8 @@
 """Run a Plan's actions through ``lss_common.kube`` in dependency waves, and write the status.
 
 Independent writes run concurrently (:func:`schedule`): on the cold path the finalizer,
-ServiceAccount, policies and Service in one wave, then the pod together with the status —
-two round trips instead of eight. Every action is idempotent:
+ServiceAccount and policies in one wave, then the pod and its Service together with the
+status — two round trips instead of eight. Every action is idempotent:
 
 - ``CREATE`` of a deterministic name: AlreadyExists is success (whoever created it, the next
   observation shows whether it is ours; the planner never adopts a stranger's object);
@@ -104,10 +104,13 @@ def schedule(planned: plan.Plan) -> tuple[tuple[plan.Action, ...], ...]:
       children even if the sandbox vanished before its finalizer landed, and the patch runs
       with the first wave;
     - the isolation namespace's create, alone (everything else lives in it);
-    - ServiceAccount, policies, Service and claim creates and replaces, together;
-    - the pod's create, alone: admission needs its ServiceAccount to exist (the
-      ServiceAccount plugin looks it up even with ``automountServiceAccountToken: false``)
-      and the pod never exists without its default-deny policy;
+    - ServiceAccount, policies and claim creates and replaces, together;
+    - the pod's create, after them: admission needs its ServiceAccount to exist (the
+      ServiceAccount plugin looks it up even with ``automountServiceAccountToken: false``),
+      the pod never exists without its default-deny policy, and a missing claim would only
+      keep it unschedulable. The Service's create goes with the pod's: it needs nothing of
+      the pod's (it selects it by labels whenever it appears), and it is the slowest create
+      of the first wave (the API server allocates its ClusterIP);
     - deletes, one at a time in plan order (the pod first, the namespace last; a policy that
       lost its allowance after the policies that stay were written).
     """
@@ -129,6 +132,9 @@ def schedule(planned: plan.Plan) -> tuple[tuple[plan.Action, ...], ...]:
             pod.append(action)
         else:
             first.append(action)
+    if any(a.verb is plan.Verb.CREATE for a in pod):
+        pod += [a for a in first if a.kind is plan.Kind.SERVICE and a.verb is plan.Verb.CREATE]
+        first = [a for a in first if a not in pod]
     creates = [a for a in planned.actions if a.verb is plan.Verb.CREATE]
     collected = bool(creates) and all(_has_owner(a) for a in creates)
     if collected and not namespace:

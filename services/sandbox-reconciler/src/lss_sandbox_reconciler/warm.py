@@ -185,21 +185,25 @@ class Started:
 def split_early(
     planned: plan.Plan, *, likely_warm: bool = False
 ) -> tuple[tuple[plan.Action, ...], tuple[plan.Action, ...]]:
-    """The actions a new sandbox needs whether it starts warm or cold (finalizer and the
-    children's creates/replaces other than the pod and a namespace), and the rest.
+    """The actions a new sandbox needs before its pod whether it starts warm or cold
+    (finalizer and the children's creates/replaces other than the pod, its Service and a
+    namespace), and the rest.
 
-    ``likely_warm`` (the ready queue holds a candidate): the ServiceAccount's and the
-    Service's creates go with the rest — a warm pod runs as its pool's account and comes
-    with a Service of its own, so only a cold fallback needs the sandbox's.
+    The Service's create always goes with the rest: a warm pod comes with a Service of its
+    own, and a cold pod does not wait for its Service (``apply.schedule`` runs them in one
+    wave). ``likely_warm`` (the ready queue holds a candidate): so does the ServiceAccount's
+    — a warm pod runs as its pool's account, so only a cold fallback needs the sandbox's.
     """
-    cold_only = (plan.Kind.SERVICE_ACCOUNT, plan.Kind.SERVICE) if likely_warm else ()
+    deferred = (
+        (plan.Kind.SERVICE, plan.Kind.SERVICE_ACCOUNT) if likely_warm else (plan.Kind.SERVICE,)
+    )
     early = tuple(
         a
         for a in planned.actions
         if a.verb is plan.Verb.ADD_FINALIZER
         or (
             a.verb in (plan.Verb.CREATE, plan.Verb.REPLACE)
-            and a.kind not in (plan.Kind.POD, plan.Kind.NAMESPACE, *cold_only)
+            and a.kind not in (plan.Kind.POD, plan.Kind.NAMESPACE, *deferred)
         )
     )
     return early, tuple(a for a in planned.actions if a not in early)

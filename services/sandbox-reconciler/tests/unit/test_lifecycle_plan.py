@@ -473,16 +473,24 @@ def waves(result: plan.Plan) -> list[list[tuple[str, str | None, str | None]]]:
 
 
 def test_cold_path_is_two_waves() -> None:
-    """Finalizer, SA, deny policy and Service together (all owned: GC-safe); then the pod."""
+    """Finalizer, SA and deny policy together (all owned: GC-safe); then the pod with its
+    Service (which the pod does not wait for)."""
     assert waves(run(snapshot())) == [
         [
             ("add-finalizer", None, None),
             ("create", "ServiceAccount", "sandbox-demo"),
             ("create", "NetworkPolicy", "sandbox-demo-deny"),
-            ("create", "Service", "sandbox-demo"),
         ],
-        [("create", "Pod", "sandbox-demo")],
+        [("create", "Pod", "sandbox-demo"), ("create", "Service", "sandbox-demo")],
     ]
+
+
+def test_a_service_recreated_beside_a_running_pod_goes_in_the_first_wave() -> None:
+    """Without a pod to create there is no second wave to join."""
+    result = run(snapshot())
+    service = next(a for a in result.actions if a.kind is plan.Kind.SERVICE)
+    alone = dataclasses.replace(result, actions=(service,))
+    assert waves(alone) == [[("create", "Service", "sandbox-demo")]]
 
 
 def test_isolation_keeps_the_finalizer_and_namespace_first() -> None:
@@ -492,7 +500,7 @@ def test_isolation_keeps_the_finalizer_and_namespace_first() -> None:
     found = waves(run(snapshot(), options))
     assert found[0] == [("add-finalizer", None, None)]
     assert [a[1] for a in found[1]] == ["Namespace"]
-    assert [a[1] for a in found[3]] == ["Pod"]
+    assert [a[1] for a in found[3]] == ["Pod", "Service"]
 
 
 def test_isolation_namespace_being_deleted_is_waited_for() -> None:

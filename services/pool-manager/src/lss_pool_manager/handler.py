@@ -292,20 +292,19 @@ class Handler:
         """The warm pod and the Service prepared with it, together (one after the other,
         or the Service with the WarmPod's Ready status, they cost a round trip per WarmPod
         and the refill rate dropped from ≈ 25 to 12 to 15 WarmPods/s, measured). A claim
-        adopts the Service with the pod; one that finds no Service yet creates it
-        (``lss_sandbox_reconciler.adopt.adopt_service``)."""
+        adopts the Service with the pod; one that finds no Service yet (or a pool manager with
+        ``prepare_services`` off) creates it (``lss_sandbox_reconciler.adopt.adopt_service``).
+        """
         kube = self._kube.kube
         pool_uid = pool.metadata.uid or ""
         pod = podspec.render_warm_pod(
             inputs.spec, warm_pod=warm_pod, pool_uid=pool_uid, settings=self._settings.sandbox
         )
-        results = await asyncio.gather(
-            apply.create_service(
-                kube, service=podspec.render_warm_service(warm_pod, pool_uid=pool_uid)
-            ),
-            apply.create_pod(kube, pod=pod),
-            return_exceptions=True,
-        )
+        writes = [apply.create_pod(kube, pod=pod)]
+        if self._options.prepare_services:
+            service = podspec.render_warm_service(warm_pod, pool_uid=pool_uid)
+            writes.append(apply.create_service(kube, service=service))
+        results = await asyncio.gather(*writes, return_exceptions=True)
         for result in results:
             if isinstance(result, BaseException):
                 raise result

@@ -91,6 +91,13 @@ class PoolOptions(BaseModel):
         "burst of claims costs one refill pass, run after the claims instead of beside them. "
         "0: every wake-up runs at once.",
     )
+    prepare_services: bool = Field(
+        default=True,
+        description="Create each warm pod's Service (`warm-<pod>`, ClusterIP, agent port) "
+        "together with the pod, so that a claim only re-owns it. Off: idle warm pods hold no "
+        "Service (no ClusterIP, no EndpointSlice) and each claim creates the Service instead, "
+        "on its path (one write more per claim).",
+    )
     leaked_claim_grace_seconds: float = Field(
         default=120.0,
         gt=0,

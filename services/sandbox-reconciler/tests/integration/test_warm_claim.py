@@ -40,7 +40,7 @@ pytestmark = pytest.mark.integration
 class PoolManager:
     """``lss_pool_manager.service.build`` running in this loop on the test's NATS names."""
 
-    def __init__(self, world: World) -> None:
+    def __init__(self, world: World, **pool: Any) -> None:
         settings = pool_settings_module.PoolManagerSettings(
             service_name=f"pool-manager-{uuid.uuid4().hex[:6]}",
             nats=world.nats,
@@ -55,7 +55,7 @@ class PoolManager:
                 shutdown_grace_seconds=5.0,
             ),
             pool=pool_settings_module.PoolOptions.model_validate(
-                {"heartbeat_interval_seconds": 0.0, "create_rate_per_second": 50.0}
+                {"heartbeat_interval_seconds": 0.0, "create_rate_per_second": 50.0, **pool}
             ),
         )
         self.service = pool_service.build(settings, registry=prometheus_client.CollectorRegistry())
@@ -93,13 +93,18 @@ async def pool_managers() -> AsyncIterator[list[PoolManager]]:
 
 
 async def start(
-    world: World, managers: list[PoolManager], *, reconcilers: int, pool_managers: int
+    world: World,
+    managers: list[PoolManager],
+    *,
+    reconcilers: int,
+    pool_managers: int,
+    **pool: Any,
 ) -> None:
     # Every consumer exists before the watcher publishes (interest retention).
     for _ in range(reconcilers):
         await world.start_reconciler()
     for _ in range(pool_managers):
-        manager = PoolManager(world)
+        manager = PoolManager(world, **pool)
         await manager.start()
         managers.append(manager)
     await world.start_watcher()
@@ -251,6 +256,55 @@ async def test_matching_sandbox_starts_warm_others_cold_and_the_pool_refills(
         released_and_refilled, timeout_seconds=60, describe="WarmPod deleted, pool refilled"
     )
     assert await cluster.child(objects.POD, pod["metadata"]["name"]) is None
+    assert await cluster.child(objects.SERVICE, service_name) is None
+
+
+async def test_without_prepared_services_the_claim_creates_the_warm_pods_service(
+    world: World, cluster: Cluster, pool_managers: list[PoolManager]
+) -> None:
+    """``prepare_services`` off: idle warm pods hold no Service; the claim makes it, already
+    the sandbox's, selecting the pod as a prepared one would, and the sandbox runs warm."""
+    await cluster.create_runtime()
+    await start(world, pool_managers, reconcilers=1, pool_managers=1, prepare_services=False)
+    await create_pool(cluster, "bare", minSize=2)
+    await wait_ready_warm_pods(cluster, 2)
+    idle = await objects.list_objects(
+        cluster.kube, resource=objects.SERVICE, namespace=cluster.namespace
+    )
+    assert idle.items == []
+
+    await cluster.create_sandbox("warm")
+    warm = await cluster.wait_phase("warm", "Running", timeout_seconds=90)
+    ref = warm["status"].get("warmPodRef")
+    assert ref is not None, warm["status"]
+    warm_pod = await objects.get_object(
+        cluster.kube, resource=objects.WARM_POD, namespace=cluster.namespace, name=ref["name"]
+    )
+    pod_name = warm["status"]["podName"]
+    service_name = names.warm_service_name(pod_name)
+    svc = await cluster.child(objects.SERVICE, service_name)
+    assert svc is not None
+    assert controllers(svc) == [
+        {
+            "apiVersion": kinds.API_VERSION,
+            "kind": "Sandbox",
+            "name": "warm",
+            "uid": warm["metadata"]["uid"],
+            "controller": True,
+        }
+    ]
+    assert svc["metadata"]["labels"][owner_module.SANDBOX_UID] == warm["metadata"]["uid"]
+    assert svc["spec"]["selector"] == {labels.WARM_POD_UID: warm_pod["metadata"]["uid"]}
+    assert warm["status"]["endpoint"].startswith(f"{service_name}.{cluster.namespace}.svc.")
+    # Only the claimed pod has a Service; the refill's warm pods still have none.
+    await wait_ready_warm_pods(cluster, 2)
+    services = await objects.list_objects(
+        cluster.kube, resource=objects.SERVICE, namespace=cluster.namespace
+    )
+    assert [item["metadata"]["name"] for item in services.items] == [service_name]
+
+    await cluster.delete_sandbox("warm")
+    await cluster.wait_gone("warm")
     assert await cluster.child(objects.SERVICE, service_name) is None
 
 

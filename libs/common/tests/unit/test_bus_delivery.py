@@ -6,17 +6,7 @@ from __future__ import annotations
 import pytest
 
 from lss_common.bus import consuming
-
-
-def delivery(*, num_delivered: int, riders: int) -> consuming.Delivery:
-    return consuming.Delivery(
-        subject="lss.evt.sandbox.ns.box",
-        stream="LSS_EVENTS",
-        stream_seq=7,
-        num_delivered=num_delivered,
-        msg_id=None,
-        riders=riders,
-    )
+from lss_common.testing import bus
 
 
 @pytest.mark.parametrize(
@@ -24,12 +14,10 @@ def delivery(*, num_delivered: int, riders: int) -> consuming.Delivery:
     [(1, 0, True, True), (1, 2, True, False), (2, 0, False, False), (3, 1, False, False)],
 )
 def test_is_first_delivery(num_delivered: int, riders: int, first: bool, first_alone: bool) -> None:
-    token = consuming._current_delivery.set(delivery(num_delivered=num_delivered, riders=riders))
-    try:
+    with bus.delivering(num_delivered=num_delivered, riders=riders) as delivery:
+        assert consuming.current_delivery() is delivery
         assert consuming.is_first_delivery() is first
         assert consuming.is_first_delivery(alone=True) is first_alone
-    finally:
-        consuming._current_delivery.reset(token)
 
 
 def test_outside_a_consume_loop_it_is_a_first_delivery_alone() -> None:

@@ -6,8 +6,8 @@ import datetime
 
 import pytest
 
-from lss_common.bus import consuming
 from lss_common.models import messages
+from lss_common.testing import bus
 from lss_pool_manager import handler
 
 AT = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
@@ -60,17 +60,5 @@ def test_a_warm_pods_pass_reads_at_the_version_its_hint_announced() -> None:
     )
     assert handler._versions(service) == handler.HintVersions()
     for num_delivered, riders in ((2, 0), (1, 3)):
-        token = consuming._current_delivery.set(
-            consuming.Delivery(
-                subject="lss.evt.warmpod.team-a.py-0",
-                stream="LSS_EVENTS",
-                stream_seq=5,
-                num_delivered=num_delivered,
-                msg_id=None,
-                riders=riders,
-            )
-        )
-        try:
+        with bus.delivering(num_delivered=num_delivered, riders=riders):
             assert handler._versions(event("warmpod", "MODIFIED")) == handler.HintVersions()
-        finally:
-            consuming._current_delivery.reset(token)

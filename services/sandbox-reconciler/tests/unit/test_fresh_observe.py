@@ -10,9 +10,9 @@ import prometheus_client
 import pytest
 
 from lss_common import errors
-from lss_common.bus import consuming
 from lss_common.kube import objects
 from lss_common.models import kinds, messages
+from lss_common.testing import bus
 from lss_sandbox_reconciler import apply, handler, observe, plan, testing
 from lss_sandbox_reconciler import metrics as metrics_module
 
@@ -68,20 +68,8 @@ def test_the_sandbox_is_read_at_its_own_hints_version_only_when_alone() -> None:
     # A hint riding along may announce a newer change of the Sandbox, and a redelivery is a
     # retry or a re-check: both read from etcd.
     for num_delivered, riders in ((1, 1), (2, 0)):
-        token = consuming._current_delivery.set(
-            consuming.Delivery(
-                subject="lss.evt.sandbox.team-a.demo",
-                stream="LSS_EVENTS",
-                stream_seq=4,
-                num_delivered=num_delivered,
-                msg_id=None,
-                riders=riders,
-            )
-        )
-        try:
+        with bus.delivering(num_delivered=num_delivered, riders=riders):
             assert handler._own_version(hint("ADDED")) is None
-        finally:
-            consuming._current_delivery.reset(token)
 
 
 class _Kube:

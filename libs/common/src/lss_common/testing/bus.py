@@ -13,14 +13,14 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import prometheus_client
 
 from lss_common import settings as settings_module
 from lss_common.bus import connection as bus_connection
+from lss_common.bus import consuming, topology
 from lss_common.bus import metrics as bus_metrics
-from lss_common.bus import topology
 
 
 def isolated_settings(url: str, **consumer_overrides: object) -> settings_module.CommonSettings:
@@ -86,3 +86,24 @@ async def open_bus(
                 with contextlib.suppress(Exception):
                     await connection.jetstream.delete_stream(stream)
         await connection.close()
+
+
+@contextlib.contextmanager
+def delivering(
+    *, num_delivered: int = 1, riders: int = 0, subject: str = "lss.evt.test.ns.name"
+) -> Iterator[consuming.Delivery]:
+    """Run a handler's pure helpers as if the consume loop delivered a message this way
+    (``consuming.current_delivery`` and ``is_first_delivery`` answer from it)."""
+    delivery = consuming.Delivery(
+        subject=subject,
+        stream="LSS_EVENTS",
+        stream_seq=1,
+        num_delivered=num_delivered,
+        msg_id=None,
+        riders=riders,
+    )
+    token = consuming._current_delivery.set(delivery)
+    try:
+        yield delivery
+    finally:
+        consuming._current_delivery.reset(token)

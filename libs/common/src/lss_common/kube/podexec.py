@@ -20,8 +20,7 @@ stream is closed; the process may linger in the container, which is the caller's
 Errors opening the stream are translated like ``objects.py`` does: 403 → ``PermanentError``
 (RBAC needs ``get`` and ``create`` on ``pods/exec``: the websocket is an HTTP GET), 404 →
 ``NotFoundError``, 400 (container not running, ...) → ``InvalidObjectError``, anything else
-→ ``RetryableError``. This module
-decides nothing about what a result means.
+→ ``RetryableError``. This module decides nothing about what a result means.
 """
 
 from __future__ import annotations

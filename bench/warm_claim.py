@@ -25,7 +25,9 @@ both see the same machine and the same API server queueing:
 * **sustained**: ``--burst`` bare creates at 50 concurrent (the floor's creates/s), then as
   many sandboxes at 50 concurrent against the full pool while it refills: warm claims per
   second from the first create to the last warm Running, and the WarmPods that became Ready
-  in that time per second (the refill under claims);
+  in that time per second (the refill under claims); then, once they are deleted and the
+  pool is full again, the API requests per sandbox of their whole life (the API server's
+  ``apiserver_request_total``);
 * **refill**: ``--burst`` bare creates at 50 concurrent again, then the pool's minSize is
   raised by ``--pool-size`` with no claims running: Ready WarmPods per second until full.
 
@@ -306,10 +308,16 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             for index in range(args.cold_count):
                 floor["beside_cold"].append(await floor_sample())
                 cold.append(await create_box(f"cold-{index}", resources={"cpu": "1"}))
+            requests_before = await api_requests(kube)
             sustained = await _sustained(
                 args, pods, records, create_box, floor_throughput, cpu_snapshot
             )
-            await delete_boxes([f"burst-{i}" for i in range(args.burst)])
+            burst_names = [f"burst-{i}" for i in range(args.burst)]
+            await delete_boxes(burst_names)
+            await settle(burst_names)
+            sustained["api_requests_per_sandbox"] = _per_sandbox(
+                requests_before, await api_requests(kube), sandboxes=args.burst
+            )
             refill = await _refill(args, pods, kube, namespace, floor_throughput)
             refill["create_rate_limit_per_second"] = pool.pool.create_rate_per_second
             refill["create_burst"] = pool.pool.create_burst
@@ -460,6 +468,54 @@ async def _sustained(
         },
         "floor_cores_busy": {
             name: round(spent / max(floor_wall, 1e-9), 2) for name, spent in floor_cpu.items()
+        },
+    }
+
+
+RequestCounts = dict[tuple[str, str], float]
+_WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE", "APPLY", "DELETECOLLECTION"})
+
+
+async def api_requests(kube: client.Kube) -> RequestCounts:
+    """The API server's ``apiserver_request_total`` so far, by (verb, resource[/sub])."""
+    response = await kube.api.call_api(
+        "/metrics", "GET", auth_settings=["BearerToken"], _preload_content=False
+    )
+    async with response:
+        text = (await response.read()).decode()
+    counts: RequestCounts = {}
+    for line in text.splitlines():
+        if not line.startswith("apiserver_request_total{"):
+            continue
+        labels_text, _, value = line[len("apiserver_request_total{") :].rpartition("} ")
+        found = dict(part.split("=", 1) for part in labels_text.split(",") if "=" in part)
+        label = {key: raw.strip('"') for key, raw in found.items()}
+        resource = label.get("resource", "")
+        if label.get("subresource"):
+            resource += "/" + label["subresource"]
+        key = (label.get("verb", ""), resource)
+        counts[key] = counts.get(key, 0.0) + float(value)
+    return counts
+
+
+def _per_sandbox(before: RequestCounts, after: RequestCounts, *, sandboxes: int) -> dict[str, Any]:
+    """Requests the API server served per sandbox of the burst, over its whole life: its
+    claim, the refill it caused, its deletion, and what controllers, kwok and the bench did
+    for them (the bench's floor ConfigMaps left out; its reads include polling). The API
+    server does not say for whom: whatever else it serves meanwhile counts too (such as a
+    previous run's namespace still being deleted on a reused platform)."""
+    spent = {
+        key: after[key] - before.get(key, 0.0)
+        for key in after
+        if after[key] > before.get(key, 0.0) and key[1] != "configmaps"
+    }
+    writes = {k: v for k, v in spent.items() if k[0] in _WRITES}
+    top = sorted(writes.items(), key=lambda item: -item[1])
+    return {
+        "writes": round(sum(writes.values()) / sandboxes, 1),
+        "reads": round(sum(v for k, v in spent.items() if k[0] not in _WRITES) / sandboxes, 1),
+        "writes_by_verb_and_resource": {
+            f"{verb} {resource}": round(value / sandboxes, 2) for (verb, resource), value in top
         },
     }
 

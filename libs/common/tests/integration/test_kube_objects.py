@@ -138,6 +138,20 @@ async def test_get_not_older_than_a_version_sees_that_change(
             name="seen",
             not_older_than=after.resource_version,
         )
+    gone = await objects.get_or_none(
+        kube,
+        resource=objects.CONFIG_MAP,
+        namespace=namespace,
+        name="seen",
+        not_older_than=after.resource_version,
+    )
+    assert gone is None
+    assert (
+        await objects.get_or_none(
+            kube, resource=objects.CONFIG_MAP, namespace=namespace, name="never"
+        )
+        is None
+    )
 
 
 async def test_get_not_older_than_a_future_version_is_retryable(

@@ -31,49 +31,36 @@ class BuildInputs:
 async def get_pool(
     kube: client.Kube, *, namespace: str, name: str
 ) -> warmpool_model.WarmPool | None:
-    try:
-        return await objects.get_object(
-            kube,
-            resource=objects.WARM_POOL,
-            namespace=namespace,
-            name=name,
-            decode=warmpool_model.decode,
-        )
-    except errors.NotFoundError:
-        return None
+    return await objects.get_or_none(
+        kube,
+        resource=objects.WARM_POOL,
+        namespace=namespace,
+        name=name,
+        decode=warmpool_model.decode,
+    )
 
 
 async def get_warm_pod(
     kube: client.Kube, *, namespace: str, name: str, not_older_than: str | None = None
 ) -> warmpod_model.WarmPod | None:
     """The WarmPod or None; ``not_older_than``: its hint's version (``objects.get_object``)."""
-    try:
-        return await objects.get_object(
-            kube,
-            resource=objects.WARM_POD,
-            namespace=namespace,
-            name=name,
-            not_older_than=not_older_than,
-            decode=warmpod_model.decode,
-        )
-    except errors.NotFoundError:
-        return None
+    return await objects.get_or_none(
+        kube,
+        resource=objects.WARM_POD,
+        namespace=namespace,
+        name=name,
+        not_older_than=not_older_than,
+        decode=warmpod_model.decode,
+    )
 
 
 async def get_pod(
     kube: client.Kube, *, namespace: str, name: str, not_older_than: str | None = None
 ) -> dict[str, Any] | None:
     """The pod or None; ``not_older_than``: its hint's version (``objects.get_object``)."""
-    try:
-        return await objects.get_object(
-            kube,
-            resource=objects.POD,
-            namespace=namespace,
-            name=name,
-            not_older_than=not_older_than,
-        )
-    except errors.NotFoundError:
-        return None
+    return await objects.get_or_none(
+        kube, resource=objects.POD, namespace=namespace, name=name, not_older_than=not_older_than
+    )
 
 
 def _selector(pool: warmpool_model.WarmPool) -> str:

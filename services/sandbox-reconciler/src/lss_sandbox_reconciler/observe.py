@@ -127,7 +127,7 @@ class Observer:
         # namespace under a name derived from the Sandbox's name, so they are read together
         # with the Sandbox (policies filtered by UID once it is known) and with the
         # RuntimeEnvironments.
-        get_sandbox = _get_or_none(
+        get_sandbox = objects.get_or_none(
             kube,
             resource=objects.SANDBOX,
             name=name,
@@ -163,7 +163,7 @@ class Observer:
         async def pod() -> dict[str, Any] | None:
             if warm_pod is None or warm_pod == early.pod_name:
                 return early.pod
-            return await _get_or_none(
+            return await objects.get_or_none(
                 kube,
                 resource=objects.POD,
                 name=warm_pod,
@@ -174,7 +174,7 @@ class Observer:
         async def claim() -> dict[str, Any] | None:
             if not persistent or assumed_absent:
                 return None
-            return await _get_or_none(
+            return await objects.get_or_none(
                 kube,
                 resource=objects.PERSISTENT_VOLUME_CLAIM,
                 name=names.claim_name(name),
@@ -193,7 +193,7 @@ class Observer:
         async def warm_service() -> dict[str, Any] | None:
             if warm_pod is None or warm_pod == early.pod_name:
                 return None
-            return await _get_or_none(
+            return await objects.get_or_none(
                 kube,
                 resource=objects.SERVICE,
                 name=names.warm_service_name(warm_pod),
@@ -238,7 +238,7 @@ class Observer:
 
     async def exists(self, *, namespace: str, name: str) -> bool:
         """Whether the Sandbox ``namespace/name`` exists (one get)."""
-        found = await _get_or_none(
+        found = await objects.get_or_none(
             self._kube(),
             resource=objects.SANDBOX,
             name=name,
@@ -316,7 +316,7 @@ class Observer:
         base = names.pod_name(name)  # pod, Service and ServiceAccount share it
 
         def get(resource: objects.ApiResource) -> Awaitable[dict[str, Any] | None]:
-            return _get_or_none(
+            return objects.get_or_none(
                 kube, resource=resource, name=base, namespace=namespace, decode=objects.as_dict
             )
 
@@ -362,14 +362,14 @@ class Observer:
         async def namespace() -> dict[str, Any] | None:
             if not owner.is_cross_namespace:
                 return None
-            return await _get_or_none(
+            return await objects.get_or_none(
                 kube, resource=objects.NAMESPACE, name=ns, decode=objects.as_dict
             )
 
         async def claim() -> dict[str, Any] | None:
             if not persistent:
                 return None
-            return await _get_or_none(
+            return await objects.get_or_none(
                 kube,
                 resource=objects.PERSISTENT_VOLUME_CLAIM,
                 name=names.claim_name(owner.name),
@@ -387,7 +387,7 @@ class Observer:
             return await policies(CILIUM_NETWORK_POLICY) if cilium else {}
 
         def get(resource: objects.ApiResource) -> Awaitable[dict[str, Any] | None]:
-            return _get_or_none(
+            return objects.get_or_none(
                 kube, resource=resource, name=base, namespace=ns, decode=objects.as_dict
             )
 
@@ -396,7 +396,7 @@ class Observer:
                 namespace(),
                 get(objects.SERVICE_ACCOUNT),
                 get(objects.SERVICE),
-                _get_or_none(  # a warm start's pod has the WarmPod's pod name
+                objects.get_or_none(  # a warm start's pod has the WarmPod's pod name
                     kube,
                     resource=objects.POD,
                     name=warm_pod_name(obj) or base,
@@ -463,7 +463,7 @@ class Observer:
         if key is None:
             return None
         namespace, name = key
-        return await _get_or_none(
+        return await objects.get_or_none(
             kube,
             resource=objects.SANDBOX_PROFILE,
             name=name,
@@ -484,7 +484,7 @@ class Observer:
         ):
             return self._cilium[0]
         found = (
-            await _get_or_none(
+            await objects.get_or_none(
                 self._kube(),
                 resource=CUSTOM_RESOURCE_DEFINITION,
                 name=CILIUM_CRD_NAME,
@@ -613,7 +613,7 @@ async def _policies_by_name(
 
     found = await asyncio.gather(
         *(
-            _get_or_none(
+            objects.get_or_none(
                 kube, resource=resource, name=name, namespace=namespace, decode=objects.as_dict
             )
             for name in wanted
@@ -642,26 +642,3 @@ def warm_pod_name(obj: sandbox_model.Sandbox) -> str | None:
     """The pod of a sandbox that started warm (``status.podName``); None for cold ones."""
     status = sandbox_model.status_of(obj)
     return status.pod_name if status.warm_pod_ref is not None else None
-
-
-async def _get_or_none(
-    kube: client_module.Kube,
-    *,
-    resource: objects.ApiResource,
-    name: str,
-    namespace: str | None = None,
-    not_older_than: str | None = None,
-    decode: Callable[[bytes], T],
-) -> T | None:
-    """The object, or ``None`` when it does not exist."""
-    try:
-        return await objects.get_object(
-            kube,
-            resource=resource,
-            name=name,
-            namespace=namespace,
-            not_older_than=not_older_than,
-            decode=decode,
-        )
-    except errors.NotFoundError:
-        return None

@@ -260,6 +260,49 @@ async def get_object(
 
 
 @overload
+async def get_or_none(
+    kube: client_module.Kube,
+    *,
+    resource: ApiResource,
+    name: str,
+    namespace: str | None = None,
+    not_older_than: str | None = None,
+    decode: None = None,
+) -> dict[str, Any] | None: ...
+@overload
+async def get_or_none(
+    kube: client_module.Kube,
+    *,
+    resource: ApiResource,
+    name: str,
+    namespace: str | None = None,
+    not_older_than: str | None = None,
+    decode: Decode[T],
+) -> T | None: ...
+async def get_or_none(
+    kube: client_module.Kube,
+    *,
+    resource: ApiResource,
+    name: str,
+    namespace: str | None = None,
+    not_older_than: str | None = None,
+    decode: Decode[Any] | None = None,
+) -> Any:
+    """:func:`get_object`, or ``None`` when the object does not exist."""
+    try:
+        return await get_object(
+            kube,
+            resource=resource,
+            name=name,
+            namespace=namespace,
+            not_older_than=not_older_than,
+            decode=decode,
+        )
+    except errors.NotFoundError:
+        return None
+
+
+@overload
 async def list_objects(
     kube: client_module.Kube,
     *,

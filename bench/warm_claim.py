@@ -309,6 +309,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 floor["beside_cold"].append(await floor_sample())
                 cold.append(await create_box(f"cold-{index}", resources={"cpu": "1"}))
             requests_before = await api_requests(kube)
+            window_start = datetime.datetime.now(datetime.UTC)
             sustained = await _sustained(
                 args, pods, records, create_box, floor_throughput, cpu_snapshot
             )
@@ -318,6 +319,12 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             sustained["api_requests_per_sandbox"] = _per_sandbox(
                 requests_before, await api_requests(kube), sandboxes=args.burst
             )
+            # To attribute the same requests to their clients with an audit log
+            # (LSS_DEV_APISERVER_AUDIT=1, bench/audit_summary.py --since/--until).
+            sustained["api_requests_window_utc"] = [
+                window_start.isoformat(),
+                datetime.datetime.now(datetime.UTC).isoformat(),
+            ]
             refill = await _refill(args, pods, kube, namespace, floor_throughput)
             refill["create_rate_limit_per_second"] = pool.pool.create_rate_per_second
             refill["create_burst"] = pool.pool.create_burst

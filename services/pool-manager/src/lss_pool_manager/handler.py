@@ -302,7 +302,7 @@ class Handler:
         )
         writes = [apply.create_pod(kube, pod=pod)]
         if self._options.prepare_services:
-            service = podspec.render_warm_service(warm_pod, pool_uid=pool_uid)
+            service = podspec.render_warm_service(warm_pod)
             writes.append(apply.create_service(kube, service=service))
         results = await asyncio.gather(*writes, return_exceptions=True)
         for result in results:

@@ -237,11 +237,16 @@ def render_warm_pod(
     return pod
 
 
-def render_warm_service(warm_pod: warmpod_model.WarmPod, *, pool_uid: str) -> dict[str, Any]:
+def render_warm_service(warm_pod: warmpod_model.WarmPod) -> dict[str, Any]:
     """The Service prepared with a warm pod (``warm-<pod>``): the agent port of the pod,
     selected by its WarmPod-UID label, owned by the WarmPod. A sandbox that claims the pod
-    adopts the Service with it (owner and labels; the selector stays), so the claim creates
-    no Service and its endpoints do not change (``lss_sandbox_reconciler.render.service``)."""
+    adopts the Service with it (its owner reference only), so the claim creates no Service
+    and neither its endpoints nor their labels change
+    (``lss_sandbox_reconciler.render.service``).
+
+    Its labels outlive the claim, so they name no pool: ``app`` (the watcher's selector), the
+    component and the WarmPod's UID. The owner reference is what ties it to the WarmPod, then
+    to the Sandbox; a pool label would wake the pool at every change of a sandbox's Service."""
     meta = warm_pod.metadata
     if not meta.name or not meta.namespace or not meta.uid:
         raise ValueError("a stored WarmPod has a name, a namespace and a UID")
@@ -253,11 +258,7 @@ def render_warm_service(warm_pod: warmpod_model.WarmPod, *, pool_uid: str) -> di
             "name": reconciler_names.warm_service_name(pod_name),
             "namespace": meta.namespace,
             "labels": {
-                **warm_pod_labels(
-                    pool_name=warm_pod.spec.pool_ref.name,
-                    pool_uid=pool_uid,
-                    warm_pod_name=meta.name,
-                ),
+                labels.APP: labels.APP_VALUE,
                 COMPONENT: WARM_SERVICE_COMPONENT,
                 labels.WARM_POD_UID: meta.uid,
             },

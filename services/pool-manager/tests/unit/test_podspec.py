@@ -100,7 +100,7 @@ def test_warm_pod_is_the_sandbox_pod_but_for_identity(
     # The Service prepared with it selects it by its WarmPod's UID, the label a sandbox's
     # adoption keeps, on the port the sandbox's own Service uses.
     assert meta["labels"][labels.WARM_POD_UID] == WARM_UID
-    svc = podspec.render_warm_service(warm, pool_uid=POOL_UID)
+    svc = podspec.render_warm_service(warm)
     assert svc["metadata"]["name"] == f"warm-{meta['name']}"
     assert svc["metadata"]["ownerReferences"] == meta["ownerReferences"]
     assert svc["spec"]["selector"] == {labels.WARM_POD_UID: WARM_UID}
@@ -112,6 +112,12 @@ def test_warm_pod_is_the_sandbox_pod_but_for_identity(
         if k != "selector"
     }
     assert owner_render.SANDBOX_UID not in svc["metadata"]["labels"], "no sandbox identity"
+    # Its labels outlive the claim (re-owned, not relabelled): they name no pool.
+    assert svc["metadata"]["labels"] == {
+        labels.APP: labels.APP_VALUE,
+        podspec.COMPONENT: podspec.WARM_SERVICE_COMPONENT,
+        labels.WARM_POD_UID: WARM_UID,
+    }
 
 
 def test_record_is_canonical_and_resolved() -> None:

@@ -13,8 +13,11 @@
   the pool manager no longer see the pod). ``spec.serviceAccountName`` is immutable: the pod
   keeps the pool's ServiceAccount (no token, no bindings), and a sandbox served by a warm
   pod has no account of its own.
-- :func:`adopt_service` — the same for the Service prepared with the pod (``warm-<pod>``):
-  owner and labels, never the selector, so its endpoints do not change.
+- :func:`adopt_service` — the same test for the Service prepared with the pod
+  (``warm-<pod>``), then the owner reference alone: neither its selector (its endpoints stay
+  as they are) nor its labels, which the controller manager copies to the Service's
+  Endpoints and EndpointSlice (a relabel cost two more writes per claim). The reconciler
+  knows it as the sandbox's by its controller reference (``owner.is_owned_by``).
 - :func:`release_warm_pod` / :func:`discard_claim` — delete a WarmPod still assigned to the
   sandbox (UID precondition: a slot re-created since is never touched); the pool refills.
 
@@ -94,20 +97,25 @@ async def adopt_pod(
 
 
 def _adoption_patch(
-    candidate: ready_queue.Candidate, *, owner: owner_module.Owner, new_labels: dict[str, str]
+    candidate: ready_queue.Candidate,
+    *,
+    owner: owner_module.Owner,
+    new_labels: dict[str, str] | None,
 ) -> list[dict[str, Any]]:
     """The JSON patch that hands a claimed WarmPod's object to the sandbox: *test* that its
     first owner is still the WarmPod (422 otherwise), then the sandbox's controller reference
-    alone and ``new_labels``."""
-    return [
+    alone and ``new_labels`` (None: the labels stay)."""
+    patch: list[dict[str, Any]] = [
         {"op": "test", "path": "/metadata/ownerReferences/0/uid", "value": candidate.uid},
         {
             "op": "replace",
             "path": "/metadata/ownerReferences",
             "value": [owner_module.owner_reference(owner)],
         },
-        {"op": "replace", "path": "/metadata/labels", "value": new_labels},
     ]
+    if new_labels is not None:
+        patch.append({"op": "replace", "path": "/metadata/labels", "value": new_labels})
+    return patch
 
 
 async def adopt_service(
@@ -116,11 +124,12 @@ async def adopt_service(
     candidate: ready_queue.Candidate,
     owner: owner_module.Owner,
 ) -> dict[str, Any] | None:
-    """Re-own and re-label the Service prepared with the claimed pod; returns the Service
-    as the sandbox now has it.
+    """Re-own the Service prepared with the claimed pod; returns the Service as the sandbox
+    now has it.
 
     Like the pod's adoption, the patch first tests that the Service is still the claimed
-    WarmPod's; its selector is left alone, so its endpoints do not change. The pool manager
+    WarmPod's; its selector and labels are left alone, so neither its endpoints nor the
+    copies of its labels on them change. The pool manager
     makes the Service together with the pod, so a claim can come before its create lands
     (or after it failed): then the Service is created here, already the sandbox's, and if the
     pool manager's create lands in between (AlreadyExists) that one is adopted. None only if
@@ -150,11 +159,7 @@ async def _patch_service(
     candidate: ready_queue.Candidate,
     owner: owner_module.Owner,
 ) -> dict[str, Any] | None:
-    patch = _adoption_patch(
-        candidate,
-        owner=owner,
-        new_labels=service_render.adopted_service_labels(owner, warm_pod_uid=candidate.uid),
-    )
+    patch = _adoption_patch(candidate, owner=owner, new_labels=None)
     try:
         return await objects.patch_object(
             kube,

@@ -27,7 +27,7 @@ import nats
 from lss_common import errors
 from lss_common import settings as common_settings
 from lss_common.kube import client, objects
-from lss_common.models import kinds
+from lss_common.models import kinds, labels
 from lss_common.testing import eventually
 from lss_dev import identities
 from lss_dev import platform as platform_module
@@ -162,6 +162,19 @@ class ReconcilerProcess:
                 self.process.wait(timeout=10)
 
 
+def sandbox_of(child: dict[str, Any]) -> str | None:
+    """The UID of the Sandbox a child belongs to: its UID label, else the UID of its
+    controller reference when that is a Sandbox."""
+    metadata = child.get("metadata") or {}
+    labelled = (metadata.get("labels") or {}).get(owner_module.SANDBOX_UID)
+    if labelled is not None:
+        return str(labelled)
+    for ref in metadata.get("ownerReferences") or ():
+        if ref.get("controller") and ref.get("kind") == kinds.SANDBOX.kind:
+            return str(ref.get("uid"))
+    return None
+
+
 class Cluster:
     """Create and read the objects of one test namespace through lss_common.kube."""
 
@@ -249,12 +262,9 @@ class Cluster:
             return None
 
     async def children(self, sandbox_uid: str | None = None) -> dict[str, list[str]]:
-        """Names of every object of ours in the namespace, by kind (UID label, if given)."""
-        selector = (
-            f"{owner_module.SANDBOX_UID}={sandbox_uid}"
-            if sandbox_uid
-            else f"{owner_module.SANDBOX_UID}"
-        )
+        """Names of every sandbox child in the namespace, by kind (of that sandbox, if given):
+        what carries a sandbox's UID label, or no such label and a Sandbox's controller
+        reference (a warm pod's Service, re-owned by the claim without a relabel)."""
         result: dict[str, list[str]] = {}
         for resource in (
             objects.POD,
@@ -264,9 +274,17 @@ class Cluster:
             objects.PERSISTENT_VOLUME_CLAIM,
         ):
             found = await objects.list_objects(
-                self.kube, resource=resource, namespace=self.namespace, label_selector=selector
+                self.kube,
+                resource=resource,
+                namespace=self.namespace,
+                label_selector=f"{labels.APP}={labels.APP_VALUE}",
             )
-            result[resource.kind] = sorted(item["metadata"]["name"] for item in found.items)
+            result[resource.kind] = sorted(
+                item["metadata"]["name"]
+                for item in found.items
+                if (owner := sandbox_of(item)) is not None
+                and (sandbox_uid is None or owner == sandbox_uid)
+            )
         return result
 
     async def wait_phase(

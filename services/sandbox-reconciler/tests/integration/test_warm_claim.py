@@ -36,6 +36,14 @@ from lss_watcher import testing as watcher_testing
 
 pytestmark = pytest.mark.integration
 
+ENDPOINT_SLICE = objects.ApiResource(
+    group="discovery.k8s.io",
+    version="v1",
+    plural="endpointslices",
+    kind="EndpointSlice",
+    namespaced=True,
+)
+
 
 class PoolManager:
     """``lss_pool_manager.service.build`` running in this loop on the test's NATS names."""
@@ -207,6 +215,19 @@ async def test_matching_sandbox_starts_warm_others_cold_and_the_pool_refills(
     assert svc is not None
     assert svc["metadata"]["ownerReferences"] == pod["metadata"]["ownerReferences"]
     assert svc["spec"]["selector"] == {labels.WARM_POD_UID: warm_pod["metadata"]["uid"]}
+    # Re-owned, not relabelled: its labels are still those the pool manager gave it, so the
+    # controller manager had no label change to copy onto its endpoints.
+    assert owner_module.SANDBOX_UID not in svc["metadata"]["labels"]
+    assert svc["metadata"]["labels"][labels.WARM_POD_UID] == warm_pod["metadata"]["uid"]
+    slices = await objects.list_objects(
+        cluster.kube,
+        resource=ENDPOINT_SLICE,
+        namespace=cluster.namespace,
+        label_selector=f"kubernetes.io/service-name={service_name}",
+    )
+    assert slices.items
+    for found in slices.items:
+        assert owner_module.SANDBOX_UID not in (found["metadata"].get("labels") or {})
     assert pod["metadata"]["labels"][labels.WARM_POD_UID] == warm_pod["metadata"]["uid"]
     assert warm["status"]["endpoint"].startswith(f"{service_name}.{cluster.namespace}.svc.")
     assert children["ServiceAccount"] == []

@@ -90,6 +90,79 @@ def test_a_missing_warm_service_is_re_created_for_the_sandbox() -> None:
     assert result.status.endpoint == f"warm-{WARM_POD}.team-a.svc.cluster.local"
 
 
+def adopted_as_prepared() -> dict[str, Any]:
+    """The pool manager's Service after a claim re-owned it: its labels as prepared (no
+    sandbox label), the Sandbox's controller reference."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {
+            "name": f"warm-{WARM_POD}",
+            "namespace": "team-a",
+            "labels": {
+                labels.APP: labels.APP_VALUE,
+                owner_module.COMPONENT: "warm-service",
+                labels.WARM_POD_UID: WARM_UID,
+            },
+            "ownerReferences": [owner_module.owner_reference(owner())],
+        },
+        "spec": service_render.service_spec(service_render.warm_selector(WARM_UID)),
+    }
+
+
+def test_a_prepared_service_re_owned_without_relabelling_is_the_sandboxs() -> None:
+    adopted = adopted_as_prepared()
+    assert owner_module.is_owned_by(adopted, owner=owner())
+    result = running_warm(plan.Children(pod=warm_pod(), warm_service=adopted))
+    assert summary(result) == []  # kept as it is: no relabel, no replace
+    assert result.status.phase == "Running"
+    assert result.status.endpoint == f"warm-{WARM_POD}.team-a.svc.cluster.local"
+
+
+def test_deleting_a_warm_sandbox_deletes_the_re_owned_service() -> None:
+    adopted = adopted_as_prepared()
+    observed = plan.Children(pod=warm_pod(), warm_service=adopted)
+    status = {"phase": "Running", "podName": WARM_POD, "warmPodRef": {"name": "py-3"}}
+    result = run(
+        snapshot(
+            finalizers=FIN,
+            status=status,
+            children=observed,
+            deleting=True,
+        )
+    )
+    deletes = [(a.kind, a.name) for a in result.actions if a.verb is plan.Verb.DELETE]
+    assert (plan.Kind.SERVICE, f"warm-{WARM_POD}") in deletes
+
+
+def test_ownership_by_reference_needs_a_controller_reference_to_this_sandbox() -> None:
+    def with_refs(*refs: dict[str, Any]) -> dict[str, Any]:
+        found = adopted_as_prepared()
+        found["metadata"]["ownerReferences"] = list(refs)
+        return found
+
+    ours = owner_module.owner_reference(owner())
+    assert owner_module.is_owned_by(with_refs(ours), owner=owner())
+    # still the WarmPod's (not claimed): not the sandbox's
+    warm_ref = {**ours, "kind": "WarmPod", "name": "py-3", "uid": WARM_UID}
+    assert not owner_module.is_owned_by(with_refs(warm_ref), owner=owner())
+    # another sandbox's, a reference that is not the controller, another group's kind
+    assert not owner_module.is_owned_by(with_refs({**ours, "uid": "other"}), owner=owner())
+    assert not owner_module.is_owned_by(with_refs({**ours, "controller": False}), owner=owner())
+    foreign = {**ours, "apiVersion": "example.com/v1"}
+    assert not owner_module.is_owned_by(with_refs(foreign), owner=owner())
+    assert not owner_module.is_owned_by(with_refs(), owner=owner())
+
+
+def test_a_sandbox_label_naming_another_sandbox_wins_over_our_reference() -> None:
+    """A label naming another sandbox is never overruled by a reference to this one."""
+    found = adopted_as_prepared()
+    found["metadata"]["labels"][owner_module.SANDBOX_UID] = "someone-else"
+    assert not owner_module.is_owned_by(found, owner=owner())
+    result = running_warm(plan.Children(pod=warm_pod(), warm_service=found))
+    assert result.status.phase == "Failed"
+
+
 def test_a_strangers_service_under_the_warm_name_is_a_name_conflict() -> None:
     stranger = service_render.render_warm_service(owner(), pod_name=WARM_POD, warm_pod_uid=WARM_UID)
     stranger["metadata"]["labels"][owner_module.SANDBOX_UID] = "someone-else"

@@ -26,6 +26,9 @@ import yaml
 from lss_dev import build, kubeconfig, paths, pki, processes
 
 PROFILING_ENV = "LSS_DEV_APISERVER_PROFILING"
+AUDIT_ENV = "LSS_DEV_APISERVER_AUDIT"
+AUDIT_LOG = "audit.log"
+"""Under the state dir; written only when AUDIT_ENV is set to 1 (see ``_audit_args``)."""
 ORDER = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
 SERVICE_CIDR = "10.96.0.0/16"
 POD_CIDR = "10.244.0.0/16"
@@ -138,6 +141,7 @@ class ControlPlane:
                 "--max-requests-inflight=1000",
                 "--max-mutating-requests-inflight=500",
                 "--event-ttl=1h",
+                *self._audit_args(),
             ]
         common = [f"--kubeconfig={self.kubeconfig}", "--leader-elect=false"]
         if name == "kube-controller-manager":
@@ -178,6 +182,33 @@ class ControlPlane:
                 "--node-lease-duration-seconds=40",
             ]
         raise ValueError(f"unknown component {name}")
+
+    def _audit_args(self) -> list[str]:
+        """With AUDIT_ENV=1, every request but a watch's start is logged at Metadata level
+        (who, verb, object, code) to AUDIT_LOG: to attribute a bench's API requests to the
+        client that made them (bench/audit_summary.py). Off by default: it costs the API
+        server a log line per request."""
+        if os.environ.get(AUDIT_ENV) != "1":
+            return []
+        policy = self.state_dir / "audit-policy.yaml"
+        policy.write_text(
+            yaml.safe_dump(
+                {
+                    "apiVersion": "audit.k8s.io/v1",
+                    "kind": "Policy",
+                    "omitStages": ["RequestReceived"],
+                    "rules": [{"level": "Metadata"}],
+                }
+            )
+        )
+        return [
+            f"--audit-policy-file={policy}",
+            f"--audit-log-path={self.state_dir / AUDIT_LOG}",
+            "--audit-log-format=json",
+            "--audit-log-mode=batch",
+            "--audit-log-maxbackup=1",
+            "--audit-log-maxsize=2000",
+        ]
 
     def _scheduler_config(self) -> Path:
         path = self.state_dir / "kube-scheduler.yaml"

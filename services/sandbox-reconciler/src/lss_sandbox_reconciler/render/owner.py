@@ -115,8 +115,20 @@ def child_metadata(
 
 
 def is_owned_by(child: dict[str, Any] | None, *, owner: Owner) -> bool:
-    """Whether an observed child carries this sandbox's UID label (never adopt another's)."""
+    """Whether an observed child is this sandbox's (never adopt another's): it carries the
+    sandbox's UID label, or no such label and a controller reference to the Sandbox — the
+    Service prepared with a warm pod, which the claim re-owns without relabelling it (new
+    labels would make the controller manager rewrite its Endpoints and EndpointSlice)."""
     if child is None:
         return False
-    child_labels_found = (child.get("metadata") or {}).get("labels") or {}
-    return bool(child_labels_found.get(SANDBOX_UID) == owner.uid)
+    metadata = child.get("metadata") or {}
+    labelled = (metadata.get("labels") or {}).get(SANDBOX_UID)
+    if labelled is not None:
+        return bool(labelled == owner.uid)
+    return any(
+        ref.get("controller") is True
+        and ref.get("uid") == owner.uid
+        and ref.get("kind") == kinds.SANDBOX.kind
+        and ref.get("apiVersion") == kinds.API_VERSION
+        for ref in metadata.get("ownerReferences") or ()
+    )

@@ -3,8 +3,11 @@
 A sandbox's own Service (``sandbox-<name>``) selects its pod by the sandbox's UID label. A
 warm pod is prepared with a Service of its own (``warm-<pod>``, created by the pool manager
 with the pod, selecting the pod's WarmPod-UID label): a sandbox that adopts the pod adopts
-that Service too (owner and labels only; the selector and so the endpoints stay as they
-are), which takes a Service create and its endpoint churn off the claim's path. Only Ready
+that Service too (its owner reference only; the selector, and so the endpoints, and the
+labels, which the controller manager copies onto the endpoints, stay as they are), which
+takes a Service create and its endpoint churn off the claim's path. One the reconciler
+creates itself (a claim that came before the pool manager's create, or a re-creation)
+carries the sandbox's labels from the start. Only Ready
 addresses are published: the endpoint answers only when the agent says it is ready.
 """
 
@@ -54,23 +57,18 @@ def warm_selector(warm_pod_uid: str) -> dict[str, str]:
     return {labels.WARM_POD_UID: warm_pod_uid}
 
 
-def adopted_service_labels(owner: owner_module.Owner, *, warm_pod_uid: str) -> dict[str, str]:
-    """The labels of a warm pod's Service once its sandbox adopted it (ours, by the UID)."""
-    return {
-        **owner_module.child_labels(owner, component=COMPONENT),
-        labels.WARM_POD_UID: warm_pod_uid,
-    }
-
-
 def render_warm_service(
     owner: owner_module.Owner, *, pod_name: str, warm_pod_uid: str
 ) -> dict[str, Any]:
-    """A warm pod's Service as the sandbox that adopted the pod has it (re-created by the
-    planner if it is missing)."""
+    """A warm pod's Service created by the sandbox that adopted the pod (by the claim when
+    the pool manager has not made it, or by the planner when it is missing)."""
     metadata = owner_module.child_metadata(
         owner, name=names.warm_service_name(pod_name), component=COMPONENT
     )
-    metadata["labels"] = adopted_service_labels(owner, warm_pod_uid=warm_pod_uid)
+    metadata["labels"] = {
+        **owner_module.child_labels(owner, component=COMPONENT),
+        labels.WARM_POD_UID: warm_pod_uid,
+    }
     return {
         "apiVersion": "v1",
         "kind": "Service",

@@ -17,6 +17,7 @@ from kubernetes_asyncio import client as k8s_client
 from lss_common import errors
 from lss_common.kube import client, objects, writes
 from lss_common.models import sandbox
+from lss_common.testing import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -107,29 +108,32 @@ async def test_patch_status_with_stale_version_is_a_conflict(
         )
 
 
+def pod_body(name: str) -> dict[str, Any]:
+    """A pod Pod Security ``restricted`` admits; kwok's nodes run it."""
+    return {
+        "metadata": {"name": name},
+        "spec": {
+            "automountServiceAccountToken": False,
+            "containers": [
+                {
+                    "name": "c",
+                    "image": "registry.invalid/none:1",
+                    "securityContext": {
+                        "allowPrivilegeEscalation": False,
+                        "runAsNonRoot": True,
+                        "runAsUser": 1000,
+                        "capabilities": {"drop": ["ALL"]},
+                        "seccompProfile": {"type": "RuntimeDefault"},
+                    },
+                }
+            ],
+        },
+    }
+
+
 async def test_stale_status_write_on_a_pod_is_a_conflict(kube: client.Kube, namespace: str) -> None:
     pod = await objects.create_object(
-        kube,
-        resource=objects.POD,
-        namespace=namespace,
-        body={
-            "metadata": {"name": "p"},
-            "spec": {
-                "containers": [
-                    {
-                        "name": "c",
-                        "image": "registry.invalid/none:1",
-                        "securityContext": {
-                            "allowPrivilegeEscalation": False,
-                            "runAsNonRoot": True,
-                            "runAsUser": 1000,
-                            "capabilities": {"drop": ["ALL"]},
-                            "seccompProfile": {"type": "RuntimeDefault"},
-                        },
-                    }
-                ]
-            },
-        },
+        kube, resource=objects.POD, namespace=namespace, body=pod_body("p")
     )
     await objects.patch_object(
         kube,
@@ -281,6 +285,73 @@ async def test_delete_if_present(kube: client.Kube, namespace: str) -> None:
     )
     assert not await writes.delete_if_present(
         kube, resource=objects.CONFIG_MAP, namespace=namespace, name="d"
+    )
+
+
+async def test_delete_says_whether_the_object_is_gone_at_once(
+    kube: client.Kube, namespace: str
+) -> None:
+    """The answer to a delete tells gone from pending, for each shape the API server answers
+    with: a Status (ConfigMap, NetworkPolicy, custom resources), the object as it was
+    (ServiceAccount, Service), the object marked for deletion (finalizers; a pod's grace)."""
+    cm = objects.CONFIG_MAP
+    for resource, body in (
+        (cm, {"metadata": {"name": "plain"}}),
+        (objects.SERVICE_ACCOUNT, {"metadata": {"name": "account"}}),
+        (
+            objects.SERVICE,
+            {"metadata": {"name": "svc"}, "spec": {"ports": [{"port": 8080}]}},
+        ),
+        (
+            objects.NETWORK_POLICY,
+            {"metadata": {"name": "policy"}, "spec": {"podSelector": {}}},
+        ),
+    ):
+        await objects.create_object(kube, resource=resource, namespace=namespace, body=body)
+        found = await writes.delete(
+            kube, resource=resource, namespace=namespace, name=body["metadata"]["name"]
+        )
+        assert found is writes.Deletion.GONE, resource.kind
+    sb = await create_sandbox(kube, namespace, "gone")
+    assert (
+        await writes.delete(kube, resource=objects.SANDBOX, namespace=namespace, name="gone")
+        is writes.Deletion.GONE
+    )
+    held = {"metadata": {"name": "held", "finalizers": [FINALIZER]}}
+    await objects.create_object(kube, resource=cm, namespace=namespace, body=held)
+    assert (
+        await writes.delete(kube, resource=cm, namespace=namespace, name="held")
+        is writes.Deletion.PENDING
+    )
+    # Deleting it again while it is held: still pending; once released, absent.
+    assert (
+        await writes.delete(kube, resource=cm, namespace=namespace, name="held")
+        is writes.Deletion.PENDING
+    )
+    current = await objects.get_object(kube, resource=cm, namespace=namespace, name="held")
+    await writes.remove_finalizer(kube, resource=cm, obj=current, finalizer=FINALIZER)
+    assert (
+        await writes.delete(kube, resource=cm, namespace=namespace, name="held")
+        is writes.Deletion.ABSENT
+    )
+    assert sb["metadata"]["uid"]
+
+
+async def test_a_scheduled_pods_graceful_delete_is_pending(
+    kube: client.Kube, namespace: str
+) -> None:
+    await objects.create_object(kube, resource=objects.POD, namespace=namespace, body=pod_body("g"))
+
+    async def scheduled() -> bool:
+        found = await objects.get_object(kube, resource=objects.POD, namespace=namespace, name="g")
+        return bool(found["spec"].get("nodeName"))
+
+    # An unscheduled pod is deleted at once (no kubelet to wait for); a scheduled one waits
+    # for its grace period.
+    await eventually.eventually(scheduled, timeout_seconds=30, describe="pod scheduled")
+    assert (
+        await writes.delete(kube, resource=objects.POD, namespace=namespace, name="g")
+        is writes.Deletion.PENDING
     )
 
 

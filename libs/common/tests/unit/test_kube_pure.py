@@ -255,3 +255,16 @@ def test_event_about_a_cluster_scoped_object_goes_to_default() -> None:
     )
     assert event["metadata"]["namespace"] == "default"
     assert "namespace" not in event["involvedObject"]
+
+
+def test_a_delete_answer_says_whether_the_object_is_gone() -> None:
+    gone_status = b'{"kind": "Status", "status": "Success", "details": {"name": "x"}}'
+    gone_object = b'{"kind": "Service", "metadata": {"name": "x"}, "spec": {}}'
+    pending = (
+        b'{"kind": "Pod", "metadata": {"name": "x", "deletionTimestamp": "2026-11-29T03:00:00Z"}}'
+    )
+    assert objects.is_gone_after_delete(gone_status)
+    assert objects.is_gone_after_delete(gone_object)
+    assert not objects.is_gone_after_delete(pending)
+    # An answer not understood counts as still there: a finalizer is never removed on a guess.
+    assert not objects.is_gone_after_delete(b"not json")

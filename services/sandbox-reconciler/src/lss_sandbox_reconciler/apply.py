@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import enum
 import logging
 import time
 from typing import Any, Final
@@ -192,7 +193,7 @@ async def apply_plan(
     if planned.status_changed and not status_with_last:
         await _write_status(kube, state=state, status=planned.status, metrics=metrics)
     finalizer_removed = False
-    if remove_finalizer:
+    if remove_finalizer and state.pending_deletes == 0:
         metrics.count_write(
             kind=metrics_module.WriteKind.SANDBOX, verb=metrics_module.WriteVerb.PATCH
         )
@@ -222,6 +223,8 @@ class _State:
         self.writes = 0
         self.pod_created = False
         self.status_written = False
+        self.pending_deletes = 0
+        """Deletes whose child is only marked for deletion (not gone at once)."""
 
 
 async def _run_wave(
@@ -316,7 +319,7 @@ async def _run_action(
         state.writes += 1
         observed = state.sandbox
         try:
-            created = await _apply_child(kube, action=action, metrics=metrics, strict=strict)
+            done = await _apply_child(kube, action=action, metrics=metrics, strict=strict)
         except errors.ConflictError:
             raise
         except errors.LssError as error:
@@ -326,7 +329,18 @@ async def _run_action(
                 cause=error,
                 sandbox=observed,
             ) from error
-        state.pod_created |= created and action.kind is plan.Kind.POD
+        state.pod_created |= done is _Done.CREATED and action.kind is plan.Kind.POD
+        state.pending_deletes += done is _Done.PENDING
+
+
+class _Done(enum.Enum):
+    """What one child write did."""
+
+    CREATED = "created"
+    UNCHANGED = "unchanged"
+    """A create that found the child there, a replace, or a delete that found it gone."""
+    PENDING = "pending"
+    """A delete that left the child marked for deletion, not gone."""
 
 
 async def _apply_child(
@@ -335,8 +349,8 @@ async def _apply_child(
     action: plan.Action,
     metrics: metrics_module.SandboxMetrics,
     strict: bool = False,
-) -> bool:
-    """One child write; True when a CREATE created the object (not AlreadyExists)."""
+) -> _Done:
+    """One child write, and what it did."""
     if action.kind is None or action.name is None:
         raise ValueError(f"{action.verb} needs a kind and a name")
     resource = RESOURCES[action.kind]
@@ -357,9 +371,9 @@ async def _apply_child(
             # Deterministic name: created by an earlier pass or another replica. Whether it
             # is ours is the next observation's question.
             _log.debug("child already exists")
-            return False
+            return _Done.UNCHANGED
         _log.debug("child created")
-        return True
+        return _Done.CREATED
     if action.verb is plan.Verb.REPLACE:
         if action.body is None or not action.resource_version:
             raise ValueError("a replace needs the body and the observed resourceVersion")
@@ -371,10 +385,10 @@ async def _apply_child(
             kube, resource=resource, body=body, name=action.name, namespace=namespace
         )
         _log.info("child replaced")
-        return False
+        return _Done.UNCHANGED
     if action.verb is plan.Verb.DELETE:
         try:
-            await writes.delete_if_present(
+            deletion = await writes.delete(
                 kube, resource=resource, name=action.name, namespace=namespace, uid=action.uid
             )
         except errors.ConflictError:
@@ -382,6 +396,6 @@ async def _apply_child(
         except errors.LssError:
             metrics.cleanup_failures_total.labels(kind=action.kind.value).inc()
             raise
-        _log.debug("child deleted")
-        return False
+        _log.debug("child deleted", extra={"deletion": deletion.value})
+        return _Done.PENDING if deletion is writes.Deletion.PENDING else _Done.UNCHANGED
     raise ValueError(f"unexpected child action {action.verb}")

@@ -242,7 +242,9 @@ class Handler:
                     "observe_seconds": round(observed, 4),
                 },
             )
-            delay = planned.requeue_after_seconds
+            # Released: nothing to look at again (a pass that planned the release but found a
+            # delete still pending keeps its requeue).
+            delay = None if applied.finalizer_removed else planned.requeue_after_seconds
             if self.requeues.decide(
                 (namespace, name),
                 delay_seconds=delay,

@@ -8,11 +8,17 @@ writes the status with the resourceVersion it read (only if it changed), and req
 
 Ordering: the finalizer first (no child may exist that the finalizer does not guard); then
 namespace, ServiceAccount, policies (default deny before anything can run), Service, claim,
-pod. Deletion runs the other way and removes the finalizer only once every child that is
-not retained is observed gone (DESIGN §3.6): a failed delete leaves it in place.
+pod. Deletion runs the other way: the pod (with the Services that route to it) first, and
+the policies, ServiceAccount, claim and namespace only once the pod is gone — a terminating
+pod still runs for its grace period and stays behind its default-deny policy until it is
+gone. The finalizer goes only once every child that is not retained is gone (DESIGN §3.6):
+observed gone, or deleted at once by the same pass (the API server's answer to the delete
+says so; a delete that is only pending keeps the finalizer). A failed delete leaves it in
+place.
 
-A child is *ours* only if it carries the sandbox's UID label; an object with our name that
-is not ours is never adopted, replaced or deleted (``NameConflict``).
+A child is *ours* only if it carries the sandbox's UID label (or, without one, a controller
+reference to the Sandbox: a warm pod's re-owned Service); an object with our name that is not
+ours is never adopted, replaced or deleted (``NameConflict``).
 
 No I/O: ``now`` and the settings are arguments.
 """
@@ -67,6 +73,8 @@ class Verb(enum.StrEnum):
     DELETE = "delete"
     """Delete with the observed UID as precondition (404 is success)."""
     REMOVE_FINALIZER = "remove-finalizer"
+    """Remove our finalizer from the Sandbox — only if every DELETE of the same plan found
+    its child gone at once (a pending one keeps it: the child is not gone yet)."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -639,18 +647,38 @@ def _owned_children(
     return result
 
 
-def _release_actions(
+_WITH_THE_POD: Final = frozenset({Kind.POD, Kind.SERVICE})
+"""Released first: the pod, and the Services that only route to it."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Release:
+    actions: list[Action]
+    remaining: bool
+    """Whether any owned, non-retained child still exists."""
+    completes: bool
+    """Whether ``actions`` delete every remaining child, none of them a pod: once they are
+    all gone at once, nothing of the sandbox's remains."""
+
+
+def _release(
     children: Children,
     *,
     owner: owner_module.Owner | None,
     settings: settings_module.SandboxOptions,
-) -> tuple[list[Action], bool]:
-    """Deletes of every owned, non-retained child; and whether any still exists."""
+) -> _Release:
+    """Deletes of the owned, non-retained children that may go now (see the module
+    docstring: the pod and its Services first, the rest once the pod is gone)."""
     retain = settings.pvc_retention is settings_module.PvcRetention.RETAIN
-    actions: list[Action] = []
     remaining = _owned_children(children, owner=owner, retain_claim=retain)
+    pod_remains = any(kind is Kind.POD for kind, _ in remaining)
+    actions: list[Action] = []
+    waiting = pod_remains
     for kind, obj in remaining:
         if _is_deleting(obj):
+            waiting = True
+            continue
+        if pod_remains and kind not in _WITH_THE_POD:
             continue
         metadata = obj.get("metadata") or {}
         actions.append(
@@ -662,7 +690,7 @@ def _release_actions(
                 uid=metadata.get("uid"),
             )
         )
-    return actions, bool(remaining)
+    return _Release(actions=actions, remaining=bool(remaining), completes=not waiting)
 
 
 def _plan_release(
@@ -673,11 +701,11 @@ def _plan_release(
     settings: settings_module.SandboxOptions,
 ) -> Plan:
     """Terminal phases: release every child, keep the object and its conditions."""
-    actions, remaining = _release_actions(snapshot.children, owner=owner, settings=settings)
-    draft.actions.extend(actions)
+    release = _release(snapshot.children, owner=owner, settings=settings)
+    draft.actions.extend(release.actions)
     draft.pod_name = None
     draft.endpoint = None
-    if remaining:
+    if release.remaining:
         draft.requeue_after(settings.deletion_poll_seconds)
     return draft.finish()
 
@@ -695,8 +723,8 @@ def _plan_deletion(
         return Plan(
             actions=(), status=draft.current, status_changed=False, requeue_after_seconds=None
         )
-    actions, remaining = _release_actions(snapshot.children, owner=owner, settings=settings)
-    if not remaining:
+    release = _release(snapshot.children, owner=owner, settings=settings)
+    if not release.remaining:
         # Everything is gone: the finalizer goes, and a status write would only race the
         # object's disappearance.
         return Plan(
@@ -705,7 +733,18 @@ def _plan_deletion(
             status_changed=False,
             requeue_after_seconds=None,
         )
-    draft.actions.extend(actions)
+    if release.completes:
+        # The last children go now; deleted at once (policies and accounts have no grace
+        # period), the finalizer goes in the same pass. Should one be held (finalizers of
+        # someone else's), the finalizer stays and the next pass, a hint or the requeue,
+        # waits for it.
+        return Plan(
+            actions=(*release.actions, Action(Verb.REMOVE_FINALIZER)),
+            status=draft.current,
+            status_changed=False,
+            requeue_after_seconds=settings.deletion_poll_seconds,
+        )
+    draft.actions.extend(release.actions)
     draft.phase = Phase.TERMINATING
     draft.endpoint = None
     draft.set(

@@ -10,7 +10,9 @@ In a namespace enforcing Pod Security ``restricted``:
   and the object kept;
 - a pod, Service and policy deleted by hand come back (new UIDs) and the sandbox runs again;
 - a child whose deletion hangs (a foreign finalizer) holds the Sandbox's finalizer: the
-  Sandbox stays Terminating until the child is really gone.
+  Sandbox stays Terminating until the child is really gone;
+- a terminating pod keeps its policies and ServiceAccount until it is gone (it still runs
+  for its grace period): they are deleted after it, and the finalizer with them.
 """
 
 from __future__ import annotations
@@ -19,7 +21,14 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
-from reconciler_harness import Cluster, World, condition, pod_name
+from reconciler_harness import (
+    Cluster,
+    World,
+    condition,
+    hold_deletion,
+    pod_name,
+    release_deletion,
+)
 
 from lss_common.kube import objects
 from lss_common.models import kinds
@@ -214,3 +223,46 @@ async def test_finalizer_stays_until_children_are_gone(
         body={"metadata": {"finalizers": None}},
     )
     await cluster.wait_gone("held")
+
+
+async def test_a_terminating_pod_keeps_its_policies_until_it_is_gone(
+    running: Callable[..., Awaitable[World]], cluster: Cluster
+) -> None:
+    await running()
+    await cluster.create_runtime()
+    created = await cluster.create_sandbox("fenced", timeout=600)
+    uid = created["metadata"]["uid"]
+    await cluster.wait_phase("fenced", "Running")
+    before = await cluster.children(uid)
+    assert before["NetworkPolicy"]
+    assert before["ServiceAccount"]
+    # A pod that takes its time to terminate (as a real one does, up to its grace period).
+    await hold_deletion(
+        cluster.kube, resource=objects.POD, name=pod_name("fenced"), namespace=cluster.namespace
+    )
+    await cluster.delete_sandbox("fenced")
+    await cluster.wait_phase("fenced", "Terminating")
+
+    async def pod_terminating_service_gone() -> bool:
+        pod = await cluster.child(objects.POD, pod_name("fenced"))
+        svc = await cluster.child(objects.SERVICE, pod_name("fenced"))
+        return bool(pod and pod["metadata"].get("deletionTimestamp") and svc is None)
+
+    await eventually.eventually(
+        pod_terminating_service_gone, timeout_seconds=30, describe="pod terminating"
+    )
+    # The pod is still there: so are its default-deny policy, its other policies and its
+    # account, and the Sandbox's finalizer.
+    during = await cluster.children(uid)
+    assert during["NetworkPolicy"] == before["NetworkPolicy"]
+    assert during["ServiceAccount"] == before["ServiceAccount"]
+    held = await cluster.sandbox("fenced")
+    assert held is not None
+    assert kinds.FINALIZER in held["metadata"]["finalizers"]
+
+    await release_deletion(
+        cluster.kube, resource=objects.POD, name=pod_name("fenced"), namespace=cluster.namespace
+    )
+    await cluster.wait_gone("fenced")
+    after = await cluster.children(uid)
+    assert all(not found for found in after.values()), after

@@ -95,6 +95,6 @@ async def test_a_strict_create_that_meets_an_existing_object_is_a_conflict(
     metrics = metrics_module.SandboxMetrics.register(prometheus_client.CollectorRegistry())
     kube: Any = _Kube()
     # Without the assumption: AlreadyExists is success (the next observation decides).
-    assert await apply._apply_child(kube, action=action, metrics=metrics) is False
+    assert await apply._apply_child(kube, action=action, metrics=metrics) is (apply._Done.UNCHANGED)
     with pytest.raises(errors.ConflictError, match="exists although the sandbox is new"):
         await apply._apply_child(kube, action=action, metrics=metrics, strict=True)

@@ -374,29 +374,81 @@ def test_a_foreign_child_is_never_adopted() -> None:
     assert result.actions == ()
 
 
-def test_deletion_deletes_children_then_removes_the_finalizer() -> None:
-    first = run(snapshot(spec={"storage": {"persistent": True}}))
+def test_deletion_deletes_the_pod_first_then_the_rest_then_removes_the_finalizer() -> None:
+    spec = {"storage": {"persistent": True}}
+    first = run(snapshot(spec=spec))
     children = applied(first, plan.Children())
-    result = run(
-        snapshot(
-            spec={"storage": {"persistent": True}}, finalizers=FIN, deleting=True, children=children
-        )
-    )
+    result = run(snapshot(spec=spec, finalizers=FIN, deleting=True, children=children))
     assert result.status.phase == "Terminating"
     assert condition(result, "Ready") == ("False", "Terminating")
-    verbs = summary(result)
-    assert verbs[0] == ("delete", "Pod", "sandbox-demo")
-    assert ("delete", "PersistentVolumeClaim", "sandbox-demo-data") in verbs
-    assert ("remove-finalizer", None, None) not in verbs
+    # The pod goes first, with its Service; its policies stay until it is gone (a terminating
+    # pod runs for its grace period), and so do its account and claim.
+    assert summary(result) == [
+        ("delete", "Pod", "sandbox-demo"),
+        ("delete", "Service", "sandbox-demo"),
+    ]
     assert result.requeue_after_seconds == OPTIONS.deletion_poll_seconds
-    # Children being deleted are not deleted again, and the finalizer stays.
-    deleting = plan.Children(pod={**pod_json(deleting=True)})
-    waiting = run(snapshot(finalizers=FIN, deleting=True, children=deleting))
+    # A pod being deleted is not deleted again, and nothing else goes meanwhile.
+    terminating = dataclasses.replace(children, pod=pod_json(deleting=True), service=None)
+    waiting = run(
+        snapshot(
+            spec=spec, finalizers=FIN, deleting=True, status=_dump(result), children=terminating
+        )
+    )
     assert waiting.actions == ()
+    assert waiting.requeue_after_seconds == OPTIONS.deletion_poll_seconds
+    # The pod gone: the rest goes, and the finalizer with it in the same pass (the apply
+    # removes it only if every delete found its child gone at once); no status write.
+    rest = dataclasses.replace(children, pod=None, service=None)
+    last = run(
+        snapshot(spec=spec, finalizers=FIN, deleting=True, status=_dump(result), children=rest)
+    )
+    verbs = summary(last)
+    assert verbs[-1] == ("remove-finalizer", None, None)
+    assert sorted(verbs[:-1]) == sorted(
+        [
+            ("delete", "ServiceAccount", "sandbox-demo"),
+            ("delete", "PersistentVolumeClaim", "sandbox-demo-data"),
+            *(("delete", "NetworkPolicy", name) for name in children.network_policies),
+        ]
+    )
+    assert not last.status_changed
+    assert last.requeue_after_seconds == OPTIONS.deletion_poll_seconds  # if one is held
     # All gone: only the finalizer removal, no status write.
     done = run(snapshot(finalizers=FIN, deleting=True, status=_dump(result)))
     assert summary(done) == [("remove-finalizer", None, None)]
     assert not done.status_changed
+    assert done.requeue_after_seconds is None
+
+
+def test_a_child_held_by_someone_elses_finalizer_keeps_ours() -> None:
+    first = run(snapshot())
+    children = applied(first, plan.Children())
+    held = dict(children.service_account or {})
+    held["metadata"] = {**held["metadata"], "deletionTimestamp": "2025-06-01T12:09:40Z"}
+    rest = dataclasses.replace(children, pod=None, service=None, service_account=held)
+    result = run(snapshot(finalizers=FIN, deleting=True, children=rest))
+    verbs = summary(result)
+    assert ("remove-finalizer", None, None) not in verbs
+    assert ("delete", "ServiceAccount", "sandbox-demo") not in verbs  # already deleting
+    assert {kind for _, kind, _ in verbs} == {"NetworkPolicy"}
+    assert result.status.phase == "Terminating"
+    assert result.requeue_after_seconds == OPTIONS.deletion_poll_seconds
+
+
+def test_a_terminal_sandbox_releases_the_pod_before_its_policies() -> None:
+    first = run(snapshot())
+    children = applied(first, plan.Children())
+    ended = {**_dump(first), "phase": "Terminated"}
+    result = run(snapshot(finalizers=FIN, status=ended, children=children))
+    assert summary(result) == [
+        ("delete", "Pod", "sandbox-demo"),
+        ("delete", "Service", "sandbox-demo"),
+    ]
+    rest = dataclasses.replace(children, pod=None, service=None)
+    after = run(snapshot(finalizers=FIN, status=ended, children=rest))
+    assert {kind for _, kind, _ in summary(after)} == {"ServiceAccount", "NetworkPolicy"}
+    assert ("remove-finalizer", None, None) not in summary(after)  # the object stays
 
 
 def test_retained_claim_does_not_hold_the_finalizer() -> None:

@@ -560,12 +560,17 @@ async def delete_object(
     uid: str | None = None,
     resource_version: str | None = None,
     grace_period_seconds: int | None = None,
-) -> None:
-    """Delete the object (``NotFoundError`` if absent).
+) -> bool:
+    """Delete the object (``NotFoundError`` if absent); True when it is gone at once, False
+    when it is only marked for deletion (a grace period, as a pod's, or finalizers hold it).
 
     ``uid``/``resource_version`` are preconditions: the delete applies only to that exact
     object or version (409 otherwise), so a re-created object of the same name is never
     deleted by mistake.
+
+    The API server answers an immediate deletion with a ``Status`` or with the object as it
+    was (no ``deletionTimestamp``), and a pending one with the object carrying its
+    ``deletionTimestamp``.
     """
     options: dict[str, Any] = {
         "apiVersion": "v1",
@@ -581,7 +586,7 @@ async def delete_object(
         options["preconditions"] = preconditions
     if grace_period_seconds is not None:
         options["gracePeriodSeconds"] = grace_period_seconds
-    await _request(
+    data = await _request(
         kube,
         verb=metrics_module.KubeVerb.DELETE,
         method="DELETE",
@@ -589,6 +594,30 @@ async def delete_object(
         body=options,
         what=_describe(resource, namespace=namespace, name=name),
     )
+    return is_gone_after_delete(data)
+
+
+class _DeletedMeta(msgspec.Struct):
+    deletionTimestamp: str | None = None
+
+
+class _DeleteAnswer(msgspec.Struct):
+    kind: str | None = None
+    metadata: _DeletedMeta | None = None
+
+
+_delete_answer_decoder: Final = msgspec.json.Decoder(_DeleteAnswer)
+
+
+def is_gone_after_delete(data: bytes) -> bool:
+    """Whether a DELETE's answer says the object is gone (see :func:`delete_object`)."""
+    try:
+        answer = _delete_answer_decoder.decode(data)
+    except msgspec.DecodeError:
+        return False  # not understood: assume it is still there (the safe side)
+    if answer.kind == "Status":
+        return True
+    return answer.metadata is None or not answer.metadata.deletionTimestamp
 
 
 # -- the request path -----------------------------------------------------------------------

@@ -297,6 +297,47 @@ async def create_if_absent(
     return existing, False
 
 
+class Deletion(enum.Enum):
+    """What a delete found and did."""
+
+    ABSENT = "absent"
+    """Gone before the request (404)."""
+    GONE = "gone"
+    """Deleted by the request, at once."""
+    PENDING = "pending"
+    """Marked for deletion: a grace period (a pod's) or finalizers still hold it."""
+
+
+async def delete(
+    kube: client_module.Kube,
+    *,
+    resource: objects.ApiResource,
+    name: str,
+    namespace: str | None = None,
+    uid: str | None = None,
+    resource_version: str | None = None,
+    propagation: objects.Propagation = objects.Propagation.BACKGROUND,
+) -> Deletion:
+    """Delete the object if it exists, and say whether it is gone now.
+
+    ``uid`` guards against a namesake, ``resource_version`` against any change since the
+    object was read (either failing raises ``ConflictError``).
+    """
+    try:
+        gone = await objects.delete_object(
+            kube,
+            resource=resource,
+            name=name,
+            namespace=namespace,
+            uid=uid,
+            resource_version=resource_version,
+            propagation=propagation,
+        )
+    except errors.NotFoundError:
+        return Deletion.ABSENT
+    return Deletion.GONE if gone else Deletion.PENDING
+
+
 async def delete_if_present(
     kube: client_module.Kube,
     *,
@@ -307,24 +348,17 @@ async def delete_if_present(
     resource_version: str | None = None,
     propagation: objects.Propagation = objects.Propagation.BACKGROUND,
 ) -> bool:
-    """Delete the object; ``False`` if it was already gone.
-
-    ``uid`` guards against a namesake, ``resource_version`` against any change since the
-    object was read (either failing raises ``ConflictError``).
-    """
-    try:
-        await objects.delete_object(
-            kube,
-            resource=resource,
-            name=name,
-            namespace=namespace,
-            uid=uid,
-            resource_version=resource_version,
-            propagation=propagation,
-        )
-    except errors.NotFoundError:
-        return False
-    return True
+    """Delete the object; ``False`` if it was already gone (see :func:`delete`)."""
+    found = await delete(
+        kube,
+        resource=resource,
+        name=name,
+        namespace=namespace,
+        uid=uid,
+        resource_version=resource_version,
+        propagation=propagation,
+    )
+    return found is not Deletion.ABSENT
 
 
 # -- finalizers -----------------------------------------------------------------------------

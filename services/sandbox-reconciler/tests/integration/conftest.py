@@ -177,7 +177,8 @@ async def private_cluster(
 async def private_world(
     private_platform: platform_module.Platform, private_cluster: harness.Cluster
 ) -> AsyncIterator[harness.World]:
-    """Watcher and reconciler(s) on the private platform; the watcher sees every namespace.
+    """Watcher and reconciler(s) on the private platform; the watcher sees every namespace
+    and looks for an optional resource it is not served (Cilium's) every second.
 
     Before they stop, the test's sandboxes are deleted (and awaited, briefly): a sandbox left
     with its finalizer would otherwise wake the next test's reconciler on this platform.
@@ -186,7 +187,7 @@ async def private_world(
         platform=private_platform,
         nats_url=private_platform.nats_url,
         namespace=private_cluster.namespace,
-        watcher_options={"namespace": None},
+        watcher_options={"namespace": None, "optional_recheck_seconds": 1.0},
     )
     try:
         yield found

@@ -380,6 +380,27 @@ async def test_cilium_fqdn_policy_once_the_crd_is_installed(
         names.policy_name("late", policy=names.Policy.DENY)
     }
 
+    # The watcher, started before the CRD existed, watches CiliumNetworkPolicies now: one
+    # deleted by hand is announced and re-created (nothing else would wake the sandbox: in
+    # Cilium mode no refresh is scheduled).
+    await objects.delete_object(
+        cluster.kube,
+        resource=observe.CILIUM_NETWORK_POLICY,
+        name=names.policy_name("late", policy=names.Policy.FQDN),
+        namespace=cluster.namespace,
+    )
+
+    async def fqdn_back() -> dict[str, Any] | None:
+        found = await _fqdn_policy(cluster, "late")
+        if found is None or found["metadata"]["uid"] == late_fqdn["metadata"]["uid"]:
+            return None
+        return found
+
+    back = await eventually.eventually(
+        fqdn_back, timeout_seconds=30, describe="the FQDN policy re-created"
+    )
+    assert back["spec"] == late_fqdn["spec"]
+
     # Deleted with the sandbox: while the policy's deletion hangs, so does the Sandbox's.
     late_fqdn_name = names.policy_name("late", policy=names.Policy.FQDN)
     await hold_deletion(

@@ -23,8 +23,17 @@ class WatcherOptions(BaseModel):
         description="Every this many seconds (aligned to wall-clock multiples, so replicas "
         "resync together and their hints deduplicate) a RESYNC hint is published for every "
         "live object and owner key, and status records of vanished objects are marked "
-        "deleted. An optional resource the API server does not serve is looked for again "
-        "at this period.",
+        "deleted.",
+    )
+    optional_recheck_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="An optional resource the API server does not serve (Cilium's "
+        "CiliumNetworkPolicy, where Cilium is not installed) is looked for again after this "
+        "many seconds; once served it is listed and watched like the others. Keep it at or "
+        "below the reconciler's LSS_RECONCILE__CILIUM_CHECK_INTERVAL_SECONDS: the "
+        "reconciler starts writing CiliumNetworkPolicies once it sees the CRD, and a policy "
+        "deleted by hand is re-created only when the watcher watches them.",
     )
     list_page_size: int = Field(
         default=500, ge=1, le=10000, description="Objects per list page (limit/continue)."

@@ -167,7 +167,7 @@ class ResourceWatcher:
 
     async def _not_served(self) -> None:
         """An optional resource the API server does not serve: nothing to track, ready anyway;
-        look again after a resync period (its CRD may be installed later)."""
+        look again after ``optional_recheck_seconds`` (its CRD may be installed later)."""
         vanished_hints, _ = self.tracker.relist().finish()
         for hint in vanished_hints:
             await self._window.submit(self._announcer.publish_hint(hint, received_at=None))
@@ -176,7 +176,7 @@ class ResourceWatcher:
         if not self.listed.is_set():
             _log.info("optional resource not served; checking again later")
             self.listed.set()
-        await self._clock.sleep(self._options.resync_period_seconds)
+        await self._clock.sleep(self._options.optional_recheck_seconds)
 
     # -- list -------------------------------------------------------------------------------
 

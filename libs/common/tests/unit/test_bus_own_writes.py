@@ -7,9 +7,10 @@ import datetime
 
 import pytest
 
-from lss_common.bus import own_writes
+from lss_common.bus import codec, own_writes
 from lss_common.logic import revisions
 from lss_common.models import messages
+from lss_common.testing import bus
 
 
 def hint(event_type: messages.EventType, resource_version: str | None) -> messages.ChangeEvent:
@@ -110,3 +111,23 @@ def test_a_child_changed_by_someone_else_or_deleted_runs_a_pass(
 ) -> None:
     assert not own_writes.is_own_write(child_hint("MODIFIED", "43"), written=written)
     assert not own_writes.is_own_write(child_hint("DELETED", "42"), written=written)
+
+
+def test_a_delivery_is_skippable_only_if_every_hint_in_it_is() -> None:
+    """``is_current_delivery_skippable``: the hint and each rider (a rider that cannot be
+    read never is), on a first delivery; outside a consume loop, the hint alone decides."""
+
+    def skip(event: messages.ChangeEvent) -> bool:
+        return event.event_type == "MODIFIED"
+
+    modified, added = hint("MODIFIED", "1"), hint("ADDED", "2")
+    assert own_writes.is_current_delivery_skippable(modified, skip=skip)
+    assert not own_writes.is_current_delivery_skippable(added, skip=skip)
+    with bus.delivering(rider_data=(codec.encode(modified),)):
+        assert own_writes.is_current_delivery_skippable(modified, skip=skip)
+    with bus.delivering(rider_data=(codec.encode(modified), codec.encode(added))):
+        assert not own_writes.is_current_delivery_skippable(modified, skip=skip)
+    with bus.delivering(rider_data=(b"not a hint",)):
+        assert not own_writes.is_current_delivery_skippable(modified, skip=skip)
+    with bus.delivering(num_delivered=2):
+        assert not own_writes.is_current_delivery_skippable(modified, skip=skip)

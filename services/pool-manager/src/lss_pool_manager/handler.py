@@ -83,6 +83,9 @@ class Handler:
         if own_writes.is_current_own_write(event, written=self._written, may_skip=may_skip):
             self._metrics.own_write_hints_total.inc()
             return outcomes.DONE
+        if own_writes.is_current_delivery_skippable(event, skip=is_service_hint):
+            self._metrics.service_hints_total.inc()
+            return outcomes.DONE
         with logs.bind(kind=event.kind, namespace=event.namespace, name=event.name):
             if event.kind == kinds.WARM_POOL.singular:
                 batched = self._batch(event)
@@ -536,6 +539,23 @@ def may_skip(event: messages.ChangeEvent) -> bool:
     if event.child is None:
         return event.event_type != "ADDED"
     return event.kind != kinds.WARM_POOL.singular
+
+
+def is_service_hint(event: messages.ChangeEvent) -> bool:
+    """Whether ``event`` only says that a WarmPod's Service changed: no pass needed.
+
+    The pool manager creates the Service with the pod and never looks at it again (its
+    plans follow the WarmPod and the pod; a claim that finds no Service creates it), so
+    its creation, its re-owning by a claim and its deletion would each cost a pass that
+    reads the WarmPod (and, unless it is Assigned, the pod) only to change nothing. Skipped
+    only when every hint riding along is one too, on a first delivery
+    (``own_writes.is_current_delivery_skippable``): a pod's hint coalesced with it must run.
+    """
+    return (
+        event.kind == kinds.WARM_POD.singular
+        and event.child is not None
+        and event.child.resource == "service"
+    )
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -36,6 +36,7 @@ class PoolManagerMetrics:
     preloads_total: prometheus_client.Counter
     leaked_claims_released_total: prometheus_client.Counter
     own_write_hints_total: prometheus_client.Counter
+    service_hints_total: prometheus_client.Counter
     batched_pool_passes_total: prometheus_client.Counter
 
     @classmethod
@@ -72,6 +73,12 @@ class PoolManagerMetrics:
                 "own_write_hints_total",
                 "Hints that announced a write the pool manager made itself, acknowledged "
                 "without a pass.",
+                **common,
+            ),
+            service_hints_total=prometheus_client.Counter(
+                "service_hints_total",
+                "Hints of a warm pod's Service acknowledged without a pass (no decision of "
+                "the pool manager depends on the Service).",
                 **common,
             ),
             batched_pool_passes_total=prometheus_client.Counter(

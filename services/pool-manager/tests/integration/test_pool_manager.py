@@ -123,6 +123,28 @@ async def test_fills_refills_after_claims_and_respects_max_size(
     assert len(await warm_pods(kube, namespace=namespace)) == 4
     assert manager.sample("llmsafespace_warmpool_pods_created_total") == 4
 
+    # A change of a warm pod's Service alone (here an annotation; in use, a claim re-owning
+    # it) wakes its WarmPod's key and costs no pass. Changed again until one such hint came
+    # alone: one coalesced with another hint of the key runs the pass, as it must.
+    service_name = reconciler_names.warm_service_name(
+        warmpod_model.status_of(refreshed[1]).pod_name or ""
+    )
+    touches = iter(range(1000))
+
+    async def acknowledged_without_a_pass() -> bool:
+        await objects.patch_object(
+            kube,
+            resource=objects.SERVICE,
+            namespace=namespace,
+            name=service_name,
+            body={"metadata": {"annotations": {"test/touch": str(next(touches))}}},
+        )
+        return manager.sample("llmsafespace_warmpool_service_hints_total") >= 1
+
+    await eventually.eventually(
+        acknowledged_without_a_pass, timeout_seconds=30, describe="a Service hint skipped"
+    )
+
 
 async def _counts(kube: client.Kube, namespace: str, *, ready: int, assigned: int) -> bool:
     items = await warm_pods(kube, namespace=namespace)

@@ -6,6 +6,7 @@ import datetime
 
 import pytest
 
+from lss_common.bus import codec, own_writes
 from lss_common.models import messages
 from lss_common.testing import bus
 from lss_pool_manager import handler
@@ -62,3 +63,29 @@ def test_a_warm_pods_pass_reads_at_the_version_its_hint_announced() -> None:
     for num_delivered, riders in ((2, 0), (1, 3)):
         with bus.delivering(num_delivered=num_delivered, riders=riders):
             assert handler._versions(event("warmpod", "MODIFIED")) == handler.HintVersions()
+
+
+def test_a_warm_pods_service_hints_need_no_pass() -> None:
+    def woken_by(resource: str, kind: str = "warmpod") -> messages.ChangeEvent:
+        return messages.ChangeEvent(
+            kind=kind,
+            namespace="team-a",
+            name="py-0",
+            event_type="MODIFIED",
+            observed_at=AT,
+            child=messages.ChildChange(resource=resource, resource_version="9", event_type="ADDED"),
+        )
+
+    assert handler.is_service_hint(woken_by("service"))
+    assert not handler.is_service_hint(woken_by("pod"))  # the pod decides Ready and Failed
+    assert not handler.is_service_hint(woken_by("service", kind="warmpool"))
+    assert not handler.is_service_hint(event("warmpod", "MODIFIED"))
+    # A pod's hint riding along on a Service's is never acknowledged with it.
+    with bus.delivering(rider_data=(codec.encode(woken_by("pod")),)):
+        assert not own_writes.is_current_delivery_skippable(
+            woken_by("service"), skip=handler.is_service_hint
+        )
+    with bus.delivering(rider_data=(codec.encode(woken_by("service")),)):
+        assert own_writes.is_current_delivery_skippable(
+            woken_by("service"), skip=handler.is_service_hint
+        )

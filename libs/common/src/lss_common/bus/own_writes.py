@@ -76,6 +76,25 @@ def is_current_own_write(
     return is_own_write(event, written=written, num_delivered=delivery.num_delivered, riders=riders)
 
 
+def is_current_delivery_skippable(
+    event: messages.ChangeEvent, *, skip: Callable[[messages.ChangeEvent], bool]
+) -> bool:
+    """Whether the delivery being handled needs no pass because ``skip`` holds for the hint
+    and for every hint riding along (one that cannot be read never does), on its first
+    delivery: a redelivery is a re-check a pass asked for, or a retry. For a service's own
+    kinds of hint that need no pass, as :func:`is_current_own_write` is for own writes."""
+    if not skip(event):
+        return False
+    try:
+        delivery = consuming.current_delivery()
+    except RuntimeError:
+        return True
+    if delivery.num_delivered != 1:
+        return False
+    riders = [_decoded(data) for data in delivery.rider_data]
+    return all(rider is not None and skip(rider) for rider in riders)
+
+
 def _decoded(data: bytes) -> messages.ChangeEvent | None:
     try:
         return codec.decode(data, message_type=messages.ChangeEvent)

@@ -90,17 +90,23 @@ async def open_bus(
 
 @contextlib.contextmanager
 def delivering(
-    *, num_delivered: int = 1, riders: int = 0, subject: str = "lss.evt.test.ns.name"
+    *,
+    num_delivered: int = 1,
+    riders: int = 0,
+    rider_data: tuple[bytes, ...] = (),
+    subject: str = "lss.evt.test.ns.name",
 ) -> Iterator[consuming.Delivery]:
     """Run a handler's pure helpers as if the consume loop delivered a message this way
-    (``consuming.current_delivery`` and ``is_first_delivery`` answer from it)."""
+    (``consuming.current_delivery`` and ``is_first_delivery`` answer from it). ``rider_data``
+    are the riders' payloads; ``riders`` defaults to their number."""
     delivery = consuming.Delivery(
         subject=subject,
         stream="LSS_EVENTS",
         stream_seq=1,
         num_delivered=num_delivered,
         msg_id=None,
-        riders=riders,
+        riders=riders or len(rider_data),
+        rider_data=rider_data,
     )
     token = consuming._current_delivery.set(delivery)
     try:

@@ -7,7 +7,7 @@ import pathlib
 import pytest
 import yaml
 
-from lss_dev import controlplane
+from lss_dev import controlplane, paths
 
 
 def plane(state_dir: pathlib.Path) -> controlplane.ControlPlane:
@@ -41,3 +41,11 @@ def test_audit_log_at_metadata_level_when_asked(
     assert policy["kind"] == "Policy"
     assert policy["rules"] == [{"level": "Metadata"}]
     assert policy["omitStages"] == ["RequestReceived"]
+
+
+def test_each_crd_is_waited_for_through_its_watch_cache() -> None:
+    crds = sorted(str(p) for p in paths.crds_dir().glob("*.yaml"))
+    found = controlplane._crd_cache_paths(crds)
+    assert len(found) == len(crds) == 5
+    assert "/apis/llmsafespace.dev/v1/sandboxes?resourceVersion=0&limit=1" in found
+    assert all(path.endswith("?resourceVersion=0&limit=1") for path in found)

@@ -457,8 +457,9 @@ class Handler:
                 kube, namespace=namespace, name=name, uid=warm_pod.metadata.uid or ""
             )
             if deleted:
-                _log.info("warm pod failed and deleted")
-                self._metrics.pods_deleted_total.labels(sizing.DeleteReason.POD_FAILED.value).inc()
+                reason = preload.deletion_reason(warm_pod)
+                _log.info("warm pod failed and deleted", extra={"reason": reason.value})
+                self._metrics.pods_deleted_total.labels(reason.value).inc()
             self._book.forget(key)
             return outcomes.DONE
         return self._requeue(key, plan.requeue_after_seconds)

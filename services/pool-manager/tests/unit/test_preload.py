@@ -273,6 +273,11 @@ def test_failed_status_names_the_script_in_both_conditions() -> None:
     for found in by_type.values():
         assert 'preload script "two" (2 of 2) failed: exit code 3' in found.message
         assert "Traceback: boom" in found.message
+    # Deleted for its preload, whichever pass deletes it; a WarmPod that failed otherwise is
+    # deleted for its pod.
+    with_status = msgspec.structs.replace(warm_pod(), status=failed)
+    assert preload.deletion_reason(with_status) is sizing.DeleteReason.PRELOAD_FAILED
+    assert preload.deletion_reason(warm_pod()) is sizing.DeleteReason.POD_FAILED
 
 
 @pytest.mark.parametrize(

@@ -410,6 +410,10 @@ class ControlPlane:
             "--timeout=60s",
             *(f"--filename={c}" for c in crds),
         )
+        # Established is not served: until a resource's watch cache has filled, its watches
+        # and cache reads answer 429 "storage is (re)initializing". Wait for each of ours.
+        for path in _crd_cache_paths(crds):
+            self._wait("kube-apiserver", lambda p=path: self._get(p) is not None, timeout=60)
         self.kubectl("wait", "--for=condition=Ready", "node", "--all", "--timeout=60s")
         # The service-account controller is what lets pods be admitted in a new namespace.
         self._wait(
@@ -428,6 +432,18 @@ class ControlPlane:
                 if cond.get("type") == "Ready" and cond.get("status") == "True":
                     count += 1
         return count
+
+
+def _crd_cache_paths(crd_files: list[str]) -> list[str]:
+    """For each CRD manifest, a list of its resource that only the watch cache serves."""
+    paths = []
+    for name in crd_files:
+        spec = yaml.safe_load(Path(name).read_text())["spec"]
+        version = next(v["name"] for v in spec["versions"] if v.get("served", True))
+        paths.append(
+            f"/apis/{spec['group']}/{version}/{spec['names']['plural']}?resourceVersion=0&limit=1"
+        )
+    return paths
 
 
 def _nodes_yaml(count: int) -> str:

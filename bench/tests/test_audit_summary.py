@@ -3,26 +3,12 @@
 from __future__ import annotations
 
 import datetime
-import importlib.util
 import json
-import pathlib
-from types import ModuleType
 from typing import Any
 
-SCRIPT = pathlib.Path(__file__).resolve().parents[1] / "audit_summary.py"
+import bench_scripts
 
-
-def _load() -> ModuleType:
-    # bench/ holds scripts, not a package: load the file itself.
-    spec = importlib.util.spec_from_file_location("bench_audit_summary", SCRIPT)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-audit = _load()
+audit = bench_scripts.load("audit_summary")
 
 
 def event(

@@ -2,31 +2,19 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import pathlib
 from collections.abc import Callable
-from types import ModuleType
 from typing import Any
 
+import bench_scripts
 import pytest
 from PIL import Image
 
-PLOT_SCRIPT = pathlib.Path(__file__).resolve().parents[1] / "plot.py"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
-def _load_plot() -> ModuleType:
-    # bench/ holds scripts, not a package: load the file itself.
-    spec = importlib.util.spec_from_file_location("bench_plot", PLOT_SCRIPT)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-plot = _load_plot()
+plot = bench_scripts.load("plot")
 
 
 def _summary(p50: float) -> dict[str, float]:

@@ -171,35 +171,25 @@ async def _patch_service(
         )
     except errors.InvalidObjectError:
         # The test failed: not the WarmPod's any more (adopted already, by a resumed pass of
-        # this claim, or never prepared by it). What is there decides the plan.
-        try:
-            return await objects.get_object(
-                kube, resource=objects.SERVICE, namespace=candidate.namespace, name=name
-            )
-        except errors.NotFoundError:
-            return None  # gone since: nothing to adopt, the planner creates it
+        # this claim, or never prepared by it). What is there decides the plan; gone since:
+        # nothing to adopt, the planner creates it.
+        return await objects.get_or_none(
+            kube, resource=objects.SERVICE, namespace=candidate.namespace, name=name
+        )
 
 
 async def get_pod(kube: client_module.Kube, *, namespace: str, name: str) -> dict[str, Any] | None:
-    try:
-        return await objects.get_object(kube, resource=objects.POD, namespace=namespace, name=name)
-    except errors.NotFoundError:
-        return None
+    return await objects.get_or_none(kube, resource=objects.POD, namespace=namespace, name=name)
 
 
 async def release_warm_pod(
     kube: client_module.Kube, *, namespace: str, name: str, sandbox_uid: str
 ) -> warmpod_model.WarmPod | None:
     """The WarmPod ``name`` if it is still assigned to ``sandbox_uid`` (else None: released)."""
-    try:
-        found = await objects.get_object(
-            kube,
-            resource=objects.WARM_POD,
-            namespace=namespace,
-            name=name,
-            decode=warmpod_model.decode,
-        )
-    except errors.NotFoundError:
+    found = await objects.get_or_none(
+        kube, resource=objects.WARM_POD, namespace=namespace, name=name, decode=warmpod_model.decode
+    )
+    if found is None:
         return None
     status = warmpod_model.status_of(found)
     if status.assigned_to != sandbox_uid or found.metadata.deletion_timestamp:

@@ -9,8 +9,9 @@ will change the answer (lifetime expiry, unschedulable deadline, children still 
 deleted, the ipblock refresh).
 
 A write the API server refuses for good (403, 422) becomes a ``Ready=False`` condition
-naming the cause and a Warning Event, then ``PermanentError`` (ack; the watcher's resync
-tries again later). A failed delete also keeps the finalizer and counts
+naming the cause and a Warning Event, and the sandbox is looked at again after
+``reconcile.refused_write_retry_seconds`` (what refuses it, RBAC or an admission policy, is
+fixed outside the sandbox). A failed delete also keeps the finalizer and counts
 ``llmsafespace_sandbox_cleanup_failures_total``.
 
 After a pass whose status write went through, the written status's LSS_STATUS record is
@@ -224,6 +225,12 @@ class Handler:
                 refused = isinstance(error.cause, errors.PermanentError | errors.InvalidObjectError)
                 if refused or error.cleanup:
                     await self._report_refusal(error, now=now)
+                retry = self._settings.reconcile.refused_write_retry_seconds
+                if refused and retry > 0:
+                    # What refuses a write (RBAC, an admission policy, a quota) is fixed
+                    # outside the sandbox: look again later, so the fix needs no edit of it
+                    # and a deletion held by a refused delete completes by itself.
+                    return self._requeue((namespace, name), delay=retry)
                 if isinstance(error.cause, errors.InvalidObjectError):
                     raise errors.PermanentError(str(error), reason=WRITE_REJECTED) from error
                 raise error.cause from error
@@ -245,15 +252,16 @@ class Handler:
             # Released: nothing to look at again (a pass that planned the release but found a
             # delete still pending keeps its requeue).
             delay = None if applied.finalizer_removed else planned.requeue_after_seconds
-            if self.requeues.decide(
-                (namespace, name),
-                delay_seconds=delay,
-                stream_seq=_stream_seq(),
-                now=self._clock.monotonic(),
-            ):
-                assert delay is not None
-                return outcomes.RequeueAfter(delay)
-            return outcomes.DONE
+            return self._requeue((namespace, name), delay=delay)
+
+    def _requeue(self, key: tuple[str, str], *, delay: float | None) -> outcomes.Outcome:
+        """``RequeueAfter(delay)`` unless an earlier re-check of ``key`` is pending (Requeues)."""
+        if self.requeues.decide(
+            key, delay_seconds=delay, stream_seq=_stream_seq(), now=self._clock.monotonic()
+        ):
+            assert delay is not None
+            return outcomes.RequeueAfter(delay)
+        return outcomes.DONE
 
     # -- reporting --------------------------------------------------------------------------
 

@@ -225,6 +225,14 @@ class ReconcileOptions(BaseModel):
         "on every pass). Kept below egress_refresh_interval_seconds so refreshes see new "
         "addresses.",
     )
+    refused_write_retry_seconds: float = Field(
+        default=60.0,
+        ge=0,
+        description="After a write the API server refused for good (403 or 422: RBAC, an "
+        "admission policy, a quota), the sandbox is looked at again after this long, so that "
+        "fixing the cause needs no edit of the sandbox, and a deletion held by a refused "
+        "delete finishes by itself. 0: only at the watcher's resync.",
+    )
     post_events: bool = Field(
         default=True,
         description="Post Kubernetes Events on phase transitions and failures (each is one "

@@ -1,0 +1,279 @@
+"""Writes the API server refuses for good, end to end (real admission, real RBAC).
+
+A ValidatingAdmissionPolicy, bound to this test's namespace only, refuses one kind of write
+the reconciler makes (as an operator's policy or a missing RBAC rule would):
+
+- a refused **delete** of the sandbox's deny policy: the Sandbox keeps its finalizer and its
+  deny policy, shows ``Ready=False/CleanupFailed`` naming the policy, a Warning Event, and
+  ``llmsafespace_sandbox_cleanup_failures_total{kind="NetworkPolicy"}`` counts it; once the
+  policy is lifted, the deletion completes by itself (the refusal's re-check) and nothing is
+  left;
+- a refused **create** of the sandbox's ServiceAccount: no pod is created without it, the
+  Sandbox shows ``Ready=False`` with the API server's reason and message and a Warning Event;
+  once lifted, the sandbox runs without any edit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import pytest
+from reconciler_harness import Cluster, World, condition, pod_name
+
+from lss_common import errors
+from lss_common.kube import client, objects
+from lss_common.models import kinds
+from lss_common.testing import eventually
+from lss_sandbox_reconciler import names
+
+pytestmark = pytest.mark.integration
+
+_POLICY = objects.ApiResource(
+    group="admissionregistration.k8s.io",
+    version="v1",
+    plural="validatingadmissionpolicies",
+    kind="ValidatingAdmissionPolicy",
+    namespaced=False,
+)
+_BINDING = objects.ApiResource(
+    group="admissionregistration.k8s.io",
+    version="v1",
+    plural="validatingadmissionpolicybindings",
+    kind="ValidatingAdmissionPolicyBinding",
+    namespaced=False,
+)
+_MESSAGE = "refused by the test's admission policy"
+_RETRY = {"refused_write_retry_seconds": 1.0}
+
+
+@contextlib.asynccontextmanager
+async def refusing(
+    kube: client.Kube,
+    *,
+    namespace: str,
+    rule: dict[str, Any],
+    probe: Callable[[], Awaitable[None]],
+) -> AsyncIterator[None]:
+    """Refuse (403) the writes ``rule`` matches in ``namespace`` until the block ends.
+
+    ``probe`` makes one such write; the block starts once the API server refuses it (the
+    policy takes effect asynchronously) and ends once it is allowed again.
+    """
+    name = f"lss-test-refuse-{uuid.uuid4().hex[:8]}"
+    await objects.create_object(
+        kube,
+        resource=_POLICY,
+        body={
+            "apiVersion": _POLICY.api_version,
+            "kind": _POLICY.kind,
+            "metadata": {"name": name},
+            "spec": {
+                "failurePolicy": "Fail",
+                "matchConstraints": {"resourceRules": [rule]},
+                "validations": [
+                    {"expression": "false", "message": _MESSAGE, "reason": "Forbidden"}
+                ],
+            },
+        },
+    )
+    await objects.create_object(
+        kube,
+        resource=_BINDING,
+        body={
+            "apiVersion": _BINDING.api_version,
+            "kind": _BINDING.kind,
+            "metadata": {"name": name},
+            "spec": {
+                "policyName": name,
+                "validationActions": ["Deny"],
+                "matchResources": {
+                    "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}}
+                },
+            },
+        },
+    )
+
+    async def refused() -> bool:
+        try:
+            await probe()
+        except errors.PermanentError:
+            return True
+        return False
+
+    try:
+        await eventually.eventually(refused, timeout_seconds=30, describe="policy in effect")
+        yield
+    finally:
+        for resource in (_BINDING, _POLICY):
+            with contextlib.suppress(errors.NotFoundError):
+                await objects.delete_object(kube, resource=resource, name=name)
+
+    async def allowed() -> bool:
+        return not await refused()
+
+    await eventually.eventually(allowed, timeout_seconds=30, describe="policy lifted")
+
+
+def _policy_body(name: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {"name": name},
+        "spec": {
+            "podSelector": {"matchLabels": {"lss-test": "nothing"}},
+            "policyTypes": ["Ingress"],
+        },
+    }
+
+
+def _ready_reason(obj: dict[str, Any] | None) -> str | None:
+    for item in ((obj or {}).get("status") or {}).get("conditions") or ():
+        if item["type"] == "Ready":
+            return str(item.get("reason"))
+    return None
+
+
+async def _warning_events(cluster: Cluster, sandbox: str) -> list[dict[str, Any]]:
+    events = await objects.list_objects(
+        cluster.kube,
+        resource=objects.EVENT,
+        namespace=cluster.namespace,
+        field_selector=f"involvedObject.kind=Sandbox,involvedObject.name={sandbox}",
+    )
+    return [e for e in events.items if e.get("type") == "Warning"]
+
+
+async def test_a_refused_delete_keeps_the_finalizer_and_shows_why(
+    world: World, cluster: Cluster
+) -> None:
+    reconciler = await world.start_reconciler(reconcile_options=_RETRY)
+    await world.start_watcher()
+    await cluster.create_runtime()
+    created = await cluster.create_sandbox("stuck", timeout=600)
+    uid = created["metadata"]["uid"]
+    await cluster.wait_phase("stuck", "Running")
+    deny = names.policy_name("stuck", policy=names.Policy.DENY)
+    probe_name = f"probe-{uuid.uuid4().hex[:6]}"
+
+    async def probe() -> None:
+        # A delete of a policy of the test's own (re-created after each allowed delete).
+        with contextlib.suppress(errors.AlreadyExistsError):
+            await objects.create_object(
+                cluster.kube,
+                resource=objects.NETWORK_POLICY,
+                body=_policy_body(probe_name),
+                namespace=cluster.namespace,
+            )
+        await objects.delete_object(
+            cluster.kube,
+            resource=objects.NETWORK_POLICY,
+            name=probe_name,
+            namespace=cluster.namespace,
+        )
+
+    rule = {
+        "apiGroups": ["networking.k8s.io"],
+        "apiVersions": ["v1"],
+        "operations": ["DELETE"],
+        "resources": ["networkpolicies"],
+    }
+    async with refusing(cluster.kube, namespace=cluster.namespace, rule=rule, probe=probe):
+        await cluster.delete_sandbox("stuck")
+
+        async def cleanup_failed() -> dict[str, Any] | None:
+            obj = await cluster.sandbox("stuck")
+            return obj if _ready_reason(obj) == "CleanupFailed" else None
+
+        obj = await eventually.eventually(
+            cleanup_failed, timeout_seconds=60, describe="Ready=False/CleanupFailed"
+        )
+        ready = condition(obj, "Ready")
+        assert ready["status"] == "False"
+        assert deny in ready["message"], ready
+        assert _MESSAGE in ready["message"], ready
+        assert kinds.FINALIZER in obj["metadata"]["finalizers"]
+        # The pod went first (it goes before its policies); the deny policy is still there.
+        assert await cluster.child(objects.POD, pod_name("stuck")) is None
+        assert (await cluster.children(uid))["NetworkPolicy"] == [deny]
+        warnings = await _warning_events(cluster, "stuck")
+        assert [e["reason"] for e in warnings] == ["CleanupFailed"], warnings
+        assert deny in warnings[0]["message"]
+        failures = reconciler.sample(
+            "llmsafespace_sandbox_cleanup_failures_total", kind="NetworkPolicy"
+        )
+        assert failures >= 1
+        # Re-checks meet the same refusal: still held, and the Event is not posted again.
+        await eventually.eventually(
+            lambda: _more_than(reconciler, failures),
+            timeout_seconds=30,
+            describe="a re-check of the refused delete",
+        )
+        held = await cluster.sandbox("stuck")
+        assert held is not None
+        assert kinds.FINALIZER in held["metadata"]["finalizers"]
+        assert len(await _warning_events(cluster, "stuck")) == 1
+
+    # Lifted: the next re-check deletes the policy, then the finalizer goes.
+    await cluster.wait_gone("stuck")
+    assert all(not found for found in (await cluster.children(uid)).values())
+
+
+async def _more_than(reconciler: Any, count: float) -> bool:
+    sample = reconciler.sample("llmsafespace_sandbox_cleanup_failures_total", kind="NetworkPolicy")
+    return bool(sample > count)
+
+
+async def test_a_refused_create_shows_why_and_runs_once_allowed(
+    world: World, cluster: Cluster
+) -> None:
+    await world.start_reconciler(reconcile_options=_RETRY)
+    await world.start_watcher()
+    await cluster.create_runtime()
+    probe_name = f"probe-{uuid.uuid4().hex[:6]}"
+
+    async def probe() -> None:
+        await objects.create_object(
+            cluster.kube,
+            resource=objects.SERVICE_ACCOUNT,
+            body={"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": probe_name}},
+            namespace=cluster.namespace,
+        )
+        await objects.delete_object(
+            cluster.kube,
+            resource=objects.SERVICE_ACCOUNT,
+            name=probe_name,
+            namespace=cluster.namespace,
+        )
+
+    rule = {
+        "apiGroups": [""],
+        "apiVersions": ["v1"],
+        "operations": ["CREATE"],
+        "resources": ["serviceaccounts"],
+    }
+    async with refusing(cluster.kube, namespace=cluster.namespace, rule=rule, probe=probe):
+        await cluster.create_sandbox("blocked", timeout=600)
+
+        async def refused() -> dict[str, Any] | None:
+            obj = await cluster.sandbox("blocked")
+            return obj if _ready_reason(obj) == "Forbidden" else None
+
+        obj = await eventually.eventually(
+            refused, timeout_seconds=60, describe="Ready=False/Forbidden"
+        )
+        ready = condition(obj, "Ready")
+        assert ready["status"] == "False"
+        assert _MESSAGE in ready["message"], ready
+        assert obj["status"].get("phase") != "Running"
+        # The pod never exists without its ServiceAccount.
+        assert await cluster.child(objects.POD, pod_name("blocked")) is None
+        warnings = await _warning_events(cluster, "blocked")
+        assert [e["reason"] for e in warnings] == ["Forbidden"], warnings
+
+    # Lifted: the refusal's re-check creates the account, then the pod; no edit needed.
+    obj = await cluster.wait_phase("blocked", "Running")
+    assert condition(obj, "Ready")["status"] == "True"
+    assert await cluster.child(objects.SERVICE_ACCOUNT, pod_name("blocked")) is not None

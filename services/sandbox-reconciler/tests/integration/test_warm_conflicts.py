@@ -1,0 +1,184 @@
+"""The claim's compare-and-set against the real API server: stale candidates conflict.
+
+The ready queue is a hint: a candidate held at an old resourceVersion costs a 409 on the CAS,
+and the claim moves on to the next candidate; after ``warm.max_conflicts`` (3) it starts
+cold. To make candidates stale the way a real race does (another replica claimed, a
+heartbeat landed), the test stops the watcher once the reconciler's queue holds the pool,
+changes WarmPods behind its back (an annotation: a new resourceVersion, no hint), and sends
+the new sandbox's hint itself.
+
+- every candidate stale: exactly three conflicts, then a cold start; the WarmPods stay
+  Ready and unassigned; the cold start's milestone and start-up duration are counted;
+- two of three stale: the claim lands on the fresh one (after at most two conflicts), and
+  each milestone of the warm start (hint received, claimed, adopted, running) is counted
+  once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+from collections.abc import AsyncIterator
+from typing import Any
+
+import nats
+import pytest
+from reconciler_harness import Cluster, RunningReconciler, World
+from test_warm_claim import PoolManager, create_pool, phase_of, wait_ready_warm_pods, warm_pods
+
+from lss_common.bus import codec
+from lss_common.kube import objects
+from lss_common.logic import subjects
+from lss_common.models import messages
+from lss_common.testing import eventually
+
+pytestmark = pytest.mark.integration
+
+_CLAIMS = "llmsafespace_sandbox_warm_claims_total"
+_MILESTONES = "llmsafespace_sandbox_claim_milestone_seconds_count"
+_STARTUPS = "llmsafespace_sandbox_startup_duration_seconds_count"
+
+
+@pytest.fixture
+async def pool_manager(world: World) -> AsyncIterator[PoolManager]:
+    manager = PoolManager(world)
+    try:
+        yield manager
+    finally:
+        await manager.stop()
+
+
+async def _pool_in_the_queue(
+    world: World, cluster: Cluster, manager: PoolManager, size: int
+) -> tuple[RunningReconciler, list[dict[str, Any]]]:
+    """A reconciler whose ready queue holds a pool of ``size``; then the watcher stops."""
+    reconciler = await world.start_reconciler()
+    # The queue starts from one list of every namespace's WarmPods (other tests' too, whose
+    # hints go to other subjects); this test's pool comes on top.
+    baseline = reconciler.sample("llmsafespace_sandbox_ready_queue_size")
+    await manager.start()
+    await world.start_watcher()
+    await cluster.create_runtime()
+    await create_pool(cluster, "std", minSize=size, maxSize=size)
+    await wait_ready_warm_pods(cluster, size)
+
+    async def queued() -> bool:
+        return reconciler.sample("llmsafespace_sandbox_ready_queue_size") == baseline + size
+
+    await eventually.eventually(queued, timeout_seconds=30, describe=f"{size} in the queue")
+    assert world.watcher is not None
+    await world.watcher.stop()
+    world.watcher = None
+    # Hints published before the stop are read within milliseconds; let them land, so that
+    # what the queue holds is what the API server held when the watcher stopped.
+    await asyncio.sleep(1.0)
+    ready = [
+        wp for wp in await warm_pods(cluster.kube, cluster.namespace) if phase_of(wp) == "Ready"
+    ]
+    assert len(ready) == size
+    return reconciler, ready
+
+
+async def _touch(cluster: Cluster, warm_pod: dict[str, Any]) -> None:
+    """A change the reconciler never hears of: its queue's resourceVersion is now stale."""
+    await objects.patch_object(
+        cluster.kube,
+        resource=objects.WARM_POD,
+        name=warm_pod["metadata"]["name"],
+        namespace=cluster.namespace,
+        body={"metadata": {"annotations": {"test.llmsafespace.dev/touched": "yes"}}},
+    )
+
+
+async def _hint(world: World, cluster: Cluster, name: str) -> None:
+    """The hint the (stopped) watcher would have published for the new Sandbox."""
+    created = await cluster.sandbox(name)
+    assert created is not None
+    event = messages.ChangeEvent(
+        kind="sandbox",
+        namespace=cluster.namespace,
+        name=name,
+        event_type="ADDED",
+        uid=created["metadata"]["uid"],
+        resource_version=created["metadata"]["resourceVersion"],
+        observed_at=datetime.datetime.now(tz=datetime.UTC),
+    )
+    connection = await nats.connect(world.nats_url)
+    try:
+        await connection.jetstream().publish(
+            subjects.event_subject(
+                "sandbox", namespace=cluster.namespace, name=name, prefix=world.nats.subject_prefix
+            ),
+            codec.encode(event),
+            stream=world.nats.events_stream,
+        )
+    finally:
+        await connection.close()
+
+
+def _claims(reconciler: RunningReconciler, result: str) -> float:
+    return reconciler.sample(_CLAIMS, result=result)
+
+
+async def test_every_candidate_stale_three_conflicts_then_cold(
+    world: World, cluster: Cluster, pool_manager: PoolManager
+) -> None:
+    reconciler, ready = await _pool_in_the_queue(world, cluster, pool_manager, 3)
+    for warm_pod in ready:
+        await _touch(cluster, warm_pod)
+
+    await cluster.create_sandbox("cold", timeout=600)
+    await _hint(world, cluster, "cold")
+    obj = await cluster.wait_phase("cold", "Creating")
+
+    assert _claims(reconciler, "conflict") == 3
+    assert _claims(reconciler, "conflicts_exhausted") == 1
+    assert _claims(reconciler, "claimed") == 0
+    assert obj["status"].get("warmPodRef") is None
+    assert obj["status"]["podName"] == "sandbox-cold"
+    assert await cluster.child(objects.POD, "sandbox-cold") is not None
+    # No CAS went through: every WarmPod is still Ready, assigned to nobody.
+    after = await warm_pods(cluster.kube, cluster.namespace)
+    assert sorted(phase_of(wp) or "" for wp in after) == ["Ready"] * 3
+    assert all("assignedTo" not in (wp.get("status") or {}) for wp in after)
+    assert reconciler.sample(_MILESTONES, launch="cold", milestone="hint_received") == 1
+
+    # The watcher back: the pod's Ready reaches the reconciler, the sandbox runs cold.
+    await world.start_watcher()
+    running = await cluster.wait_phase("cold", "Running")
+    assert running["status"].get("warmPodRef") is None
+    assert reconciler.sample(_STARTUPS, launch="cold") == 1
+    assert reconciler.sample(_STARTUPS, launch="warm") == 0
+
+
+async def test_a_stale_candidate_conflicts_and_the_claim_takes_the_next(
+    world: World, cluster: Cluster, pool_manager: PoolManager
+) -> None:
+    reconciler, ready = await _pool_in_the_queue(world, cluster, pool_manager, 3)
+    fresh, stale = ready[0], ready[1:]
+    for warm_pod in stale:
+        await _touch(cluster, warm_pod)
+
+    await cluster.create_sandbox("warm", timeout=600)
+    await _hint(world, cluster, "warm")
+    obj = await cluster.wait_phase("warm", "Running")
+
+    ref = obj["status"].get("warmPodRef")
+    assert ref is not None, obj["status"]
+    assert ref["name"] == fresh["metadata"]["name"]
+    assert obj["status"]["podName"] == fresh["status"]["podName"]
+    conflicts = _claims(reconciler, "conflict")
+    assert conflicts <= len(stale)
+    assert _claims(reconciler, "claimed") == 1
+    assert _claims(reconciler, "conflicts_exhausted") == 0
+    by_name = {
+        wp["metadata"]["name"]: wp for wp in await warm_pods(cluster.kube, cluster.namespace)
+    }
+    assert by_name[fresh["metadata"]["name"]]["status"]["phase"] == "Assigned"
+    assert by_name[fresh["metadata"]["name"]]["status"]["assignedTo"] == obj["metadata"]["uid"]
+    for warm_pod in stale:
+        assert by_name[warm_pod["metadata"]["name"]]["status"]["phase"] == "Ready"
+    for milestone in ("hint_received", "claimed", "adopted", "running"):
+        assert reconciler.sample(_MILESTONES, launch="warm", milestone=milestone) == 1, milestone
+    assert reconciler.sample(_STARTUPS, launch="warm") == 1
+    assert reconciler.sample(_STARTUPS, launch="cold") == 0

@@ -6,19 +6,31 @@ timed."""
 
 from __future__ import annotations
 
+import asyncio
+import datetime
 import uuid
 
 import pytest
 
 from lss_common.kube import client, objects
-from lss_common.models import labels
+from lss_common.models import labels, meta
 from lss_common.models import warmpod as warmpod_model
 from lss_common.models import warmpool as warmpool_model
 from lss_common.testing import eventually
+from lss_dev import platform as platform_module
 from lss_pool_manager import names, podspec
 from lss_sandbox_reconciler import names as reconciler_names
 
-from .conftest import Stack, by_phase, claim, create_pool, get_pool, pods, warm_pods
+from .conftest import (
+    RunningPoolManager,
+    Stack,
+    by_phase,
+    claim,
+    create_pool,
+    get_pool,
+    pods,
+    warm_pods,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -196,8 +208,14 @@ async def test_pod_death_is_replaced_and_ttl_expires(
 
 
 async def test_autoscaling_up_and_down(
-    stack: Stack, kube: client.Kube, namespace: str, runtime_name: str
+    stack: Stack,
+    kube: client.Kube,
+    namespace: str,
+    runtime_name: str,
+    platform: platform_module.Platform,
 ) -> None:
+    """Also what a pool reports while it scales: status counts and ``lastScaleTime``, the
+    size and utilisation gauges, the scaling operations, and ``kubectl get``'s columns."""
     manager = await stack.start_manager()
     await stack.start_watcher()
     await create_pool(
@@ -225,6 +243,25 @@ async def test_autoscaling_up_and_down(
         manager.sample("llmsafespace_warmpool_scaling_operations_total", operation="autoscale_up")
         >= 1
     )
+    scaled_up = await eventually.eventually(
+        lambda: _pool_reports(kube, namespace, manager, available=2, assigned=2),
+        timeout_seconds=30,
+        describe="status and gauges: 2 available, 2 assigned",
+    )
+    assert manager.sample(_UTILIZATION, namespace=namespace, pool="py") == 0.5
+    assert scaled_up.last_scale_time
+    columns = await _printed_columns(platform, namespace, "py")
+    assert columns["MIN"] == "1"
+    assert columns["MAX"] == "6"
+    assert columns["AVAILABLE"] == "2"
+    assert columns["ASSIGNED"] == "2"
+    assert columns["PENDING"] == "0"
+    assert columns["RUNTIME"] == runtime_name
+    # lastScaleTime has second precision: let a second pass so the scale-down's is later.
+    next_second = meta.parse_timestamp(scaled_up.last_scale_time) + datetime.timedelta(seconds=1)
+    await asyncio.sleep(
+        max(0.0, (next_second - datetime.datetime.now(tz=datetime.UTC)).total_seconds())
+    )
     # The sandboxes end: their WarmPods are deleted (what the reconciler does until the
     # recycler exists); utilisation drops and the pool scales down to minSize.
     for wp in by_phase(await warm_pods(kube, namespace=namespace), "Assigned"):
@@ -245,6 +282,61 @@ async def test_autoscaling_up_and_down(
         timeout_seconds=30,
         describe="the scale-down deletion counted",
     )
+    assert (
+        manager.sample("llmsafespace_warmpool_scaling_operations_total", operation="autoscale_down")
+        >= 1
+    )
+    scaled_down = await eventually.eventually(
+        lambda: _pool_reports(kube, namespace, manager, available=1, assigned=0),
+        timeout_seconds=30,
+        describe="status and gauges: 1 available, 0 assigned",
+    )
+    assert manager.sample(_UTILIZATION, namespace=namespace, pool="py") == 0.0
+    assert scaled_down.last_scale_time
+    assert meta.parse_timestamp(scaled_down.last_scale_time) > meta.parse_timestamp(
+        scaled_up.last_scale_time
+    )
+    columns = await _printed_columns(platform, namespace, "py")
+    assert (columns["AVAILABLE"], columns["ASSIGNED"], columns["PENDING"]) == ("1", "0", "0")
+
+
+_SIZE = "llmsafespace_warmpool_size"
+_UTILIZATION = "llmsafespace_warmpool_utilization_ratio"
+
+
+async def _pool_reports(
+    kube: client.Kube,
+    namespace: str,
+    manager: RunningPoolManager,
+    *,
+    available: int,
+    assigned: int,
+) -> warmpool_model.WarmPoolStatus | None:
+    """The pool's status when it and the size gauges say ``available``/``assigned``, none
+    pending; else None."""
+    status = warmpool_model.status_of(await get_pool(kube, namespace=namespace, name="py"))
+    gauges = {
+        which: manager.sample(_SIZE, namespace=namespace, pool="py", status=which)
+        for which in ("available", "assigned", "pending")
+    }
+    wanted = {"available": available, "assigned": assigned, "pending": 0}
+    reported = {
+        "available": status.available_pods,
+        "assigned": status.assigned_pods,
+        "pending": status.pending_pods,
+    }
+    return status if gauges == wanted and reported == wanted else None
+
+
+async def _printed_columns(
+    platform: platform_module.Platform, namespace: str, name: str
+) -> dict[str, str]:
+    """``kubectl get warmpool <name>``: the CRD's printer columns as the server renders them."""
+    out = await asyncio.to_thread(
+        platform.control_plane.kubectl, "get", "warmpool", name, "--namespace", namespace
+    )
+    header, row = out.strip().splitlines()
+    return dict(zip(header.split(), row.split(), strict=True))
 
 
 async def _one_ready(kube: client.Kube, namespace: str) -> warmpod_model.WarmPod | None:

@@ -1,9 +1,12 @@
 """Crash and concurrency safety of the reconciler, against the real watcher, apiserver and NATS.
 
 - ``python -m lss_sandbox_reconciler`` is killed with SIGKILL while 20 sandboxes are being
-  created, and again while they are being deleted; after each restart (same durable consumer)
-  every sandbox ends Running with exactly one pod and exactly its own children, then every
-  sandbox disappears with no child left in the namespace (the finalizer went only when clean).
+  created (some not Running yet when it dies), and again while they are being deleted (a
+  quarter of the pods held terminating: those sandboxes still hold the finalizer and their
+  policies, the others are gone without a child left); after each restart
+  (same durable consumer) every sandbox ends Running with exactly one pod and exactly its own
+  children, then every sandbox disappears with no child left in the namespace (the finalizer
+  went only when clean).
 - two reconciler replicas share the durable consumer while a storm of duplicate hints (ten
   per sandbox, distinct message ids so JetStream does not deduplicate them) is published
   beside the watcher's: one pod per sandbox, and every status is complete and current.
@@ -22,13 +25,15 @@ from reconciler_harness import (
     ReconcilerProcess,
     World,
     condition,
+    hold_deletion,
     pod_name,
+    release_deletion,
 )
 
 from lss_common.bus import codec
 from lss_common.kube import objects
 from lss_common.logic import subjects
-from lss_common.models import messages
+from lss_common.models import kinds, messages
 from lss_common.testing import eventually
 from lss_dev import controlplane
 from lss_sandbox_reconciler import names
@@ -129,17 +134,49 @@ async def test_kill_9_mid_creation_and_mid_deletion(
             some_pod_created, timeout_seconds=60, describe="creation under way"
         )
         process.kill()
+        # The kill landed mid-creation: with no reconciler, the state is frozen as it left it.
+        phases = [
+            ((await cluster.sandbox(name)) or {}).get("status", {}).get("phase") for name in boxes
+        ]
+        assert phases.count("Running") < COUNT, phases
         process.start()
         await process.wait_ready(port)
         await _all_running_with_one_pod(cluster, boxes)
+        uids = {name: ((await cluster.sandbox(name)) or {})["metadata"]["uid"] for name in boxes}
 
+        # A quarter of the pods take their time to terminate (as real ones do): when the
+        # reconciler dies, those sandboxes are certainly mid-deletion, whatever else it did.
+        slow = boxes[: COUNT // 4]
+        for name in slow:
+            await hold_deletion(
+                cluster.kube, resource=objects.POD, name=pod_name(name), namespace=cluster.namespace
+            )
         await asyncio.gather(*(cluster.delete_sandbox(name) for name in boxes))
 
-        async def some_deleted() -> bool:
-            return any([await cluster.sandbox(name) is None for name in boxes])
+        async def fast_ones_gone() -> bool:
+            return all([await cluster.sandbox(name) is None for name in boxes[len(slow) :]])
 
-        await eventually.eventually(some_deleted, timeout_seconds=60, describe="deletion under way")
+        await eventually.eventually(
+            fast_ones_gone, timeout_seconds=60, describe="deletion under way"
+        )
         process.kill()
+        # Mid-deletion: the slow ones are held by the finalizer, their pod terminating and
+        # their policies still there; none of those gone left a child behind.
+        for name in slow:
+            obj = await cluster.sandbox(name)
+            assert obj is not None, name
+            assert kinds.FINALIZER in obj["metadata"]["finalizers"]
+            left = await cluster.children(uids[name])
+            assert left["Pod"] == [pod_name(name)], (name, left)
+            assert left["NetworkPolicy"], (name, left)
+        for name in boxes[len(slow) :]:
+            left = await cluster.children(uids[name])
+            assert all(not found for found in left.values()), (name, left)
+        # The pods finish terminating while no reconciler runs.
+        for name in slow:
+            await release_deletion(
+                cluster.kube, resource=objects.POD, name=pod_name(name), namespace=cluster.namespace
+            )
         process.start()
         await process.wait_ready(port)
         await _all_gone_nothing_left(cluster, boxes)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
+import json
 import os
 import socket
 import subprocess
@@ -537,3 +538,58 @@ class World:
                     await js.delete_stream(stream)
         finally:
             await connection.close()
+
+
+class PhaseRecorder:
+    """Every ``status.phase`` one Sandbox goes through, in order, from a watch (a poll could
+    miss a phase that lasts milliseconds). Use as ``async with PhaseRecorder(...) as r``,
+    entered before the Sandbox is created; ``r.phases`` drops repeats, ``None`` is no phase
+    yet (Pending) and ``"<deleted>"`` ends it."""
+
+    DELETED = "<deleted>"
+
+    def __init__(self, kube: client.Kube, *, namespace: str, name: str) -> None:
+        self._kube = kube
+        self._path = objects.SANDBOX.path(namespace=namespace)
+        self._name = name
+        self.phases: list[str | None] = []
+        self._task: asyncio.Task[None] | None = None
+        self._started = asyncio.Event()
+
+    async def __aenter__(self) -> PhaseRecorder:
+        self._task = asyncio.create_task(self._watch())
+        await asyncio.wait_for(self._started.wait(), timeout=WAIT_SECONDS)
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        assert self._task is not None
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+
+    async def _watch(self) -> None:
+        response = await self._kube.api.call_api(
+            self._path,
+            "GET",
+            query_params=[
+                ("watch", "true"),
+                ("fieldSelector", f"metadata.name={self._name}"),
+                ("timeoutSeconds", "600"),
+            ],
+            header_params={"Accept": "application/json"},
+            auth_settings=["BearerToken"],
+            _preload_content=False,
+        )
+        async with response:
+            assert response.status == 200, await response.read()
+            self._started.set()
+            async for line in response.content:
+                if not line.strip():
+                    continue
+                event = json.loads(line)
+                if event["type"] == "DELETED":
+                    phase: str | None = self.DELETED
+                else:
+                    phase = (event["object"].get("status") or {}).get("phase")
+                if not self.phases or self.phases[-1] != phase:
+                    self.phases.append(phase)

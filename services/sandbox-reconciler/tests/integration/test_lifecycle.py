@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 from reconciler_harness import (
     Cluster,
+    PhaseRecorder,
     World,
     condition,
     hold_deletion,
@@ -72,6 +73,24 @@ async def test_lifecycle_for_each_security_level(
     await cluster.create_runtime()
     if profile is not None:
         await cluster.create_profile("strict", spec=profile)
+    async with PhaseRecorder(cluster.kube, namespace=cluster.namespace, name="box") as recorder:
+        await _lifecycle(
+            world, cluster, recorder, spec=spec, profile=profile, runtime_class=runtime_class
+        )
+    # Every phase in order, none skipped: Pending (no phase yet) → Creating → Running →
+    # Terminating → gone.
+    assert recorder.phases == [None, "Creating", "Running", "Terminating", PhaseRecorder.DELETED]
+
+
+async def _lifecycle(
+    world: World,
+    cluster: Cluster,
+    recorder: PhaseRecorder,
+    *,
+    spec: dict[str, Any],
+    profile: dict[str, Any] | None,
+    runtime_class: str | None,
+) -> None:
     created = await cluster.create_sandbox("box", timeout=300, **spec)
     uid = created["metadata"]["uid"]
 
@@ -99,6 +118,11 @@ async def test_lifecycle_for_each_security_level(
 
     await cluster.delete_sandbox("box")
     await cluster.wait_gone("box")
+    await eventually.eventually(
+        lambda: recorder.phases[-1] == PhaseRecorder.DELETED,
+        timeout_seconds=30,
+        describe="the deletion seen by the watch",
+    )
     assert await cluster.children(uid) == {
         "Pod": [],
         "Service": [],
@@ -114,10 +138,11 @@ async def test_lifetime_expiry_releases_children(
 ) -> None:
     await running()
     await cluster.create_runtime()
-    created = await cluster.create_sandbox("short", timeout=2)
-    uid = created["metadata"]["uid"]
-
-    obj = await cluster.wait_phase("short", "Terminated")
+    async with PhaseRecorder(cluster.kube, namespace=cluster.namespace, name="short") as recorder:
+        created = await cluster.create_sandbox("short", timeout=2)
+        uid = created["metadata"]["uid"]
+        obj = await cluster.wait_phase("short", "Terminated")
+    assert recorder.phases == [None, "Creating", "Running", "Terminated"]
     ready = condition(obj, "Ready")
     assert (ready["status"], ready["reason"]) == ("False", "Expired")
     assert obj["status"]["startTime"]

@@ -12,7 +12,12 @@ In a namespace enforcing Pod Security ``restricted``:
 - a child whose deletion hangs (a foreign finalizer) holds the Sandbox's finalizer: the
   Sandbox stays Terminating until the child is really gone;
 - a terminating pod keeps its policies and ServiceAccount until it is gone (it still runs
-  for its grace period): they are deleted after it, and the finalizer with them.
+  for its grace period): they are deleted after it, and the finalizer with them;
+- the mutable fields change a running sandbox (ingress opened then closed, the lifetime
+  shortened) and ``observedGeneration`` follows; the endpoint uses the configured cluster
+  domain.
+
+Phases are recorded from a watch, so none that lasts only milliseconds is missed.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ from lss_common.kube import objects
 from lss_common.models import kinds
 from lss_common.testing import eventually
 from lss_sandbox_reconciler import names
+from lss_sandbox_reconciler.render import owner as owner_module
 
 pytestmark = pytest.mark.integration
 
@@ -291,3 +297,65 @@ async def test_a_terminating_pod_keeps_its_policies_until_it_is_gone(
     await cluster.wait_gone("fenced")
     after = await cluster.children(uid)
     assert all(not found for found in after.values()), after
+
+
+async def test_spec_changes_land_and_observed_generation_follows(
+    world: World, cluster: Cluster
+) -> None:
+    """The mutable fields change a running sandbox: ``networkAccess.ingress`` opens the agent
+    port and closing it removes that policy; ``status.observedGeneration`` follows each
+    change. The endpoint uses the configured cluster domain."""
+    await world.start_reconciler(cluster_domain="sandboxes.example")
+    await world.start_watcher()
+    await cluster.create_runtime()
+    created = await cluster.create_sandbox("open", timeout=600)
+    uid = created["metadata"]["uid"]
+    obj = await cluster.wait_phase("open", "Running")
+    assert obj["status"]["endpoint"] == (
+        f"{pod_name('open')}.{cluster.namespace}.svc.sandboxes.example"
+    )
+    assert obj["status"]["observedGeneration"] == obj["metadata"]["generation"] == 1
+    ingress = names.policy_name("open", policy=names.Policy.INGRESS)
+    assert (await cluster.children(uid))["NetworkPolicy"] == [
+        names.policy_name("open", policy=names.Policy.DENY)
+    ]
+
+    async def observed(generation: int) -> dict[str, Any] | None:
+        found = await cluster.sandbox("open")
+        if found is None or found["metadata"]["generation"] != generation:
+            return None
+        return found if found["status"].get("observedGeneration") == generation else None
+
+    for generation, open_port in ((2, True), (3, False)):
+        await objects.patch_object(
+            cluster.kube,
+            resource=objects.SANDBOX,
+            name="open",
+            namespace=cluster.namespace,
+            body={"spec": {"networkAccess": {"ingress": open_port}}},
+        )
+        obj = await eventually.eventually(
+            lambda g=generation: observed(g),
+            timeout_seconds=30,
+            describe=f"generation {generation} observed",
+        )
+        assert obj["status"]["phase"] == "Running"
+        policy = await cluster.child(objects.NETWORK_POLICY, ingress)
+        if open_port:
+            assert policy is not None
+            assert policy["spec"]["podSelector"]["matchLabels"][owner_module.SANDBOX_UID] == uid
+            assert policy["spec"]["policyTypes"] == ["Ingress"]
+            assert policy["spec"]["ingress"] == [{"ports": [{"port": 8080, "protocol": "TCP"}]}]
+        else:
+            assert policy is None
+
+    # The lifetime is mutable too: shortened, the sandbox ends at the new deadline.
+    await objects.patch_object(
+        cluster.kube,
+        resource=objects.SANDBOX,
+        name="open",
+        namespace=cluster.namespace,
+        body={"spec": {"timeout": 1}},
+    )
+    ended = await cluster.wait_phase("open", "Terminated")
+    assert ended["status"]["observedGeneration"] == ended["metadata"]["generation"] == 4

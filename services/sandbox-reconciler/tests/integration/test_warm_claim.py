@@ -8,8 +8,9 @@ manager(s) and reconciler(s) running in-process.
   ending the warm sandbox deletes its WarmPod and the pool refills;
 - 200 sandboxes created at once against a pool of 50, with two reconcilers and two pool
   managers: every sandbox Running with exactly one pod; no WarmPod assigned twice nor
-  referenced by two sandboxes (read back from the apiserver); no pod with two owners; warm
-  plus cold is 200.
+  referenced by two sandboxes (read back from the apiserver); no pod with two owners; a warm
+  sandbox runs on its WarmPod's pod, a cold one on its own; the reconcilers' counts of warm
+  and cold starts equal what the API server shows (warm plus cold is 200, each started once).
 """
 
 from __future__ import annotations
@@ -370,8 +371,19 @@ async def test_200_sandboxes_against_a_pool_of_50_with_two_replicas_each(
     by_uid = {s["metadata"]["uid"]: s for s in boxes}
     warm = [s for s in boxes if s["status"].get("warmPodRef")]
     cold = [s for s in boxes if not s["status"].get("warmPodRef")]
-    assert len(warm) + len(cold) == COUNT
     assert warm, "no sandbox started warm"
+    # Warm and cold by what the API server holds, cross-checked with the reconcilers' own
+    # accounts of the starts they committed: each sandbox started exactly once, as it shows.
+    started = {
+        launch: sum(
+            r.sample("llmsafespace_sandbox_startup_duration_seconds_count", launch=launch)
+            for r in world.reconcilers
+        )
+        for launch in ("warm", "cold")
+    }
+    assert started == {"warm": len(warm), "cold": len(cold)}, started
+    for sandbox in cold:
+        assert sandbox["status"]["podName"] == names.pod_name(sandbox["metadata"]["name"])
 
     # No WarmPod is referenced by two sandboxes, and each one referenced is Assigned to the
     # sandbox that references it (the CAS admitted exactly one claimer).
@@ -382,6 +394,7 @@ async def test_200_sandboxes_against_a_pool_of_50_with_two_replicas_each(
         wp = items[sandbox["status"]["warmPodRef"]["name"]]
         assert wp["status"]["phase"] == "Assigned"
         assert wp["status"]["assignedTo"] == sandbox["metadata"]["uid"]
+        assert sandbox["status"]["podName"] == wp["status"]["podName"]
     assigned_to = collections.Counter(
         wp["status"]["assignedTo"] for wp in items.values() if phase_of(wp) == "Assigned"
     )

@@ -9,9 +9,10 @@ the new sandbox's hint itself.
 
 - every candidate stale: exactly three conflicts, then a cold start; the WarmPods stay
   Ready and unassigned; the cold start's milestone and start-up duration are counted;
-- two of three stale: the claim lands on the fresh one (after at most two conflicts), and
-  each milestone of the warm start (hint received, claimed, adopted, running) is counted
-  once.
+- two of three stale: the claim lands on the fresh one (after at most two conflicts), the
+  API server serves no WarmPod list meanwhile (its own request metrics: candidates come from
+  the queue), and each milestone of the warm start (hint received, claimed, adopted,
+  running) is counted once.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any
 
 import nats
 import pytest
+from prometheus_client import parser
 from reconciler_harness import Cluster, RunningReconciler, World
 from test_warm_claim import PoolManager, create_pool, phase_of, wait_ready_warm_pods, warm_pods
 
@@ -116,6 +118,29 @@ async def _hint(world: World, cluster: Cluster, name: str) -> None:
         await connection.close()
 
 
+async def _warm_pod_lists(cluster: Cluster) -> float:
+    """WarmPod LISTs the API server has served (its own metrics), whoever asked."""
+    response = await cluster.kube.api.call_api(
+        "/metrics",
+        "GET",
+        header_params={"Accept": "text/plain"},
+        auth_settings=["BearerToken"],
+        _preload_content=False,
+    )
+    async with response:
+        assert response.status == 200
+        text = (await response.read()).decode()
+    return sum(
+        sample.value
+        for family in parser.text_string_to_metric_families(text)
+        if family.name == "apiserver_request"
+        for sample in family.samples
+        if sample.name == "apiserver_request_total"
+        and sample.labels.get("resource") == "warmpods"
+        and sample.labels.get("verb") == "LIST"
+    )
+
+
 def _claims(reconciler: RunningReconciler, result: str) -> float:
     return reconciler.sample(_CLAIMS, result=result)
 
@@ -159,9 +184,13 @@ async def test_a_stale_candidate_conflicts_and_the_claim_takes_the_next(
     for warm_pod in stale:
         await _touch(cluster, warm_pod)
 
+    lists_before = await _warm_pod_lists(cluster)
+    assert lists_before > 0  # the queue's first list, the pool manager's: the metric is read
     await cluster.create_sandbox("warm", timeout=600)
     await _hint(world, cluster, "warm")
     obj = await cluster.wait_phase("warm", "Running")
+    # The candidates came from the queue: the API server served no WarmPod list meanwhile.
+    assert await _warm_pod_lists(cluster) == lists_before
 
     ref = obj["status"].get("warmPodRef")
     assert ref is not None, obj["status"]

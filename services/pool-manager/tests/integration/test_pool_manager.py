@@ -167,6 +167,33 @@ async def _counts(kube: client.Kube, namespace: str, *, ready: int, assigned: in
     )
 
 
+async def test_a_ready_warm_pods_heartbeat_moves_on(
+    stack: Stack, kube: client.Kube, namespace: str, runtime_name: str
+) -> None:
+    """``status.lastHeartbeat`` is refreshed while the pod stays Ready (every second here),
+    and the WarmPod stays Ready."""
+    await stack.start_manager(heartbeat_interval_seconds=1.0)
+    await stack.start_watcher()
+    await create_pool(kube, namespace=namespace, name="py", runtime=runtime_name, minSize=1)
+    (first,) = await wait_ready(kube, namespace, 1, what="1 Ready WarmPod")
+    beat = warmpod_model.status_of(first).last_heartbeat
+    assert beat
+
+    async def later_beat() -> warmpod_model.WarmPod | None:
+        (current,) = await warm_pods(kube, namespace=namespace)
+        status = warmpod_model.status_of(current)
+        moved = status.last_heartbeat and meta.parse_timestamp(
+            status.last_heartbeat
+        ) > meta.parse_timestamp(beat)
+        return current if moved else None
+
+    current = await eventually.eventually(
+        later_beat, timeout_seconds=30, describe="a later heartbeat"
+    )
+    assert current.metadata.uid == first.metadata.uid
+    assert warmpod_model.status_of(current).phase == "Ready"
+
+
 async def test_pod_death_is_replaced_and_ttl_expires(
     stack: Stack, kube: client.Kube, namespace: str, runtime_name: str
 ) -> None:
@@ -360,6 +387,16 @@ async def test_deletion_waits_for_assigned_then_leaves_nothing(
         return any(c.reason == "DeletionBlocked" for c in conditions)
 
     await eventually.eventually(blocked, timeout_seconds=60, describe="deletion blocked")
+    pool = await get_pool(kube, namespace=namespace, name="py")
+    reported = [c for c in pool.status.conditions or () if c.reason == "DeletionBlocked"]
+    assert ready[0].metadata.name in reported[0].message
+    # Blocked means untouched: over several re-checks (every 0.3 s here) no WarmPod, pod or
+    # Service is deleted or added, the Ready one included.
+    before = await _pool_objects(kube, namespace)
+    await asyncio.sleep(1.5)
+    assert await _pool_objects(kube, namespace) == before
+    assert len(before["WarmPod"]) == 2
+    assert len(before["Pod"]) == 2
     # Release the assigned one (the sandbox ended): deletion completes.
     await objects.delete_object(
         kube, resource=objects.WARM_POD, namespace=namespace, name=ready[0].metadata.name or ""
@@ -387,6 +424,19 @@ async def test_deletion_waits_for_assigned_then_leaves_nothing(
     await eventually.eventually(
         gone, timeout_seconds=60, describe="pool, WarmPods, pods and their Services gone"
     )
+
+
+async def _pool_objects(kube: client.Kube, namespace: str) -> dict[str, set[str]]:
+    """UIDs of the namespace's WarmPods, pods and Services not being deleted."""
+    found: dict[str, set[str]] = {}
+    for resource in (objects.WARM_POD, objects.POD, objects.SERVICE):
+        items = (await objects.list_objects(kube, resource=resource, namespace=namespace)).items
+        found[resource.kind] = {
+            item["metadata"]["uid"]
+            for item in items
+            if not item["metadata"].get("deletionTimestamp")
+        }
+    return found
 
 
 async def test_forced_deletion_keeps_claimed_pods_and_removes_the_rest(

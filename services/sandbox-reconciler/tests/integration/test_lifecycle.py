@@ -15,7 +15,8 @@ In a namespace enforcing Pod Security ``restricted``:
   for its grace period): they are deleted after it, and the finalizer with them;
 - the mutable fields change a running sandbox (ingress opened then closed, the lifetime
   shortened) and ``observedGeneration`` follows; the endpoint uses the configured cluster
-  domain.
+  domain;
+- configured RuntimeClasses per level and tolerations land on the pods.
 
 Phases are recorded from a watch, so none that lasts only milliseconds is missed.
 """
@@ -359,3 +360,31 @@ async def test_spec_changes_land_and_observed_generation_follows(
     )
     ended = await cluster.wait_phase("open", "Terminated")
     assert ended["status"]["observedGeneration"] == ended["metadata"]["generation"] == 4
+
+
+async def test_configured_runtime_classes_and_tolerations_land_on_pods(
+    world: World, cluster: Cluster
+) -> None:
+    """Each level's RuntimeClass comes from the configuration (here standard → gvisor and
+    high → kata, both installed on the platform), and so do the tolerations."""
+    await world.start_reconciler(
+        runtime_class_standard="gvisor",
+        runtime_class_high="kata",
+        tolerations=[
+            {"key": "sandboxes", "operator": "Equal", "value": "yes", "effect": "NoSchedule"}
+        ],
+    )
+    await world.start_watcher()
+    await cluster.create_runtime()
+    for name, level, runtime_class in (("std", "standard", "gvisor"), ("hi", "high", "kata")):
+        await cluster.create_sandbox(name, timeout=600, securityLevel=level)
+        await cluster.wait_phase(name, "Running")
+        pod = await cluster.child(objects.POD, pod_name(name))
+        assert pod is not None
+        assert pod["spec"]["runtimeClassName"] == runtime_class, name
+        assert {
+            "key": "sandboxes",
+            "operator": "Equal",
+            "value": "yes",
+            "effect": "NoSchedule",
+        } in pod["spec"]["tolerations"]

@@ -353,7 +353,8 @@ async def test_requests_are_counted(
 
     def sample(verb: str, result: str) -> float | None:
         return registry.get_sample_value(
-            "llmsafespace_kube_requests_total", {"verb": verb, "result": result}
+            "llmsafespace_kube_requests_total",
+            {"verb": verb, "resource": "configmaps", "result": result},
         )
 
     assert sample("get", "not_found") == 1

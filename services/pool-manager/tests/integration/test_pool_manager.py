@@ -309,9 +309,16 @@ async def test_autoscaling_up_and_down(
         timeout_seconds=30,
         describe="the scale-down deletion counted",
     )
-    assert (
-        manager.sample("llmsafespace_warmpool_scaling_operations_total", operation="autoscale_down")
-        >= 1
+    # ... and the pass's operation once the pass is done, after its deletes.
+    await eventually.eventually(
+        lambda: (
+            manager.sample(
+                "llmsafespace_warmpool_scaling_operations_total", operation="autoscale_down"
+            )
+            >= 1
+        ),
+        timeout_seconds=30,
+        describe="the autoscale_down operation counted",
     )
     scaled_down = await eventually.eventually(
         lambda: _pool_reports(kube, namespace, manager, available=1, assigned=0),

@@ -16,6 +16,7 @@ the reconciler makes (as an operator's policy or a missing RBAC rule would):
 from __future__ import annotations
 
 import contextlib
+import functools
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -117,6 +118,22 @@ async def refusing(
     await eventually.eventually(allowed, timeout_seconds=30, describe="policy lifted")
 
 
+async def _create_then_delete(
+    cluster: Cluster, resource: objects.ApiResource, body: dict[str, Any]
+) -> None:
+    """One create and one delete of an object of the test's own (a policy's probe)."""
+    with contextlib.suppress(errors.AlreadyExistsError):
+        await objects.create_object(
+            cluster.kube, resource=resource, body=body, namespace=cluster.namespace
+        )
+    await objects.delete_object(
+        cluster.kube,
+        resource=resource,
+        name=body["metadata"]["name"],
+        namespace=cluster.namespace,
+    )
+
+
 def _policy_body(name: str) -> dict[str, Any]:
     return {
         "apiVersion": "networking.k8s.io/v1",
@@ -158,22 +175,9 @@ async def test_a_refused_delete_keeps_the_finalizer_and_shows_why(
     deny = names.policy_name("stuck", policy=names.Policy.DENY)
     probe_name = f"probe-{uuid.uuid4().hex[:6]}"
 
-    async def probe() -> None:
-        # A delete of a policy of the test's own (re-created after each allowed delete).
-        with contextlib.suppress(errors.AlreadyExistsError):
-            await objects.create_object(
-                cluster.kube,
-                resource=objects.NETWORK_POLICY,
-                body=_policy_body(probe_name),
-                namespace=cluster.namespace,
-            )
-        await objects.delete_object(
-            cluster.kube,
-            resource=objects.NETWORK_POLICY,
-            name=probe_name,
-            namespace=cluster.namespace,
-        )
-
+    probe = functools.partial(
+        _create_then_delete, cluster, objects.NETWORK_POLICY, _policy_body(probe_name)
+    )
     rule = {
         "apiGroups": ["networking.k8s.io"],
         "apiVersions": ["v1"],
@@ -234,20 +238,8 @@ async def test_a_refused_create_shows_why_and_runs_once_allowed(
     await cluster.create_runtime()
     probe_name = f"probe-{uuid.uuid4().hex[:6]}"
 
-    async def probe() -> None:
-        await objects.create_object(
-            cluster.kube,
-            resource=objects.SERVICE_ACCOUNT,
-            body={"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": probe_name}},
-            namespace=cluster.namespace,
-        )
-        await objects.delete_object(
-            cluster.kube,
-            resource=objects.SERVICE_ACCOUNT,
-            name=probe_name,
-            namespace=cluster.namespace,
-        )
-
+    account = {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": probe_name}}
+    probe = functools.partial(_create_then_delete, cluster, objects.SERVICE_ACCOUNT, account)
     rule = {
         "apiGroups": [""],
         "apiVersions": ["v1"],

@@ -10,7 +10,7 @@ the new sandbox's hint itself.
 - every candidate stale: exactly three conflicts, then a cold start; the WarmPods stay
   Ready and unassigned; the cold start's milestone and start-up duration are counted;
 - two of three stale: the claim lands on the fresh one (after at most two conflicts), the
-  API server serves no WarmPod list meanwhile (its own request metrics: candidates come from
+  reconciler sends no WarmPod list for it (its client's request metric: candidates come from
   the queue), and each milestone of the warm start (hint received, claimed, adopted,
   running) is counted once.
 """
@@ -24,7 +24,6 @@ from typing import Any
 
 import nats
 import pytest
-from prometheus_client import parser
 from reconciler_harness import Cluster, RunningReconciler, World
 from test_warm_claim import PoolManager, create_pool, phase_of, wait_ready_warm_pods, warm_pods
 
@@ -32,6 +31,7 @@ from lss_common.bus import codec
 from lss_common.kube import objects
 from lss_common.logic import subjects
 from lss_common.models import messages
+from lss_common.observability import metrics as shared_metrics
 from lss_common.testing import eventually
 
 pytestmark = pytest.mark.integration
@@ -39,6 +39,7 @@ pytestmark = pytest.mark.integration
 _CLAIMS = "llmsafespace_sandbox_warm_claims_total"
 _MILESTONES = "llmsafespace_sandbox_claim_milestone_seconds_count"
 _STARTUPS = "llmsafespace_sandbox_startup_duration_seconds_count"
+_REQUESTS = "llmsafespace_kube_requests_total"
 
 
 @pytest.fixture
@@ -118,26 +119,11 @@ async def _hint(world: World, cluster: Cluster, name: str) -> None:
         await connection.close()
 
 
-async def _warm_pod_lists(cluster: Cluster) -> float:
-    """WarmPod LISTs the API server has served (its own metrics), whoever asked."""
-    response = await cluster.kube.api.call_api(
-        "/metrics",
-        "GET",
-        header_params={"Accept": "text/plain"},
-        auth_settings=["BearerToken"],
-        _preload_content=False,
-    )
-    async with response:
-        assert response.status == 200
-        text = (await response.read()).decode()
+def _warm_pod_lists(reconciler: RunningReconciler) -> float:
+    """WarmPod lists the reconciler has sent (its client's request metric, all results)."""
     return sum(
-        sample.value
-        for family in parser.text_string_to_metric_families(text)
-        if family.name == "apiserver_request"
-        for sample in family.samples
-        if sample.name == "apiserver_request_total"
-        and sample.labels.get("resource") == "warmpods"
-        and sample.labels.get("verb") == "LIST"
+        reconciler.sample(_REQUESTS, verb="list", resource="warmpods", result=result)
+        for result in shared_metrics.KubeResult
     )
 
 
@@ -184,13 +170,13 @@ async def test_a_stale_candidate_conflicts_and_the_claim_takes_the_next(
     for warm_pod in stale:
         await _touch(cluster, warm_pod)
 
-    lists_before = await _warm_pod_lists(cluster)
-    assert lists_before > 0  # the queue's first list, the pool manager's: the metric is read
+    lists_before = _warm_pod_lists(reconciler)
+    assert lists_before == 1  # the ready queue's one list at start: the metric is read
     await cluster.create_sandbox("warm", timeout=600)
     await _hint(world, cluster, "warm")
     obj = await cluster.wait_phase("warm", "Running")
-    # The candidates came from the queue: the API server served no WarmPod list meanwhile.
-    assert await _warm_pod_lists(cluster) == lists_before
+    # The candidates came from the queue: no WarmPod list for the claim.
+    assert _warm_pod_lists(reconciler) == lists_before
 
     ref = obj["status"].get("warmPodRef")
     assert ref is not None, obj["status"]

@@ -250,6 +250,7 @@ async def get_object(
     """
     data = await _request(
         kube,
+        resource=resource,
         verb=metrics_module.KubeVerb.GET,
         method="GET",
         path=resource.path(namespace=namespace, name=name),
@@ -370,6 +371,7 @@ async def list_objects(
             query.append(("continue", token))
         data = await _request(
             kube,
+            resource=resource,
             verb=metrics_module.KubeVerb.LIST,
             method="GET",
             path=path,
@@ -426,6 +428,7 @@ async def create_object(
     what = _describe(resource, namespace=namespace, name=name)
     data = await _request(
         kube,
+        resource=resource,
         verb=metrics_module.KubeVerb.CREATE,
         method="POST",
         path=resource.path(namespace=namespace),
@@ -475,6 +478,7 @@ async def replace_object(
     what = _describe(resource, namespace=namespace, name=name, subresource=subresource)
     data = await _request(
         kube,
+        resource=resource,
         verb=metrics_module.KubeVerb.REPLACE,
         method="PUT",
         path=resource.path(namespace=namespace, name=name, subresource=subresource),
@@ -539,6 +543,7 @@ async def patch_object(
     what = _describe(resource, namespace=namespace, name=name, subresource=subresource)
     data = await _request(
         kube,
+        resource=resource,
         verb=metrics_module.KubeVerb.PATCH,
         method="PATCH",
         path=resource.path(namespace=namespace, name=name, subresource=subresource),
@@ -588,6 +593,7 @@ async def delete_object(
         options["gracePeriodSeconds"] = grace_period_seconds
     data = await _request(
         kube,
+        resource=resource,
         verb=metrics_module.KubeVerb.DELETE,
         method="DELETE",
         path=resource.path(namespace=namespace, name=name),
@@ -656,6 +662,7 @@ def _written_version(data: bytes) -> str | None:
 async def _request(
     kube: client_module.Kube,
     *,
+    resource: ApiResource,
     verb: metrics_module.KubeVerb,
     method: str,
     path: str,
@@ -700,7 +707,7 @@ async def _request(
         raise translated
     finally:
         elapsed = time.monotonic() - started
-        kube.metrics.requests_total.labels(verb=verb, result=result).inc()
+        kube.metrics.requests_total.labels(verb=verb, resource=resource.plural, result=result).inc()
         kube.metrics.request_duration_seconds.labels(verb=verb).observe(elapsed)
         if logger.isEnabledFor(logging.DEBUG):
             # Request-level timelines (which round trip a slow pass waited on).

@@ -173,8 +173,9 @@ class KubeMetrics:
         return cls(
             requests_total=prometheus_client.Counter(
                 "requests_total",
-                "Kubernetes API requests by verb and result.",
-                ["verb", "result"],
+                "Kubernetes API requests by verb, resource (its plural: the few kinds the "
+                "services use, fixed in code) and result.",
+                ["verb", "resource", "result"],
                 namespace=NAMESPACE,
                 subsystem="kube",
                 registry=registry,

@@ -8,8 +8,9 @@ back. Outcomes: ``Done``, or ``RequeueAfter(plan.requeue_after_seconds)`` when t
 will change the answer (lifetime expiry, unschedulable deadline, children still being
 deleted, the ipblock refresh).
 
-A write the API server refuses for good (403, 422) becomes a ``Ready=False`` condition
-naming the cause and a Warning Event, and the sandbox is looked at again after
+A write the API server refuses for good (403, 422), of a child, of the Sandbox itself
+(finalizer, status) or of the claim, becomes a ``Ready=False`` condition naming the cause
+(when the status may be written) and a Warning Event, and the sandbox is looked at again after
 ``reconcile.refused_write_retry_seconds`` (what refuses it, RBAC or an admission policy, is
 fixed outside the sandbox). A failed delete also keeps the finalizer and counts
 ``llmsafespace_sandbox_cleanup_failures_total``.
@@ -224,16 +225,21 @@ class Handler:
             except apply.ApplyError as error:
                 refused = isinstance(error.cause, errors.PermanentError | errors.InvalidObjectError)
                 if refused or error.cleanup:
-                    await self._report_refusal(error, now=now)
-                retry = self._settings.reconcile.refused_write_retry_seconds
-                if refused and retry > 0:
-                    # What refuses a write (RBAC, an admission policy, a quota) is fixed
-                    # outside the sandbox: look again later, so the fix needs no edit of it
-                    # and a deletion held by a refused delete completes by itself.
-                    return self._requeue((namespace, name), delay=retry)
-                if isinstance(error.cause, errors.InvalidObjectError):
-                    raise errors.PermanentError(str(error), reason=WRITE_REJECTED) from error
+                    reason = CLEANUP_FAILED if error.cleanup else _reason_of(error.cause)
+                    await self._report_refusal(
+                        error.sandbox, reason=reason, message=str(error), now=now
+                    )
+                if refused:
+                    return self._after_refusal((namespace, name), error=error.cause)
                 raise error.cause from error
+            except (errors.PermanentError, errors.InvalidObjectError) as error:
+                # A write to the Sandbox itself (its finalizer, its status) or one of the
+                # claim's (WarmPod, pod) was refused. The condition may be refused too (a
+                # status write is); the Event still says it.
+                await self._report_refusal(
+                    sandbox, reason=_reason_of(error), message=str(error), now=now
+                )
+                return self._after_refusal((namespace, name), error=error)
             if applied.status_written and self._status is not None:
                 # applied.sandbox is the API server's answer to the status write (the
                 # committed object at its new resourceVersion): its record can go out now,
@@ -253,6 +259,17 @@ class Handler:
             # delete still pending keeps its requeue).
             delay = None if applied.finalizer_removed else planned.requeue_after_seconds
             return self._requeue((namespace, name), delay=delay)
+
+    def _after_refusal(self, key: tuple[str, str], *, error: errors.LssError) -> outcomes.Outcome:
+        """What refuses a write (RBAC, an admission policy, a quota) is fixed outside the
+        sandbox: look again later, so the fix needs no edit of it and a deletion held by a
+        refused delete completes by itself. Without a retry: ack (the resync looks again)."""
+        retry = self._settings.reconcile.refused_write_retry_seconds
+        if retry > 0:
+            return self._requeue(key, delay=retry)
+        if isinstance(error, errors.PermanentError):
+            raise error
+        raise errors.PermanentError(str(error), reason=WRITE_REJECTED) from error
 
     def _requeue(self, key: tuple[str, str], *, delay: float | None) -> outcomes.Outcome:
         """``RequeueAfter(delay)`` unless an earlier re-check of ``key`` is pending (Requeues)."""
@@ -325,19 +342,22 @@ class Handler:
                 now=now,
             )
 
-    async def _report_refusal(self, error: apply.ApplyError, *, now: datetime.datetime) -> None:
-        """A write was refused: a Ready=False condition naming it, and a Warning Event."""
-        reason = CLEANUP_FAILED if error.cleanup else _reason_of(error.cause)
-        message = str(error)
-        _log.error(
-            "sandbox write refused",
-            extra={"reason": reason, "error": str(error.cause), "cleanup": error.cleanup},
-        )
+    async def _report_refusal(
+        self,
+        sandbox: sandbox_model.Sandbox,
+        *,
+        reason: str,
+        message: str,
+        now: datetime.datetime,
+    ) -> None:
+        """A write was refused: a Ready=False condition naming it, and a Warning Event (when
+        the condition changed, or could not be written: a refused status write)."""
+        _log.error("sandbox write refused", extra={"reason": reason, "error": message})
         try:
             changed = await writes.set_condition(
                 self._kube(),
                 resource=objects.SANDBOX,
-                obj=error.sandbox,
+                obj=sandbox,
                 condition_type=lifecycle.ConditionType.READY,
                 status=conditions_logic.FALSE,
                 reason=reason,
@@ -345,6 +365,16 @@ class Handler:
                 now=now,
                 decode=sandbox_model.decode,
             )
+        except (errors.PermanentError, errors.InvalidObjectError) as condition_error:
+            _log.warning("condition refused too", extra={"error": str(condition_error)})
+            await self._post_event(
+                sandbox,
+                reason=reason,
+                message=message,
+                event_type=writes.EventType.WARNING,
+                now=now,
+            )
+            return
         except errors.LssError as condition_error:
             # The object moved on; the next pass meets the same refusal and reports it.
             _log.warning("condition not recorded", extra={"error": str(condition_error)})

@@ -10,7 +10,11 @@ the reconciler makes (as an operator's policy or a missing RBAC rule would):
   left;
 - a refused **create** of the sandbox's ServiceAccount: no pod is created without it, the
   Sandbox shows ``Ready=False`` with the API server's reason and message and a Warning Event;
-  once lifted, the sandbox runs without any edit.
+  once lifted, the sandbox runs without any edit;
+- a refused **status write** of the Sandbox (its condition is refused too): Warning Events
+  say so, one per re-check; once lifted, it runs;
+- a refused **finalizer patch**: no pod without the finalizer, ``Ready=False/Forbidden`` and
+  an Event; once lifted, it runs with the finalizer.
 """
 
 from __future__ import annotations
@@ -57,11 +61,13 @@ async def refusing(
     namespace: str,
     rule: dict[str, Any],
     probe: Callable[[], Awaitable[None]],
+    allow: str = "false",
 ) -> AsyncIterator[None]:
     """Refuse (403) the writes ``rule`` matches in ``namespace`` until the block ends.
 
-    ``probe`` makes one such write; the block starts once the API server refuses it (the
-    policy takes effect asynchronously) and ends once it is allowed again.
+    ``allow`` is the policy's CEL expression (true: allowed), e.g. to refuse the writes of
+    one object only. ``probe`` makes one refused write; the block starts once the API server
+    refuses it (the policy takes effect asynchronously) and ends once it is allowed again.
     """
     name = f"lss-test-refuse-{uuid.uuid4().hex[:8]}"
     await objects.create_object(
@@ -74,9 +80,7 @@ async def refusing(
             "spec": {
                 "failurePolicy": "Fail",
                 "matchConstraints": {"resourceRules": [rule]},
-                "validations": [
-                    {"expression": "false", "message": _MESSAGE, "reason": "Forbidden"}
-                ],
+                "validations": [{"expression": allow, "message": _MESSAGE, "reason": "Forbidden"}],
             },
         },
     )
@@ -269,3 +273,102 @@ async def test_a_refused_create_shows_why_and_runs_once_allowed(
     obj = await cluster.wait_phase("blocked", "Running")
     assert condition(obj, "Ready")["status"] == "True"
     assert await cluster.child(objects.SERVICE_ACCOUNT, pod_name("blocked")) is not None
+
+
+async def _refused_on_one_sandbox(
+    world: World,
+    cluster: Cluster,
+    *,
+    name: str,
+    resource: str,
+    probe_patch: dict[str, Any],
+) -> contextlib.AbstractAsyncContextManager[None]:
+    """``name`` created while no watcher runs, then its writes to ``resource`` (sandboxes or
+    sandboxes/status) refused; the probe is a no-op patch of it by the test."""
+    await world.start_reconciler(reconcile_options=_RETRY)
+    await cluster.create_runtime()
+    await cluster.create_sandbox(name, timeout=600)
+
+    async def probe() -> None:
+        await objects.patch_object(
+            cluster.kube,
+            resource=objects.SANDBOX,
+            name=name,
+            namespace=cluster.namespace,
+            subresource="status" if resource.endswith("/status") else None,
+            body=probe_patch,
+        )
+
+    rule = {
+        "apiGroups": [kinds.GROUP],
+        "apiVersions": ["*"],
+        "operations": ["UPDATE"],
+        "resources": [resource],
+    }
+    return refusing(
+        cluster.kube,
+        namespace=cluster.namespace,
+        rule=rule,
+        probe=probe,
+        allow=f"object.metadata.name != '{name}'",
+    )
+
+
+async def test_a_refused_status_write_is_reported_by_events_and_retried(
+    world: World, cluster: Cluster
+) -> None:
+    refused = await _refused_on_one_sandbox(
+        world,
+        cluster,
+        name="mute",
+        resource="sandboxes/status",
+        probe_patch={"status": {}},
+    )
+    async with refused:
+        await world.start_watcher()
+
+        async def retried() -> list[dict[str, Any]] | None:
+            found = await _warning_events(cluster, "mute")
+            return found if len(found) >= 2 else None
+
+        warnings = await eventually.eventually(
+            retried, timeout_seconds=60, describe="two Warning Events (a re-check)"
+        )
+        assert {e["reason"] for e in warnings} == {"Forbidden"}
+        assert all(_MESSAGE in e["message"] for e in warnings)
+        obj = await cluster.sandbox("mute")
+        assert obj is not None
+        assert not (obj.get("status") or {}).get("phase")
+
+    running = await cluster.wait_phase("mute", "Running")
+    assert kinds.FINALIZER in running["metadata"]["finalizers"]
+
+
+async def test_a_refused_finalizer_patch_creates_no_pod_and_shows_why(
+    world: World, cluster: Cluster
+) -> None:
+    refused = await _refused_on_one_sandbox(
+        world,
+        cluster,
+        name="unheld",
+        resource="sandboxes",
+        probe_patch={"metadata": {"labels": {"test.llmsafespace.dev/probe": "yes"}}},
+    )
+    async with refused:
+        await world.start_watcher()
+
+        async def shown() -> dict[str, Any] | None:
+            obj = await cluster.sandbox("unheld")
+            return obj if _ready_reason(obj) == "Forbidden" else None
+
+        obj = await eventually.eventually(shown, timeout_seconds=60, describe="Ready=False")
+        assert _MESSAGE in condition(obj, "Ready")["message"]
+        assert kinds.FINALIZER not in (obj["metadata"].get("finalizers") or [])
+        # A pod never exists without the finalizer that guarantees its cleanup.
+        assert await cluster.child(objects.POD, pod_name("unheld")) is None
+        warnings = await _warning_events(cluster, "unheld")
+        assert [e["reason"] for e in warnings] == ["Forbidden"], warnings
+
+    running = await cluster.wait_phase("unheld", "Running")
+    assert kinds.FINALIZER in running["metadata"]["finalizers"]
+    assert await cluster.child(objects.POD, pod_name("unheld")) is not None

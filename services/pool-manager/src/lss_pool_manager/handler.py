@@ -210,14 +210,24 @@ class Handler:
         if failures:
             # Unconfirmed writes must not be trusted as expectations: re-observe next time.
             self._expectations.pop(uid, None)
-            raise failures[0]
+            refused = next((f for f in failures if _is_refusal(f)), None)
+            if refused is None:
+                raise failures[0]
+            # Fixed outside the pool (a quota, an admission policy, RBAC): say so and try
+            # again later. A WarmPod made before its pod was refused says so too.
+            await self._write_failed(pool, reason=status.Reason.PODS_REFUSED, message=str(refused))
+            return self._requeue(key, self._options.refused_write_retry_seconds)
         if plan.operation is not None:
             self._metrics.scaling_operations_total.labels(plan.operation.value).inc()
         self._metrics.record_sizing(namespace=namespace, pool=name, counts=plan.counts)
         self._batcher.record(
             key, batching.Supply(available=plan.counts.available, wanted=plan.wanted_unassigned)
         )
-        new_status = status.sized_status(pool, plan=plan, now=now)
+        refusal = next(
+            (found for wp in members_found if (found := lifecycle.refusal_of(wp)) is not None),
+            None,
+        )
+        new_status = status.sized_status(pool, plan=plan, now=now, refusal=refusal)
         if new_status != warmpool_model.status_of(pool):
             await apply.write_pool_status(kube, pool=pool, status=new_status)
         return self._requeue(
@@ -438,8 +448,21 @@ class Handler:
             heartbeat_interval_seconds=self._options.heartbeat_interval_seconds,
             ready_timeout_seconds=self._options.ready_timeout_seconds,
         )
-        if plan.create_pod and not await self._create_missing_pod(warm_pod):
-            return outcomes.DONE
+        if plan.create_pod:
+            try:
+                created = await self._create_missing_pod(warm_pod)
+            except (errors.PermanentError, errors.InvalidObjectError) as error:
+                # Refused (a quota, an admission policy): the WarmPod keeps its slot and says
+                # why; replacing it would only be refused again, in a loop.
+                _log.warning("warm pod's pod refused", extra={"error": str(error)})
+                refused = lifecycle.refused_status(
+                    warm_pod, message=str(error), now=self._clock.now()
+                )
+                if refused != warmpod_model.status_of(warm_pod):
+                    await apply.write_warm_pod_status(kube, warm_pod=warm_pod, status=refused)
+                return self._requeue(key, self._options.refused_write_retry_seconds)
+            if not created:
+                return outcomes.DONE
         if plan.status is not None and preload.needs_preload(
             warm_pod, becoming_ready=plan.status.phase == warmpod_model.Phase.READY
         ):  # Ready only after its preload scripts ran (preloading.py)
@@ -493,6 +516,11 @@ class Handler:
             return False
         await self._create_pod_and_service(warm_pod, pool=pool, inputs=inputs)
         return True
+
+
+def _is_refusal(error: BaseException) -> bool:
+    """A write the API server refuses for good (403, 422): retrying soon cannot help."""
+    return isinstance(error, errors.PermanentError | errors.InvalidObjectError)
 
 
 def _member(

@@ -47,6 +47,7 @@ class Reason(enum.StrEnum):
     POD_FAILED = "PodFailed"
     NOT_READY_IN_TIME = "NotReadyInTime"
     POD_CONFLICT = "PodConflict"
+    POD_REFUSED = "PodRefused"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -115,6 +116,34 @@ def _with(
         observed_generation=obj.metadata.generation,
         last_heartbeat=meta.format_timestamp(now) if heartbeat else status.last_heartbeat,
     )
+
+
+def refused_status(
+    obj: warmpod_model.WarmPod, *, message: str, now: datetime.datetime
+) -> warmpod_model.WarmPodStatus:
+    """The status of a WarmPod whose pod (or Service) the API server refused to create:
+    Pending, with no pod name (the pod does not exist, so the next pass creates it again
+    rather than finding it gone)."""
+    status = msgspec.structs.replace(
+        warmpod_model.status_of(obj), pod_name=None, pod_namespace=None
+    )
+    return _with(
+        obj,
+        status,
+        phase=Phase.PENDING,
+        ready=False,
+        reason=Reason.POD_REFUSED,
+        message=message,
+        now=now,
+    )
+
+
+def refusal_of(obj: warmpod_model.WarmPod) -> str | None:
+    """The API server's message when the WarmPod's pod was refused (None: it was not)."""
+    for condition in warmpod_model.status_of(obj).conditions or ():
+        if condition.type == READY_CONDITION and condition.reason == Reason.POD_REFUSED:
+            return condition.message or str(Reason.POD_REFUSED)
+    return None
 
 
 def needs_pod(obj: warmpod_model.WarmPod) -> bool:

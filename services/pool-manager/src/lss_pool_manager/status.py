@@ -51,13 +51,24 @@ class Reason(enum.StrEnum):
     MAX_SIZE_REACHED = "MaxSizeReached"
     PRELOAD_FAILING = "PreloadFailing"
     DELETION_BLOCKED = "DeletionBlocked"
+    PODS_REFUSED = "PodsRefused"
     DELETING = "Deleting"
 
 
 def _ready_condition(
-    plan: sizing.SizingPlan, *, preload: warmpool_model.PreloadStatus | None = None
+    plan: sizing.SizingPlan,
+    *,
+    preload: warmpool_model.PreloadStatus | None = None,
+    refusal: str | None = None,
 ) -> tuple[bool, Reason, str]:
     counts = plan.counts
+    if refusal is not None:
+        return (
+            False,
+            Reason.PODS_REFUSED,
+            f"{counts.available} of {plan.wanted_unassigned} Ready; the API server refuses "
+            f"to create warm pods (tried again periodically): {refusal}",
+        )
     if plan.limited_by is sizing.Limit.MAX_SIZE:
         return (
             False,
@@ -90,10 +101,17 @@ def _ready_condition(
 
 
 def sized_status(
-    pool: warmpool_model.WarmPool, *, plan: sizing.SizingPlan, now: datetime.datetime
+    pool: warmpool_model.WarmPool,
+    *,
+    plan: sizing.SizingPlan,
+    now: datetime.datetime,
+    refusal: str | None = None,
 ) -> warmpool_model.WarmPoolStatus:
-    """The status after a sizing pass."""
-    ready, reason, message = _ready_condition(plan, preload=warmpool_model.status_of(pool).preload)
+    """The status after a sizing pass; ``refusal``: the API server's message for a warm pod
+    it refused to create (it outranks every other reason: it needs an operator)."""
+    ready, reason, message = _ready_condition(
+        plan, preload=warmpool_model.status_of(pool).preload, refusal=refusal
+    )
     current = warmpool_model.status_of(pool)
     return _status(
         pool,

@@ -497,3 +497,88 @@ async def test_forced_deletion_keeps_claimed_pods_and_removes_the_rest(
 
     await eventually.eventually(done, timeout_seconds=60, describe="forced deletion finished")
     assert unclaimed.metadata.name
+
+
+_QUOTA = objects.ApiResource(
+    group="", version="v1", plural="resourcequotas", kind="ResourceQuota", namespaced=True
+)
+
+
+async def test_refused_pods_hold_their_slots_say_why_and_come_once_allowed(
+    stack: Stack, kube: client.Kube, namespace: str, runtime_name: str
+) -> None:
+    """A ResourceQuota of no pods: the API server refuses every warm pod (403). The pool
+    creates its two WarmPods and no more (each keeps its slot, Pending with PodRefused and
+    the API server's message), the pool says PodsRefused; once the quota is gone, the next
+    re-check creates the pods and the pool fills."""
+    await objects.create_object(
+        kube,
+        resource=_QUOTA,
+        namespace=namespace,
+        body={
+            "apiVersion": "v1",
+            "kind": "ResourceQuota",
+            "metadata": {"name": "no-pods"},
+            "spec": {"hard": {"pods": "0"}},
+        },
+    )
+    manager = await stack.start_manager(refused_write_retry_seconds=1.0)
+    await stack.start_watcher()
+    await create_pool(kube, namespace=namespace, name="py", runtime=runtime_name, minSize=2)
+
+    async def refused() -> list[warmpod_model.WarmPod] | None:
+        items = await warm_pods(kube, namespace=namespace)
+        if len(items) != 2:
+            return None
+        reasons = [
+            next((c.reason for c in warmpod_model.status_of(wp).conditions or ()), None)
+            for wp in items
+        ]
+        return items if reasons == ["PodRefused", "PodRefused"] else None
+
+    items = await eventually.eventually(
+        refused, timeout_seconds=60, describe="two WarmPods, each PodRefused"
+    )
+    for wp in items:
+        current = warmpod_model.status_of(wp)
+        assert current.phase == "Pending"
+        assert current.pod_name is None
+        (ready,) = current.conditions or ()
+        assert ready.message is not None
+        assert "quota" in ready.message
+    assert await pods(kube, namespace=namespace) == []
+
+    async def pool_says_why() -> warmpool_model.WarmPoolStatus | None:
+        found = warmpool_model.status_of(await get_pool(kube, namespace=namespace, name="py"))
+        return found if any(c.reason == "PodsRefused" for c in found.conditions or ()) else None
+
+    said = await eventually.eventually(
+        pool_says_why, timeout_seconds=30, describe="the pool says PodsRefused"
+    )
+    (condition,) = [c for c in said.conditions or () if c.reason == "PodsRefused"]
+    assert condition.message is not None
+    assert "quota" in condition.message
+    # Re-checks meet the same refusal: the WarmPods keep their slots, none is added.
+    await eventually.eventually(
+        lambda: (
+            manager.sample(
+                "llmsafespace_kube_requests_total", verb="create", resource="pods", result="error"
+            )
+            >= 4
+        ),
+        timeout_seconds=30,
+        describe="pod creates tried again",
+    )
+    assert manager.sample("llmsafespace_warmpool_pods_created_total") == 2
+    assert len(await warm_pods(kube, namespace=namespace)) == 2
+
+    await objects.delete_object(kube, resource=_QUOTA, namespace=namespace, name="no-pods")
+    ready_now = await wait_ready(kube, namespace, 2, what="2 Ready once the quota is gone")
+    assert {wp.metadata.uid for wp in ready_now} == {wp.metadata.uid for wp in items}
+    assert manager.sample("llmsafespace_warmpool_pods_created_total") == 2
+
+    async def filled() -> bool:
+        found = warmpool_model.status_of(await get_pool(kube, namespace=namespace, name="py"))
+        return any(c.reason == "Filled" for c in found.conditions or ())
+
+    await eventually.eventually(filled, timeout_seconds=30, describe="the pool says Filled")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime
 from typing import Any
 
+import msgspec
 import pytest
 
 from lss_common.models import meta
@@ -246,3 +247,25 @@ def test_the_pod_is_read_only_when_the_plan_looks_at_it(
         # Whatever the pod is, the plan is the same: not reading it loses nothing.
         plans = {str(run(obj, observed)) for observed in (None, pod(), pod(phase="Failed"))}
         assert len(plans) == 1
+
+
+def test_a_refused_pod_leaves_the_warm_pod_pending_without_a_pod_name() -> None:
+    starting = lifecycle.plan_warm_pod(
+        warm_pod(), pod=None, now=NOW, heartbeat_interval_seconds=0, ready_timeout_seconds=300
+    )
+    assert starting.create_pod
+    assert starting.status is not None
+    assert starting.status.pod_name == POD
+    before = warm_pod(msgspec.to_builtins(starting.status))
+    refused = lifecycle.refused_status(before, message="exceeded quota: pods=0", now=NOW)
+    assert refused.phase == "Pending"
+    assert refused.pod_name is None
+    after = warm_pod(msgspec.to_builtins(refused))
+    assert lifecycle.refusal_of(after) == "exceeded quota: pods=0"
+    assert lifecycle.refusal_of(before) is None
+    # The next pass creates the pod again (it never existed): not "pod gone", not failed.
+    again = lifecycle.plan_warm_pod(
+        after, pod=None, now=NOW, heartbeat_interval_seconds=0, ready_timeout_seconds=300
+    )
+    assert again.create_pod
+    assert not again.delete

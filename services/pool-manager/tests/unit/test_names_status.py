@@ -141,3 +141,20 @@ def test_listed_packages_are_reported_as_not_installed_until_the_list_is_emptied
     )
     again = status.sized_status(emptied, plan=sized(), now=NOW)
     assert [c.type for c in again.conditions or ()] == ["Ready"]
+
+
+def test_a_refused_warm_pod_outranks_every_other_reason() -> None:
+    counts = sizing.Counts(available=0, assigned=0, pending=2)
+    for limited in (None, sizing.Limit.RATE, sizing.Limit.MAX_SIZE):
+        result = status.sized_status(
+            pool(),
+            plan=sized(counts=counts, limited_by=limited),
+            now=NOW,
+            refusal="pods is forbidden: exceeded quota",
+        )
+        assert result.conditions is not None
+        ready = result.conditions[0]
+        assert (ready.status, ready.reason) == ("False", "PodsRefused")
+        assert ready.message is not None
+        assert "exceeded quota" in ready.message
+        assert result.pending_pods == 2

@@ -19,8 +19,10 @@ holds a match (``claim.matches``: record *and* pod-spec hash), the pass becomes:
    conditional on the Sandbox's resourceVersion, so ``Running`` is never visible before the
    pod is re-labelled and its allowances exist.
 
-Any failure after the CAS discards the claim (pod and WarmPod deleted: the pod may carry the
-sandbox's labels already) and the error goes to the handler, whose next pass starts over.
+A failure of the first wave (the children beside the CAS) keeps the claim: the pod is
+untouched, and the next pass resumes it. Any failure from the adoption on discards the claim
+(pod and WarmPod deleted: the pod may carry the sandbox's labels already) and the error goes
+to the handler, whose next pass starts over.
 Two passes of one sandbox on two replicas can each claim: the status write admits one, the
 other discards — unless the sandbox's stored status references that very WarmPod (two
 passes resuming one claim: the winner's pod is never taken back). A pass interrupted after
@@ -338,8 +340,11 @@ class WarmStarter:
             raise claimed  # no claim was made (or a failed one was discarded already)
         chosen, pod = claimed
         if isinstance(children, BaseException):
-            if chosen is not None:
-                await self._discard(kube, sandbox=obj, chosen=chosen, pod=pod)
+            # The claim stays the sandbox's: its pod is untouched (the adoption comes after),
+            # and the next pass resumes it (no second CAS). Discarding it here made each
+            # retry of a refused write (a quota, an admission policy) claim and delete
+            # another warm pod. A sandbox that never gets there (deleted, started
+            # otherwise) gives it back as a stray claim; the pool manager's sweep is last.
             raise children
         if chosen is None:
             # Cold after all: the children are there, the pod and the status remain.

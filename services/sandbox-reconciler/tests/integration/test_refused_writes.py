@@ -22,104 +22,21 @@ from __future__ import annotations
 import contextlib
 import functools
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
-from reconciler_harness import Cluster, World, condition, pod_name
+from reconciler_harness import REFUSAL_MESSAGE as _MESSAGE
+from reconciler_harness import Cluster, World, condition, pod_name, refusing
 
 from lss_common import errors
-from lss_common.kube import client, objects
+from lss_common.kube import objects
 from lss_common.models import kinds
 from lss_common.testing import eventually
 from lss_sandbox_reconciler import names
 
 pytestmark = pytest.mark.integration
 
-_POLICY = objects.ApiResource(
-    group="admissionregistration.k8s.io",
-    version="v1",
-    plural="validatingadmissionpolicies",
-    kind="ValidatingAdmissionPolicy",
-    namespaced=False,
-)
-_BINDING = objects.ApiResource(
-    group="admissionregistration.k8s.io",
-    version="v1",
-    plural="validatingadmissionpolicybindings",
-    kind="ValidatingAdmissionPolicyBinding",
-    namespaced=False,
-)
-_MESSAGE = "refused by the test's admission policy"
 _RETRY = {"refused_write_retry_seconds": 1.0}
-
-
-@contextlib.asynccontextmanager
-async def refusing(
-    kube: client.Kube,
-    *,
-    namespace: str,
-    rule: dict[str, Any],
-    probe: Callable[[], Awaitable[None]],
-    allow: str = "false",
-) -> AsyncIterator[None]:
-    """Refuse (403) the writes ``rule`` matches in ``namespace`` until the block ends.
-
-    ``allow`` is the policy's CEL expression (true: allowed), e.g. to refuse the writes of
-    one object only. ``probe`` makes one refused write; the block starts once the API server
-    refuses it (the policy takes effect asynchronously) and ends once it is allowed again.
-    """
-    name = f"lss-test-refuse-{uuid.uuid4().hex[:8]}"
-    await objects.create_object(
-        kube,
-        resource=_POLICY,
-        body={
-            "apiVersion": _POLICY.api_version,
-            "kind": _POLICY.kind,
-            "metadata": {"name": name},
-            "spec": {
-                "failurePolicy": "Fail",
-                "matchConstraints": {"resourceRules": [rule]},
-                "validations": [{"expression": allow, "message": _MESSAGE, "reason": "Forbidden"}],
-            },
-        },
-    )
-    await objects.create_object(
-        kube,
-        resource=_BINDING,
-        body={
-            "apiVersion": _BINDING.api_version,
-            "kind": _BINDING.kind,
-            "metadata": {"name": name},
-            "spec": {
-                "policyName": name,
-                "validationActions": ["Deny"],
-                "matchResources": {
-                    "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}}
-                },
-            },
-        },
-    )
-
-    async def refused() -> bool:
-        try:
-            await probe()
-        except errors.PermanentError:
-            return True
-        return False
-
-    try:
-        await eventually.eventually(refused, timeout_seconds=30, describe="policy in effect")
-        yield
-    finally:
-        for resource in (_BINDING, _POLICY):
-            with contextlib.suppress(errors.NotFoundError):
-                await objects.delete_object(kube, resource=resource, name=name)
-
-    async def allowed() -> bool:
-        return not await refused()
-
-    await eventually.eventually(allowed, timeout_seconds=30, describe="policy lifted")
 
 
 async def _create_then_delete(

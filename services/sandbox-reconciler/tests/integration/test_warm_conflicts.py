@@ -18,15 +18,18 @@ the new sandbox's hint itself.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
+import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
 import nats
 import pytest
-from reconciler_harness import Cluster, RunningReconciler, World
+from reconciler_harness import Cluster, RunningReconciler, World, refusing
 from test_warm_claim import PoolManager, create_pool, phase_of, wait_ready_warm_pods, warm_pods
 
+from lss_common import errors
 from lss_common.bus import codec
 from lss_common.kube import objects
 from lss_common.logic import subjects
@@ -197,3 +200,95 @@ async def test_a_stale_candidate_conflicts_and_the_claim_takes_the_next(
         assert reconciler.sample(_MILESTONES, launch="warm", milestone=milestone) == 1, milestone
     assert reconciler.sample(_STARTUPS, launch="warm") == 1
     assert reconciler.sample(_STARTUPS, launch="cold") == 0
+
+
+async def test_a_refused_first_wave_keeps_the_claim_and_resumes_it(
+    world: World, cluster: Cluster, pool_manager: PoolManager
+) -> None:
+    """The sandbox's deny policy is refused (an admission policy) while its CAS succeeds:
+    the claim is kept, each re-check resumes it (no second CAS, no warm pod deleted, the
+    pool creates no more than the one refill), and once allowed the sandbox runs on it."""
+    reconciler = await world.start_reconciler(
+        reconcile_options={"refused_write_retry_seconds": 1.0}
+    )
+    baseline = reconciler.sample("llmsafespace_sandbox_ready_queue_size")
+    await pool_manager.start()
+    await world.start_watcher()
+    await cluster.create_runtime()
+    await create_pool(cluster, "std", minSize=2)
+    await wait_ready_warm_pods(cluster, 2)
+
+    async def queued() -> bool:
+        return reconciler.sample("llmsafespace_sandbox_ready_queue_size") == baseline + 2
+
+    await eventually.eventually(queued, timeout_seconds=30, describe="2 in the queue")
+    probe_name = f"sandbox-probe-{uuid.uuid4().hex[:6]}"
+
+    async def probe() -> None:
+        with contextlib.suppress(errors.AlreadyExistsError):
+            await objects.create_object(
+                cluster.kube,
+                resource=objects.NETWORK_POLICY,
+                namespace=cluster.namespace,
+                body={
+                    "apiVersion": "networking.k8s.io/v1",
+                    "kind": "NetworkPolicy",
+                    "metadata": {"name": probe_name},
+                    "spec": {"podSelector": {"matchLabels": {"lss-test": "none"}}},
+                },
+            )
+        await objects.delete_object(
+            cluster.kube,
+            resource=objects.NETWORK_POLICY,
+            name=probe_name,
+            namespace=cluster.namespace,
+        )
+
+    rule = {
+        "apiGroups": ["networking.k8s.io"],
+        "apiVersions": ["v1"],
+        "operations": ["CREATE"],
+        "resources": ["networkpolicies"],
+    }
+    created_before = _pool_sample(pool_manager, "llmsafespace_warmpool_pods_created_total")
+    assert created_before >= 2  # the metric is read
+    async with refusing(
+        cluster.kube,
+        namespace=cluster.namespace,
+        rule=rule,
+        probe=probe,
+        allow="!object.metadata.name.startsWith('sandbox-')",
+    ):
+        created = await cluster.create_sandbox("held", timeout=600)
+        uid = created["metadata"]["uid"]
+        await eventually.eventually(
+            lambda: _claims(reconciler, "resumed") >= 2,
+            timeout_seconds=60,
+            describe="the claim resumed by two re-checks",
+        )
+        assert _claims(reconciler, "claimed") == 1
+        assert _claims(reconciler, "discarded") == 0
+        items = await warm_pods(cluster.kube, cluster.namespace)
+        held = [wp for wp in items if (wp.get("status") or {}).get("assignedTo") == uid]
+        assert len(held) == 1, items
+        # Not adopted: the pod is still the WarmPod's, without the sandbox's labels.
+        pod = await cluster.child(objects.POD, held[0]["status"]["podName"])
+        assert pod is not None
+        assert pod["metadata"]["ownerReferences"][0]["uid"] == held[0]["metadata"]["uid"]
+        obj = await cluster.sandbox("held")
+        assert obj is not None
+        assert not (obj.get("status") or {}).get("phase")
+
+    running = await cluster.wait_phase("held", "Running")
+    assert running["status"]["warmPodRef"]["name"] == held[0]["metadata"]["name"]
+    assert _claims(reconciler, "claimed") == 1
+    assert _claims(reconciler, "discarded") == 0
+    # One refill for the one claim, whatever the number of re-checks.
+    await wait_ready_warm_pods(cluster, 2)
+    created_after = _pool_sample(pool_manager, "llmsafespace_warmpool_pods_created_total")
+    assert created_after - created_before <= 1
+
+
+def _pool_sample(manager: PoolManager, name: str) -> float:
+    value = manager.service.runtime.registry.get_sample_value(name, {})
+    return 0.0 if value is None else value

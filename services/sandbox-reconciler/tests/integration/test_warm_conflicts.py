@@ -13,6 +13,13 @@ the new sandbox's hint itself.
   reconciler sends no WarmPod list for it (its client's request metric: candidates come from
   the queue), and each milestone of the warm start (hint received, claimed, adopted,
   running) is counted once.
+
+Beside the CAS, when the claim meets trouble:
+
+- a refused first wave (the sandbox's deny policy, refused by an admission policy): the
+  claim is kept and each re-check resumes it; no warm pod is discarded;
+- a cold pod beside a running warm sandbox's pod (two replicas raced): deleted, the warm pod
+  left alone.
 """
 
 from __future__ import annotations
@@ -33,9 +40,11 @@ from lss_common import errors
 from lss_common.bus import codec
 from lss_common.kube import objects
 from lss_common.logic import subjects
-from lss_common.models import messages
+from lss_common.models import labels, messages
 from lss_common.observability import metrics as shared_metrics
 from lss_common.testing import eventually
+from lss_sandbox_reconciler import names
+from lss_sandbox_reconciler.render import owner as owner_module
 
 pytestmark = pytest.mark.integration
 
@@ -292,3 +301,63 @@ async def test_a_refused_first_wave_keeps_the_claim_and_resumes_it(
 def _pool_sample(manager: PoolManager, name: str) -> float:
     value = manager.service.runtime.registry.get_sample_value(name, {})
     return 0.0 if value is None else value
+
+
+async def test_a_cold_pod_beside_a_warm_sandboxs_pod_is_deleted(
+    world: World, cluster: Cluster, pool_manager: PoolManager
+) -> None:
+    """Two passes of one new sandbox on two replicas may start it warm and cold; when the
+    warm start wins, the cold pod (the sandbox's name and labels) must not run beside it: a
+    second copy of the workload with the sandbox's network allowances. Here that pod is made
+    by hand beside a running warm sandbox; its own hint wakes the sandbox, whose pass deletes
+    it and leaves the warm pod alone."""
+    await world.start_reconciler()
+    await pool_manager.start()
+    await world.start_watcher()
+    await cluster.create_runtime()
+    await create_pool(cluster, "std", minSize=1)
+    await wait_ready_warm_pods(cluster, 1)
+    created = await cluster.create_sandbox("twice", timeout=600)
+    uid = created["metadata"]["uid"]
+    running = await cluster.wait_phase("twice", "Running")
+    assert running["status"].get("warmPodRef") is not None
+    warm_pod = await cluster.child(objects.POD, running["status"]["podName"])
+    assert warm_pod is not None
+
+    cold_name = names.pod_name("twice")
+    stray_labels = {
+        key: value
+        for key, value in warm_pod["metadata"]["labels"].items()
+        if key != labels.WARM_POD_UID  # not selected by the warm pod's Service
+    }
+    assert stray_labels[owner_module.SANDBOX_UID] == uid
+    spec = {k: v for k, v in warm_pod["spec"].items() if k != "nodeName"}
+    stray = await objects.create_object(
+        cluster.kube,
+        resource=objects.POD,
+        namespace=cluster.namespace,
+        body={
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {
+                "name": cold_name,
+                "labels": stray_labels,
+                "ownerReferences": warm_pod["metadata"]["ownerReferences"],
+            },
+            "spec": spec,
+        },
+    )
+
+    async def stray_gone() -> bool:
+        found = await cluster.child(objects.POD, cold_name)
+        return found is None or found["metadata"]["uid"] != stray["metadata"]["uid"]
+
+    await eventually.eventually(stray_gone, timeout_seconds=60, describe="the cold pod deleted")
+    still = await cluster.child(objects.POD, warm_pod["metadata"]["name"])
+    assert still is not None
+    assert still["metadata"]["uid"] == warm_pod["metadata"]["uid"]
+    after = await cluster.sandbox("twice")
+    assert after is not None
+    assert after["status"]["phase"] == "Running"
+    assert after["status"]["podName"] == warm_pod["metadata"]["name"]
+    assert (await cluster.children(uid))["Pod"] == [warm_pod["metadata"]["name"]]

@@ -15,6 +15,7 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
+import nats
 import prometheus_client
 import pytest
 from kubernetes_asyncio import client as k8s
@@ -175,8 +176,6 @@ class Stack:
 async def stack(
     platform: platform_module.Platform, nats_url: str, namespace: str
 ) -> AsyncIterator[Stack]:
-    import nats
-
     running = Stack(platform=platform, nats_url=nats_url, namespace=namespace)
     try:
         yield running
@@ -261,3 +260,25 @@ async def claim(kube: client.Kube, warm_pod: warmpod_model.WarmPod, *, sandbox_u
             },
         },
     )
+
+
+async def wait_consumer(stack: Stack, durable: str) -> None:
+    """Until a (subprocess) pool manager has declared its durable consumer: the watcher may
+    publish only then (interest retention drops hints nobody is interested in yet)."""
+    settings = stack.watcher_settings.nats
+    nc = await nats.connect(settings.url)
+    try:
+        js = nc.jetstream()
+
+        async def declared() -> bool:
+            try:
+                await js.consumer_info(settings.events_stream, durable)
+            except Exception:
+                return False
+            return True
+
+        await eventually.eventually(
+            declared, timeout_seconds=60, describe="the subprocess declared its consumer"
+        )
+    finally:
+        await nc.close()

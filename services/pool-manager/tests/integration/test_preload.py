@@ -10,13 +10,18 @@ own there), fed by the real watcher:
   ever Ready, the pool records the failures and backs off (``PreloadFailing``, one WarmPod
   at a time: with a long backoff, no third WarmPod is created after two failures);
 - a script whose language has no interpreter fails the pool with a condition naming the
-  field, and no WarmPod is created.
+  field, and no WarmPod is created;
+- a pool manager killed (SIGKILL) while a script runs: its successor does not run the
+  scripts again, it waits for the preload's deadline and fails the WarmPod as Interrupted.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import signal
+import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -34,7 +39,15 @@ from lss_common.testing import eventually
 from lss_dev import platform as platform_module
 from lss_pool_manager import preload
 
-from .conftest import Stack, by_phase, create_pool, get_pool, warm_pods
+from .conftest import (
+    Stack,
+    by_phase,
+    create_pool,
+    environment,
+    get_pool,
+    wait_consumer,
+    warm_pods,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -267,3 +280,84 @@ async def test_unknown_language_fails_the_pool(
     assert "spec.preloadScripts[0].language" in ready.message
     assert await warm_pods(kube, namespace=namespace) == []
     assert manager.sample("llmsafespace_warmpool_pods_created_total") == 0
+
+
+async def test_a_preload_cut_by_kill_9_fails_the_warm_pod_and_never_runs_twice(
+    stack: Stack,
+    kube: client.Kube,
+    namespace: str,
+    runtime_name: str,
+    output: Path,
+    warm_pod_watch: WarmPodWatch,
+) -> None:
+    """The pool manager running a WarmPod's scripts dies (SIGKILL). Its successor finds the
+    preload's marker: it waits for the deadline (the scripts' timeouts plus a slack) instead
+    of running them again, then fails the WarmPod as Interrupted (the scripts may have run in
+    part) and deletes it. The script ran once."""
+    settings = stack.settings().model_copy(
+        update={
+            "preload": stack.settings().preload.model_copy(
+                update={"failure_backoff_seconds": 3600.0}  # no replacement in the test
+            )
+        }
+    )
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "lss_pool_manager",
+        env={**os.environ, **environment(settings)},
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        await wait_consumer(stack, settings.pool.consumer_name)
+        await stack.start_watcher()
+        script = f"echo run >> {output.name}; sleep 20"
+        await create_pool(
+            kube,
+            namespace=namespace,
+            name="cut",
+            runtime=runtime_name,
+            minSize=1,
+            preloadScripts=[
+                {"name": "slow", "language": "shell", "content": script, "timeoutSeconds": 10}
+            ],
+        )
+
+        async def running() -> bool:
+            if not await asyncio.to_thread(output.exists):
+                return False
+            items = await warm_pods(kube, namespace=namespace)
+            marked = [wp for wp in items if _condition(wp, preload.CONDITION) is not None]
+            return bool(marked) and _condition(marked[0], preload.CONDITION).reason == "Running"
+
+        await eventually.eventually(running, timeout_seconds=60, describe="the script running")
+        process.send_signal(signal.SIGKILL)
+        assert await process.wait() == -signal.SIGKILL
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    successor = await stack.start_manager_with(settings)
+
+    async def interrupted() -> bool:
+        return any(
+            warmpod_model.status_of(wp).phase == warmpod_model.Phase.FAILED
+            and _condition(wp, preload.CONDITION).reason == "Interrupted"
+            for wp in warm_pod_watch.seen
+        ) and not await warm_pods(kube, namespace=namespace)
+
+    await eventually.eventually(
+        interrupted, timeout_seconds=90, describe="Failed as Interrupted, then deleted"
+    )
+    assert await asyncio.to_thread(output.read_text) == "run\n"
+    assert successor.sample("llmsafespace_warmpool_preloads_total", result="interrupted") == 1
+    assert (
+        successor.sample("llmsafespace_warmpool_pods_deleted_total", reason="preload_failed") == 1
+    )
+    assert successor.sample("llmsafespace_warmpool_pods_created_total") == 0
+    pool = await get_pool(kube, namespace=namespace, name="cut")
+    record = warmpool_model.status_of(pool).preload
+    assert record is not None
+    assert record.consecutive_failures == 1

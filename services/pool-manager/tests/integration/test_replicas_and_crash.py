@@ -11,7 +11,6 @@ import signal
 import sys
 import uuid
 
-import nats
 import pytest
 
 from lss_common.kube import client
@@ -28,6 +27,7 @@ from .conftest import (
     environment,
     get_pool,
     pods,
+    wait_consumer,
     warm_pods,
 )
 
@@ -87,7 +87,7 @@ async def test_kill_9_during_scale_up_then_converges_without_over_creation(
     watcher = asyncio.create_task(watch_the_count())
     try:
         # The consumer must exist before the watcher publishes (interest retention).
-        await _wait_consumer(stack, settings.pool.consumer_name)
+        await wait_consumer(stack, settings.pool.consumer_name)
         await stack.start_watcher()
         await create_pool(
             kube, namespace=namespace, name="py", runtime=runtime_name, minSize=6, maxSize=8
@@ -143,23 +143,3 @@ async def test_kill_9_during_scale_up_then_converges_without_over_creation(
     found = await pods(kube, namespace=namespace)
     pods_found = [p for p in found if not p["metadata"].get("deletionTimestamp")]
     assert len(pods_found) == 8, "one pod per WarmPod, none twice"
-
-
-async def _wait_consumer(stack: Stack, durable: str) -> None:
-    settings = stack.watcher_settings.nats
-    nc = await nats.connect(settings.url)
-    try:
-        js = nc.jetstream()
-
-        async def declared() -> bool:
-            try:
-                await js.consumer_info(settings.events_stream, durable)
-            except Exception:
-                return False
-            return True
-
-        await eventually.eventually(
-            declared, timeout_seconds=60, describe="the subprocess declared its consumer"
-        )
-    finally:
-        await nc.close()

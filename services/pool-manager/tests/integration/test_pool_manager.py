@@ -582,3 +582,40 @@ async def test_refused_pods_hold_their_slots_say_why_and_come_once_allowed(
         return any(c.reason == "Filled" for c in found.conditions or ())
 
     await eventually.eventually(filled, timeout_seconds=30, describe="the pool says Filled")
+
+
+async def test_a_pool_whose_runtime_appears_later_fills_by_itself(
+    stack: Stack, kube: client.Kube, namespace: str
+) -> None:
+    """A pool naming a runtime that does not exist yet says so (RuntimeNotFound) and creates
+    nothing; RuntimeEnvironment changes do not wake pools, so the pool's re-check
+    (``invalid_pool_recheck_seconds``, 1 s here) is what fills it once the runtime exists."""
+    await stack.start_manager(invalid_pool_recheck_seconds=1.0)
+    await stack.start_watcher()
+    language = f"l{uuid.uuid4().hex[:10]}"
+    await create_pool(kube, namespace=namespace, name="late", runtime=f"{language}:1.0", minSize=1)
+
+    async def not_found() -> bool:
+        found = warmpool_model.status_of(await get_pool(kube, namespace=namespace, name="late"))
+        return any(c.reason == "RuntimeNotFound" for c in found.conditions or ())
+
+    await eventually.eventually(not_found, timeout_seconds=30, describe="RuntimeNotFound")
+    assert await warm_pods(kube, namespace=namespace) == []
+    await objects.create_object(
+        kube,
+        resource=objects.RUNTIME_ENVIRONMENT,
+        body={
+            "apiVersion": "llmsafespace.dev/v1",
+            "kind": "RuntimeEnvironment",
+            "metadata": {"name": language},
+            "spec": {
+                "image": "ghcr.io/llmsafespace/runtime-python:3.11",
+                "language": language,
+                "version": "1.0",
+            },
+        },
+    )
+    try:
+        await wait_ready(kube, namespace, 1, what="1 Ready once the runtime exists")
+    finally:
+        await objects.delete_object(kube, resource=objects.RUNTIME_ENVIRONMENT, name=language)

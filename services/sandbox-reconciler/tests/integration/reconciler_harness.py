@@ -622,8 +622,10 @@ async def refusing(
     rule: dict[str, Any],
     probe: Callable[[], Awaitable[None]],
     allow: str = "false",
+    reason: str = "Forbidden",
 ) -> AsyncIterator[None]:
-    """Refuse (403) the writes ``rule`` matches in ``namespace`` until the block ends.
+    """Refuse the writes ``rule`` matches in ``namespace`` until the block ends: 403 with
+    ``reason`` Forbidden, 422 with Invalid.
 
     ``allow`` is the policy's CEL expression (true: allowed), e.g. to refuse the writes of
     one object only. ``probe`` makes one refused write; the block starts once the API server
@@ -641,7 +643,7 @@ async def refusing(
                 "failurePolicy": "Fail",
                 "matchConstraints": {"resourceRules": [rule]},
                 "validations": [
-                    {"expression": allow, "message": REFUSAL_MESSAGE, "reason": "Forbidden"}
+                    {"expression": allow, "message": REFUSAL_MESSAGE, "reason": reason}
                 ],
             },
         },
@@ -666,7 +668,7 @@ async def refusing(
     async def refused() -> bool:
         try:
             await probe()
-        except errors.PermanentError:
+        except (errors.PermanentError, errors.InvalidObjectError):
             return True
         return False
 

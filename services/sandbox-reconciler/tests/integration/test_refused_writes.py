@@ -151,9 +151,14 @@ async def _more_than(reconciler: Any, count: float) -> bool:
     return bool(sample > count)
 
 
+@pytest.mark.parametrize(
+    ("refusal", "reason"), [("Forbidden", "Forbidden"), ("Invalid", "WriteRejected")]
+)
 async def test_a_refused_create_shows_why_and_runs_once_allowed(
-    world: World, cluster: Cluster
+    world: World, cluster: Cluster, refusal: str, reason: str
 ) -> None:
+    """``refusal``: the admission policy's answer (Forbidden: 403, Invalid: 422); ``reason``:
+    the condition's and the Event's reason."""
     await world.start_reconciler(reconcile_options=_RETRY)
     await world.start_watcher()
     await cluster.create_runtime()
@@ -167,15 +172,17 @@ async def test_a_refused_create_shows_why_and_runs_once_allowed(
         "operations": ["CREATE"],
         "resources": ["serviceaccounts"],
     }
-    async with refusing(cluster.kube, namespace=cluster.namespace, rule=rule, probe=probe):
+    async with refusing(
+        cluster.kube, namespace=cluster.namespace, rule=rule, probe=probe, reason=refusal
+    ):
         await cluster.create_sandbox("blocked", timeout=600)
 
         async def refused() -> dict[str, Any] | None:
             obj = await cluster.sandbox("blocked")
-            return obj if _ready_reason(obj) == "Forbidden" else None
+            return obj if _ready_reason(obj) == reason else None
 
         obj = await eventually.eventually(
-            refused, timeout_seconds=60, describe="Ready=False/Forbidden"
+            refused, timeout_seconds=60, describe=f"Ready=False/{reason}"
         )
         ready = condition(obj, "Ready")
         assert ready["status"] == "False"
@@ -184,7 +191,7 @@ async def test_a_refused_create_shows_why_and_runs_once_allowed(
         # The pod never exists without its ServiceAccount.
         assert await cluster.child(objects.POD, pod_name("blocked")) is None
         warnings = await _warning_events(cluster, "blocked")
-        assert [e["reason"] for e in warnings] == ["Forbidden"], warnings
+        assert [e["reason"] for e in warnings] == [reason], warnings
 
     # Lifted: the refusal's re-check creates the account, then the pod; no edit needed.
     obj = await cluster.wait_phase("blocked", "Running")

@@ -91,12 +91,28 @@ class Handler:
                 batched = self._batch(event)
                 if batched is not None:
                     return batched
-                return await self.handle_pool(namespace=event.namespace, name=event.name)
+                key = _pool_key(event.namespace, event.name)
+                try:
+                    return await self.handle_pool(namespace=event.namespace, name=event.name)
+                except (errors.PermanentError, errors.InvalidObjectError) as error:
+                    return self._refused(key, error)
             if event.kind == kinds.WARM_POD.singular:
-                return await self.handle_warm_pod(
-                    namespace=event.namespace, name=event.name, versions=_versions(event)
-                )
+                key = _warm_pod_key(event.namespace, event.name)
+                try:
+                    return await self.handle_warm_pod(
+                        namespace=event.namespace, name=event.name, versions=_versions(event)
+                    )
+                except (errors.PermanentError, errors.InvalidObjectError) as error:
+                    return self._refused(key, error)
         raise errors.InvalidMessage(f"the pool manager does not handle {event.kind!r} hints")
+
+    def _refused(self, key: str, error: errors.LssError) -> outcomes.Outcome:
+        """A write the API server refused for good (403, 422: RBAC, an admission policy)
+        that no pass reported otherwise: it is fixed outside the pool, so look again after
+        ``refused_write_retry_seconds`` instead of waiting for the resync."""
+        _log.error("write refused", extra={"error": str(error)})
+        self._metrics.refused_writes_total.inc()
+        return self._requeue(key, self._options.refused_write_retry_seconds)
 
     def _batch(self, event: messages.ChangeEvent) -> outcomes.Outcome | None:
         """The outcome of a pool hint the refill batching defers or covers (batching.py);
@@ -424,7 +440,7 @@ class Handler:
     ) -> outcomes.Outcome:
         kube = self._kube.kube
         versions = versions or HintVersions()
-        key = subjects.message_id("warmpod", namespace=namespace, name=name, resource_version="-")
+        key = _warm_pod_key(namespace, name)
         warm_pod = await observe.get_warm_pod(
             kube, namespace=namespace, name=name, not_older_than=versions.warm_pod
         )
@@ -540,6 +556,10 @@ def _member(
         outdated=warm_pod.spec != record or preload.hash_of(warm_pod) != preload_hash,
         resource_version=metadata.resource_version or "",
     )
+
+
+def _warm_pod_key(namespace: str, name: str) -> str:
+    return subjects.message_id("warmpod", namespace=namespace, name=name, resource_version="-")
 
 
 def _pool_key(namespace: str, name: str) -> str:

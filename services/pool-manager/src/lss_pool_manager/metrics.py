@@ -38,6 +38,7 @@ class PoolManagerMetrics:
     own_write_hints_total: prometheus_client.Counter
     service_hints_total: prometheus_client.Counter
     batched_pool_passes_total: prometheus_client.Counter
+    refused_writes_total: prometheus_client.Counter
 
     @classmethod
     def register(cls, registry: prometheus_client.CollectorRegistry) -> typing.Self:
@@ -87,6 +88,13 @@ class PoolManagerMetrics:
                 "(deferred: its pass runs after LSS_POOL__REFILL_BATCH_SECONDS) or covered "
                 "(acknowledged: a deferred pass was due).",
                 ["how"],
+                **common,
+            ),
+            refused_writes_total=prometheus_client.Counter(
+                "refused_writes_total",
+                "Passes ended by a write the API server refused for good (403, 422) that "
+                "nothing else reported; each is re-checked after "
+                "LSS_POOL__REFUSED_WRITE_RETRY_SECONDS.",
                 **common,
             ),
             pods_deleted_total=prometheus_client.Counter(

@@ -72,9 +72,9 @@ class PoolOptions(BaseModel):
     refused_write_retry_seconds: float = Field(
         default=60.0,
         gt=0,
-        description="A WarmPod, pod or Service create the API server refuses for good (403 "
-        "or 422: a ResourceQuota, an admission policy, RBAC) is tried again after this long. "
-        "Meanwhile the WarmPod says PodRefused and the pool PodsRefused, with the API "
+        description="A write the API server refuses for good (403 or 422: a ResourceQuota, "
+        "an admission policy, RBAC) is tried again after this long. A refused pod or Service "
+        "create leaves its WarmPod PodRefused and the pool PodsRefused, with the API "
         "server's message, and the WarmPod holds its slot (no churn of new ones).",
     )
     invalid_pool_recheck_seconds: float = Field(

@@ -16,7 +16,7 @@ from lss_common.kube import client, objects
 from lss_common.models import labels, meta
 from lss_common.models import warmpod as warmpod_model
 from lss_common.models import warmpool as warmpool_model
-from lss_common.testing import eventually
+from lss_common.testing import admission, eventually
 from lss_dev import platform as platform_module
 from lss_pool_manager import names, podspec
 from lss_sandbox_reconciler import names as reconciler_names
@@ -619,3 +619,49 @@ async def test_a_pool_whose_runtime_appears_later_fills_by_itself(
         await wait_ready(kube, namespace, 1, what="1 Ready once the runtime exists")
     finally:
         await objects.delete_object(kube, resource=objects.RUNTIME_ENVIRONMENT, name=language)
+
+
+async def test_a_refused_pool_status_write_is_retried_until_allowed(
+    stack: Stack, kube: client.Kube, namespace: str, runtime_name: str
+) -> None:
+    """An admission policy refuses the pool's status writes: its WarmPods still come (the
+    status is written last in a pass), each refused pass is counted and looked at again
+    after ``refused_write_retry_seconds``, and once allowed the status says Filled without
+    any other change to wake the pool."""
+    await create_pool(kube, namespace=namespace, name="quiet", runtime=runtime_name, minSize=2)
+
+    async def probe() -> None:
+        await objects.patch_object(
+            kube,
+            resource=objects.WARM_POOL,
+            name="quiet",
+            namespace=namespace,
+            subresource="status",
+            body={"status": {}},
+        )
+
+    rule = {
+        "apiGroups": ["llmsafespace.dev"],
+        "apiVersions": ["*"],
+        "operations": ["UPDATE"],
+        "resources": ["warmpools/status"],
+    }
+    async with admission.refusing(kube, namespace=namespace, rule=rule, probe=probe):
+        manager = await stack.start_manager(refused_write_retry_seconds=1.0)
+        await stack.start_watcher()
+        await wait_ready(kube, namespace, 2, what="2 Ready WarmPods despite the refusal")
+        await eventually.eventually(
+            lambda: manager.sample("llmsafespace_warmpool_refused_writes_total") >= 2,
+            timeout_seconds=30,
+            describe="refused passes counted and retried",
+        )
+        pool = await get_pool(kube, namespace=namespace, name="quiet")
+        assert warmpool_model.status_of(pool).available_pods in (None, 0)
+
+    async def filled() -> bool:
+        found = warmpool_model.status_of(await get_pool(kube, namespace=namespace, name="quiet"))
+        return found.available_pods == 2 and any(
+            c.reason == "Filled" for c in found.conditions or ()
+        )
+
+    await eventually.eventually(filled, timeout_seconds=30, describe="the status written")

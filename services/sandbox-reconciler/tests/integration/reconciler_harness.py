@@ -19,7 +19,7 @@ import socket
 import subprocess
 import sys
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -593,94 +593,3 @@ class PhaseRecorder:
                     phase = (event["object"].get("status") or {}).get("phase")
                 if not self.phases or self.phases[-1] != phase:
                     self.phases.append(phase)
-
-
-# -- refusals: a ValidatingAdmissionPolicy bound to one namespace ----------------------
-
-_POLICY = objects.ApiResource(
-    group="admissionregistration.k8s.io",
-    version="v1",
-    plural="validatingadmissionpolicies",
-    kind="ValidatingAdmissionPolicy",
-    namespaced=False,
-)
-_BINDING = objects.ApiResource(
-    group="admissionregistration.k8s.io",
-    version="v1",
-    plural="validatingadmissionpolicybindings",
-    kind="ValidatingAdmissionPolicyBinding",
-    namespaced=False,
-)
-REFUSAL_MESSAGE = "refused by the test's admission policy"
-
-
-@contextlib.asynccontextmanager
-async def refusing(
-    kube: client.Kube,
-    *,
-    namespace: str,
-    rule: dict[str, Any],
-    probe: Callable[[], Awaitable[None]],
-    allow: str = "false",
-    reason: str = "Forbidden",
-) -> AsyncIterator[None]:
-    """Refuse the writes ``rule`` matches in ``namespace`` until the block ends: 403 with
-    ``reason`` Forbidden, 422 with Invalid.
-
-    ``allow`` is the policy's CEL expression (true: allowed), e.g. to refuse the writes of
-    one object only. ``probe`` makes one refused write; the block starts once the API server
-    refuses it (the policy takes effect asynchronously) and ends once it is allowed again.
-    """
-    name = f"lss-test-refuse-{uuid.uuid4().hex[:8]}"
-    await objects.create_object(
-        kube,
-        resource=_POLICY,
-        body={
-            "apiVersion": _POLICY.api_version,
-            "kind": _POLICY.kind,
-            "metadata": {"name": name},
-            "spec": {
-                "failurePolicy": "Fail",
-                "matchConstraints": {"resourceRules": [rule]},
-                "validations": [
-                    {"expression": allow, "message": REFUSAL_MESSAGE, "reason": reason}
-                ],
-            },
-        },
-    )
-    await objects.create_object(
-        kube,
-        resource=_BINDING,
-        body={
-            "apiVersion": _BINDING.api_version,
-            "kind": _BINDING.kind,
-            "metadata": {"name": name},
-            "spec": {
-                "policyName": name,
-                "validationActions": ["Deny"],
-                "matchResources": {
-                    "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}}
-                },
-            },
-        },
-    )
-
-    async def refused() -> bool:
-        try:
-            await probe()
-        except (errors.PermanentError, errors.InvalidObjectError):
-            return True
-        return False
-
-    try:
-        await eventually.eventually(refused, timeout_seconds=30, describe="policy in effect")
-        yield
-    finally:
-        for resource in (_BINDING, _POLICY):
-            with contextlib.suppress(errors.NotFoundError):
-                await objects.delete_object(kube, resource=resource, name=name)
-
-    async def allowed() -> bool:
-        return not await refused()
-
-    await eventually.eventually(allowed, timeout_seconds=30, describe="policy lifted")

@@ -25,13 +25,14 @@ import uuid
 from typing import Any
 
 import pytest
-from reconciler_harness import REFUSAL_MESSAGE as _MESSAGE
-from reconciler_harness import Cluster, World, condition, pod_name, refusing
+from reconciler_harness import Cluster, World, condition, pod_name
 
 from lss_common import errors
 from lss_common.kube import objects
 from lss_common.models import kinds
 from lss_common.testing import eventually
+from lss_common.testing.admission import REFUSAL_MESSAGE as _MESSAGE
+from lss_common.testing.admission import refusing
 from lss_sandbox_reconciler import names
 
 pytestmark = pytest.mark.integration

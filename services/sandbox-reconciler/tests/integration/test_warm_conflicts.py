@@ -33,7 +33,7 @@ from typing import Any
 
 import nats
 import pytest
-from reconciler_harness import Cluster, RunningReconciler, World, refusing
+from reconciler_harness import Cluster, RunningReconciler, World
 from test_warm_claim import PoolManager, create_pool, phase_of, wait_ready_warm_pods, warm_pods
 
 from lss_common import errors
@@ -43,6 +43,7 @@ from lss_common.logic import subjects
 from lss_common.models import labels, messages
 from lss_common.observability import metrics as shared_metrics
 from lss_common.testing import eventually
+from lss_common.testing.admission import refusing
 from lss_sandbox_reconciler import names
 from lss_sandbox_reconciler.render import owner as owner_module
 

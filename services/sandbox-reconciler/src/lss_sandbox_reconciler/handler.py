@@ -224,22 +224,21 @@ class Handler:
                     )
             except apply.ApplyError as error:
                 refused = isinstance(error.cause, errors.PermanentError | errors.InvalidObjectError)
+                reason = CLEANUP_FAILED if error.cleanup else _reason_of(error.cause)
                 if refused or error.cleanup:
-                    reason = CLEANUP_FAILED if error.cleanup else _reason_of(error.cause)
                     await self._report_refusal(
                         error.sandbox, reason=reason, message=str(error), now=now
                     )
                 if refused:
-                    return self._after_refusal((namespace, name), error=error.cause)
+                    return self._after_refusal((namespace, name), error=error.cause, reason=reason)
                 raise error.cause from error
             except (errors.PermanentError, errors.InvalidObjectError) as error:
                 # A write to the Sandbox itself (its finalizer, its status) or one of the
                 # claim's (WarmPod, pod) was refused. The condition may be refused too (a
                 # status write is); the Event still says it.
-                await self._report_refusal(
-                    sandbox, reason=_reason_of(error), message=str(error), now=now
-                )
-                return self._after_refusal((namespace, name), error=error)
+                reason = _reason_of(error)
+                await self._report_refusal(sandbox, reason=reason, message=str(error), now=now)
+                return self._after_refusal((namespace, name), error=error, reason=reason)
             if applied.status_written and self._status is not None:
                 # applied.sandbox is the API server's answer to the status write (the
                 # committed object at its new resourceVersion): its record can go out now,
@@ -260,10 +259,13 @@ class Handler:
             delay = None if applied.finalizer_removed else planned.requeue_after_seconds
             return self._requeue((namespace, name), delay=delay)
 
-    def _after_refusal(self, key: tuple[str, str], *, error: errors.LssError) -> outcomes.Outcome:
+    def _after_refusal(
+        self, key: tuple[str, str], *, error: errors.LssError, reason: str
+    ) -> outcomes.Outcome:
         """What refuses a write (RBAC, an admission policy, a quota) is fixed outside the
         sandbox: look again later, so the fix needs no edit of it and a deletion held by a
         refused delete completes by itself. Without a retry: ack (the resync looks again)."""
+        self._metrics.refused_writes_total.labels(reason=reason).inc()
         retry = self._settings.reconcile.refused_write_retry_seconds
         if retry > 0:
             return self._requeue(key, delay=retry)

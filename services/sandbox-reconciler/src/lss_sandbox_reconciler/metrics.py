@@ -93,6 +93,7 @@ class SandboxMetrics:
     startup_duration_seconds: prometheus_client.Histogram
     api_writes_total: prometheus_client.Counter
     cleanup_failures_total: prometheus_client.Counter
+    refused_writes_total: prometheus_client.Counter
     conflicts_total: prometheus_client.Counter
     hint_delay_seconds: prometheus_client.Histogram
     pass_stage_seconds: prometheus_client.Histogram
@@ -134,6 +135,14 @@ class SandboxMetrics:
                 f"{_PREFIX}_cleanup_failures_total",
                 "Deletes of a sandbox's children that failed (the finalizer stays).",
                 ["kind"],
+                registry=registry,
+            ),
+            refused_writes_total=prometheus_client.Counter(
+                f"{_PREFIX}_refused_writes_total",
+                "Passes ended by a write the API server refused for good (403, 422), by "
+                "condition reason (Forbidden, WriteRejected, CleanupFailed); each is re-checked "
+                "after LSS_RECONCILE__REFUSED_WRITE_RETRY_SECONDS.",
+                ["reason"],
                 registry=registry,
             ),
             conflicts_total=prometheus_client.Counter(

@@ -131,6 +131,10 @@ async def test_a_refused_delete_keeps_the_finalizer_and_shows_why(
             "llmsafespace_sandbox_cleanup_failures_total", kind="NetworkPolicy"
         )
         assert failures >= 1
+        refusals = reconciler.sample(
+            "llmsafespace_sandbox_refused_writes_total", reason="CleanupFailed"
+        )
+        assert refusals >= 1
         # Re-checks meet the same refusal: still held, and the Event is not posted again.
         await eventually.eventually(
             lambda: _more_than(reconciler, failures),
@@ -160,7 +164,7 @@ async def test_a_refused_create_shows_why_and_runs_once_allowed(
 ) -> None:
     """``refusal``: the admission policy's answer (Forbidden: 403, Invalid: 422); ``reason``:
     the condition's and the Event's reason."""
-    await world.start_reconciler(reconcile_options=_RETRY)
+    reconciler = await world.start_reconciler(reconcile_options=_RETRY)
     await world.start_watcher()
     await cluster.create_runtime()
     probe_name = f"probe-{uuid.uuid4().hex[:6]}"
@@ -193,6 +197,8 @@ async def test_a_refused_create_shows_why_and_runs_once_allowed(
         assert await cluster.child(objects.POD, pod_name("blocked")) is None
         warnings = await _warning_events(cluster, "blocked")
         assert [e["reason"] for e in warnings] == [reason], warnings
+        refusals = reconciler.sample("llmsafespace_sandbox_refused_writes_total", reason=reason)
+        assert refusals >= 1
 
     # Lifted: the refusal's re-check creates the account, then the pod; no edit needed.
     obj = await cluster.wait_phase("blocked", "Running")

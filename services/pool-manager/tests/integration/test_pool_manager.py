@@ -18,7 +18,7 @@ from lss_common.models import warmpod as warmpod_model
 from lss_common.models import warmpool as warmpool_model
 from lss_common.testing import admission, eventually
 from lss_dev import platform as platform_module
-from lss_pool_manager import names, podspec
+from lss_pool_manager import lifecycle, names, podspec
 from lss_sandbox_reconciler import names as reconciler_names
 
 from .conftest import (
@@ -665,3 +665,50 @@ async def test_a_refused_pool_status_write_is_retried_until_allowed(
         )
 
     await eventually.eventually(filled, timeout_seconds=30, describe="the status written")
+
+
+async def test_a_podless_warm_pod_of_an_old_configuration_is_replaced(
+    stack: Stack, kube: client.Kube, namespace: str, runtime_name: str
+) -> None:
+    """A WarmPod still without a pod (refused: a quota of no pods) when its pool's
+    resources change is built for a configuration that no longer applies: its re-check
+    deletes it (``outdated``) instead of creating its pod, and the pool's new WarmPod, once
+    pods are allowed, has the new resources."""
+    await objects.create_object(
+        kube,
+        resource=_QUOTA,
+        namespace=namespace,
+        body={
+            "apiVersion": "v1",
+            "kind": "ResourceQuota",
+            "metadata": {"name": "no-pods"},
+            "spec": {"hard": {"pods": "0"}},
+        },
+    )
+    manager = await stack.start_manager(refused_write_retry_seconds=1.0)
+    await stack.start_watcher()
+    await create_pool(kube, namespace=namespace, name="py", runtime=runtime_name, minSize=1)
+
+    async def refused() -> warmpod_model.WarmPod | None:
+        items = await warm_pods(kube, namespace=namespace)
+        return items[0] if len(items) == 1 and lifecycle.refusal_of(items[0]) else None
+
+    old = await eventually.eventually(refused, timeout_seconds=60, describe="a refused WarmPod")
+    await objects.patch_object(
+        kube,
+        resource=objects.WARM_POOL,
+        name="py",
+        namespace=namespace,
+        body={"spec": {"resources": {"cpu": "250m", "memory": "256Mi"}}},
+    )
+
+    async def replaced() -> bool:
+        items = await warm_pods(kube, namespace=namespace)
+        return bool(items) and all(wp.metadata.uid != old.metadata.uid for wp in items)
+
+    await eventually.eventually(replaced, timeout_seconds=60, describe="the old WarmPod gone")
+    assert manager.sample("llmsafespace_warmpool_pods_deleted_total", reason="outdated") >= 1
+    await objects.delete_object(kube, resource=_QUOTA, namespace=namespace, name="no-pods")
+    (ready,) = await wait_ready(kube, namespace, 1, what="1 Ready of the new configuration")
+    assert ready.spec.resources.cpu == "250m"
+    assert ready.spec.resources.memory == "256Mi"

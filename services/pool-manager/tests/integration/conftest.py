@@ -47,6 +47,16 @@ def kube(kube_api: k8s.ApiClient) -> client.Kube:
 async def runtime_name(kube: client.Kube) -> AsyncIterator[str]:
     """``<language>:1.0`` of a fresh RuntimeEnvironment (deleted after the test)."""
     language = f"l{uuid.uuid4().hex[:10]}"
+    await create_runtime(kube, language=language)
+    try:
+        yield f"{language}:1.0"
+    finally:
+        with contextlib.suppress(Exception):
+            await objects.delete_object(kube, resource=objects.RUNTIME_ENVIRONMENT, name=language)
+
+
+async def create_runtime(kube: client.Kube, *, language: str) -> None:
+    """The RuntimeEnvironment ``<language>:1.0`` (cluster-scoped: named by the language)."""
     await objects.create_object(
         kube,
         resource=objects.RUNTIME_ENVIRONMENT,
@@ -61,11 +71,6 @@ async def runtime_name(kube: client.Kube) -> AsyncIterator[str]:
             },
         },
     )
-    try:
-        yield f"{language}:1.0"
-    finally:
-        with contextlib.suppress(Exception):
-            await objects.delete_object(kube, resource=objects.RUNTIME_ENVIRONMENT, name=language)
 
 
 def pool_settings(

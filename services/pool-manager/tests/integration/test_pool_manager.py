@@ -27,6 +27,7 @@ from .conftest import (
     by_phase,
     claim,
     create_pool,
+    create_runtime,
     get_pool,
     pods,
     warm_pods,
@@ -504,13 +505,8 @@ _QUOTA = objects.ApiResource(
 )
 
 
-async def test_refused_pods_hold_their_slots_say_why_and_come_once_allowed(
-    stack: Stack, kube: client.Kube, namespace: str, runtime_name: str
-) -> None:
-    """A ResourceQuota of no pods: the API server refuses every warm pod (403). The pool
-    creates its two WarmPods and no more (each keeps its slot, Pending with PodRefused and
-    the API server's message), the pool says PodsRefused; once the quota is gone, the next
-    re-check creates the pods and the pool fills."""
+async def _no_pods_quota(kube: client.Kube, namespace: str) -> None:
+    """A ResourceQuota of no pods: the API server refuses every pod create (403)."""
     await objects.create_object(
         kube,
         resource=_QUOTA,
@@ -522,6 +518,16 @@ async def test_refused_pods_hold_their_slots_say_why_and_come_once_allowed(
             "spec": {"hard": {"pods": "0"}},
         },
     )
+
+
+async def test_refused_pods_hold_their_slots_say_why_and_come_once_allowed(
+    stack: Stack, kube: client.Kube, namespace: str, runtime_name: str
+) -> None:
+    """A ResourceQuota of no pods: the API server refuses every warm pod (403). The pool
+    creates its two WarmPods and no more (each keeps its slot, Pending with PodRefused and
+    the API server's message), the pool says PodsRefused; once the quota is gone, the next
+    re-check creates the pods and the pool fills."""
+    await _no_pods_quota(kube, namespace)
     manager = await stack.start_manager(refused_write_retry_seconds=1.0)
     await stack.start_watcher()
     await create_pool(kube, namespace=namespace, name="py", runtime=runtime_name, minSize=2)
@@ -601,20 +607,7 @@ async def test_a_pool_whose_runtime_appears_later_fills_by_itself(
 
     await eventually.eventually(not_found, timeout_seconds=30, describe="RuntimeNotFound")
     assert await warm_pods(kube, namespace=namespace) == []
-    await objects.create_object(
-        kube,
-        resource=objects.RUNTIME_ENVIRONMENT,
-        body={
-            "apiVersion": "llmsafespace.dev/v1",
-            "kind": "RuntimeEnvironment",
-            "metadata": {"name": language},
-            "spec": {
-                "image": "ghcr.io/llmsafespace/runtime-python:3.11",
-                "language": language,
-                "version": "1.0",
-            },
-        },
-    )
+    await create_runtime(kube, language=language)
     try:
         await wait_ready(kube, namespace, 1, what="1 Ready once the runtime exists")
     finally:
@@ -674,17 +667,7 @@ async def test_a_podless_warm_pod_of_an_old_configuration_is_replaced(
     resources change is built for a configuration that no longer applies: its re-check
     deletes it (``outdated``) instead of creating its pod, and the pool's new WarmPod, once
     pods are allowed, has the new resources."""
-    await objects.create_object(
-        kube,
-        resource=_QUOTA,
-        namespace=namespace,
-        body={
-            "apiVersion": "v1",
-            "kind": "ResourceQuota",
-            "metadata": {"name": "no-pods"},
-            "spec": {"hard": {"pods": "0"}},
-        },
-    )
+    await _no_pods_quota(kube, namespace)
     manager = await stack.start_manager(refused_write_retry_seconds=1.0)
     await stack.start_watcher()
     await create_pool(kube, namespace=namespace, name="py", runtime=runtime_name, minSize=1)

@@ -14,7 +14,9 @@ the reconciler makes (as an operator's policy or a missing RBAC rule would):
 - a refused **status write** of the Sandbox (its condition is refused too): Warning Events
   say so, one per re-check; once lifted, it runs;
 - a refused **finalizer patch**: no pod without the finalizer, ``Ready=False/Forbidden`` and
-  an Event; once lifted, it runs with the finalizer.
+  an Event; once lifted, it runs with the finalizer;
+- a delete that **fails for a while** (500: an unreachable webhook), not refused: the
+  finalizer stays, ``CleanupFailed``, retried with the consumer's backoff, then completes.
 """
 
 from __future__ import annotations
@@ -303,3 +305,92 @@ async def test_a_refused_finalizer_patch_creates_no_pod_and_shows_why(
     running = await cluster.wait_phase("unheld", "Running")
     assert kinds.FINALIZER in running["metadata"]["finalizers"]
     assert await cluster.child(objects.POD, pod_name("unheld")) is not None
+
+
+_WEBHOOKS = objects.ApiResource(
+    group="admissionregistration.k8s.io",
+    version="v1",
+    plural="validatingwebhookconfigurations",
+    kind="ValidatingWebhookConfiguration",
+    namespaced=False,
+)
+
+
+async def test_a_delete_failing_for_a_while_keeps_the_finalizer_and_is_retried(
+    world: World, cluster: Cluster
+) -> None:
+    """Not refused but failing: a validating webhook that cannot be reached (failurePolicy
+    Fail) makes the API server answer the deny policy's delete with a 500. The Sandbox keeps
+    its finalizer and shows ``CleanupFailed``; the hint is retried with backoff (counted on
+    each try); once the webhook is gone the deletion completes."""
+    reconciler = await world.start_reconciler()
+    await world.start_watcher()
+    await cluster.create_runtime()
+    created = await cluster.create_sandbox("flaky", timeout=600)
+    uid = created["metadata"]["uid"]
+    await cluster.wait_phase("flaky", "Running")
+    deny = names.policy_name("flaky", policy=names.Policy.DENY)
+    name = f"lss-test-unreachable-{uuid.uuid4().hex[:8]}"
+    await objects.create_object(
+        cluster.kube,
+        resource=_WEBHOOKS,
+        body={
+            "apiVersion": _WEBHOOKS.api_version,
+            "kind": _WEBHOOKS.kind,
+            "metadata": {"name": name},
+            "webhooks": [
+                {
+                    "name": "unreachable.test.llmsafespace.dev",
+                    # Nothing listens on port 1: every call fails.
+                    "clientConfig": {"url": "https://127.0.0.1:1/validate"},
+                    "rules": [
+                        {
+                            "apiGroups": ["networking.k8s.io"],
+                            "apiVersions": ["v1"],
+                            "operations": ["DELETE"],
+                            "resources": ["networkpolicies"],
+                        }
+                    ],
+                    "namespaceSelector": {
+                        "matchLabels": {"kubernetes.io/metadata.name": cluster.namespace}
+                    },
+                    "failurePolicy": "Fail",
+                    "sideEffects": "None",
+                    "admissionReviewVersions": ["v1"],
+                    "timeoutSeconds": 1,
+                }
+            ],
+        },
+    )
+    try:
+        await cluster.delete_sandbox("flaky")
+
+        async def failing() -> dict[str, Any] | None:
+            obj = await cluster.sandbox("flaky")
+            return obj if _ready_reason(obj) == "CleanupFailed" else None
+
+        obj = await eventually.eventually(
+            failing, timeout_seconds=60, describe="Ready=False/CleanupFailed"
+        )
+        assert deny in condition(obj, "Ready")["message"]
+        assert kinds.FINALIZER in obj["metadata"]["finalizers"]
+        # Retried with the consumer's backoff (not a refusal: no refused-write count).
+        await eventually.eventually(
+            lambda: (
+                reconciler.sample(
+                    "llmsafespace_sandbox_cleanup_failures_total", kind="NetworkPolicy"
+                )
+                >= 2
+            ),
+            timeout_seconds=60,
+            describe="the delete tried again",
+        )
+        assert (
+            reconciler.sample("llmsafespace_sandbox_refused_writes_total", reason="CleanupFailed")
+            == 0
+        )
+        assert (await cluster.children(uid))["NetworkPolicy"] == [deny]
+    finally:
+        await objects.delete_object(cluster.kube, resource=_WEBHOOKS, name=name)
+    await cluster.wait_gone("flaky")
+    assert all(not found for found in (await cluster.children(uid)).values())

@@ -38,6 +38,7 @@ from lss_common.models import warmpool as warmpool_model
 from lss_common.testing import eventually
 from lss_dev import platform as platform_module
 from lss_pool_manager import preload
+from lss_pool_manager import settings as settings_module
 
 from .conftest import (
     Stack,
@@ -168,6 +169,14 @@ async def warm_pod_watch(kube_api: k8s.ApiClient, namespace: str) -> AsyncIterat
         yield found
 
 
+def _without_replacements(stack: Stack) -> settings_module.PoolManagerSettings:
+    """Settings whose preload backoff outlasts the test: after a preload failure, no new
+    WarmPod is created."""
+    settings = stack.settings()
+    preload_options = settings.preload.model_copy(update={"failure_backoff_seconds": 3600.0})
+    return settings.model_copy(update={"preload": preload_options})
+
+
 async def test_failing_script_fails_the_warm_pod_and_backs_off(
     stack: Stack,
     kube: client.Kube,
@@ -177,15 +186,7 @@ async def test_failing_script_fails_the_warm_pod_and_backs_off(
     warm_pod_watch: WarmPodWatch,
 ) -> None:
     # A backoff longer than the test: after the first failures, no further WarmPod.
-    manager = await stack.start_manager_with(
-        stack.settings().model_copy(
-            update={
-                "preload": stack.settings().preload.model_copy(
-                    update={"failure_backoff_seconds": 3600.0}
-                )
-            }
-        )
-    )
+    manager = await stack.start_manager_with(_without_replacements(stack))
     await stack.start_watcher()
     scripts = [
         {"name": "fine", "language": "shell", "content": f"echo fine >> {output.name}"},
@@ -294,13 +295,7 @@ async def test_a_preload_cut_by_kill_9_fails_the_warm_pod_and_never_runs_twice(
     preload's marker: it waits for the deadline (the scripts' timeouts plus a slack) instead
     of running them again, then fails the WarmPod as Interrupted (the scripts may have run in
     part) and deletes it. The script ran once."""
-    settings = stack.settings().model_copy(
-        update={
-            "preload": stack.settings().preload.model_copy(
-                update={"failure_backoff_seconds": 3600.0}  # no replacement in the test
-            )
-        }
-    )
+    settings = _without_replacements(stack)
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",

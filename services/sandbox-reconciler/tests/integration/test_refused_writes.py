@@ -70,6 +70,19 @@ def _policy_body(name: str) -> dict[str, Any]:
     }
 
 
+async def _wait_ready_reason(cluster: Cluster, name: str, *, reason: str) -> dict[str, Any]:
+    """The Sandbox once its Ready condition has ``reason``."""
+
+    async def shown() -> dict[str, Any] | None:
+        obj = await cluster.sandbox(name)
+        return obj if _ready_reason(obj) == reason else None
+
+    found: dict[str, Any] = await eventually.eventually(
+        shown, timeout_seconds=60, describe=f"{name}: Ready=False/{reason}"
+    )
+    return found
+
+
 def _ready_reason(obj: dict[str, Any] | None) -> str | None:
     for item in ((obj or {}).get("status") or {}).get("conditions") or ():
         if item["type"] == "Ready":
@@ -111,13 +124,7 @@ async def test_a_refused_delete_keeps_the_finalizer_and_shows_why(
     async with refusing(cluster.kube, namespace=cluster.namespace, rule=rule, probe=probe):
         await cluster.delete_sandbox("stuck")
 
-        async def cleanup_failed() -> dict[str, Any] | None:
-            obj = await cluster.sandbox("stuck")
-            return obj if _ready_reason(obj) == "CleanupFailed" else None
-
-        obj = await eventually.eventually(
-            cleanup_failed, timeout_seconds=60, describe="Ready=False/CleanupFailed"
-        )
+        obj = await _wait_ready_reason(cluster, "stuck", reason="CleanupFailed")
         ready = condition(obj, "Ready")
         assert ready["status"] == "False"
         assert deny in ready["message"], ready
@@ -184,13 +191,7 @@ async def test_a_refused_create_shows_why_and_runs_once_allowed(
     ):
         await cluster.create_sandbox("blocked", timeout=600)
 
-        async def refused() -> dict[str, Any] | None:
-            obj = await cluster.sandbox("blocked")
-            return obj if _ready_reason(obj) == reason else None
-
-        obj = await eventually.eventually(
-            refused, timeout_seconds=60, describe=f"Ready=False/{reason}"
-        )
+        obj = await _wait_ready_reason(cluster, "blocked", reason=reason)
         ready = condition(obj, "Ready")
         assert ready["status"] == "False"
         assert _MESSAGE in ready["message"], ready
@@ -290,11 +291,7 @@ async def test_a_refused_finalizer_patch_creates_no_pod_and_shows_why(
     async with refused:
         await world.start_watcher()
 
-        async def shown() -> dict[str, Any] | None:
-            obj = await cluster.sandbox("unheld")
-            return obj if _ready_reason(obj) == "Forbidden" else None
-
-        obj = await eventually.eventually(shown, timeout_seconds=60, describe="Ready=False")
+        obj = await _wait_ready_reason(cluster, "unheld", reason="Forbidden")
         assert _MESSAGE in condition(obj, "Ready")["message"]
         assert kinds.FINALIZER not in (obj["metadata"].get("finalizers") or [])
         # A pod never exists without the finalizer that guarantees its cleanup.
@@ -365,13 +362,7 @@ async def test_a_delete_failing_for_a_while_keeps_the_finalizer_and_is_retried(
     try:
         await cluster.delete_sandbox("flaky")
 
-        async def failing() -> dict[str, Any] | None:
-            obj = await cluster.sandbox("flaky")
-            return obj if _ready_reason(obj) == "CleanupFailed" else None
-
-        obj = await eventually.eventually(
-            failing, timeout_seconds=60, describe="Ready=False/CleanupFailed"
-        )
+        obj = await _wait_ready_reason(cluster, "flaky", reason="CleanupFailed")
         assert deny in condition(obj, "Ready")["message"]
         assert kinds.FINALIZER in obj["metadata"]["finalizers"]
         # Retried with the consumer's backoff (not a refusal: no refused-write count).

@@ -17,7 +17,9 @@ Called by the warmpod handler when a WarmPod built with preload scripts would be
    ``Failed`` naming the script, then the WarmPod deleted (its pod goes by garbage
    collection). The pool pass reads the record after listing the WarmPods, so a pass that
    sees the failure (a Failed or missing WarmPod) also sees the record: no replacement
-   escapes the backoff.
+   escapes the backoff. A record write that meets ``RECORD_ATTEMPTS`` conflicts in a row
+   (each after a re-read of the pool) is given up with a warning: that one failure goes
+   unrecorded and its replacement is not held back; the next failure is recorded.
 
 A pool manager killed during step 3 leaves the marker; whoever looks after the deadline fails
 the WarmPod, so scripts run at most once per pod.
@@ -45,7 +47,7 @@ _log = logging.getLogger(__name__)
 
 # A failure record that keeps meeting concurrent pool status writes is given up after this
 # many re-reads: the WarmPod's own Failed condition still says what happened.
-_RECORD_ATTEMPTS = 10
+RECORD_ATTEMPTS = 10
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -211,7 +213,7 @@ class Preloader:
         """Write the pool's preload record, re-reading the pool on each conflict."""
         kube = self._kube()
         current: warmpool_model.WarmPool | None = pool
-        for _ in range(_RECORD_ATTEMPTS):
+        for _ in range(RECORD_ATTEMPTS):
             if current is None or current.metadata.deletion_timestamp:
                 return
             status = warmpool_model.status_of(current)

@@ -75,6 +75,13 @@ def holder_of(obj: Mapping[str, Any]) -> Holder:
     )
 
 
+def same_holder(listed: Holder, found: Mapping[str, Any]) -> Holder | None:
+    """The listed holder as ``found`` by name just before acting, or None when that is a
+    namesake (the listed sandbox was deleted and another created under its name since)."""
+    fresh = holder_of(found)
+    return fresh if fresh.uid == listed.uid else None
+
+
 def claimed_at(obj: warmpod_model.WarmPod) -> datetime.datetime | None:
     """When the WarmPod was claimed (``assignedAt``; its creation if a claim lacks it)."""
     status = warmpod_model.status_of(obj)

@@ -114,8 +114,7 @@ class Sweeper:
             )
         except errors.NotFoundError:
             return None
-        fresh = sweep.holder_of(found)
-        return fresh if fresh.uid == holder.uid else None
+        return sweep.same_holder(holder, found)
 
     async def _release(
         self, warm_pod: warmpod_model.WarmPod, *, holder: sweep.Holder | None

@@ -5,21 +5,29 @@ reconciler: the claims are made by hand, as a reconciler killed after its CAS le
   sandbox that references another WarmPod (its pod adopted by that sandbox, as the claim
   does, but not the pod the sandbox runs on), are released past the grace period: WarmPod
   and pod deleted, and the pool refills;
-- the WarmPod the sandbox references, and its pod, are kept.
+- the WarmPod the sandbox references, and its pod, are kept;
+- a claim whose sandbox references it by the time of the check, though not yet in the
+  sweep's list, is kept (the verdict is confirmed on a fresh read before any delete).
 """
 
 from __future__ import annotations
 
+import datetime
 import uuid
 from typing import Any
 
+import prometheus_client
 import pytest
 
 from lss_common import errors
 from lss_common.kube import client, objects
 from lss_common.models import kinds
 from lss_common.models import warmpod as warmpod_model
+from lss_common.models import warmpool as warmpool_model
+from lss_common.runtime import clock as clock_module
 from lss_common.testing import eventually
+from lss_pool_manager import metrics as metrics_module
+from lss_pool_manager import sweep, sweeping
 
 from .conftest import Stack, by_phase, claim, create_pool, warm_pods
 
@@ -175,4 +183,94 @@ async def test_leaked_claims_are_released_and_the_pool_refills(
             "llmsafespace_warmpool_leaked_claims_released_total", reason="not_referenced"
         )
         == 1
+    )
+
+
+async def test_a_claim_referenced_since_the_list_is_not_released(
+    stack: Stack,
+    kube: client.Kube,
+    namespace: str,
+    runtime_name: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The sweep's Sandbox list can lag behind a claim completing: the list shows the
+    sandbox without ``warmPodRef`` (its reconciler between the CAS and the status write),
+    and the status lands right after the list answered. The verdict is confirmed on a
+    fresh read before anything is deleted, so the claim, its WarmPod and its pod are kept.
+    The sweep runs here on its own, against the real API server, with the status write
+    made between its list and its check."""
+    await stack.start_manager(leaked_claim_grace_seconds=3600.0)
+    await stack.start_watcher()
+    await create_pool(kube, namespace=namespace, name="py", runtime=runtime_name, minSize=1)
+
+    async def one_ready() -> warmpod_model.WarmPod | None:
+        ready = by_phase(await warm_pods(kube, namespace=namespace), "Ready")
+        return ready[0] if ready else None
+
+    warm_pod = await eventually.eventually(one_ready, timeout_seconds=60, describe="1 Ready")
+    holder = await _create_sandbox(kube, namespace=namespace, runtime=runtime_name)
+    await claim(kube, warm_pod, sandbox_uid=holder["metadata"]["uid"])
+    await stack.close()  # nothing else lists Sandboxes or touches the claim from here on
+    claimed = await _fresh(kube, warm_pod)
+    pool = await objects.get_object(
+        kube,
+        resource=objects.WARM_POOL,
+        namespace=namespace,
+        name="py",
+        decode=warmpool_model.decode,
+    )
+    pod_name = warmpod_model.status_of(claimed).pod_name or ""
+
+    listed: list[sweep.Holder] = []
+    real_list = objects.list_objects
+
+    async def list_then_reference(*args: Any, **kwargs: Any) -> Any:
+        found = await real_list(*args, **kwargs)
+        if kwargs.get("resource") == objects.SANDBOX and not listed:
+            listed.extend(sweep.holder_of(item) for item in found.items)
+            # The claim's reconciler writes the sandbox's status just after the list.
+            sandbox = await objects.get_object(
+                kube, resource=objects.SANDBOX, namespace=namespace, name="holder"
+            )
+            sandbox["status"] = {
+                "phase": "Running",
+                "podName": pod_name,
+                "warmPodRef": {"name": claimed.metadata.name, "namespace": namespace},
+            }
+            await objects.replace_object(
+                kube,
+                resource=objects.SANDBOX,
+                namespace=namespace,
+                name="holder",
+                subresource="status",
+                body=sandbox,
+            )
+        return found
+
+    monkeypatch.setattr(objects, "list_objects", list_then_reference)
+    settings = stack.settings(
+        leaked_claim_grace_seconds=0.001, leaked_claim_check_interval_seconds=0.001
+    )
+    registry = prometheus_client.CollectorRegistry()
+    metrics = metrics_module.PoolManagerMetrics.register(registry)
+    sweeper = sweeping.Sweeper(
+        lambda: kube, options=settings.pool, metrics=metrics, clock=clock_module.SystemClock()
+    )
+    swept = await sweeper.run(pool, warm_pods=[claimed])
+
+    # What the list alone said: a claim its sandbox does not reference.
+    assert len(listed) == 1
+    assert (
+        sweep.judge(
+            claimed, holder=listed[0], now=datetime.datetime.now(datetime.UTC), grace_seconds=0.001
+        )
+        is sweep.Verdict.NOT_REFERENCED
+    )
+    assert swept.released == frozenset()
+    kept = await _fresh(kube, claimed)
+    assert warmpod_model.status_of(kept).phase == warmpod_model.Phase.ASSIGNED
+    assert warmpod_model.status_of(kept).assigned_to == holder["metadata"]["uid"]
+    assert await _pod(kube, namespace=namespace, name=pod_name) is not None
+    assert not registry.get_sample_value(
+        "llmsafespace_warmpool_leaked_claims_released_total", {"reason": "not_referenced"}
     )

@@ -11,6 +11,9 @@ own there), fed by the real watcher:
   at a time: with a long backoff, no third WarmPod is created after two failures);
 - a script whose language has no interpreter fails the pool with a condition naming the
   field, and no WarmPod is created;
+- a failure record whose writes keep meeting 409 Conflict (a webhook of the test's) is
+  given up after ``RECORD_ATTEMPTS`` re-reads, the WarmPod still failed and deleted, and
+  the next failure is recorded;
 - a pool manager killed (SIGKILL) while a script runs: its successor does not run the
   scripts again, it waits for the preload's deadline and fails the WarmPod as Interrupted.
 """
@@ -23,7 +26,7 @@ import os
 import signal
 import sys
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -31,13 +34,14 @@ import pytest
 from kubernetes_asyncio import client as k8s
 from kubernetes_asyncio import watch
 
-from lss_common.kube import client
+from lss_common.kube import client, objects
 from lss_common.models import kinds
 from lss_common.models import warmpod as warmpod_model
 from lss_common.models import warmpool as warmpool_model
 from lss_common.testing import eventually
 from lss_dev import platform as platform_module
-from lss_pool_manager import preload
+from lss_dev import webhook
+from lss_pool_manager import preload, preloading
 from lss_pool_manager import settings as settings_module
 
 from .conftest import (
@@ -356,3 +360,85 @@ async def test_a_preload_cut_by_kill_9_fails_the_warm_pod_and_never_runs_twice(
     record = warmpool_model.status_of(pool).preload
     assert record is not None
     assert record.consecutive_failures == 1
+
+
+async def test_a_failure_record_that_keeps_conflicting_is_given_up_and_the_next_one_lands(
+    stack: Stack,
+    kube: client.Kube,
+    namespace: str,
+    runtime_name: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A validating webhook of the test's makes the API server answer the pool's preload
+    record writes with 409 Conflict, as writers racing each re-read would. The failed
+    WarmPod is still failed, counted and deleted; the record is tried ``RECORD_ATTEMPTS``
+    times (each after a re-read), then given up with a warning. Its cost: that failure is
+    not in the record, so its replacement is not held back; once the writes go through, the
+    replacement's failure is recorded and its backoff holds the pool."""
+    scripts = [{"name": "broken", "language": "shell", "content": "exit 3"}]
+    await create_pool(
+        kube,
+        namespace=namespace,
+        name="bad",
+        runtime=runtime_name,
+        minSize=1,
+        preloadScripts=scripts,
+    )
+
+    async def probe() -> None:
+        await objects.patch_object(
+            kube,
+            resource=objects.WARM_POOL,
+            namespace=namespace,
+            name="bad",
+            subresource="status",
+            body={"status": {}},
+        )
+
+    denials = 0
+
+    def answer(request: Mapping[str, Any]) -> webhook.Denial | None:
+        nonlocal denials
+        old = ((request.get("oldObject") or {}).get("status") or {}).get("preload")
+        new = ((request.get("object") or {}).get("status") or {}).get("preload")
+        if old == new or denials >= preloading.RECORD_ATTEMPTS:
+            return None
+        denials += 1
+        return webhook.conflict("the test's webhook: the pool changed")
+
+    rule = {
+        "apiGroups": [kinds.GROUP],
+        "apiVersions": ["*"],
+        "operations": ["UPDATE"],
+        "resources": ["warmpools/status"],
+    }
+    async with webhook.serving(
+        kube, namespace=namespace, rule=rule, answer=answer, probe=probe
+    ) as hook:
+        manager = await stack.start_manager_with(_without_replacements(stack))
+        await stack.start_watcher()
+
+        async def recorded() -> warmpool_model.WarmPool | None:
+            pool = await get_pool(kube, namespace=namespace, name="bad")
+            record = warmpool_model.status_of(pool).preload
+            if record is None or await warm_pods(kube, namespace=namespace):
+                return None
+            return pool
+
+        pool: warmpool_model.WarmPool = await eventually.eventually(
+            recorded, timeout_seconds=60, describe="a failure recorded, no WarmPod left"
+        )
+    # The first failure's record met only conflicts, the second's went through.
+    assert len(hook.denied) == preloading.RECORD_ATTEMPTS
+    record = warmpool_model.status_of(pool).preload
+    assert record is not None
+    assert record.consecutive_failures == 1
+    assert 'preload script "broken" (1 of 1) failed' in (record.last_failure_message or "")
+    given_up = [
+        r for r in caplog.records if r.getMessage() == "pool preload record not written: conflicts"
+    ]
+    assert len(given_up) == 1
+    assert manager.sample("llmsafespace_warmpool_preloads_total", result="script_failed") == 2
+    assert manager.sample("llmsafespace_warmpool_pods_deleted_total", reason="preload_failed") == 2
+    # The recorded failure's backoff (3600 s) holds creation: no third WarmPod.
+    assert manager.sample("llmsafespace_warmpool_pods_created_total") == 2

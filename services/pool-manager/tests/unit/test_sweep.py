@@ -93,6 +93,26 @@ def test_holder_of_a_sandbox() -> None:
     assert sweep.holder_of(sandbox(ref=None)).warm_pod_ref is None
 
 
+def test_same_holder_is_the_listed_sandbox_or_none_for_a_namesake() -> None:
+    listed = sweep.holder_of(sandbox(ref=None))
+    # Since the list, the sandbox took the WarmPod: the fresh read is what counts.
+    assert sweep.same_holder(listed, sandbox()) == sweep.holder_of(sandbox())
+    # Deleted and re-created under its name: not the claim's holder, whatever it runs on.
+    assert sweep.same_holder(listed, sandbox(uid="a-namesake")) is None
+    # A namesake running on the claimed pod does not keep that pod from the release.
+    claimed = warm_pod()
+    pod = {
+        "metadata": {
+            "name": "p-0-pod",
+            "ownerReferences": [
+                {"kind": "Sandbox", "uid": SANDBOX_UID, "controller": True, "name": "sb"}
+            ],
+        }
+    }
+    namesake = sweep.same_holder(listed, sandbox(uid="a-namesake", pod_name="p-0-pod"))
+    assert sweep.may_delete_pod(pod, warm_pod=claimed, holder=namesake)
+
+
 @pytest.mark.parametrize(
     ("obj", "holder", "verdict"),
     [

@@ -35,6 +35,7 @@ from lss_common.models import kinds
 from lss_common.testing import eventually
 from lss_common.testing.admission import REFUSAL_MESSAGE as _MESSAGE
 from lss_common.testing.admission import refusing
+from lss_dev import webhook
 from lss_sandbox_reconciler import names
 
 pytestmark = pytest.mark.integration
@@ -304,15 +305,6 @@ async def test_a_refused_finalizer_patch_creates_no_pod_and_shows_why(
     assert await cluster.child(objects.POD, pod_name("unheld")) is not None
 
 
-_WEBHOOKS = objects.ApiResource(
-    group="admissionregistration.k8s.io",
-    version="v1",
-    plural="validatingwebhookconfigurations",
-    kind="ValidatingWebhookConfiguration",
-    namespaced=False,
-)
-
-
 async def test_a_delete_failing_for_a_while_keeps_the_finalizer_and_is_retried(
     world: World, cluster: Cluster
 ) -> None:
@@ -330,34 +322,20 @@ async def test_a_delete_failing_for_a_while_keeps_the_finalizer_and_is_retried(
     name = f"lss-test-unreachable-{uuid.uuid4().hex[:8]}"
     await objects.create_object(
         cluster.kube,
-        resource=_WEBHOOKS,
-        body={
-            "apiVersion": _WEBHOOKS.api_version,
-            "kind": _WEBHOOKS.kind,
-            "metadata": {"name": name},
-            "webhooks": [
-                {
-                    "name": "unreachable.test.llmsafespace.dev",
-                    # Nothing listens on port 1: every call fails.
-                    "clientConfig": {"url": "https://127.0.0.1:1/validate"},
-                    "rules": [
-                        {
-                            "apiGroups": ["networking.k8s.io"],
-                            "apiVersions": ["v1"],
-                            "operations": ["DELETE"],
-                            "resources": ["networkpolicies"],
-                        }
-                    ],
-                    "namespaceSelector": {
-                        "matchLabels": {"kubernetes.io/metadata.name": cluster.namespace}
-                    },
-                    "failurePolicy": "Fail",
-                    "sideEffects": "None",
-                    "admissionReviewVersions": ["v1"],
-                    "timeoutSeconds": 1,
-                }
-            ],
-        },
+        resource=webhook.WEBHOOKS,
+        # Nothing listens on port 1: every call fails.
+        body=webhook.configuration(
+            name,
+            url="https://127.0.0.1:1/validate",
+            rule={
+                "apiGroups": ["networking.k8s.io"],
+                "apiVersions": ["v1"],
+                "operations": ["DELETE"],
+                "resources": ["networkpolicies"],
+            },
+            namespace=cluster.namespace,
+            timeout_seconds=1,
+        ),
     )
     try:
         await cluster.delete_sandbox("flaky")
@@ -382,6 +360,6 @@ async def test_a_delete_failing_for_a_while_keeps_the_finalizer_and_is_retried(
         )
         assert (await cluster.children(uid))["NetworkPolicy"] == [deny]
     finally:
-        await objects.delete_object(cluster.kube, resource=_WEBHOOKS, name=name)
+        await objects.delete_object(cluster.kube, resource=webhook.WEBHOOKS, name=name)
     await cluster.wait_gone("flaky")
     assert all(not found for found in (await cluster.children(uid)).values())

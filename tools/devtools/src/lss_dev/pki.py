@@ -119,17 +119,13 @@ def _leaf(
     return key, builder.sign(ca_key, hashes.SHA256())
 
 
-def ensure(directory: Path) -> Pki:
-    """Create the PKI in ``directory`` unless it is already complete."""
-    pki = Pki(directory)
-    wanted = [pki.ca_cert, pki.serving_cert, pki.admin_cert, pki.sa_key, pki.kubelet_cert]
-    if all(p.exists() for p in wanted):
-        return pki
-    directory.mkdir(parents=True, exist_ok=True)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "llmsafespace-dev-ca")])
-    ca = (
-        _builder(ca_name, ca_name, ca_key.public_key())
+def _ca(
+    common_name: str,
+) -> tuple[ec.EllipticCurvePrivateKey, x509.Name, x509.Certificate]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    cert = (
+        _builder(name, name, key.public_key())
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .add_extension(
             x509.KeyUsage(
@@ -145,8 +141,52 @@ def ensure(directory: Path) -> Pki:
             ),
             critical=True,
         )
-        .sign(ca_key, hashes.SHA256())
+        .sign(key, hashes.SHA256())
     )
+    return key, name, cert
+
+
+@dataclass(frozen=True)
+class ServingPair:
+    """A serving certificate for 127.0.0.1 and its key, and the CA that signed it."""
+
+    cert: Path
+    key: Path
+    ca_pem: bytes
+    """For a ``caBundle`` (base64 of it) or a client's trust store."""
+
+
+def loopback_serving(directory: Path, *, common_name: str) -> ServingPair:
+    """A one-off CA and a 127.0.0.1 serving certificate it signs, written to ``directory``
+    (for a server the API server calls, such as a test's admission webhook)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    ca_key, ca_name, ca = _ca(f"{common_name}-ca")
+    key, cert = _leaf(
+        ca_key=ca_key,
+        ca_name=ca_name,
+        common_name=common_name,
+        organization=None,
+        usage=ExtendedKeyUsageOID.SERVER_AUTH,
+        sans=[x509.IPAddress(ipaddress.ip_address("127.0.0.1"))],
+    )
+    pair = ServingPair(
+        cert=directory / f"{common_name}.crt",
+        key=directory / f"{common_name}.key",
+        ca_pem=ca.public_bytes(serialization.Encoding.PEM),
+    )
+    _write_key(pair.key, key)
+    _write_cert(pair.cert, cert)
+    return pair
+
+
+def ensure(directory: Path) -> Pki:
+    """Create the PKI in ``directory`` unless it is already complete."""
+    pki = Pki(directory)
+    wanted = [pki.ca_cert, pki.serving_cert, pki.admin_cert, pki.sa_key, pki.kubelet_cert]
+    if all(p.exists() for p in wanted):
+        return pki
+    directory.mkdir(parents=True, exist_ok=True)
+    ca_key, ca_name, ca = _ca("llmsafespace-dev-ca")
     _write_key(pki.ca_key, ca_key)
     _write_cert(pki.ca_cert, ca)
 

@@ -106,6 +106,11 @@ class RunningReconciler:
 
         await eventually.eventually(ready, timeout_seconds=60, describe="reconciler ready")
 
+    @property
+    def exited(self) -> bool:
+        """Whether the service ended by itself (it runs until stopped)."""
+        return self._task is not None and self._task.done()
+
     async def stop(self) -> int:
         if self._task is None:
             return 0

@@ -81,6 +81,8 @@ async def test_conflicts_past_the_pass_limit_nak_the_hint_and_its_redelivery_con
         assert reconciler.sample("llmsafespace_sandbox_conflicts_total") == _DENIALS
         retried = [r for r in caplog.records if "still conflicting" in str(getattr(r, "error", ""))]
         assert [r.getMessage() for r in retried] == ["message will be retried"]
+        # At once: the world moved, waiting would not help (a conflict is not a failure).
+        assert [getattr(r, "delay_seconds", None) for r in retried] == [0.0]
 
     # Creating may be skipped: by the redelivery, the pod made by the first pass is Ready.
     assert rec.phases[0] is None, rec.phases

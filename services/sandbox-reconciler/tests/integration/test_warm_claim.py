@@ -84,6 +84,11 @@ class PoolManager:
 
         await eventually.eventually(ready, timeout_seconds=60, describe="pool manager ready")
 
+    @property
+    def exited(self) -> bool:
+        """Whether the service ended by itself (it runs until stopped)."""
+        return self._task is not None and self._task.done()
+
     async def stop(self) -> None:
         if self._task is not None:
             task, self._task = self._task, None

@@ -12,14 +12,16 @@ manager and the watcher run in-process, as deployed:
 - afterwards every sandbox runs on exactly one pod; no WarmPod is assigned twice and every
   Assigned one is referenced by its sandbox; no pod has two owners; the pool is full again;
   the services never exited;
-- once every sandbox is deleted, nothing is left: no sandbox child, no Assigned WarmPod, no
-  pod but the pool's.
+- every sandbox is deleted and the API server is killed again as soon as the first
+  finalizer is removed: once it is back, every sandbox is gone, and nothing is left: no
+  sandbox child, no Assigned WarmPod, no pod but the pool's.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -64,6 +66,31 @@ def _failed_requests(reconciler: RunningReconciler) -> float:
             ) in ("retryable", "error"):
                 total += sample.value
     return total
+
+
+async def _kill_apiserver_mid_burst(
+    platform: platform_module.Platform,
+    reconciler: RunningReconciler,
+    *,
+    through: Callable[[], float],
+    burst: int,
+) -> None:
+    """SIGKILL the API server as soon as ``through()`` (how many of the burst's ``burst``
+    sandboxes got through the step) is 1; check that the rest were under way and that the
+    reconciler's requests fail; start it again."""
+    await eventually.eventually(lambda: through() >= 1, timeout_seconds=60, describe="one through")
+    processes.kill("kube-apiserver", state_dir=platform.state_dir)
+    try:
+        assert through() < burst, "the burst was over before the outage"
+        failed = _failed_requests(reconciler)
+        await eventually.eventually(
+            lambda: _failed_requests(reconciler) > failed,
+            timeout_seconds=60,
+            describe="the reconciler's requests fail while the API server is down",
+        )
+    finally:
+        platform.control_plane.start_component("kube-apiserver")
+        await asyncio.to_thread(platform.control_plane.wait_apiserver)
 
 
 async def _all_running(cluster: Cluster, count: int) -> list[dict[str, Any]]:
@@ -141,22 +168,9 @@ async def test_apiserver_and_nats_outages_mid_burst_lose_and_leak_nothing(
         # The API server dies as soon as the first of a burst larger than the pool runs.
         first = [f"a-{i}" for i in range(FIRST)]
         await asyncio.gather(*(cluster.create_sandbox(name) for name in first))
-        await eventually.eventually(
-            lambda: _started(reconciler) >= 1, timeout_seconds=60, describe="a sandbox started"
+        await _kill_apiserver_mid_burst(
+            private_platform, reconciler, through=lambda: _started(reconciler), burst=FIRST
         )
-        processes.kill("kube-apiserver", state_dir=private_platform.state_dir)
-        try:
-            started_at_kill = _started(reconciler)
-            assert started_at_kill < FIRST, "the burst was over before the outage"
-            failed = _failed_requests(reconciler)
-            await eventually.eventually(
-                lambda: _failed_requests(reconciler) > failed,
-                timeout_seconds=60,
-                describe="the reconciler's requests fail while the API server is down",
-            )
-        finally:
-            private_platform.control_plane.start_component("kube-apiserver")
-            await asyncio.to_thread(private_platform.control_plane.wait_apiserver)
 
         # NATS dies; a second burst is created while it is down, then it comes back.
         nats_server.kill()
@@ -172,8 +186,18 @@ async def test_apiserver_and_nats_outages_mid_burst_lose_and_leak_nothing(
         assert world.watcher is not None
         assert world.watcher.exit_code is None
 
-        # Deleted: nothing of the sandboxes is left, the pool holds no claim.
-        await cluster.delete_every_sandbox(timeout_seconds=120)
+        # Deleted, and the API server dies again as soon as the first finalizer is removed:
+        # nothing of the sandboxes is left, the pool holds no claim.
+        everything = first + second
+        await asyncio.gather(*(cluster.delete_sandbox(name) for name in everything))
+        await _kill_apiserver_mid_burst(
+            private_platform,
+            reconciler,
+            through=lambda: reconciler.sample("llmsafespace_sandbox_deleted_total"),
+            burst=len(everything),
+        )
+        for name in everything:
+            await cluster.wait_gone(name, timeout_seconds=120)
         leftovers = await cluster.children()
         assert all(not found for found in leftovers.values()), leftovers
         items = await warm_pods(cluster.kube, cluster.namespace)

@@ -659,6 +659,8 @@ class _Release:
     completes: bool
     """Whether ``actions`` delete every remaining child, none of them a pod: once they are
     all gone at once, nothing of the sandbox's remains."""
+    pod_remains: bool
+    """Whether the sandbox's pod still exists (possibly terminating)."""
 
 
 def _release(
@@ -690,7 +692,12 @@ def _release(
                 uid=metadata.get("uid"),
             )
         )
-    return _Release(actions=actions, remaining=bool(remaining), completes=not waiting)
+    return _Release(
+        actions=actions,
+        remaining=bool(remaining),
+        completes=not waiting,
+        pod_remains=pod_remains,
+    )
 
 
 def _plan_release(
@@ -703,7 +710,11 @@ def _plan_release(
     """Terminal phases: release every child, keep the object and its conditions."""
     release = _release(snapshot.children, owner=owner, settings=settings)
     draft.actions.extend(release.actions)
-    draft.pod_name = None
+    if not release.pod_remains:
+        # Not before: a warm sandbox's pod is found by ``status.podName`` alone, and a pass
+        # that did not see its terminating pod would release the policies that still
+        # confine it.
+        draft.pod_name = None
     draft.endpoint = None
     if release.remaining:
         draft.requeue_after(settings.deletion_poll_seconds)

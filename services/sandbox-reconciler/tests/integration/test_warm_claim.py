@@ -23,7 +23,7 @@ from typing import Any
 
 import prometheus_client
 import pytest
-from reconciler_harness import Cluster, World
+from reconciler_harness import Cluster, World, hold_deletion, release_deletion
 
 from lss_common import settings as common_settings
 from lss_common.kube import client, objects
@@ -337,6 +337,65 @@ async def test_without_prepared_services_the_claim_creates_the_warm_pods_service
 
 COUNT = 200
 POOL_SIZE = 50
+
+
+async def test_an_ended_warm_sandbox_keeps_its_policies_while_its_pod_terminates(
+    world: World, cluster: Cluster, pool_managers: list[PoolManager]
+) -> None:
+    """A warm sandbox's lifetime ends while its pod takes its time to terminate (a held
+    deletion, as a real pod's grace period): the pod is found by the status's ``podName``,
+    so the passes that follow still see it and keep the sandbox's policies (its deny
+    policy included) and the status's ``podName`` until it is gone; then they go."""
+    await cluster.create_runtime()
+    await start(world, pool_managers, reconcilers=1, pool_managers=1)
+    reconciler = world.reconcilers[0]
+    await create_pool(cluster, "fence", minSize=1)
+    await wait_ready_warm_pods(cluster, 1)
+    created = await cluster.create_sandbox("fenced", timeout=5)
+    uid = created["metadata"]["uid"]
+    running = await cluster.wait_phase("fenced", "Running")
+    assert running["status"].get("warmPodRef"), running["status"]
+    pod = running["status"]["podName"]
+    policies = (await cluster.children(uid))["NetworkPolicy"]
+    assert names.policy_name("fenced", policy=names.Policy.DENY) in policies
+    await hold_deletion(cluster.kube, resource=objects.POD, name=pod, namespace=cluster.namespace)
+    await cluster.wait_phase("fenced", "Terminated")
+
+    async def pod_terminating() -> bool:
+        found = await cluster.child(objects.POD, pod)
+        service = await cluster.child(objects.SERVICE, names.warm_service_name(pod))
+        return bool(found and found["metadata"].get("deletionTimestamp") and service is None)
+
+    await eventually.eventually(pod_terminating, timeout_seconds=30, describe="pod terminating")
+    # Passes after the release (the Service's deletion hint, the deletion polls) ran.
+    passes = reconciler.sample("llmsafespace_sandbox_pass_stage_seconds_count", stage="observe")
+
+    async def three_more_passes_or_policies_gone() -> bool:
+        done = reconciler.sample("llmsafespace_sandbox_pass_stage_seconds_count", stage="observe")
+        left = (await cluster.children(uid))["NetworkPolicy"]
+        return done >= passes + 3 or left != policies
+
+    await eventually.eventually(
+        three_more_passes_or_policies_gone, timeout_seconds=30, describe="three more passes"
+    )
+    assert (await cluster.children(uid))["NetworkPolicy"] == policies
+    held = await cluster.sandbox("fenced")
+    assert held is not None
+    assert held["status"]["podName"] == pod
+
+    await release_deletion(
+        cluster.kube, resource=objects.POD, name=pod, namespace=cluster.namespace
+    )
+
+    async def released() -> dict[str, Any] | None:
+        obj = await cluster.sandbox("fenced")
+        left = await cluster.children(uid)
+        if obj is None or obj["status"].get("podName") or any(left.values()):
+            return None
+        return obj
+
+    ended = await eventually.eventually(released, timeout_seconds=30, describe="released")
+    assert ended["status"]["phase"] == "Terminated"
 
 
 async def test_200_sandboxes_against_a_pool_of_50_with_two_replicas_each(

@@ -240,10 +240,15 @@ def test_expiry_terminates_and_releases() -> None:
     assert {a.verb for a in result.actions} == {plan.Verb.DELETE}
     assert summary(result)[0][1] == "Pod"
     assert result.status.endpoint is None
-    # A terminal sandbox is not rebuilt.
+    # The pod's name stays while the pod does (a warm pod is found by it alone).
+    assert result.status.pod_name == "sandbox-demo"
+    # A terminal sandbox is not rebuilt; once its pod is gone, the status forgets it.
     after = run(snapshot(finalizers=FIN, status=_dump(result)))
     assert after.actions == ()
-    assert not after.status_changed
+    assert after.status.pod_name is None
+    settled = run(snapshot(finalizers=FIN, status=_dump(after)))
+    assert settled.actions == ()
+    assert not settled.status_changed
 
 
 @pytest.mark.parametrize(

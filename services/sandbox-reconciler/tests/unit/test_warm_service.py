@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from lss_common.models import labels
-from lss_sandbox_reconciler import names, plan, warm
+from lss_sandbox_reconciler import names, observe, plan, warm
 from lss_sandbox_reconciler import settings as settings_module
 from lss_sandbox_reconciler.render import owner as owner_module
 from lss_sandbox_reconciler.render import service as service_render
@@ -197,3 +197,45 @@ def test_the_claims_first_wave_leaves_the_cold_only_children_to_a_cold_fallback(
         plan.Kind.NETWORK_POLICY,
     }
     assert {a.kind for a in cold_rest} == {plan.Kind.SERVICE, plan.Kind.POD}
+
+
+def test_an_ended_warm_sandbox_keeps_its_policies_until_its_pod_is_gone() -> None:
+    """A warm pod is found by ``status.podName`` alone (``observe.warm_pod_name``): the
+    release must not clear it while the pod terminates, or the next pass, not seeing the
+    pod, would delete the policies that still confine it."""
+    first = run(snapshot())
+    base = applied(first, plan.Children())
+    running = {
+        **_dump(first),
+        "phase": "Running",
+        "podName": WARM_POD,
+        "warmPodRef": {"name": "py-3"},
+        "startTime": "2025-06-01T12:04:00Z",
+    }
+    observed = dataclasses.replace(
+        base,
+        service=None,
+        service_account=None,
+        pod=warm_pod(),
+        warm_service=adopted_as_prepared(),
+    )
+    spec = {"timeout": 360}
+    ended = run(snapshot(spec=spec, finalizers=FIN, status=running, children=observed))
+    assert ended.status.phase == "Terminated"
+    assert {(a.kind, a.name) for a in ended.actions} == {
+        (plan.Kind.POD, WARM_POD),
+        (plan.Kind.SERVICE, f"warm-{WARM_POD}"),
+    }
+    # The pod terminates (its grace period): the next pass still finds it by its name.
+    after = snapshot(spec=spec, finalizers=FIN, status=_dump(ended))
+    assert observe.warm_pod_name(after.sandbox) == WARM_POD
+    terminating = dataclasses.replace(
+        observed, pod=warm_pod(deletionTimestamp="2025-06-01T12:10:01Z"), warm_service=None
+    )
+    waiting = run(dataclasses.replace(after, children=terminating))
+    assert waiting.actions == ()
+    assert waiting.status.pod_name == WARM_POD
+    # Gone: now the policies go, and the status forgets the pod.
+    gone = run(dataclasses.replace(after, children=dataclasses.replace(terminating, pod=None)))
+    assert {a.kind for a in gone.actions} == {plan.Kind.NETWORK_POLICY}
+    assert gone.status.pod_name is None

@@ -19,6 +19,7 @@ from lss_common.models import kinds
 from lss_common.models import warmpod as warmpod_model
 from lss_common.models import warmpool as warmpool_model
 from lss_pool_manager import podspec, preload
+from lss_pool_manager import status as status_module
 
 
 def warm_pod_body(
@@ -116,30 +117,62 @@ async def delete_warm_pod(
         return False
 
 
-async def delete_pod(kube: client.Kube, *, namespace: str, name: str, uid: str | None) -> bool:
+async def delete_pod(
+    kube: client.Kube,
+    *,
+    namespace: str,
+    name: str,
+    uid: str | None,
+    resource_version: str | None = None,
+) -> bool:
+    """Delete exactly this pod; False if it was already gone, is a namesake now, or (with
+    ``resource_version``) changed since it was read, e.g. a sandbox adopted it."""
     try:
         return await writes.delete_if_present(
-            kube, resource=objects.POD, namespace=namespace, name=name, uid=uid
+            kube,
+            resource=objects.POD,
+            namespace=namespace,
+            name=name,
+            uid=uid,
+            resource_version=resource_version,
         )
     except errors.ConflictError:
         return False
 
 
-async def ensure_pool_children(kube: client.Kube, *, pool: warmpool_model.WarmPool) -> None:
-    """The pool's ServiceAccount and default-deny NetworkPolicy (created if absent)."""
+async def ensure_pool_children(kube: client.Kube, *, pool: warmpool_model.WarmPool) -> list[str]:
+    """The pool's ServiceAccount and default-deny NetworkPolicy, created if absent.
+
+    Returns what is not the pool's yet: an object of the same name left by a previous pool of
+    the same name (deleted and re-created; its garbage collection is pending) is named in
+    the result, and the caller looks again shortly. Taking it as the
+    pool's would leave the pool's pods outside the deny policy (it selects the previous
+    pool's UID) and without an account once the collector removes it. An object of the same
+    name that no pool owns is someone else's: ``PermanentError`` (``NameConflict``).
+    """
     namespace = pool.metadata.namespace
-    await writes.create_if_absent(
-        kube,
-        resource=objects.SERVICE_ACCOUNT,
-        namespace=namespace,
-        body=podspec.render_service_account(pool),
-    )
-    await writes.create_if_absent(
-        kube,
-        resource=objects.NETWORK_POLICY,
-        namespace=namespace,
-        body=podspec.render_deny_policy(pool),
-    )
+    waiting: list[str] = []
+    for resource, body in (
+        (objects.SERVICE_ACCOUNT, podspec.render_service_account(pool)),
+        (objects.NETWORK_POLICY, podspec.render_deny_policy(pool)),
+    ):
+        found, created = await writes.create_if_absent(
+            kube, resource=resource, namespace=namespace, body=body
+        )
+        metadata = found.get("metadata") or {}
+        owner = podspec.pool_owner_uid(found)
+        if created or owner == pool.metadata.uid:
+            continue
+        what = f"{resource.kind} {metadata.get('name')}"
+        if owner is None:
+            raise errors.PermanentError(
+                f"{what} exists and is not this pool's (no WarmPool owns it); rename or remove it",
+                reason=status_module.Reason.NAME_CONFLICT,
+            )
+        # Its owner is gone (names are unique): the garbage collector deletes it. The pool
+        # manager may not delete ServiceAccounts or policies itself (least privilege).
+        waiting.append(what)
+    return waiting
 
 
 async def write_pool_status(

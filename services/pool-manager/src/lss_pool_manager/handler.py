@@ -45,6 +45,9 @@ from lss_pool_manager import settings as settings_module
 
 _log = logging.getLogger(__name__)
 
+# How soon a pool waiting for a previous namesake's children to be collected looks again.
+_PREVIOUS_POOL_RECHECK_SECONDS = 1.0
+
 
 class Handler:
     """The pool manager's message handler (one per process)."""
@@ -67,7 +70,9 @@ class Handler:
         self._clock = clock
         self._buckets: dict[str, sizing.TokenBucket] = {}
         self._expectations: dict[str, sizing.Expectations] = {}
-        self._ensured: set[str] = set()
+        # When each pool's ServiceAccount and deny policy were last checked (monotonic):
+        # again every pool_resync_seconds, which repairs one deleted by hand.
+        self._ensured: dict[str, float] = {}
         self._book = requeue.RequeueBook()
         self._batcher = batching.RefillBatcher(window_seconds=self._options.refill_batch_seconds)
         self._preloader = preloading.Preloader(
@@ -132,6 +137,19 @@ class Handler:
             return outcomes.DONE
         return None
 
+    async def _ensure_children(self, pool: warmpool_model.WarmPool) -> list[str]:
+        """The pool's ServiceAccount and deny policy, checked once per pool_resync_seconds;
+        what is not the pool's yet (see ``apply.ensure_pool_children``)."""
+        uid = pool.metadata.uid or ""
+        checked = self._ensured.get(uid)
+        now = self._clock.monotonic()
+        if checked is not None and now - checked < self._options.pool_resync_seconds:
+            return []
+        waiting = await apply.ensure_pool_children(self._kube.kube, pool=pool)
+        if not waiting:
+            self._ensured[uid] = now
+        return waiting
+
     def _requeue(self, key: str, after_seconds: float | None) -> outcomes.Outcome:
         seconds = self._book.decide(key, after_seconds=after_seconds, now=self._clock.monotonic())
         return outcomes.DONE if seconds is None else outcomes.RequeueAfter(seconds)
@@ -159,15 +177,23 @@ class Handler:
         except preload.PreloadConfigError as error:
             await self._write_failed(pool, reason=error.reason, message=str(error))
             return self._requeue(key, None)  # a spec change (a hint) fixes it
+        uid = pool.metadata.uid or ""
         try:
             inputs = await observe.build_inputs(kube, pool=pool, settings=self._settings.sandbox)
+            waiting = await self._ensure_children(pool)
         except errors.PermanentError as error:
             await self._write_failed(pool, reason=error.reason, message=str(error))
             return self._requeue(key, self._options.invalid_pool_recheck_seconds)
-        uid = pool.metadata.uid or ""
-        if uid not in self._ensured:
-            await apply.ensure_pool_children(kube, pool=pool)
-            self._ensured.add(uid)
+        if waiting:
+            # A pool of the same name was deleted and this one created before its children
+            # were collected: no warm pod until they are gone and this pool's exist.
+            await self._write_failed(
+                pool,
+                reason=status.Reason.PREVIOUS_POOL_CLEANUP,
+                message="waiting for the garbage collector to delete a previous pool's "
+                + ", ".join(waiting),
+            )
+            return self._requeue(key, _PREVIOUS_POOL_RECHECK_SECONDS)
         members_found = await observe.list_warm_pods(kube, pool=pool, any_version=True)
         swept = await self._sweeper.run(pool, warm_pods=members_found)  # leaked claims
         members = [
@@ -252,6 +278,8 @@ class Handler:
                 plan.requeue_after_seconds,
                 allowance.retry_after_seconds,
                 swept.requeue_after_seconds,
+                expectations.seconds_to_lapse(now=now),
+                self._options.pool_resync_seconds,
             ),
         )
 
@@ -386,7 +414,9 @@ class Handler:
                 f"({', '.join(sorted(wp.metadata.name or '' for wp in assigned)[:5])}); "
                 "deletion waits until they are released",
             )
-            return outcomes.RequeueAfter(self._options.deletion_poll_seconds)
+            # Through the book: the WarmPods' heartbeats wake a blocked pool again and
+            # again, and each wake-up must not start a requeue cycle of its own.
+            return self._requeue(key, self._options.deletion_poll_seconds)
         pods = await observe.list_pool_pods(kube, pool=pool)
         # Pods still controlled by one of the pool's WarmPods; a claimed pod is controlled by
         # its Sandbox and lives on with it.
@@ -397,9 +427,15 @@ class Handler:
                 key, namespace=pool.metadata.namespace or "", name=pool.metadata.name or ""
             )
             self._sweeper.forget(pool.metadata.uid or "")
+            for state in (self._ensured, self._buckets, self._expectations):
+                state.pop(pool.metadata.uid or "", None)
             self._metrics.pools_deleted_total.inc()
             _log.info("warm pool deleted")
             return outcomes.DONE
+        # Ready WarmPods stay claimable until they are gone: each delete carries the version
+        # listed, so a WarmPod claimed since (its CAS) or a pod adopted since is left alone,
+        # and the next pass finds the claim and waits for it. A pod goes only once its
+        # WarmPod is gone (or had none listed).
         deleted = await asyncio.gather(
             *(
                 apply.delete_warm_pod(
@@ -407,26 +443,33 @@ class Handler:
                     namespace=wp.metadata.namespace or "",
                     name=wp.metadata.name or "",
                     uid=wp.metadata.uid or "",
+                    resource_version=wp.metadata.resource_version or None,
                 )
                 for wp in warm_pods
-            ),
+            )
+        )
+        # Not deleted: changed since the list (or gone already; then the next pass's list
+        # no longer has it, and its pod goes then).
+        kept = {wp.metadata.uid for wp, done in zip(warm_pods, deleted, strict=True) if not done}
+        await asyncio.gather(
             *(
                 apply.delete_pod(
                     kube,
                     namespace=pod["metadata"]["namespace"],
                     name=pod["metadata"]["name"],
                     uid=pod["metadata"].get("uid"),
+                    resource_version=pod["metadata"].get("resourceVersion"),
                 )
                 for pod in unclaimed
-                if not pod["metadata"].get("deletionTimestamp")
+                if not pod["metadata"].get("deletionTimestamp") and _controller_uid(pod) not in kept
             ),
         )
-        count = sum(1 for done in deleted[: len(warm_pods)] if done)
+        count = sum(1 for done in deleted if done)
         if count:
             self._metrics.pods_deleted_total.labels(sizing.DeleteReason.POOL_DELETION.value).inc(
                 count
             )
-        return outcomes.RequeueAfter(self._options.deletion_poll_seconds)
+        return self._requeue(key, self._options.deletion_poll_seconds)
 
     def _forget(self, key: str, *, namespace: str, name: str) -> None:
         self._book.forget(key)
@@ -566,11 +609,21 @@ def _pool_key(namespace: str, name: str) -> str:
     return subjects.message_id("warmpool", namespace=namespace, name=name, resource_version="-")
 
 
-def _controller_kind(pod: dict[str, Any]) -> str | None:
+def _controller(pod: dict[str, Any]) -> dict[str, Any]:
     for ref in (pod.get("metadata") or {}).get("ownerReferences") or ():
         if ref.get("controller"):
-            return str(ref.get("kind"))
-    return None
+            return dict(ref)
+    return {}
+
+
+def _controller_kind(pod: dict[str, Any]) -> str | None:
+    kind = _controller(pod).get("kind")
+    return None if kind is None else str(kind)
+
+
+def _controller_uid(pod: dict[str, Any]) -> str | None:
+    uid = _controller(pod).get("uid")
+    return None if uid is None else str(uid)
 
 
 def _earliest(*delays: float | None) -> float | None:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import copy
 import datetime
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from typing import Any, Final
 
 from lss_common.logic import quantities
@@ -307,6 +307,15 @@ def render_deny_policy(pool: warmpool_model.WarmPool) -> dict[str, Any]:
             "policyTypes": ["Ingress", "Egress"],
         },
     }
+
+
+def pool_owner_uid(obj: Mapping[str, Any]) -> str | None:
+    """The UID of the WarmPool that controls ``obj`` (a pool's child); None if none does."""
+    for ref in (obj.get("metadata") or {}).get("ownerReferences") or ():
+        if ref.get("kind") == warmpool_model.KIND and ref.get("controller"):
+            uid = ref.get("uid")
+            return None if uid is None else str(uid)
+    return None
 
 
 def _pool_child_metadata(pool: warmpool_model.WarmPool, *, name: str) -> dict[str, Any]:

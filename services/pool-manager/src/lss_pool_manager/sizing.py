@@ -209,6 +209,12 @@ class Expectations:
             self, deletes={key: until for key, until in self.deletes.items() if key != uid}
         )
 
+    def seconds_to_lapse(self, *, now: datetime.datetime) -> float | None:
+        """Until the first open expectation lapses (None: none open). The pool is looked at
+        again then: a create that never showed up is retried without waiting for a hint."""
+        ends = [*self.creates.values(), *self.deletes.values()]
+        return max(0.0, (min(ends) - now).total_seconds()) if ends else None
+
     @property
     def is_empty(self) -> bool:
         return not self.creates and not self.deletes

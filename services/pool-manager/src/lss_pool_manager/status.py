@@ -53,6 +53,8 @@ class Reason(enum.StrEnum):
     DELETION_BLOCKED = "DeletionBlocked"
     PODS_REFUSED = "PodsRefused"
     DELETING = "Deleting"
+    PREVIOUS_POOL_CLEANUP = "PreviousPoolCleanup"
+    NAME_CONFLICT = "NameConflict"
 
 
 def _ready_condition(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import uuid
+from typing import Any
 
 import pytest
 
@@ -17,8 +18,9 @@ from lss_common.models import labels, meta
 from lss_common.models import warmpod as warmpod_model
 from lss_common.models import warmpool as warmpool_model
 from lss_common.testing import admission, eventually
+from lss_common.testing.finalizers import hold_deletion, release_deletion
 from lss_dev import platform as platform_module
-from lss_pool_manager import lifecycle, names, podspec
+from lss_pool_manager import lifecycle, names, observe, podspec
 from lss_sandbox_reconciler import names as reconciler_names
 
 from .conftest import (
@@ -695,3 +697,170 @@ async def test_a_podless_warm_pod_of_an_old_configuration_is_replaced(
     (ready,) = await wait_ready(kube, namespace, 1, what="1 Ready of the new configuration")
     assert ready.spec.resources.cpu == "250m"
     assert ready.spec.resources.memory == "256Mi"
+
+
+async def test_a_pool_re_created_under_its_name_waits_for_its_predecessors_children(
+    stack: Stack, kube: client.Kube, namespace: str, runtime_name: str
+) -> None:
+    """A pool deleted and created again at once (``kubectl replace --force``, a GitOps
+    re-sync) can meet its predecessor's ServiceAccount and deny policy, not yet garbage
+    collected (here: held by a foreign finalizer). Taken as its own, the policy would not
+    select the new pool's pods (it selects the old pool's UID) and the account would vanish
+    under them. The new pool says what it waits for, creates no warm pod meanwhile, and
+    then runs with children of its own."""
+    await stack.start_manager()
+    await stack.start_watcher()
+    await create_pool(kube, namespace=namespace, name="py", runtime=runtime_name, minSize=1)
+    await wait_ready(kube, namespace, 1, what="1 Ready WarmPod")
+    account = names.service_account_name("py")
+    policy = names.policy_name("py")
+    children = ((objects.SERVICE_ACCOUNT, account), (objects.NETWORK_POLICY, policy))
+    for resource, name in children:
+        await hold_deletion(kube, resource=resource, name=name, namespace=namespace)
+    await objects.delete_object(kube, resource=objects.WARM_POOL, namespace=namespace, name="py")
+
+    async def pool_gone() -> bool:
+        found = await objects.get_or_none(
+            kube, resource=objects.WARM_POOL, namespace=namespace, name="py"
+        )
+        return found is None
+
+    await eventually.eventually(pool_gone, timeout_seconds=60, describe="the first pool gone")
+    # The garbage collector's deletion of the orphans, done here at once (it can take tens
+    # of seconds); held, they stay.
+    for resource, name in children:
+        await objects.delete_object(kube, resource=resource, name=name, namespace=namespace)
+    again = await create_pool(kube, namespace=namespace, name="py", runtime=runtime_name, minSize=1)
+
+    async def waiting() -> warmpool_model.WarmPool | None:
+        pool = await get_pool(kube, namespace=namespace, name="py")
+        ready = next((c for c in pool.status.conditions or () if c.type == "Ready"), None)
+        return pool if ready is not None and ready.reason == "PreviousPoolCleanup" else None
+
+    pool = await eventually.eventually(waiting, timeout_seconds=60, describe="waiting reported")
+    ready = next(c for c in pool.status.conditions or () if c.type == "Ready")
+    assert account in ready.message
+    assert policy in ready.message
+    assert not await warm_pods(kube, namespace=namespace)
+
+    for resource, name in children:
+        await release_deletion(kube, resource=resource, name=name, namespace=namespace)
+    await wait_ready(kube, namespace, 1, what="1 Ready WarmPod of the new pool")
+    for resource, name in children:
+        found = await objects.get_object(kube, resource=resource, name=name, namespace=namespace)
+        assert podspec.pool_owner_uid(found) == again.metadata.uid
+    deny = await objects.get_object(
+        kube, resource=objects.NETWORK_POLICY, name=policy, namespace=namespace
+    )
+    assert deny["spec"]["podSelector"]["matchLabels"] == {podspec.POOL_UID: again.metadata.uid}
+    for wp in await warm_pods(kube, namespace=namespace):
+        pod = await objects.get_object(
+            kube,
+            resource=objects.POD,
+            name=warmpod_model.status_of(wp).pod_name or "",
+            namespace=namespace,
+        )
+        assert pod["metadata"]["labels"][podspec.POOL_UID] == again.metadata.uid
+        assert pod["spec"]["serviceAccountName"] == account
+
+
+async def test_a_warm_pod_claimed_during_the_pools_deletion_is_kept(
+    stack: Stack,
+    kube: client.Kube,
+    namespace: str,
+    runtime_name: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A deleting pool's Ready WarmPods stay claimable until they are gone. A WarmPod claimed
+    (its CAS) and its pod adopted between the deletion pass's lists and its deletes is left
+    alone: each delete carries the version listed. The next pass finds the claim and waits
+    for it."""
+    await stack.start_manager()
+    await stack.start_watcher()
+    await create_pool(kube, namespace=namespace, name="py", runtime=runtime_name, minSize=1)
+    (warm_pod,) = await wait_ready(kube, namespace, 1, what="1 Ready WarmPod")
+    pod_name = warmpod_model.status_of(warm_pod).pod_name or ""
+    # The claiming sandbox exists (an adopted pod whose owner is missing is collected).
+    holder = await objects.create_object(
+        kube,
+        resource=objects.SANDBOX,
+        namespace=namespace,
+        body={
+            "apiVersion": "llmsafespace.dev/v1",
+            "kind": "Sandbox",
+            "metadata": {"name": "holder"},
+            "spec": {"runtime": runtime_name},
+        },
+    )
+    sandbox_uid = holder["metadata"]["uid"]
+    claimed: list[str] = []
+    real_list = observe.list_pool_pods
+
+    async def list_then_claim(*args: Any, **kwargs: Any) -> list[dict[str, Any]]:
+        found = await real_list(*args, **kwargs)
+        if not claimed:
+            claimed.append(pod_name)
+            current = await objects.get_object(
+                kube,
+                resource=objects.WARM_POD,
+                namespace=namespace,
+                name=warm_pod.metadata.name or "",
+                decode=warmpod_model.decode,
+            )
+            await claim(kube, current, sandbox_uid=sandbox_uid)
+            await objects.patch_object(
+                kube,
+                resource=objects.POD,
+                namespace=namespace,
+                name=pod_name,
+                body=[
+                    {
+                        "op": "replace",
+                        "path": "/metadata/ownerReferences",
+                        "value": [
+                            {
+                                "apiVersion": "llmsafespace.dev/v1",
+                                "kind": "Sandbox",
+                                "name": "holder",
+                                "uid": sandbox_uid,
+                                "controller": True,
+                            }
+                        ],
+                    }
+                ],
+                patch_type=objects.PatchType.JSON,
+            )
+        return found
+
+    monkeypatch.setattr(observe, "list_pool_pods", list_then_claim)
+    await objects.delete_object(kube, resource=objects.WARM_POOL, namespace=namespace, name="py")
+
+    async def blocked() -> bool:
+        pool = await get_pool(kube, namespace=namespace, name="py")
+        return any(c.reason == "DeletionBlocked" for c in pool.status.conditions or ())
+
+    await eventually.eventually(blocked, timeout_seconds=60, describe="deletion blocked")
+    assert claimed == [pod_name]
+    kept = await objects.get_object(
+        kube,
+        resource=objects.WARM_POD,
+        namespace=namespace,
+        name=warm_pod.metadata.name or "",
+        decode=warmpod_model.decode,
+    )
+    assert not kept.metadata.deletion_timestamp
+    assert warmpod_model.status_of(kept).assigned_to == sandbox_uid
+    pod = await objects.get_object(kube, resource=objects.POD, namespace=namespace, name=pod_name)
+    assert not pod["metadata"].get("deletionTimestamp")
+    # The sandbox ends: its WarmPod goes (the reconciler's release), and the pool with it.
+    await objects.delete_object(
+        kube, resource=objects.WARM_POD, namespace=namespace, name=warm_pod.metadata.name or ""
+    )
+
+    async def pool_gone() -> bool:
+        found = await objects.get_or_none(
+            kube, resource=objects.WARM_POOL, namespace=namespace, name="py"
+        )
+        return found is None
+
+    await eventually.eventually(pool_gone, timeout_seconds=60, describe="the pool gone")

@@ -384,3 +384,14 @@ def test_a_second_pass_on_the_result_is_quiet(
     second = plan(shape, after)
     if first.limited_by is None:
         assert second.create == ()
+
+
+def test_expectations_say_when_the_first_one_lapses() -> None:
+    now = datetime.datetime(2025, 6, 1, 12, 0, tzinfo=datetime.UTC)
+    none = sizing.Expectations()
+    assert none.seconds_to_lapse(now=now) is None
+    open_ = none.expecting(creates=["p-0"], now=now, timeout_seconds=30).expecting(
+        deletes=["uid-1"], now=now + datetime.timedelta(seconds=5), timeout_seconds=10
+    )
+    assert open_.seconds_to_lapse(now=now) == 15.0
+    assert open_.seconds_to_lapse(now=now + datetime.timedelta(seconds=20)) == 0.0

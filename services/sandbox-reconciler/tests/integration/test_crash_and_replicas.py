@@ -20,21 +20,14 @@ from pathlib import Path
 
 import nats
 import pytest
-from reconciler_harness import (
-    Cluster,
-    ReconcilerProcess,
-    World,
-    condition,
-    hold_deletion,
-    pod_name,
-    release_deletion,
-)
+from reconciler_harness import Cluster, ReconcilerProcess, World, condition, pod_name
 
 from lss_common.bus import codec
 from lss_common.kube import objects
 from lss_common.logic import subjects
 from lss_common.models import kinds, messages
 from lss_common.testing import eventually
+from lss_common.testing.finalizers import hold_deletion, release_deletion
 from lss_dev import controlplane
 from lss_sandbox_reconciler import names
 from lss_sandbox_reconciler.render import owner as owner_module

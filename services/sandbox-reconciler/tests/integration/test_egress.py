@@ -29,12 +29,13 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from reconciler_harness import Cluster, FakeDns, World, condition, hold_deletion, release_deletion
+from reconciler_harness import Cluster, FakeDns, World, condition
 
 from lss_common import errors
 from lss_common.kube import client, objects
 from lss_common.models import kinds
 from lss_common.testing import eventually
+from lss_common.testing.finalizers import hold_deletion, release_deletion
 from lss_sandbox_reconciler import names, observe
 from lss_sandbox_reconciler.render import network
 from lss_sandbox_reconciler.render import owner as owner_module

@@ -23,19 +23,13 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from reconciler_harness import (
-    Cluster,
-    World,
-    condition,
-    hold_deletion,
-    pod_name,
-    release_deletion,
-)
+from reconciler_harness import Cluster, World, condition, pod_name
 
 from lss_common import errors
 from lss_common.kube import objects
 from lss_common.models import kinds, labels
 from lss_common.testing import eventually
+from lss_common.testing.finalizers import hold_deletion, release_deletion
 from lss_sandbox_reconciler import names
 from lss_sandbox_reconciler.render import owner as owner_module
 

@@ -27,19 +27,12 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
-from reconciler_harness import (
-    Cluster,
-    PhaseRecorder,
-    World,
-    condition,
-    hold_deletion,
-    pod_name,
-    release_deletion,
-)
+from reconciler_harness import Cluster, PhaseRecorder, World, condition, pod_name
 
 from lss_common.kube import objects
 from lss_common.models import kinds
 from lss_common.testing import eventually
+from lss_common.testing.finalizers import hold_deletion, release_deletion
 from lss_sandbox_reconciler import names
 from lss_sandbox_reconciler.render import owner as owner_module
 

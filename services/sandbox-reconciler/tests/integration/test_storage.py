@@ -25,12 +25,13 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
-from reconciler_harness import Cluster, World, condition, hold_deletion, release_deletion
+from reconciler_harness import Cluster, World, condition
 
 from lss_common import errors
 from lss_common.kube import client, objects
 from lss_common.models import kinds, labels
 from lss_common.testing import eventually
+from lss_common.testing.finalizers import hold_deletion, release_deletion
 from lss_sandbox_reconciler import names
 from lss_sandbox_reconciler.render import owner as owner_module
 

@@ -23,12 +23,13 @@ from typing import Any
 
 import prometheus_client
 import pytest
-from reconciler_harness import Cluster, World, hold_deletion, release_deletion
+from reconciler_harness import Cluster, World
 
 from lss_common import settings as common_settings
 from lss_common.kube import client, objects
 from lss_common.models import kinds, labels
 from lss_common.testing import eventually
+from lss_common.testing.finalizers import hold_deletion, release_deletion
 from lss_pool_manager import service as pool_service
 from lss_pool_manager import settings as pool_settings_module
 from lss_sandbox_reconciler import names

@@ -174,6 +174,27 @@ class WarmMetrics:
         )
 
 
+class _Stored(enum.Enum):
+    """A claim as the sandbox's stored status shows it (``WarmStarter._stored_claim``)."""
+
+    IN_USE = enum.auto()
+    """The status references the claimed WarmPod."""
+    NEW = enum.auto()
+    """No pod, no WarmPod, not started: the claim can still be resumed."""
+    OTHER = enum.auto()
+    """Gone, deleting, or started otherwise (another WarmPod, a cold pod)."""
+    UNKNOWN = enum.auto()
+    """The read failed."""
+
+
+@dataclasses.dataclass(slots=True)
+class _Progress:
+    """How far one claim's adoption got (read by its caller on a failure)."""
+
+    adopted: bool = False
+    """The pod (and its Service) are the sandbox's now, and the pod can serve it."""
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class Started:
     """A warm start that committed: the plan it wrote and what was applied."""
@@ -364,6 +385,7 @@ class WarmStarter:
                 warm=False,
             )
         self._mark(WARM, Milestone.CLAIMED)
+        progress = _Progress()
         try:
             return await self._adopt(
                 kube,
@@ -374,9 +396,18 @@ class WarmStarter:
                 children=children,
                 early=early,
                 now=now,
+                progress=progress,
             )
         except BaseException:
-            await self._discard(kube, sandbox=obj, chosen=chosen, pod=pod)
+            # Adopted and able to serve, the pod is the sandbox's: a failure after that (a
+            # 409 on the status write, an outage) keeps the claim while the stored sandbox is
+            # still new, and the next pass resumes it without a second CAS (discarding it
+            # deleted a warm pod per conflicting pass). If another pass started the sandbox
+            # meanwhile (another replica's claim won), the claim goes at once: its pod
+            # carries the sandbox's labels.
+            await self._discard(
+                kube, sandbox=obj, chosen=chosen, pod=pod, resumable=progress.adopted
+            )
             raise
 
     async def _discard(
@@ -386,24 +417,30 @@ class WarmStarter:
         sandbox: sandbox_model.Sandbox,
         chosen: ready_queue_module.Candidate,
         pod: dict[str, Any] | None,
+        resumable: bool = False,
     ) -> None:
-        if await self._is_in_use(kube, sandbox=sandbox, chosen=chosen):
-            # Another pass (a resumed claim on another replica) completed this same claim:
-            # the sandbox runs on this pod now, which must not be taken from it.
+        """Give back a failed claim, unless the stored sandbox says to keep it."""
+        stored = await self._stored_claim(kube, sandbox=sandbox, chosen=chosen)
+        if stored is _Stored.IN_USE or stored is _Stored.UNKNOWN:
+            # In use: another pass (a resumed claim on another replica) completed this same
+            # claim, and the sandbox runs on this pod. Unknown: a later pass or the pool
+            # manager's sweep decides.
+            return
+        if stored is _Stored.NEW and resumable:
             return
         self._metrics.claims_total.labels(result=Result.DISCARDED).inc()
         pod_uid = ((pod or {}).get("metadata") or {}).get("uid")
         await asyncio.shield(adopt.discard_claim(kube, candidate=chosen, pod_uid=pod_uid))
         self.queue.remove(chosen.key)
 
-    async def _is_in_use(
+    async def _stored_claim(
         self,
         kube: client_module.Kube,
         *,
         sandbox: sandbox_model.Sandbox,
         chosen: ready_queue_module.Candidate,
-    ) -> bool:
-        """Whether the sandbox's stored status references the claimed WarmPod (a fresh read)."""
+    ) -> _Stored:
+        """What the sandbox's stored status (a fresh read) says of the claim of ``chosen``."""
         try:
             current = await objects.get_object(
                 kube,
@@ -413,16 +450,23 @@ class WarmStarter:
                 decode=sandbox_model.decode,
             )
         except errors.NotFoundError:
-            return False
+            return _Stored.OTHER
         except errors.LssError:
-            return True  # unknown: keep the claim; a later pass or the pool manager's sweep
-        ref = sandbox_model.status_of(current).warm_pod_ref
-        return (
-            current.metadata.uid == sandbox.metadata.uid
-            and ref is not None
-            and (ref.namespace or current.metadata.namespace, ref.name)
-            == (chosen.namespace, chosen.name)
-        )
+            return _Stored.UNKNOWN
+        if current.metadata.uid != sandbox.metadata.uid:
+            return _Stored.OTHER
+        status = sandbox_model.status_of(current)
+        ref = status.warm_pod_ref
+        if ref is not None:
+            here = (ref.namespace or current.metadata.namespace, ref.name)
+            return _Stored.IN_USE if here == (chosen.namespace, chosen.name) else _Stored.OTHER
+        if (
+            current.metadata.deletion_timestamp
+            or status.pod_name
+            or status.phase not in (None, "", sandbox_model.Phase.PENDING)
+        ):
+            return _Stored.OTHER
+        return _Stored.NEW
 
     async def _claim_or_resume(
         self,
@@ -503,6 +547,7 @@ class WarmStarter:
         children: apply.Applied,
         early: tuple[plan.Action, ...],
         now: datetime.datetime,
+        progress: _Progress,
     ) -> Started:
         """Adoption, then the Running status (see the module docstring).
 
@@ -551,6 +596,8 @@ class WarmStarter:
                 f"WarmPod {chosen.namespace}/{chosen.name}: its pod cannot serve the sandbox "
                 f"({planned.status.phase})"
             )
+        # The pod is the sandbox's and can serve it: from here a failure keeps the claim.
+        progress.adopted = True
         # Whatever the warm plan writes beyond what the early wave wrote (normally nothing:
         # the children do not depend on which pod serves) goes with the adoption.
         remaining = tuple(a for a in planned.actions if a not in early)

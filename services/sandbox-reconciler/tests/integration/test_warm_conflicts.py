@@ -28,7 +28,7 @@ import asyncio
 import contextlib
 import datetime
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import nats
@@ -44,6 +44,7 @@ from lss_common.models import labels, messages
 from lss_common.observability import metrics as shared_metrics
 from lss_common.testing import eventually
 from lss_common.testing.admission import refusing
+from lss_dev import webhook
 from lss_sandbox_reconciler import names
 from lss_sandbox_reconciler.render import owner as owner_module
 
@@ -362,3 +363,60 @@ async def test_a_cold_pod_beside_a_warm_sandboxs_pod_is_deleted(
     assert after["status"]["phase"] == "Running"
     assert after["status"]["podName"] == warm_pod["metadata"]["name"]
     assert (await cluster.children(uid))["Pod"] == [warm_pod["metadata"]["name"]]
+
+
+async def test_a_warm_claims_status_write_that_conflicts_keeps_the_claim(
+    world: World, cluster: Cluster, pool_manager: PoolManager
+) -> None:
+    """After the adoption, the pod is the sandbox's: a 409 on the Running status write (a
+    test webhook answers the sandbox's first two status writes so) keeps the claim, and the
+    next pass resumes it without a second CAS. Discarding it deleted a warm pod on each
+    conflicting pass."""
+    await cluster.create_runtime()
+    await cluster.create_sandbox("probe")
+
+    async def probe() -> None:
+        await objects.patch_object(
+            cluster.kube,
+            resource=objects.SANDBOX,
+            namespace=cluster.namespace,
+            name="probe",
+            subresource="status",
+            body={"status": {}},
+        )
+
+    denials = 0
+
+    def answer(request: Mapping[str, Any]) -> webhook.Denial | None:
+        nonlocal denials
+        if request.get("name") != "contended" or denials >= 2:
+            return None
+        denials += 1
+        return webhook.conflict("the test's webhook: another writer got there first")
+
+    rule = {
+        "apiGroups": ["llmsafespace.dev"],
+        "apiVersions": ["*"],
+        "operations": ["UPDATE"],
+        "resources": ["sandboxes/status"],
+    }
+    async with webhook.serving(
+        cluster.kube, namespace=cluster.namespace, rule=rule, answer=answer, probe=probe
+    ) as hook:
+        reconciler = await world.start_reconciler()
+        await pool_manager.start()
+        await world.start_watcher()
+        await create_pool(cluster, "std", minSize=2)
+        await wait_ready_warm_pods(cluster, 2)
+        await cluster.create_sandbox("contended", timeout=600)
+        running = await cluster.wait_phase("contended", "Running")
+    assert len(hook.denied) == 2
+    assert running["status"].get("warmPodRef"), running["status"]
+    assert reconciler.sample(_CLAIMS, result="claimed") == 1
+    assert reconciler.sample(_CLAIMS, result="discarded") == 0
+    assert reconciler.sample(_CLAIMS, result="resumed") >= 1
+    # One WarmPod went to the sandbox, and it is the one it runs on; none was deleted.
+    items = await warm_pods(cluster.kube, cluster.namespace)
+    assigned = [wp for wp in items if phase_of(wp) == "Assigned"]
+    assert [wp["metadata"]["name"] for wp in assigned] == [running["status"]["warmPodRef"]["name"]]
+    assert assigned[0]["status"]["podName"] == running["status"]["podName"]

@@ -9,8 +9,10 @@ Phases (``warmpod.Phase``), and who moves them:
   ``heartbeat_interval_seconds`` (0: only on transitions). ``Ready`` → ``Pending`` if the pod
   stops being Ready (it is not claimable then).
 - ``Pending``/``Ready`` → ``Failed`` when the pod is gone, being deleted, failed, crash-looping,
-  cannot pull its image, or is still not Ready ``ready_timeout_seconds`` after the WarmPod was
-  created. A Failed (or Terminating) WarmPod is deleted in the same pass; the pool refills.
+  cannot pull its image, or is still not Ready ``ready_timeout_seconds`` after the pod was
+  created (after it stopped being Ready, for a WarmPod that was Ready: a long-lived one is
+  not failed for a readiness blip). A Failed (or Terminating) WarmPod is deleted in the same
+  pass; the pool refills.
 - ``Assigned`` belongs to the claim (sandbox reconciler) and the recycler: never touched here.
 
 The TTL clock (``idle_since``) is when the WarmPod last became Ready, read from the ``Ready``
@@ -156,6 +158,24 @@ def needs_pod(obj: warmpod_model.WarmPod) -> bool:
     return phase not in (Phase.ASSIGNED, Phase.FAILED, Phase.TERMINATING)
 
 
+def _not_ready_since(
+    obj: warmpod_model.WarmPod, *, pod: Mapping[str, Any], now: datetime.datetime
+) -> tuple[datetime.datetime, str]:
+    """Since when the pod has not been Ready, and since what: its creation, or, for a
+    WarmPod that was Ready, the moment it stopped being Ready (a Ready WarmPod of an hour is
+    not failed for a readiness blip, only for one lasting the ready timeout)."""
+    status = warmpod_model.status_of(obj)
+    if status.phase == Phase.READY:
+        return now, "it stopped being Ready"
+    ready = conditions.find_condition(status.conditions, condition_type=READY_CONDITION)
+    if ready is not None and ready.reason == Reason.POD_NOT_READY and ready.last_transition_time:
+        return meta.parse_timestamp(ready.last_transition_time), "it stopped being Ready"
+    created = (pod.get("metadata") or {}).get(
+        "creationTimestamp"
+    ) or obj.metadata.creation_timestamp
+    return (meta.parse_timestamp(created) if created else now), "creation"
+
+
 def plan_warm_pod(
     obj: warmpod_model.WarmPod,
     *,
@@ -230,12 +250,12 @@ def plan_warm_pod(
             status=new if new != warmpod_model.status_of(obj) else None,
             requeue_after_seconds=heartbeat_interval_seconds or None,
         )
-    created = metadata.creation_timestamp
-    age = (now - meta.parse_timestamp(created)).total_seconds() if created else 0.0
+    since, what = _not_ready_since(obj, pod=pod, now=now)
+    age = (now - since).total_seconds()
     if age >= ready_timeout_seconds:
         return fail(
             Reason.NOT_READY_IN_TIME,
-            f"pod {pod_name} not Ready {int(age)} s after creation: {verdict.message}",
+            f"pod {pod_name} not Ready {int(age)} s after {what}: {verdict.message}",
         )
     new = _with(
         obj,

@@ -49,7 +49,12 @@ def warm_pod(
 
 
 def pod(
-    *, ready: bool = True, ip: str | None = "10.244.0.5", phase: str = "Running", **extra: Any
+    *,
+    ready: bool = True,
+    ip: str | None = "10.244.0.5",
+    phase: str = "Running",
+    created_ago: float = 5,
+    **extra: Any,
 ) -> dict[str, Any]:
     status: dict[str, Any] = {
         "phase": phase,
@@ -62,7 +67,7 @@ def pod(
         "metadata": {
             "name": POD,
             "namespace": "ns",
-            "creationTimestamp": ts(5),
+            "creationTimestamp": ts(created_ago),
             "ownerReferences": [
                 {"kind": "WarmPod", "name": "py-0", "uid": UID, "controller": True}
             ],
@@ -180,14 +185,57 @@ def test_pod_being_deleted_fails() -> None:
 
 
 def test_never_ready_fails_after_the_timeout_and_requeues_before() -> None:
-    before = run(warm_pod({"phase": "Pending", "podName": POD}, created_ago=100), pod(ready=False))
+    pending = warm_pod({"phase": "Pending", "podName": POD}, created_ago=400)
+    before = run(pending, pod(ready=False, created_ago=100))
     assert not before.delete
     assert before.requeue_after_seconds == pytest.approx(200)
-    after = run(warm_pod({"phase": "Pending", "podName": POD}, created_ago=301), pod(ready=False))
+    after = run(pending, pod(ready=False, created_ago=301))
     assert after.delete
     assert after.status is not None
     assert after.status.conditions is not None
     assert after.status.conditions[0].reason == "NotReadyInTime"
+    assert "after creation" in (after.status.conditions[0].message or "")
+
+
+def test_a_long_ready_warm_pod_is_not_failed_for_a_readiness_blip() -> None:
+    """The ready timeout runs from when a Ready WarmPod's pod stopped being Ready, not from
+    the WarmPod's (or the pod's) creation an hour ago."""
+    ready = warm_pod({"phase": "Ready", "podName": POD}, created_ago=3600)
+    blip = run(ready, pod(ready=False, created_ago=3600))
+    assert not blip.delete
+    assert blip.status is not None
+    assert blip.status.phase == "Pending"
+    assert blip.requeue_after_seconds == pytest.approx(300)
+    # Still not Ready: failed once the timeout has run from the blip's start.
+    not_ready = lifecycle_status(blip.status, stopped_ago=301)
+    after = run(warm_pod(not_ready, created_ago=3600), pod(ready=False, created_ago=3600))
+    assert after.delete
+    assert after.status is not None
+    assert after.status.conditions is not None
+    assert after.status.conditions[0].reason == "NotReadyInTime"
+    assert "after it stopped being Ready" in (after.status.conditions[0].message or "")
+    within = run(
+        warm_pod(lifecycle_status(blip.status, stopped_ago=100), created_ago=3600),
+        pod(ready=False, created_ago=3600),
+    )
+    assert not within.delete
+    assert within.requeue_after_seconds == pytest.approx(200)
+
+
+def test_a_pod_created_late_gets_its_own_ready_timeout() -> None:
+    """A WarmPod whose pod was refused for a while (a quota) times its pod from the pod's
+    creation, not its own."""
+    late = warm_pod({"phase": "Pending", "podName": POD}, created_ago=400)
+    assert not run(late, pod(ready=False, created_ago=10)).delete
+
+
+def lifecycle_status(status: Any, *, stopped_ago: float) -> dict[str, Any]:
+    """``status`` as stored, its Ready condition's transition ``stopped_ago`` seconds ago."""
+    data = msgspec.to_builtins(status)
+    for item in data["conditions"]:
+        if item["type"] == "Ready":
+            item["lastTransitionTime"] = ts(stopped_ago)
+    return dict(data)
 
 
 def test_ready_pod_that_becomes_unready_goes_back_to_pending() -> None:

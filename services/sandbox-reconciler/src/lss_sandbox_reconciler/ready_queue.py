@@ -10,7 +10,10 @@ picks spread over the oldest pods and the TTL rotates the rest.
 The queue is a *hint*, like NATS itself: the claim's CAS carries the resourceVersion held
 here, and a stale entry only costs a 409 (then the entry is dropped until the next hint).
 Assigned WarmPods are indexed by ``assignedTo`` so that a pass interrupted after its CAS
-finds its own claim again.
+finds its own claim again. An offer older (by resourceVersion) than the one the queue last
+took for that WarmPod is ignored: a read that started before this replica's CAS and answers
+after it would otherwise put the claimed WarmPod back as a candidate and drop the claim from
+the index.
 
 No I/O, no clock: the caller reads and feeds.
 """
@@ -100,14 +103,24 @@ class ReadyQueue:
         self._by_namespace: dict[str, set[Key]] = {}
         self._assigned: dict[str, Assignment] = {}
         self._assigned_key: dict[Key, str] = {}
+        # The newest resourceVersion offered per WarmPod: a read that started before a newer
+        # one was offered (a feed read racing this replica's CAS) must not undo it.
+        self._seen: dict[Key, int] = {}
 
     def __len__(self) -> int:
         return len(self._pool_of)
 
     def offer(self, obj: warmpod_model.WarmPod) -> Candidate | None:
-        """Record ``obj`` as just read; returns its candidate (None: not claimable)."""
+        """Record ``obj`` as just read; returns its candidate (None: not claimable, or older
+        than what the queue already took for it)."""
         meta = obj.metadata
         key = (meta.namespace or "", meta.name or "")
+        version = _revision(meta.resource_version)
+        seen = self._seen.get(key)
+        if version is not None and seen is not None and version < seen:
+            return None  # older than what the queue holds: ignored
+        if version is not None:
+            self._seen[key] = version
         status = warmpod_model.status_of(obj)
         self._unassign(key)
         if (
@@ -152,6 +165,7 @@ class ReadyQueue:
         """The WarmPod is gone: no candidate and no assignment."""
         self.forget(key)
         self._unassign(key)
+        self._seen.pop(key, None)
 
     def candidates(
         self, namespace: str, *, matches: Callable[[Candidate], bool]
@@ -176,3 +190,12 @@ class ReadyQueue:
             found = self._assigned.get(sandbox_uid)
             if found is not None and (found.namespace, found.name) == key:
                 del self._assigned[sandbox_uid]
+
+
+def _revision(resource_version: str | None) -> int | None:
+    """A resourceVersion as the etcd revision it is (None: absent or not a number, then
+    never compared)."""
+    try:
+        return int(resource_version) if resource_version else None
+    except ValueError:
+        return None

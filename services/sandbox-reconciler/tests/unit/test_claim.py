@@ -252,6 +252,32 @@ def test_queue_indexes_assignments_and_forgets_removed() -> None:
     assert queue.assignment("sandbox-uid") is None
 
 
+def test_a_read_older_than_the_claim_does_not_undo_it() -> None:
+    """The feed's read of a WarmPod started before this replica's CAS and answered after it:
+    the claim (Assigned, newer) stays indexed and the WarmPod does not come back as a
+    candidate. A newer version is taken again."""
+    queue = ready_queue.ReadyQueue()
+    ready = warm_pod_for({}, name="py-0", resource_version="10")
+    queue.offer(ready)
+    claimed = warmpod_model.from_dict(
+        {
+            **_dict(ready),
+            "metadata": {**_dict(ready)["metadata"], "resourceVersion": "11"},
+            "status": {"phase": "Assigned", "podName": "py-0-pod", "assignedTo": "sandbox-uid"},
+        }
+    )
+    queue.offer(claimed)
+    assert queue.offer(ready) is None
+    assert queue.assignment("sandbox-uid") is not None
+    assert len(queue) == 0
+    newer = warm_pod_for({}, name="py-0", resource_version="12")
+    assert queue.offer(newer) is not None
+    assert queue.assignment("sandbox-uid") is None
+    # Gone and created again under the slot's name: the new object is taken.
+    queue.remove(("team-a", "py-0"))
+    assert queue.offer(warm_pod_for({}, name="py-0", resource_version="5")) is not None
+
+
 def test_queue_groups_candidates_by_pool() -> None:
     queue = ready_queue.ReadyQueue()
     queue.offer(warm_pod_for({}, name="b-0", pool_uid="pool-b"))

@@ -201,12 +201,22 @@ class Handler:
             for wp in members_found
             if (wp.metadata.uid or "") not in swept.released
         ]
+        in_flight = (
+            self._expectations.get(uid, sizing.Expectations())
+            .settled(
+                observed_names=(wp.metadata.name or "" for wp in members_found),
+                observed_uids=(wp.metadata.uid or "" for wp in members_found),
+                now=now,
+            )
+            .creates
+        )
         allowance = preload.creation_allowance(
             await self._preload_record(pool, preload_hash=preload_hash),
             members=members,
             now=now,
             base_seconds=self._settings.preload.failure_backoff_seconds,
             max_seconds=self._settings.preload.failure_backoff_max_seconds,
+            in_flight=len(in_flight),
         )
         bucket = self._buckets.get(uid) or sizing.TokenBucket.full(
             capacity=self._options.create_burst,

@@ -261,6 +261,17 @@ def state_of(
     return State.RUNNING, left
 
 
+def marker_of(obj: warmpod_model.WarmPod) -> tuple[str, str | None, str | None] | None:
+    """The ``Preloaded`` condition as it identifies one run (None: no condition): a run
+    finishes only the WarmPod whose marker is still the one it wrote."""
+    found = conditions.find_condition(
+        warmpod_model.status_of(obj).conditions, condition_type=CONDITION
+    )
+    if found is None:
+        return None
+    return (found.status, found.reason, found.last_transition_time)
+
+
 def _set(
     obj: warmpod_model.WarmPod,
     status: warmpod_model.WarmPodStatus,
@@ -441,12 +452,17 @@ def creation_allowance(
     now: datetime.datetime,
     base_seconds: float,
     max_seconds: float,
+    in_flight: int = 0,
 ) -> Allowance:
-    """While preloads keep failing: one WarmPod at a time, after the backoff delay."""
+    """While preloads keep failing: one WarmPod at a time, after the backoff delay.
+
+    ``in_flight``: this replica's creates that ``members`` (a watch-cache list) does not show
+    yet; each is a probe on its way like a listed Pending one.
+    """
     failures = (record.consecutive_failures or 0) if record is not None else 0
     if failures <= 0:
         return Allowance(max_creates=None)
-    pending = sum(
+    pending = in_flight + sum(
         1
         for member in members
         if not member.deleting and (member.phase or Phase.PENDING) == Phase.PENDING

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 import msgspec
 
@@ -48,6 +48,10 @@ _log = logging.getLogger(__name__)
 # A failure record that keeps meeting concurrent pool status writes is given up after this
 # many re-reads: the WarmPod's own Failed condition still says what happened.
 RECORD_ATTEMPTS = 10
+# The outcome of a run (its WarmPod's status) is written this many times at most, re-reading
+# the WarmPod in between (a conflict, a transient API failure).
+OUTCOME_ATTEMPTS = 4
+_OUTCOME_RETRY_SECONDS = 0.2
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -149,23 +153,28 @@ class Preloader:
         pod_name: str,
     ) -> Outcome:
         kube = self._kube()
-        now = self._clock.now()
-        # The scripts took time: the pod is read again so Ready is never written for a pod
-        # that died meanwhile.
-        pod = await observe.get_pod(kube, namespace=marked.metadata.namespace or "", name=pod_name)
-        plan = lifecycle.plan_warm_pod(
-            marked,
-            pod=pod,
-            now=now,
-            heartbeat_interval_seconds=self._options.heartbeat_interval_seconds,
-            ready_timeout_seconds=self._options.ready_timeout_seconds,
-        )
-        base = plan.status or warmpod_model.status_of(marked)
-        written = await apply.write_warm_pod_status(
-            kube,
-            warm_pod=marked,
-            status=preload.succeeded_status(marked, base, steps=steps, now=now),
-        )
+        decided: list[lifecycle.WarmPodPlan] = []
+
+        async def status_for(current: warmpod_model.WarmPod) -> warmpod_model.WarmPodStatus:
+            now = self._clock.now()
+            # The scripts took time: the pod is read again so Ready is never written for a
+            # pod that died meanwhile.
+            pod = await observe.get_pod(
+                kube, namespace=current.metadata.namespace or "", name=pod_name
+            )
+            plan = lifecycle.plan_warm_pod(
+                current,
+                pod=pod,
+                now=now,
+                heartbeat_interval_seconds=self._options.heartbeat_interval_seconds,
+                ready_timeout_seconds=self._options.ready_timeout_seconds,
+            )
+            decided[:] = [plan]
+            base = plan.status or warmpod_model.status_of(current)
+            return preload.succeeded_status(current, base, steps=steps, now=now)
+
+        written = await self._write_outcome(marked, status_for)
+        plan = decided[0]
         self._metrics.preloads_total.labels(preload.Result.SUCCEEDED.value).inc()
         _log.info("preload succeeded", extra=logs.extra(scripts=len(steps), pod=pod_name))
         cleared = preload.recorded_success(warmpool_model.status_of(pool).preload)
@@ -183,7 +192,7 @@ class Preloader:
         verdict: preload.Verdict,
     ) -> Outcome:
         assert verdict.reason is not None
-        kube = self._kube()
+        reason = verdict.reason
         now = self._clock.now()
         message = f"WarmPod {warm_pod.metadata.name}: {verdict.message}"
         # The pool's record first: a pool pass that sees this WarmPod Failed or gone (and so
@@ -191,18 +200,54 @@ class Preloader:
         await self._record(
             pool, update=lambda record: preload.recorded_failure(record, message=message, now=now)
         )
-        written = await apply.write_warm_pod_status(
-            kube,
-            warm_pod=warm_pod,
-            status=preload.failed_status(
-                warm_pod, reason=verdict.reason, message=verdict.message, now=now
-            ),
-        )
-        self._metrics.preloads_total.labels(preload.result_of(verdict.reason).value).inc()
-        _log.warning(
-            "preload failed", extra=logs.extra(reason=verdict.reason, error=verdict.message)
-        )
+
+        async def status_for(current: warmpod_model.WarmPod) -> warmpod_model.WarmPodStatus:
+            return preload.failed_status(
+                current, reason=reason, message=verdict.message, now=self._clock.now()
+            )
+
+        written = await self._write_outcome(warm_pod, status_for)
+        self._metrics.preloads_total.labels(preload.result_of(reason).value).inc()
+        _log.warning("preload failed", extra=logs.extra(reason=reason, error=verdict.message))
         return await self._delete(written, reason=sizing.DeleteReason.PRELOAD_FAILED)
+
+    async def _write_outcome(
+        self,
+        marked: warmpod_model.WarmPod,
+        status_for: Callable[[warmpod_model.WarmPod], Awaitable[warmpod_model.WarmPodStatus]],
+    ) -> warmpod_model.WarmPod:
+        """Write the preload's outcome on the WarmPod this run marked.
+
+        A conflict or a transient failure re-reads the WarmPod and writes again, while the
+        marker is still this run's: a lost outcome write left the marker to run out, so a
+        preload that succeeded was failed as Interrupted (and a failure was counted twice
+        on the pool's record).
+        """
+        kube = self._kube()
+        current = marked
+        attempt = 0
+        while True:
+            try:
+                return await apply.write_warm_pod_status(
+                    kube, warm_pod=current, status=await status_for(current)
+                )
+            except errors.RetryableError:
+                attempt += 1
+                if attempt >= OUTCOME_ATTEMPTS:
+                    raise
+                await self._clock.sleep(_OUTCOME_RETRY_SECONDS * attempt)
+                fresh = await observe.get_warm_pod(
+                    kube,
+                    namespace=marked.metadata.namespace or "",
+                    name=marked.metadata.name or "",
+                )
+                if (
+                    fresh is None
+                    or fresh.metadata.uid != marked.metadata.uid
+                    or preload.marker_of(fresh) != preload.marker_of(marked)
+                ):
+                    raise  # no longer this run's to finish
+                current = fresh
 
     async def _record(
         self,

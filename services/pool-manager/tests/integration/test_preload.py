@@ -118,7 +118,12 @@ async def test_scripts_run_in_order_before_ready(
     assert "first, second, third" in preloaded.message
     assert len(preload.hash_of(warm_pod)) == 64
     assert _condition(warm_pod, "Ready").status == "True"
-    assert manager.sample("llmsafespace_warmpool_preloads_total", result="succeeded") == 1
+    # Counted once its write returned (the watch may show the write a moment before).
+    await eventually.eventually(
+        lambda: manager.sample("llmsafespace_warmpool_preloads_total", result="succeeded") == 1,
+        timeout_seconds=10,
+        describe="the preload counted",
+    )
 
     async def filled() -> bool:
         pool = await get_pool(kube, namespace=namespace, name="pre")
@@ -442,3 +447,84 @@ async def test_a_failure_record_that_keeps_conflicting_is_given_up_and_the_next_
     assert manager.sample("llmsafespace_warmpool_pods_deleted_total", reason="preload_failed") == 2
     # The recorded failure's backoff (3600 s) holds creation: no third WarmPod.
     assert manager.sample("llmsafespace_warmpool_pods_created_total") == 2
+
+
+def _preloaded_of(obj: Mapping[str, Any] | None) -> str | None:
+    for item in ((obj or {}).get("status") or {}).get("conditions") or ():
+        if item.get("type") == preload.CONDITION:
+            return str(item.get("status"))
+    return None
+
+
+async def test_a_successful_preload_whose_outcome_write_conflicts_still_succeeds(
+    stack: Stack, kube: client.Kube, namespace: str, runtime_name: str, output: Path
+) -> None:
+    """The scripts succeed, and the write of their outcome meets 409 Conflict twice (a test
+    webhook answers so). The run re-reads the WarmPod, finds its marker still there, and
+    writes again: the WarmPod becomes Ready and Preloaded, the scripts ran once. Before, the
+    error left the marker to run out, and a preload that had succeeded was failed
+    ``Interrupted``."""
+    scripts = [{"name": "once", "language": "shell", "content": f"echo once >> {output.name}"}]
+    await create_pool(
+        kube,
+        namespace=namespace,
+        name="pre",
+        runtime=runtime_name,
+        minSize=1,
+        preloadScripts=scripts,
+    )
+
+    # The probe writes the pool's status (no pool manager runs yet): never denied.
+    async def probe() -> None:
+        await objects.patch_object(
+            kube,
+            resource=objects.WARM_POOL,
+            namespace=namespace,
+            name="pre",
+            subresource="status",
+            body={"status": {}},
+        )
+
+    denials = 0
+
+    def answer(request: Mapping[str, Any]) -> webhook.Denial | None:
+        nonlocal denials
+        if (request.get("resource") or {}).get("resource") != "warmpods":
+            return None
+        old = _preloaded_of(request.get("oldObject"))
+        new = _preloaded_of(request.get("object"))
+        if new != "True" or old == "True" or denials >= 2:
+            return None
+        denials += 1
+        return webhook.conflict("the test's webhook: the WarmPod changed")
+
+    rule = {
+        "apiGroups": [kinds.GROUP],
+        "apiVersions": ["*"],
+        "operations": ["UPDATE"],
+        "resources": ["warmpods/status", "warmpools/status"],
+    }
+    async with webhook.serving(
+        kube, namespace=namespace, rule=rule, answer=answer, probe=probe
+    ) as hook:
+        manager = await stack.start_manager()
+        await stack.start_watcher()
+
+        async def ready() -> warmpod_model.WarmPod | None:
+            found = by_phase(await warm_pods(kube, namespace=namespace), "Ready")
+            return found[0] if found else None
+
+        warm_pod: warmpod_model.WarmPod = await eventually.eventually(
+            ready, timeout_seconds=60, describe="a preloaded Ready WarmPod"
+        )
+    assert len(hook.denied) == 2
+    preloaded = _condition(warm_pod, preload.CONDITION)
+    assert (preloaded.status, preloaded.reason) == ("True", "Succeeded")
+    assert await asyncio.to_thread(output.read_text) == "once\n"
+    # Counted once its write returned (the watch may show the write a moment before).
+    await eventually.eventually(
+        lambda: manager.sample("llmsafespace_warmpool_preloads_total", result="succeeded") == 1,
+        timeout_seconds=10,
+        describe="the preload counted",
+    )
+    assert manager.sample("llmsafespace_warmpool_preloads_total", result="interrupted") == 0

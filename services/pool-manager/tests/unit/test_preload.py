@@ -357,6 +357,11 @@ def test_creation_allowance() -> None:
     assert allowance(over, member("")).max_creates == 0
     assert allowance(over, member("Ready"), member("Assigned")).max_creates == 1
     assert allowance(over, member("Pending", deleting=True)).max_creates == 1
+    # a probe this replica created that the (watch-cache) list does not show yet holds it too
+    held = preload.creation_allowance(
+        over, members=(), now=NOW, base_seconds=10, max_seconds=600, in_flight=1
+    )
+    assert held.max_creates == 0
 
 
 def test_failure_record_counts_and_success_resets() -> None:

@@ -26,6 +26,7 @@ none: the status says it, and the pod has its own events.
 from __future__ import annotations
 
 import collections
+import contextlib
 import datetime
 import logging
 import socket
@@ -52,6 +53,7 @@ _log = logging.getLogger(__name__)
 REPORTING_CONTROLLER: Final = "llmsafespace.dev/sandbox-reconciler"
 CLEANUP_FAILED: Final = "CleanupFailed"
 WRITE_REJECTED: Final = "WriteRejected"
+READ_REFUSED: Final = "ReadRefused"
 _KIND: Final = shared_metrics.Kind.SANDBOX.value
 
 
@@ -190,9 +192,12 @@ class Handler:
             if not await self.observer.exists(namespace=namespace, name=name):
                 return outcomes.DONE  # a late hint of its children's deletion
             self.released.discard((namespace, name))  # a namesake: read it in full
-        snapshot = await self.observer.observe(
-            namespace=namespace, name=name, fresh=fresh, not_older_than=version
-        )
+        try:
+            snapshot = await self.observer.observe(
+                namespace=namespace, name=name, fresh=fresh, not_older_than=version
+            )
+        except (errors.PermanentError, errors.InvalidObjectError) as error:
+            return await self._read_refused((namespace, name), error=error)
         observed = self._clock.monotonic() - started
         self._metrics.pass_stage_seconds.labels(stage=metrics_module.Stage.OBSERVE.value).observe(
             observed
@@ -258,6 +263,29 @@ class Handler:
             # delete still pending keeps its requeue).
             delay = None if applied.finalizer_removed else planned.requeue_after_seconds
             return self._requeue((namespace, name), delay=delay)
+
+    async def _read_refused(
+        self, key: tuple[str, str], *, error: errors.LssError
+    ) -> outcomes.Outcome:
+        """A read the pass needs was refused (RBAC: a 403) or its answer cannot be decoded:
+        say so on the Sandbox when it can be read, and look again later like a refused write
+        (what refuses it is fixed outside the sandbox). Acked, it waited for the resync."""
+        sandbox: sandbox_model.Sandbox | None = None
+        with contextlib.suppress(errors.LssError):
+            sandbox = await objects.get_or_none(
+                self._kube(),
+                resource=objects.SANDBOX,
+                namespace=key[0],
+                name=key[1],
+                decode=sandbox_model.decode,
+            )
+        if sandbox is None:
+            _log.error("sandbox read refused", extra={"error": str(error)})
+        else:
+            await self._report_refusal(
+                sandbox, reason=READ_REFUSED, message=str(error), now=self._clock.now()
+            )
+        return self._after_refusal(key, error=error, reason=READ_REFUSED)
 
     def _after_refusal(
         self, key: tuple[str, str], *, error: errors.LssError, reason: str

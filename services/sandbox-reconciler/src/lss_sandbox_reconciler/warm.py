@@ -570,6 +570,13 @@ class WarmStarter:
         )
         if isinstance(warm_service, BaseException):
             raise warm_service
+        if isinstance(adopted, errors.InvalidObjectError):
+            # The patch's test failed: the pod is no longer the WarmPod's. Another pass of
+            # this same sandbox (its claim resumed on another replica) may have adopted it:
+            # then it is the sandbox's, and must not be discarded as a failed claim.
+            now_owned = await adopt.get_pod(kube, namespace=chosen.namespace, name=chosen.pod_name)
+            if now_owned is not None and owner_module.is_owned_by(now_owned, owner=owner):
+                adopted = now_owned
         if isinstance(adopted, errors.NotFoundError | errors.InvalidObjectError):
             # Gone, or no longer the claimed WarmPod's (the patch's test failed).
             raise errors.ConflictError(

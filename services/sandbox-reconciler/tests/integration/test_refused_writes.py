@@ -363,3 +363,57 @@ async def test_a_delete_failing_for_a_while_keeps_the_finalizer_and_is_retried(
         await objects.delete_object(cluster.kube, resource=webhook.WEBHOOKS, name=name)
     await cluster.wait_gone("flaky")
     assert all(not found for found in (await cluster.children(uid)).values())
+
+
+_CLUSTER_ROLES = objects.ApiResource(
+    group="rbac.authorization.k8s.io",
+    version="v1",
+    plural="clusterroles",
+    kind="ClusterRole",
+    namespaced=False,
+)
+_RECONCILER_ROLE = "llmsafespace-sandbox-reconciler"
+
+
+async def _set_rules(cluster: Cluster, rules: list[dict[str, Any]]) -> None:
+    await objects.patch_object(
+        cluster.kube, resource=_CLUSTER_ROLES, name=_RECONCILER_ROLE, body={"rules": rules}
+    )
+
+
+async def test_a_refused_read_says_so_and_is_retried(world: World, cluster: Cluster) -> None:
+    """A read the pass needs is refused (the reconciler's role lost ``get`` on
+    SandboxProfiles, as a broken RBAC deployment would have it): the Sandbox shows
+    ``Ready=False/ReadRefused`` with the API server's message and a Warning Event, no pod is
+    made, and the pass is tried again; once the rule is back, the sandbox runs without any
+    edit. Before, the hint was acked and the sandbox waited for the watcher's resync."""
+    reconciler = await world.start_reconciler(reconcile_options=_RETRY)
+    await world.start_watcher()
+    await cluster.create_runtime()
+    await cluster.create_profile("tight", spec={})
+    role = await objects.get_object(cluster.kube, resource=_CLUSTER_ROLES, name=_RECONCILER_ROLE)
+    rules: list[dict[str, Any]] = role["rules"]
+    await _set_rules(
+        cluster, [r for r in rules if "sandboxprofiles" not in (r.get("resources") or ())]
+    )
+    try:
+        await cluster.create_sandbox("unread", profileRef={"name": "tight"}, timeout=600)
+        obj = await _wait_ready_reason(cluster, "unread", reason="ReadRefused")
+        message = condition(obj, "Ready")["message"]
+        assert "sandboxprofiles" in message
+        assert "forbidden" in message
+        assert [e["reason"] for e in await _warning_events(cluster, "unread")] == ["ReadRefused"]
+        assert await cluster.child(objects.POD, pod_name("unread")) is None
+        # Tried again (each re-check is refused again and counted).
+        await eventually.eventually(
+            lambda: (
+                reconciler.sample("llmsafespace_sandbox_refused_writes_total", reason="ReadRefused")
+                >= 2
+            ),
+            timeout_seconds=30,
+            describe="the read tried again",
+        )
+    finally:
+        await _set_rules(cluster, rules)
+    running = await cluster.wait_phase("unread", "Running")
+    assert condition(running, "Ready")["status"] == "True"

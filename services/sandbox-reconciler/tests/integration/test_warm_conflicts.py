@@ -45,7 +45,7 @@ from lss_common.observability import metrics as shared_metrics
 from lss_common.testing import eventually
 from lss_common.testing.admission import refusing
 from lss_dev import webhook
-from lss_sandbox_reconciler import names
+from lss_sandbox_reconciler import adopt, names
 from lss_sandbox_reconciler.render import owner as owner_module
 
 pytestmark = pytest.mark.integration
@@ -420,3 +420,41 @@ async def test_a_warm_claims_status_write_that_conflicts_keeps_the_claim(
     assigned = [wp for wp in items if phase_of(wp) == "Assigned"]
     assert [wp["metadata"]["name"] for wp in assigned] == [running["status"]["warmPodRef"]["name"]]
     assert assigned[0]["status"]["podName"] == running["status"]["podName"]
+
+
+async def test_a_pod_another_pass_adopted_for_the_same_sandbox_is_not_discarded(
+    world: World,
+    cluster: Cluster,
+    pool_manager: PoolManager,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Two passes of one sandbox may hold the same claim (one resumed the other's): the
+    first adoption lands, and the second's patch fails its test (the pod is no longer the
+    WarmPod's). The pod is the sandbox's then: the second pass goes on with it instead of
+    discarding the claim, which deleted the pod the sandbox had just been given."""
+    reconciler = await world.start_reconciler()
+    await pool_manager.start()
+    await world.start_watcher()
+    await cluster.create_runtime()
+    await create_pool(cluster, "std", minSize=1)
+    await wait_ready_warm_pods(cluster, 1)
+    real = adopt.adopt_pod
+    raced: list[str] = []
+
+    async def adopted_first_by_another_pass(
+        kube: Any, *, candidate: Any, owner: Any
+    ) -> dict[str, Any]:
+        if not raced:
+            raced.append(candidate.name)
+            await real(kube, candidate=candidate, owner=owner)  # the other pass's adoption
+        return await real(kube, candidate=candidate, owner=owner)
+
+    monkeypatch.setattr(adopt, "adopt_pod", adopted_first_by_another_pass)
+    await cluster.create_sandbox("twice", timeout=600)
+    running = await cluster.wait_phase("twice", "Running")
+    assert raced == [running["status"]["warmPodRef"]["name"]]
+    assert reconciler.sample(_CLAIMS, result="claimed") == 1
+    assert reconciler.sample(_CLAIMS, result="discarded") == 0
+    pod = await cluster.child(objects.POD, running["status"]["podName"])
+    assert pod is not None
+    assert not pod["metadata"].get("deletionTimestamp")

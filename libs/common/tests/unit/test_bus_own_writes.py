@@ -82,6 +82,17 @@ def test_a_redelivered_hint_runs_a_pass(written: revisions.WrittenRevisions) -> 
     assert not own_writes.is_own_write(hint("MODIFIED", "42"), written=written, num_delivered=2)
 
 
+def test_a_redelivered_rider_runs_a_pass(written: revisions.WrittenRevisions) -> None:
+    # A requeued re-check comes back while a pass of the same key runs, and rides on the
+    # hint of our own write queued behind it: both payloads announce own writes, but the
+    # re-check is due (the lifetime's end, a deadline), so the delivery runs its pass.
+    own = codec.encode(hint("MODIFIED", "42"))
+    with bus.delivering(rider_data=(own,)):
+        assert own_writes.is_current_own_write(hint("MODIFIED", "42"), written=written)
+    with bus.delivering(rider_data=(own,), rider_redelivered=True):
+        assert not own_writes.is_current_own_write(hint("MODIFIED", "42"), written=written)
+
+
 def test_without_a_log_nothing_is_skipped() -> None:
     assert not own_writes.is_own_write(hint("MODIFIED", "42"), written=None)
 
@@ -130,4 +141,7 @@ def test_a_delivery_is_skippable_only_if_every_hint_in_it_is() -> None:
     with bus.delivering(rider_data=(b"not a hint",)):
         assert not own_writes.is_current_delivery_skippable(modified, skip=skip)
     with bus.delivering(num_delivered=2):
+        assert not own_writes.is_current_delivery_skippable(modified, skip=skip)
+    # A redelivered hint riding along (a requeued re-check) is due, whatever it announces.
+    with bus.delivering(rider_data=(codec.encode(modified),), rider_redelivered=True):
         assert not own_writes.is_current_delivery_skippable(modified, skip=skip)

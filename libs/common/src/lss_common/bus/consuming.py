@@ -82,6 +82,9 @@ class Delivery:
     unless each of them could be skipped too (``rider_data``)."""
     rider_data: tuple[bytes, ...] = ()
     """The riders' payloads, in arrival order."""
+    rider_redelivered: bool = False
+    """Whether a rider is itself a redelivery (a re-check a pass asked for, or a retry):
+    then the work may not be skipped whatever the payloads say."""
 
 
 _current_delivery: contextvars.ContextVar[Delivery | None] = contextvars.ContextVar(
@@ -497,7 +500,15 @@ def _delivery_of(msg: nats.aio.msg.Msg, *, stream: str, riders: list[nats.aio.ms
         msg_id=(msg.headers or {}).get(api.Header.MSG_ID.value),
         riders=len(riders),
         rider_data=tuple(rider.data for rider in riders),
+        rider_redelivered=any(_num_delivered(rider) > 1 for rider in riders),
     )
+
+
+def _num_delivered(msg: nats.aio.msg.Msg) -> int:
+    try:
+        return int(msg.metadata.num_delivered)
+    except Exception:  # not a JetStream message: never counted as a redelivery
+        return 1
 
 
 def _classify_fetch_error(exc: Exception) -> bus_metrics.FetchError:

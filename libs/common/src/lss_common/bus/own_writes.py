@@ -8,8 +8,8 @@ the hint of its write. The rules, for every service:
 - only a create or an update (``ADDED``/``MODIFIED``), of the key's object or of a child
   (``ChangeEvent.child``) — never a deletion (a pass waiting for something to be gone learns
   it from that hint) and never a resync hint (the safety net for anything lost);
-- only on its first delivery — a redelivered hint is a re-check a pass asked for
-  (``RequeueAfter``) or a retry;
+- only on its first delivery, with no redelivered hint riding along — a redelivered hint
+  is a re-check a pass asked for (``RequeueAfter``) or a retry;
 - only when every hint riding along on it (``Delivery.rider_data``) announces an own write
   too: they are acknowledged with it, and one announcing someone else's change needs the
   pass (a pod that became Ready while our status write's hint was queued).
@@ -70,6 +70,8 @@ def is_current_own_write(
         delivery = consuming.current_delivery()
     except RuntimeError:
         return is_own_write(event, written=written)
+    if delivery.rider_redelivered:
+        return False  # a re-check riding along: its pass is due
     riders = [_decoded(data) for data in delivery.rider_data]
     if any(rider is not None and not may_skip(rider) for rider in riders):
         return False
@@ -89,7 +91,7 @@ def is_current_delivery_skippable(
         delivery = consuming.current_delivery()
     except RuntimeError:
         return True
-    if delivery.num_delivered != 1:
+    if delivery.num_delivered != 1 or delivery.rider_redelivered:
         return False
     riders = [_decoded(data) for data in delivery.rider_data]
     return all(rider is not None and skip(rider) for rider in riders)

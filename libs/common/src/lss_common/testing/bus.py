@@ -94,6 +94,7 @@ def delivering(
     num_delivered: int = 1,
     riders: int = 0,
     rider_data: tuple[bytes, ...] = (),
+    rider_redelivered: bool = False,
     subject: str = "lss.evt.test.ns.name",
 ) -> Iterator[consuming.Delivery]:
     """Run a handler's pure helpers as if the consume loop delivered a message this way
@@ -107,6 +108,7 @@ def delivering(
         msg_id=None,
         riders=riders or len(rider_data),
         rider_data=rider_data,
+        rider_redelivered=rider_redelivered,
     )
     token = consuming._current_delivery.set(delivery)
     try:

@@ -399,6 +399,69 @@ async def test_an_ended_warm_sandbox_keeps_its_policies_while_its_pod_terminates
     assert ended["status"]["phase"] == "Terminated"
 
 
+async def test_a_warm_pod_deleted_by_hand_is_replaced_by_a_cold_one_that_stays(
+    world: World, cluster: Cluster, pool_managers: list[PoolManager]
+) -> None:
+    """A running warm sandbox's pod is deleted by hand: the sandbox gets a pod of its own
+    (``sandbox-<name>``, with its own ServiceAccount and Service), keeps running, and that
+    pod is not taken for a stray cold pod of a warm sandbox on the passes that follow."""
+    await cluster.create_runtime()
+    await start(world, pool_managers, reconcilers=1, pool_managers=1)
+    reconciler = world.reconcilers[0]
+    await create_pool(cluster, "hand", minSize=1)
+    await wait_ready_warm_pods(cluster, 1)
+    created = await cluster.create_sandbox("replaced", timeout=600)
+    uid = created["metadata"]["uid"]
+    running = await cluster.wait_phase("replaced", "Running")
+    warm_pod = running["status"]["podName"]
+    assert running["status"].get("warmPodRef"), running["status"]
+    await objects.delete_object(
+        cluster.kube, resource=objects.POD, namespace=cluster.namespace, name=warm_pod
+    )
+    own = names.pod_name("replaced")
+
+    async def on_its_own_pod() -> dict[str, Any] | None:
+        obj = await cluster.sandbox("replaced")
+        pod = await cluster.child(objects.POD, own)
+        if obj is None or pod is None or obj["status"].get("podName") != own:
+            return None
+        return obj if obj["status"].get("phase") == "Running" else None
+
+    await eventually.eventually(on_its_own_pod, timeout_seconds=60, describe="a pod of its own")
+    pod = await cluster.child(objects.POD, own)
+    assert pod is not None
+    pod_uid = pod["metadata"]["uid"]
+    # Later passes (three more, a spec change wakes one) leave it alone.
+    passes = reconciler.sample("llmsafespace_sandbox_pass_stage_seconds_count", stage="observe")
+    for count in range(3):
+        await objects.patch_object(
+            cluster.kube,
+            resource=objects.SANDBOX,
+            namespace=cluster.namespace,
+            name="replaced",
+            body={"metadata": {"annotations": {"test.llmsafespace.dev/poke": str(count)}}},
+        )
+    await eventually.eventually(
+        lambda: (
+            reconciler.sample("llmsafespace_sandbox_pass_stage_seconds_count", stage="observe")
+            >= passes + 3
+        ),
+        timeout_seconds=30,
+        describe="three more passes",
+    )
+    again = await cluster.child(objects.POD, own)
+    assert again is not None
+    assert again["metadata"]["uid"] == pod_uid
+    assert not again["metadata"].get("deletionTimestamp")
+    children = await cluster.children(uid)
+    assert children["Pod"] == [own]
+    assert own in children["Service"]
+    assert len(children["ServiceAccount"]) == 1
+    obj = await cluster.sandbox("replaced")
+    assert obj is not None
+    assert obj["status"]["phase"] == "Running"
+
+
 async def test_200_sandboxes_against_a_pool_of_50_with_two_replicas_each(
     world: World, cluster: Cluster, pool_managers: list[PoolManager]
 ) -> None:

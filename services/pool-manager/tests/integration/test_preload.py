@@ -390,26 +390,17 @@ async def test_a_failure_record_that_keeps_conflicting_is_given_up_and_the_next_
         preloadScripts=scripts,
     )
 
-    async def probe() -> None:
-        await objects.patch_object(
-            kube,
-            resource=objects.WARM_POOL,
-            namespace=namespace,
-            name="bad",
-            subresource="status",
-            body={"status": {}},
-        )
+    probe = webhook.status_probe(kube, resource=objects.WARM_POOL, namespace=namespace, name="bad")
 
-    denials = 0
-
-    def answer(request: Mapping[str, Any]) -> webhook.Denial | None:
-        nonlocal denials
+    def record_changes(request: Mapping[str, Any]) -> bool:
         old = ((request.get("oldObject") or {}).get("status") or {}).get("preload")
-        new = ((request.get("object") or {}).get("status") or {}).get("preload")
-        if old == new or denials >= preloading.RECORD_ATTEMPTS:
-            return None
-        denials += 1
-        return webhook.conflict("the test's webhook: the pool changed")
+        return ((request.get("object") or {}).get("status") or {}).get("preload") != old
+
+    answer = webhook.conflicting(
+        times=preloading.RECORD_ATTEMPTS,
+        when=record_changes,
+        message="the test's webhook: the pool changed",
+    )
 
     rule = {
         "apiGroups": [kinds.GROUP],
@@ -475,28 +466,16 @@ async def test_a_successful_preload_whose_outcome_write_conflicts_still_succeeds
     )
 
     # The probe writes the pool's status (no pool manager runs yet): never denied.
-    async def probe() -> None:
-        await objects.patch_object(
-            kube,
-            resource=objects.WARM_POOL,
-            namespace=namespace,
-            name="pre",
-            subresource="status",
-            body={"status": {}},
-        )
+    probe = webhook.status_probe(kube, resource=objects.WARM_POOL, namespace=namespace, name="pre")
 
-    denials = 0
-
-    def answer(request: Mapping[str, Any]) -> webhook.Denial | None:
-        nonlocal denials
+    def preloaded_now(request: Mapping[str, Any]) -> bool:
+        """A WarmPod's status write that sets Preloaded=True (the run's outcome)."""
         if (request.get("resource") or {}).get("resource") != "warmpods":
-            return None
+            return False
         old = _preloaded_of(request.get("oldObject"))
-        new = _preloaded_of(request.get("object"))
-        if new != "True" or old == "True" or denials >= 2:
-            return None
-        denials += 1
-        return webhook.conflict("the test's webhook: the WarmPod changed")
+        return _preloaded_of(request.get("object")) == "True" and old != "True"
+
+    answer = webhook.conflicting(times=2, when=preloaded_now)
 
     rule = {
         "apiGroups": [kinds.GROUP],

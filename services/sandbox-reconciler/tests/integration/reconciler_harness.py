@@ -504,6 +504,13 @@ class PhaseRecorder:
         await asyncio.wait_for(self._started.wait(), timeout=WAIT_SECONDS)
         return self
 
+    async def until(self, phase: str | None) -> None:
+        """Until the watch has delivered ``phase`` (a poll can see it a moment before)."""
+        seen: bool = await eventually.eventually(
+            lambda: phase in self.phases, timeout_seconds=WAIT_SECONDS, describe=f"{phase} seen"
+        )
+        assert seen
+
     async def __aexit__(self, *exc_info: object) -> None:
         assert self._task is not None
         self._task.cancel()

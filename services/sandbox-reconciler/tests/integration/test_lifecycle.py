@@ -77,6 +77,7 @@ async def test_lifecycle_for_each_security_level(
         await _lifecycle(
             world, cluster, recorder, spec=spec, profile=profile, runtime_class=runtime_class
         )
+        await recorder.until(PhaseRecorder.DELETED)
     # Every phase in order, none skipped: Pending (no phase yet) → Creating → Running →
     # Terminating → gone.
     assert recorder.phases == [None, "Creating", "Running", "Terminating", PhaseRecorder.DELETED]
@@ -142,6 +143,7 @@ async def test_lifetime_expiry_releases_children(
         created = await cluster.create_sandbox("short", timeout=2)
         uid = created["metadata"]["uid"]
         obj = await cluster.wait_phase("short", "Terminated")
+        await recorder.until("Terminated")
     assert recorder.phases == [None, "Creating", "Running", "Terminated"]
     ready = condition(obj, "Ready")
     assert (ready["status"], ready["reason"]) == ("False", "Expired")

@@ -10,9 +10,6 @@ with exactly one set of children: no pass on the way made a second pod or failed
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
 import pytest
 from reconciler_harness import Cluster, PhaseRecorder, World, pod_name
 
@@ -41,24 +38,12 @@ async def test_conflicts_past_the_pass_limit_nak_the_hint_and_its_redelivery_con
     await cluster.create_runtime()
     await cluster.create_sandbox("probe")
 
-    async def probe() -> None:
-        await objects.patch_object(
-            cluster.kube,
-            resource=objects.SANDBOX,
-            namespace=cluster.namespace,
-            name="probe",
-            subresource="status",
-            body={"status": {}},
-        )
-
-    denials = 0
-
-    def answer(request: Mapping[str, Any]) -> webhook.Denial | None:
-        nonlocal denials
-        if request.get("name") != "contended" or denials >= _DENIALS:
-            return None
-        denials += 1
-        return webhook.conflict("the test's webhook: another writer got there first")
+    probe = webhook.status_probe(
+        cluster.kube, resource=objects.SANDBOX, namespace=cluster.namespace, name="probe"
+    )
+    answer = webhook.conflicting(
+        times=_DENIALS, when=lambda request: request.get("name") == "contended"
+    )
 
     async with webhook.serving(
         cluster.kube, namespace=cluster.namespace, rule=_STATUS_WRITES, answer=answer, probe=probe
@@ -73,6 +58,7 @@ async def test_conflicts_past_the_pass_limit_nak_the_hint_and_its_redelivery_con
         ) as rec:
             created = await cluster.create_sandbox("contended", timeout=600)
             running = await cluster.wait_phase("contended", "Running")
+            await rec.until("Running")
         # The first delivery stopped after its passes and was nak'ed once; the redelivery
         # re-planned past its conflict and wrote.
         contended = [r for r in hook.requests if r.get("name") == "contended"]

@@ -28,7 +28,7 @@ import asyncio
 import contextlib
 import datetime
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from typing import Any
 
 import nats
@@ -375,24 +375,10 @@ async def test_a_warm_claims_status_write_that_conflicts_keeps_the_claim(
     await cluster.create_runtime()
     await cluster.create_sandbox("probe")
 
-    async def probe() -> None:
-        await objects.patch_object(
-            cluster.kube,
-            resource=objects.SANDBOX,
-            namespace=cluster.namespace,
-            name="probe",
-            subresource="status",
-            body={"status": {}},
-        )
-
-    denials = 0
-
-    def answer(request: Mapping[str, Any]) -> webhook.Denial | None:
-        nonlocal denials
-        if request.get("name") != "contended" or denials >= 2:
-            return None
-        denials += 1
-        return webhook.conflict("the test's webhook: another writer got there first")
+    probe = webhook.status_probe(
+        cluster.kube, resource=objects.SANDBOX, namespace=cluster.namespace, name="probe"
+    )
+    answer = webhook.conflicting(times=2, when=lambda request: request.get("name") == "contended")
 
     rule = {
         "apiGroups": ["llmsafespace.dev"],

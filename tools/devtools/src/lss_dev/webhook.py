@@ -59,6 +59,45 @@ Answer = Callable[[Mapping[str, Any]], Denial | None]
 a Denial, or None to allow it."""
 
 
+def conflicting(
+    *,
+    times: int,
+    when: Callable[[Mapping[str, Any]], bool],
+    message: str = "the test's webhook: another writer got there first",
+) -> Answer:
+    """Deny the first ``times`` writes ``when`` selects with 409 Conflict, as a writer
+    racing each one would; allow everything else."""
+    denied = 0
+
+    def answer(request: Mapping[str, Any]) -> Denial | None:
+        nonlocal denied
+        if denied >= times or not when(request):
+            return None
+        denied += 1
+        return conflict(message)
+
+    return answer
+
+
+def status_probe(
+    kube: client.Kube, *, resource: objects.ApiResource, namespace: str, name: str
+) -> Callable[[], Awaitable[None]]:
+    """A probe for :func:`serving`: an empty merge patch of an existing object's status (an
+    UPDATE of its status subresource, which a status rule matches)."""
+
+    async def probe() -> None:
+        await objects.patch_object(
+            kube,
+            resource=resource,
+            namespace=namespace,
+            name=name,
+            subresource="status",
+            body={"status": {}},
+        )
+
+    return probe
+
+
 def configuration(
     name: str,
     *,

@@ -507,3 +507,81 @@ async def test_a_successful_preload_whose_outcome_write_conflicts_still_succeeds
         describe="the preload counted",
     )
     assert manager.sample("llmsafespace_warmpool_preloads_total", result="interrupted") == 0
+
+
+async def test_an_exec_the_api_server_refuses_fails_the_warm_pod_as_exec_failed(
+    stack: Stack,
+    kube: client.Kube,
+    namespace: str,
+    runtime_name: str,
+    output: Path,
+    warm_pod_watch: WarmPodWatch,
+) -> None:
+    """The scripts cannot be run at all: the API server refuses the ``pods/exec`` (a test
+    webhook denies it with 403, as a policy forbidding exec would). The WarmPod fails with
+    ``Preloaded=False/ExecFailed`` naming the refusal, is deleted and counted, the pool
+    records the failure and backs off, and no script ran."""
+    probe_name = f"probe-{uuid.uuid4().hex[:6]}"
+
+    async def probe() -> None:
+        await objects.create_object(
+            kube,
+            resource=objects.CONFIG_MAP,
+            namespace=namespace,
+            body={"metadata": {"name": probe_name}},
+        )
+        await objects.delete_object(
+            kube, resource=objects.CONFIG_MAP, namespace=namespace, name=probe_name
+        )
+
+    def answer(request: Mapping[str, Any]) -> webhook.Denial | None:
+        if (request.get("resource") or {}).get("resource") != "pods":
+            return None
+        return webhook.Denial(
+            code=403, reason="Forbidden", message="the test's webhook: no exec here"
+        )
+
+    rule = {
+        "apiGroups": [""],
+        "apiVersions": ["v1"],
+        "operations": ["CONNECT", "CREATE"],
+        "resources": ["pods/exec", "configmaps"],
+    }
+    async with webhook.serving(kube, namespace=namespace, rule=rule, answer=answer, probe=probe):
+        manager = await stack.start_manager_with(_without_replacements(stack))
+        await stack.start_watcher()
+        scripts = [{"name": "never", "language": "shell", "content": f"echo x >> {output.name}"}]
+        await create_pool(
+            kube,
+            namespace=namespace,
+            name="noexec",
+            runtime=runtime_name,
+            minSize=1,
+            preloadScripts=scripts,
+        )
+
+        async def recorded() -> warmpool_model.WarmPool | None:
+            pool = await get_pool(kube, namespace=namespace, name="noexec")
+            record = warmpool_model.status_of(pool).preload
+            if record is None or await warm_pods(kube, namespace=namespace):
+                return None
+            return pool
+
+        pool: warmpool_model.WarmPool = await eventually.eventually(
+            recorded, timeout_seconds=60, describe="the failure recorded, no WarmPod left"
+        )
+    record = warmpool_model.status_of(pool).preload
+    assert record is not None
+    assert record.consecutive_failures == 1
+    assert "forbidden" in (record.last_failure_message or "")
+    failed = [
+        wp
+        for wp in warm_pod_watch.seen
+        if warmpod_model.status_of(wp).phase == warmpod_model.Phase.FAILED
+    ]
+    assert failed
+    preloaded = _condition(failed[-1], preload.CONDITION)
+    assert (preloaded.status, preloaded.reason) == ("False", "ExecFailed")
+    assert not await asyncio.to_thread(output.exists)
+    assert manager.sample("llmsafespace_warmpool_preloads_total", result="exec_failed") == 1
+    assert manager.sample("llmsafespace_warmpool_pods_created_total") == 1

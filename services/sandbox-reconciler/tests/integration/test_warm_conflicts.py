@@ -444,3 +444,52 @@ async def test_a_pod_another_pass_adopted_for_the_same_sandbox_is_not_discarded(
     pod = await cluster.child(objects.POD, running["status"]["podName"])
     assert pod is not None
     assert not pod["metadata"].get("deletionTimestamp")
+
+
+async def test_a_claim_whose_pod_vanished_before_the_adoption_is_discarded(
+    world: World,
+    cluster: Cluster,
+    pool_manager: PoolManager,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The claimed WarmPod's pod is deleted between the CAS and the adoption (its node
+    died): the adoption finds no pod, the claim is discarded (its WarmPod deleted, so the
+    pool replaces it) and the next pass claims another warm pod."""
+    reconciler = await world.start_reconciler()
+    await pool_manager.start()
+    await world.start_watcher()
+    await cluster.create_runtime()
+    await create_pool(cluster, "std", minSize=2)
+    await wait_ready_warm_pods(cluster, 2)
+    real = adopt.adopt_pod
+    lost: list[str] = []
+    lost_uids: list[str] = []
+
+    async def pod_gone_first(kube: Any, *, candidate: Any, owner: Any) -> dict[str, Any]:
+        if not lost:
+            lost.append(candidate.name)
+            lost_uids.append(candidate.uid)
+            await objects.delete_object(
+                kube, resource=objects.POD, namespace=candidate.namespace, name=candidate.pod_name
+            )
+        return await real(kube, candidate=candidate, owner=owner)
+
+    monkeypatch.setattr(adopt, "adopt_pod", pod_gone_first)
+    await cluster.create_sandbox("unlucky", timeout=600)
+    running = await cluster.wait_phase("unlucky", "Running")
+    assert running["status"].get("warmPodRef"), running["status"]
+    serving = await objects.get_object(
+        cluster.kube,
+        resource=objects.WARM_POD,
+        namespace=cluster.namespace,
+        name=running["status"]["warmPodRef"]["name"],
+    )
+    assert serving["metadata"]["uid"] != lost_uids[0]
+    assert reconciler.sample(_CLAIMS, result="claimed") == 2
+    assert reconciler.sample(_CLAIMS, result="discarded") == 1
+
+    async def discarded_gone() -> bool:
+        items = await warm_pods(cluster.kube, cluster.namespace)
+        return lost_uids[0] not in {wp["metadata"]["uid"] for wp in items}
+
+    await eventually.eventually(discarded_gone, timeout_seconds=30, describe="discarded")

@@ -585,3 +585,68 @@ async def test_an_exec_the_api_server_refuses_fails_the_warm_pod_as_exec_failed(
     assert not await asyncio.to_thread(output.exists)
     assert manager.sample("llmsafespace_warmpool_preloads_total", result="exec_failed") == 1
     assert manager.sample("llmsafespace_warmpool_pods_created_total") == 1
+
+
+async def test_a_pod_that_dies_while_its_scripts_run_is_never_ready_and_is_replaced(
+    stack: Stack,
+    kube: client.Kube,
+    namespace: str,
+    runtime_name: str,
+    output: Path,
+    warm_pod_watch: WarmPodWatch,
+) -> None:
+    """The pod is deleted while its preload scripts run (a node lost): once they finish, the
+    pod is read again, so the WarmPod is failed ``PodGone`` and deleted instead of written
+    Ready, and the pool replaces it with one whose scripts run in a pod that lives."""
+    manager = await stack.start_manager()
+    await stack.start_watcher()
+    scripts = [
+        {
+            "name": "slow",
+            "language": "shell",
+            "content": f"sleep 2; echo done >> {output.name}",
+            "timeoutSeconds": 30,
+        }
+    ]
+    await create_pool(
+        kube,
+        namespace=namespace,
+        name="dies",
+        runtime=runtime_name,
+        minSize=1,
+        preloadScripts=scripts,
+    )
+
+    async def running() -> warmpod_model.WarmPod | None:
+        for wp in await warm_pods(kube, namespace=namespace):
+            marker = _condition(wp, preload.CONDITION)
+            if marker is not None and marker.reason == "Running":
+                return wp
+        return None
+
+    first: warmpod_model.WarmPod = await eventually.eventually(
+        running, timeout_seconds=60, describe="scripts running"
+    )
+    pod_name = warmpod_model.status_of(first).pod_name or ""
+    await objects.delete_object(kube, resource=objects.POD, namespace=namespace, name=pod_name)
+
+    async def replaced() -> warmpod_model.WarmPod | None:
+        ready = by_phase(await warm_pods(kube, namespace=namespace), "Ready")
+        others = [wp for wp in ready if wp.metadata.uid != first.metadata.uid]
+        return others[0] if others else None
+
+    await eventually.eventually(replaced, timeout_seconds=60, describe="a replacement Ready")
+    versions = [wp for wp in warm_pod_watch.seen if wp.metadata.uid == first.metadata.uid]
+    phases = [warmpod_model.status_of(wp).phase for wp in versions]
+    assert warmpod_model.Phase.READY not in phases
+    failed = [wp for wp in versions if warmpod_model.status_of(wp).phase == "Failed"]
+    assert failed
+    ready = _condition(failed[-1], "Ready")
+    assert (ready.status, ready.reason) == ("False", "PodGone")
+    await eventually.eventually(
+        lambda: (
+            manager.sample("llmsafespace_warmpool_pods_deleted_total", reason="pod_failed") == 1
+        ),
+        timeout_seconds=10,
+        describe="counted",
+    )

@@ -47,6 +47,7 @@ from lss_pool_manager import settings as settings_module
 from .conftest import (
     Stack,
     by_phase,
+    counted,
     create_pool,
     environment,
     get_pool,
@@ -254,8 +255,8 @@ async def test_failing_script_fails_the_warm_pod_and_backs_off(
         for wp in warm_pod_watch.seen
         if warmpod_model.status_of(wp).phase == warmpod_model.Phase.READY
     ]
-    assert manager.sample("llmsafespace_warmpool_preloads_total", result="script_failed") == 2
-    assert manager.sample("llmsafespace_warmpool_pods_deleted_total", reason="preload_failed") == 2
+    await counted(manager, "llmsafespace_warmpool_preloads_total", 2, result="script_failed")
+    await counted(manager, "llmsafespace_warmpool_pods_deleted_total", 2, reason="preload_failed")
     # The backoff (3600 s) holds creation: the pool created exactly the two that failed.
     assert manager.sample("llmsafespace_warmpool_pods_created_total") == 2
 
@@ -356,7 +357,7 @@ async def test_a_preload_cut_by_kill_9_fails_the_warm_pod_and_never_runs_twice(
         interrupted, timeout_seconds=90, describe="Failed as Interrupted, then deleted"
     )
     assert await asyncio.to_thread(output.read_text) == "run\n"
-    assert successor.sample("llmsafespace_warmpool_preloads_total", result="interrupted") == 1
+    await counted(successor, "llmsafespace_warmpool_preloads_total", 1, result="interrupted")
     assert (
         successor.sample("llmsafespace_warmpool_pods_deleted_total", reason="preload_failed") == 1
     )
@@ -434,8 +435,8 @@ async def test_a_failure_record_that_keeps_conflicting_is_given_up_and_the_next_
         r for r in caplog.records if r.getMessage() == "pool preload record not written: conflicts"
     ]
     assert len(given_up) == 1
-    assert manager.sample("llmsafespace_warmpool_preloads_total", result="script_failed") == 2
-    assert manager.sample("llmsafespace_warmpool_pods_deleted_total", reason="preload_failed") == 2
+    await counted(manager, "llmsafespace_warmpool_preloads_total", 2, result="script_failed")
+    await counted(manager, "llmsafespace_warmpool_pods_deleted_total", 2, reason="preload_failed")
     # The recorded failure's backoff (3600 s) holds creation: no third WarmPod.
     assert manager.sample("llmsafespace_warmpool_pods_created_total") == 2
 
@@ -506,7 +507,7 @@ async def test_a_successful_preload_whose_outcome_write_conflicts_still_succeeds
         timeout_seconds=10,
         describe="the preload counted",
     )
-    assert manager.sample("llmsafespace_warmpool_preloads_total", result="interrupted") == 0
+    await counted(manager, "llmsafespace_warmpool_preloads_total", 0, result="interrupted")
 
 
 async def test_an_exec_the_api_server_refuses_fails_the_warm_pod_as_exec_failed(
@@ -583,7 +584,7 @@ async def test_an_exec_the_api_server_refuses_fails_the_warm_pod_as_exec_failed(
     preloaded = _condition(failed[-1], preload.CONDITION)
     assert (preloaded.status, preloaded.reason) == ("False", "ExecFailed")
     assert not await asyncio.to_thread(output.exists)
-    assert manager.sample("llmsafespace_warmpool_preloads_total", result="exec_failed") == 1
+    await counted(manager, "llmsafespace_warmpool_preloads_total", 1, result="exec_failed")
     assert manager.sample("llmsafespace_warmpool_pods_created_total") == 1
 
 

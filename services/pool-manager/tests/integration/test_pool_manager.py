@@ -389,6 +389,12 @@ async def test_deletion_waits_for_assigned_then_leaves_nothing(
     await create_pool(kube, namespace=namespace, name="py", runtime=runtime_name, minSize=2)
     ready = await wait_ready(kube, namespace, 2, what="2 Ready WarmPods")
     await claim(kube, ready[0], sandbox_uid=str(uuid.uuid4()))
+    # The claim's refill first (else it may or may not come before the deletion).
+    await eventually.eventually(
+        lambda: _counts(kube, namespace, ready=2, assigned=1),
+        timeout_seconds=60,
+        describe="2 Ready beside the Assigned one",
+    )
     await objects.delete_object(kube, resource=objects.WARM_POOL, namespace=namespace, name="py")
 
     async def blocked() -> bool:
@@ -401,12 +407,12 @@ async def test_deletion_waits_for_assigned_then_leaves_nothing(
     reported = [c for c in pool.status.conditions or () if c.reason == "DeletionBlocked"]
     assert ready[0].metadata.name in reported[0].message
     # Blocked means untouched: over several re-checks (every 0.3 s here) no WarmPod, pod or
-    # Service is deleted or added, the Ready one included.
+    # Service is deleted or added, the Ready ones included.
     before = await _pool_objects(kube, namespace)
     await asyncio.sleep(1.5)
     assert await _pool_objects(kube, namespace) == before
-    assert len(before["WarmPod"]) == 2
-    assert len(before["Pod"]) == 2
+    assert len(before["WarmPod"]) == 3
+    assert len(before["Pod"]) == 3
     # Release the assigned one (the sandbox ended): deletion completes.
     await objects.delete_object(
         kube, resource=objects.WARM_POD, namespace=namespace, name=ready[0].metadata.name or ""
@@ -431,8 +437,9 @@ async def test_deletion_waits_for_assigned_then_leaves_nothing(
             )
         return False
 
+    # The Services go by garbage collection, which here sometimes takes tens of seconds.
     await eventually.eventually(
-        gone, timeout_seconds=60, describe="pool, WarmPods, pods and their Services gone"
+        gone, timeout_seconds=120, describe="pool, WarmPods, pods and their Services gone"
     )
 
 

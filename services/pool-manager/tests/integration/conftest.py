@@ -290,10 +290,7 @@ async def wait_consumer(stack: Stack, durable: str) -> None:
 
 
 async def counted(manager: RunningPoolManager, name: str, value: float, **labels: str) -> None:
-    """Until the manager's counter ``name`` reads ``value``: a counter moves once the write
-    it counts has returned, which the API server may show a moment before."""
-    await eventually.eventually(
-        lambda: manager.sample(name, **labels) == value,
-        timeout_seconds=10,
-        describe=f"{name}{labels} == {value}",
+    """Until the manager's counter ``name`` reads ``value`` (see ``eventually.reaches``)."""
+    await eventually.reaches(
+        lambda: manager.sample(name, **labels), value, describe=f"{name}{labels}"
     )

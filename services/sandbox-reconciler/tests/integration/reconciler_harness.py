@@ -122,6 +122,12 @@ class RunningReconciler:
         value = self.service.runtime.registry.get_sample_value(name, labels)
         return 0.0 if value is None else value
 
+    async def counted(self, name: str, value: float, **labels: str) -> None:
+        """Until the counter ``name`` reads ``value`` (see ``eventually.reaches``)."""
+        await eventually.reaches(
+            lambda: self.sample(name, **labels), value, describe=f"{name}{labels}"
+        )
+
 
 class ReconcilerProcess:
     """``python -m lss_sandbox_reconciler`` in a subprocess (so kill -9 loses its work)."""

@@ -72,7 +72,7 @@ async def test_pod_failures_end_failed_with_their_reason(
             assert condition(obj, "PodScheduled")["reason"] == "Unschedulable"
         await _released(cluster, uids[name])
     reconciler = world.reconcilers[0]
-    assert reconciler.sample("llmsafespace_sandbox_failed_total", reason="PodFailed") == 2
+    await reconciler.counted("llmsafespace_sandbox_failed_total", 2, reason="PodFailed")
     for name in cases:
         await cluster.delete_sandbox(name)
     for name in cases:

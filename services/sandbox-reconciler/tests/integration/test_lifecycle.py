@@ -131,7 +131,7 @@ async def _lifecycle(
         "NetworkPolicy": [],
         "PersistentVolumeClaim": [],
     }
-    assert reconciler.sample("llmsafespace_sandbox_deleted_total") == 1
+    await reconciler.counted("llmsafespace_sandbox_deleted_total", 1)
 
 
 async def test_lifetime_expiry_releases_children(

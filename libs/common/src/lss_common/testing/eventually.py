@@ -49,3 +49,29 @@ async def eventually(
                 f"not true after {timeout_seconds}s: {describe}; last observed: {last!r}"
             )
         await asyncio.sleep(interval_seconds)
+
+
+async def reaches(
+    read: Callable[[], T],
+    expected: T,
+    *,
+    describe: str,
+    timeout_seconds: float = 10.0,
+) -> None:
+    """Until ``read()`` equals ``expected``; on expiry the error shows the last value read.
+
+    For a service's own counters: one moves once the write it counts has returned, and the
+    API server (or a watch) can show that write a moment before.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_seconds
+    while True:
+        value = read()
+        if value == expected:
+            return
+        if loop.time() >= deadline:
+            raise EventuallyTimeout(
+                f"not reached after {timeout_seconds}s: {describe} == {expected!r}; "
+                f"last read: {value!r}"
+            )
+        await asyncio.sleep(0.02)

@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import dataclasses
 import datetime
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
@@ -209,6 +210,38 @@ async def test_nak_outcomes_redeliver(nats_url: str, first: Exception | outcomes
         assert outcome_count(bus, "nak") == 1
         assert outcome_count(bus, "ack") == 1
         assert outcome_count(bus, "error") == 0
+
+
+async def test_the_backoff_counts_failures_not_requested_re_checks(
+    nats_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A message re-checked four times (``RequeueAfter``: a deletion poll) then failing twice
+    is retried after the schedule's first delay, then its second: JetStream's delivery count
+    (5, then 6) would pick the last (an hour here)."""
+    async with testing_bus.open_bus(testing_bus.isolated_settings(nats_url)) as bus:
+
+        async def body(message: messages.ChangeEvent, delivered: int) -> outcomes.Outcome:
+            if delivered <= 4:
+                return outcomes.RequeueAfter(0.01)
+            if delivered <= 6:
+                raise RuntimeError(f"failure on delivery {delivered}")
+            return outcomes.DONE
+
+        recorder = Recorder(body)
+        settings = bus.settings.consumer.model_copy(update={"backoff_seconds": [0.05, 0.1, 3600.0]})
+        with caplog.at_level(logging.ERROR, logger="lss_common.bus.consuming"):
+            async with consuming_with(bus, recorder, settings=settings):
+                await send(bus, "a")
+                await wait_for(lambda: recorder.of("a") == [1, 2, 3, 4, 5, 6, 7], "7 deliveries")
+                await wait_for(lambda: consumer_settled(bus), "acked")
+        delays = [
+            getattr(record, "delay_seconds", None)
+            for record in caplog.records
+            if record.getMessage() == "handler raised unexpectedly"
+        ]
+        assert delays == [0.05, 0.1]
+        assert outcome_count(bus, "error") == 2
+        assert outcome_count(bus, "nak") == 4
 
 
 @pytest.mark.parametrize(

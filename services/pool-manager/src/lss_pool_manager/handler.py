@@ -528,7 +528,10 @@ class Handler:
                     warm_pod, message=str(error), now=self._clock.now()
                 )
                 if refused != warmpod_model.status_of(warm_pod):
-                    await apply.write_warm_pod_status(kube, warm_pod=warm_pod, status=refused)
+                    try:
+                        await apply.write_warm_pod_status(kube, warm_pod=warm_pod, status=refused)
+                    except errors.NotFoundError:
+                        return self._gone(key)
                 return self._requeue(key, self._options.refused_write_retry_seconds)
             if not created:
                 return outcomes.DONE
@@ -541,9 +544,12 @@ class Handler:
                 return outcomes.DONE
             return self._requeue(key, done.requeue_after_seconds)
         if plan.status is not None:
-            warm_pod = await apply.write_warm_pod_status(
-                kube, warm_pod=warm_pod, status=plan.status
-            )
+            try:
+                warm_pod = await apply.write_warm_pod_status(
+                    kube, warm_pod=warm_pod, status=plan.status
+                )
+            except errors.NotFoundError:
+                return self._gone(key)
         if plan.delete:
             deleted = await apply.delete_warm_pod(
                 kube, namespace=namespace, name=name, uid=warm_pod.metadata.uid or ""
@@ -555,6 +561,14 @@ class Handler:
             self._book.forget(key)
             return outcomes.DONE
         return self._requeue(key, plan.requeue_after_seconds)
+
+    def _gone(self, key: str) -> outcomes.Outcome:
+        """The WarmPod was deleted since it was read (its pool's scale-down or deletion, a
+        release, by hand): nothing is left to look after, and its pod goes with it (the
+        garbage collector; the pool's next pass refills)."""
+        _log.info("warm pod gone before its status write")
+        self._book.forget(key)
+        return outcomes.DONE
 
     async def _create_missing_pod(self, warm_pod: warmpod_model.WarmPod) -> bool:
         """Create the pod of a WarmPod whose creator died before it; False if it was deleted."""

@@ -876,3 +876,51 @@ async def test_a_warm_pod_claimed_during_the_pools_deletion_is_kept(
         return found is None
 
     await eventually.eventually(pool_gone, timeout_seconds=60, describe="the pool gone")
+
+
+async def test_a_warm_pod_deleted_before_its_status_write_is_let_go(
+    stack: Stack,
+    kube: client.Kube,
+    namespace: str,
+    runtime_name: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The WarmPod is deleted between the pass's reads and its ``Ready`` status write (a
+    scale-down, a release, by hand): the write's 404 ends the pass (the message acked, not
+    an error retried with backoff), and the pool refills the slot."""
+    real_get_pod = observe.get_pod
+    deleted: list[str] = []
+
+    async def get_pod_then_delete_its_warm_pod(
+        kube_: client.Kube, *, namespace: str, name: str, not_older_than: str | None = None
+    ) -> dict[str, Any] | None:
+        pod = await real_get_pod(kube_, namespace=namespace, name=name, not_older_than=None)
+        if pod is None or deleted or not _ready_with_ip(pod):
+            return pod
+        (owner,) = [r for r in pod["metadata"]["ownerReferences"] if r["kind"] == "WarmPod"]
+        await objects.delete_object(
+            kube, resource=objects.WARM_POD, namespace=namespace, name=owner["name"]
+        )
+        deleted.append(owner["uid"])
+        return pod
+
+    monkeypatch.setattr(observe, "get_pod", get_pod_then_delete_its_warm_pod)
+    manager = await stack.start_manager()
+    await stack.start_watcher()
+    await create_pool(kube, namespace=namespace, name="py", runtime=runtime_name, minSize=1)
+    (ready,) = await wait_ready(kube, namespace, 1, what="the slot refilled, Ready")
+    assert len(deleted) == 1
+    assert ready.metadata.uid != deleted[0]
+    errors_seen = manager.sample(
+        "llmsafespace_bus_messages_total",
+        stream=stack.watcher_settings.nats.events_stream,
+        outcome="error",
+    )
+    assert errors_seen == 0
+
+
+def _ready_with_ip(pod: dict[str, Any]) -> bool:
+    status = pod.get("status") or {}
+    conditions = status.get("conditions") or ()
+    ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+    return ready and bool(status.get("podIP"))

@@ -426,6 +426,7 @@ def _plan_running(
         )
     if waiting:
         draft.requeue_after(settings.deletion_poll_seconds)
+    _drop_unused_warm_service(children, serving=served_by, owner=owner, into=draft.actions)
 
     # A warm start's pod keeps the name it was created under (status.podName, warmPodRef).
     draft.pod_name = (
@@ -458,6 +459,41 @@ def _plan_running(
     _apply_verdict(draft, verdict=verdict, spec=spec)
     draft.needs_finalizer = True
     return draft.finish()
+
+
+def _drop_unused_warm_service(
+    children: Children,
+    *,
+    serving: Object | None,
+    owner: owner_module.Owner,
+    into: list[Action],
+) -> None:
+    """Delete the Service prepared with a warm pod once it no longer serves the sandbox.
+
+    Its warm pod is gone (deleted by hand, evicted) and a pod of the sandbox's own replaces
+    it: the Service selects only the gone pod's WarmPod-UID label, so it would route
+    nowhere until the sandbox is deleted. It is read only while ``status.podName`` names the
+    warm pod, so it goes in the pass that moves the sandbox to its own pod; should that
+    delete fail, the garbage collector still removes it with the sandbox (it is ours).
+    """
+    found = children.warm_service
+    if (
+        found is None
+        or found is serving
+        or _is_deleting(found)
+        or not owner_module.is_owned_by(found, owner=owner)
+    ):
+        return
+    metadata = found.get("metadata") or {}
+    into.append(
+        Action(
+            Verb.DELETE,
+            kind=Kind.SERVICE,
+            namespace=metadata.get("namespace"),
+            name=metadata.get("name"),
+            uid=metadata.get("uid"),
+        )
+    )
 
 
 def _sync_children(

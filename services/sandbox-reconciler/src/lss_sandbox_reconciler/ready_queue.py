@@ -136,6 +136,24 @@ class ReadyQueue:
         if found is None:
             self.forget(key)
             return None
+        self._insert(found)
+        return found
+
+    def restore(self, candidate: Candidate) -> bool:
+        """Put back a candidate taken out for a claim whose write was refused (it changed
+        nothing): unless the queue has heard of the WarmPod since (a newer read, taken or
+        not, or an assignment). True when put back."""
+        key = candidate.key
+        if key in self._pool_of or key in self._assigned_key:
+            return False
+        seen = self._seen.get(key)
+        if seen is not None and seen != _revision(candidate.resource_version):
+            return False
+        self._insert(candidate)
+        return True
+
+    def _insert(self, found: Candidate) -> None:
+        key = found.key
         pool_key = (found.namespace, found.pool)
         previous = self._pool_of.get(key)
         if previous is not None and previous != pool_key:
@@ -143,7 +161,6 @@ class ReadyQueue:
         self._pools.setdefault(pool_key, {})[found.name] = found
         self._pool_of[key] = pool_key
         self._by_namespace.setdefault(found.namespace, set()).add(pool_key)
-        return found
 
     def forget(self, key: Key) -> None:
         """Drop the WarmPod ``key`` from the candidates (gone, not Ready, or being tried)."""

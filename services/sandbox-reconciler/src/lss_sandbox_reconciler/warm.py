@@ -10,6 +10,7 @@ holds a match (``claim.matches``: record *and* pod-spec hash), the pass becomes:
    sandbox's own Service only when no candidate is queued); on 409 (another replica won, or
    a heartbeat moved the resourceVersion) the next candidate, and after
    ``warm.max_conflicts`` the rest of the cold plan (ServiceAccount, Service, pod, status);
+   a CAS refused for good (403, 422) goes cold at once;
 2. the adoption of the pod and of the Service prepared with it, together
    (``adopt.adopt_pod``, ``adopt.adopt_service``; the pod's answer is the pod, which is not
    read before), then the plan again on a snapshot where the adopted pod is the sandbox's
@@ -130,6 +131,7 @@ class Result(enum.StrEnum):
     EXHAUSTED = "conflicts_exhausted"
     DISCARDED = "discarded"
     RESUMED = "resumed"
+    REFUSED = "refused"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -155,7 +157,7 @@ class WarmMetrics:
             claims_total=prometheus_client.Counter(
                 "llmsafespace_sandbox_warm_claims_total",
                 "Warm claim attempts by result (claimed, conflict, no_candidate, ineligible, "
-                "conflicts_exhausted, discarded, resumed).",
+                "conflicts_exhausted, discarded, resumed, refused).",
                 ["result"],
                 registry=registry,
             ),
@@ -527,6 +529,17 @@ class WarmStarter:
                 conflicts += 1
                 self._metrics.claims_total.labels(result=Result.CONFLICT).inc()
                 continue
+            except (errors.PermanentError, errors.InvalidObjectError) as error:
+                # Refused for good (RBAC, an admission policy): the next candidate's CAS
+                # would be refused the same way, and the warm start is only a shortcut. The
+                # sandbox starts cold; the WarmPod, unchanged, stays a candidate.
+                self.queue.restore(chosen)
+                self._metrics.claims_total.labels(result=Result.REFUSED).inc()
+                _log.warning(
+                    "warm claim refused; starting cold",
+                    extra={"warm_pod": chosen.name, "error": str(error)},
+                )
+                return None, None
             # The committed WarmPod (Assigned): the queue's assignment index learns the claim
             # now, and the feed skips the hint this write causes (no read behind the claim).
             self.queue.offer(cas)

@@ -404,7 +404,8 @@ async def test_a_warm_pod_deleted_by_hand_is_replaced_by_a_cold_one_that_stays(
 ) -> None:
     """A running warm sandbox's pod is deleted by hand: the sandbox gets a pod of its own
     (``sandbox-<name>``, with its own ServiceAccount and Service), keeps running, and that
-    pod is not taken for a stray cold pod of a warm sandbox on the passes that follow."""
+    pod is not taken for a stray cold pod of a warm sandbox on the passes that follow. The
+    Service prepared with the warm pod is deleted (it routed only to the gone pod)."""
     await cluster.create_runtime()
     await start(world, pool_managers, reconcilers=1, pool_managers=1)
     reconciler = world.reconcilers[0]
@@ -455,7 +456,9 @@ async def test_a_warm_pod_deleted_by_hand_is_replaced_by_a_cold_one_that_stays(
     assert not again["metadata"].get("deletionTimestamp")
     children = await cluster.children(uid)
     assert children["Pod"] == [own]
-    assert own in children["Service"]
+    # The warm pod's Service, which selected only the gone pod, went with the switch.
+    assert children["Service"] == [names.service_name("replaced")]
+    assert await cluster.child(objects.SERVICE, names.warm_service_name(warm_pod)) is None
     assert len(children["ServiceAccount"]) == 1
     obj = await cluster.sandbox("replaced")
     assert obj is not None

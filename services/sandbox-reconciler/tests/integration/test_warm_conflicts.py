@@ -28,7 +28,7 @@ import asyncio
 import contextlib
 import datetime
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import nats
@@ -66,9 +66,10 @@ async def pool_manager(world: World) -> AsyncIterator[PoolManager]:
 
 
 async def _pool_in_the_queue(
-    world: World, cluster: Cluster, manager: PoolManager, size: int
+    world: World, cluster: Cluster, manager: PoolManager, size: int, *, stop_watcher: bool = True
 ) -> tuple[RunningReconciler, list[dict[str, Any]]]:
-    """A reconciler whose ready queue holds a pool of ``size``; then the watcher stops."""
+    """A reconciler whose ready queue holds a pool of ``size``; then the watcher stops
+    (unless not ``stop_watcher``)."""
     reconciler = await world.start_reconciler()
     # The queue starts from one list of every namespace's WarmPods (other tests' too, whose
     # hints go to other subjects); this test's pool comes on top.
@@ -83,12 +84,13 @@ async def _pool_in_the_queue(
         return reconciler.sample("llmsafespace_sandbox_ready_queue_size") == baseline + size
 
     await eventually.eventually(queued, timeout_seconds=30, describe=f"{size} in the queue")
-    assert world.watcher is not None
-    await world.watcher.stop()
-    world.watcher = None
-    # Hints published before the stop are read within milliseconds; let them land, so that
-    # what the queue holds is what the API server held when the watcher stopped.
-    await asyncio.sleep(1.0)
+    if stop_watcher:
+        assert world.watcher is not None
+        await world.watcher.stop()
+        world.watcher = None
+        # Hints published before the stop are read within milliseconds; let them land, so
+        # that what the queue holds is what the API server held when the watcher stopped.
+        await asyncio.sleep(1.0)
     ready = [
         wp for wp in await warm_pods(cluster.kube, cluster.namespace) if phase_of(wp) == "Ready"
     ]
@@ -494,3 +496,53 @@ async def test_a_claim_whose_pod_vanished_before_the_adoption_is_discarded(
         return lost_uids[0] not in {wp["metadata"]["uid"] for wp in items}
 
     await eventually.eventually(discarded_gone, timeout_seconds=30, describe="discarded")
+
+
+async def test_a_refused_claim_starts_cold_and_leaves_the_warm_pod_a_candidate(
+    world: World, cluster: Cluster, pool_manager: PoolManager
+) -> None:
+    """The claim's CAS is refused for good (a test webhook answers 403 to every WarmPod
+    status write that assigns it, as a missing RBAC grant or an admission policy would): the
+    sandbox starts cold at once (no other candidate tried, no refused-write condition), no
+    WarmPod is assigned, and once claims are allowed again the next sandbox starts warm."""
+    reconciler, ready = await _pool_in_the_queue(
+        world, cluster, pool_manager, 2, stop_watcher=False
+    )
+
+    def refuse_claims(request: Mapping[str, Any]) -> webhook.Denial | None:
+        status = (request.get("object") or {}).get("status") or {}
+        if status.get("phase") != "Assigned":
+            return None
+        return webhook.Denial(code=403, reason="Forbidden", message="the test refuses claims")
+
+    rule = {
+        "apiGroups": ["llmsafespace.dev"],
+        "apiVersions": ["*"],
+        "operations": ["UPDATE"],
+        "resources": ["warmpods/status"],
+    }
+    probe = webhook.status_probe(
+        cluster.kube,
+        resource=objects.WARM_POD,
+        namespace=cluster.namespace,
+        name=ready[0]["metadata"]["name"],
+    )
+    async with webhook.serving(
+        cluster.kube, namespace=cluster.namespace, rule=rule, answer=refuse_claims, probe=probe
+    ) as hook:
+        await cluster.create_sandbox("refused", timeout=600)
+        running = await cluster.wait_phase("refused", "Running")
+        assert running["status"].get("warmPodRef") is None
+        assert running["status"]["podName"] == names.pod_name("refused")
+        assert len(hook.denied) == 1
+        assert _claims(reconciler, "refused") == 1
+        assert _claims(reconciler, "conflict") == 0
+        assert _claims(reconciler, "claimed") == 0
+        after = await warm_pods(cluster.kube, cluster.namespace)
+        assert sorted(phase_of(wp) or "" for wp in after) == ["Ready", "Ready"]
+        assert all("assignedTo" not in (wp.get("status") or {}) for wp in after)
+
+    await cluster.create_sandbox("allowed", timeout=600)
+    warm = await cluster.wait_phase("allowed", "Running")
+    assert warm["status"].get("warmPodRef"), warm["status"]
+    assert _claims(reconciler, "claimed") == 1

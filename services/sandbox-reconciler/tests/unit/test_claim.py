@@ -278,6 +278,39 @@ def test_a_read_older_than_the_claim_does_not_undo_it() -> None:
     assert queue.offer(warm_pod_for({}, name="py-0", resource_version="5")) is not None
 
 
+def test_a_candidate_whose_claim_was_refused_is_put_back_unless_heard_of_since() -> None:
+    """A refused CAS changed nothing: the candidate taken out for it goes back. Not when the
+    queue read the WarmPod again meanwhile (a newer version, taken or dropped) or saw it
+    assigned."""
+    queue = ready_queue.ReadyQueue()
+    ready = warm_pod_for({}, name="py-0", resource_version="10")
+    taken = queue.offer(ready)
+    assert taken is not None
+    queue.forget(taken.key)
+    assert queue.restore(taken)
+    assert [c.name for c in queue.candidates("team-a", matches=lambda c: True)] == ["py-0"]
+    assert not queue.restore(taken)  # already there
+
+    queue.forget(taken.key)
+    queue.offer(warm_pod_for({}, name="py-0", resource_version="11", phase="Pending"))
+    assert not queue.restore(taken)  # newer read: not Ready any more
+    assert len(queue) == 0
+
+    other = queue.offer(warm_pod_for({}, name="py-1", resource_version="20"))
+    assert other is not None
+    queue.forget(other.key)
+    queue.offer(
+        warmpod_model.from_dict(
+            {
+                **_dict(warm_pod_for({}, name="py-1", resource_version="21")),
+                "status": {"phase": "Assigned", "podName": "py-1-pod", "assignedTo": "s"},
+            }
+        )
+    )
+    assert not queue.restore(other)  # claimed by another pass since
+    assert len(queue) == 0
+
+
 def test_queue_groups_candidates_by_pool() -> None:
     queue = ready_queue.ReadyQueue()
     queue.offer(warm_pod_for({}, name="b-0", pool_uid="pool-b"))

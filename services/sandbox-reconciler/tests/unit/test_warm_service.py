@@ -171,6 +171,35 @@ def test_a_strangers_service_under_the_warm_name_is_a_name_conflict() -> None:
     assert not [a for a in result.actions if a.verb is plan.Verb.CREATE]
 
 
+def test_a_gone_warm_pods_service_goes_when_a_pod_of_the_sandboxs_own_replaces_it() -> None:
+    """The warm pod was deleted by hand: the sandbox gets its own pod, account and Service,
+    and the warm pod's Service (which selects only the gone pod) is deleted in that pass."""
+    adopted = adopted_as_prepared()
+    adopted["metadata"]["uid"] = "svc-uid"
+    result = running_warm(plan.Children(pod=None, warm_service=adopted))
+    creates = {(a.kind, a.name) for a in result.actions if a.verb is plan.Verb.CREATE}
+    assert creates == {
+        (plan.Kind.SERVICE_ACCOUNT, "sandbox-demo"),
+        (plan.Kind.SERVICE, "sandbox-demo"),
+        (plan.Kind.POD, "sandbox-demo"),
+    }
+    deletes = [(a.kind, a.name, a.uid) for a in result.actions if a.verb is plan.Verb.DELETE]
+    assert deletes == [(plan.Kind.SERVICE, f"warm-{WARM_POD}", "svc-uid")]
+    assert result.status.pod_name == "sandbox-demo"
+    assert result.status.endpoint == "sandbox-demo.team-a.svc.cluster.local"
+
+
+def test_a_gone_warm_pods_service_is_left_when_not_ours_or_already_going() -> None:
+    stranger = adopted_as_prepared()
+    stranger["metadata"]["ownerReferences"] = []
+    going = adopted_as_prepared()
+    going["metadata"]["deletionTimestamp"] = "2025-06-01T12:10:01Z"
+    for found in (stranger, going):
+        result = running_warm(plan.Children(pod=None, warm_service=found))
+        assert not [a for a in result.actions if a.verb is plan.Verb.DELETE]
+        assert result.status.phase == "Creating"  # the own pod is created, no conflict
+
+
 def test_a_pod_adopted_before_pods_carried_the_label_keeps_the_sandboxs_own_service() -> None:
     pod = pod_json(ready=True)
     pod["metadata"]["name"] = WARM_POD

@@ -14,13 +14,15 @@ any other exception            nak(backoff(n)), never term  error
 ``CancelledError``             nothing (shutdown naks)      -
 =============================  ===========================  ===================
 
-``n`` is JetStream's delivery count. Concurrency: at most ``ConsumerSettings.concurrency``
-messages are held (fetched, not yet settled) at once; messages with the same subject (= the
-same object) run one at a time, in order, different subjects run in parallel (``keyed.py``).
-Held messages get ``in_progress()`` every third of ``ack_wait`` so long handlers (and messages
-queued behind them) are not redelivered elsewhere. Shutdown (:meth:`Consumer.stop`): stop
-fetching, nak queued messages at once so other replicas take them, give running handlers
-``shutdown_grace_seconds``, cancel the rest and nak them.
+``n`` is the message's consecutive failures on this replica (``backoff.FailureCounts``), not
+JetStream's delivery count, which also counts requested re-checks. Concurrency: at most
+``ConsumerSettings.concurrency`` messages are held (fetched, not yet settled) at once;
+messages with the same subject (= the same object) run one at a time, in order, different
+subjects run in parallel (``keyed.py``). Held messages get ``in_progress()`` every third of
+``ack_wait`` so long handlers (and messages queued behind them) are not redelivered
+elsewhere. Shutdown (:meth:`Consumer.stop`): stop fetching, nak queued messages at once so
+other replicas take them, give running handlers ``shutdown_grace_seconds``, cancel the rest
+and nak them.
 
 A fetch timeout is an idle poll, not an error. Other fetch failures are logged, counted and
 retried with backoff. Handlers receive decoded Structs; :func:`current_delivery` tells them
@@ -120,6 +122,9 @@ class _Verdict:
     level: int = logging.DEBUG
     event: str = "message handled"
     error: BaseException | None = None
+    failed: bool = False
+    """A failure (retried with the backoff unless ``delay_seconds`` is given): counted in
+    ``backoff.FailureCounts``; anything else clears the message's count."""
 
 
 @dataclasses.dataclass(slots=True)
@@ -152,6 +157,7 @@ class Consumer(typing.Generic[T]):
         self._metrics = metrics
         self._on_declared = on_declared
         self._held: dict[int, _Held] = {}
+        self._failures = backoff.FailureCounts()
         # Per subject, the messages waiting for a pass that has not started yet: a handler
         # reads the current state when it starts, so that one pass covers all of them.
         self._coalescing: dict[str, list[nats.aio.msg.Msg]] = {}
@@ -364,9 +370,23 @@ class Consumer(typing.Generic[T]):
                 event="message undecodable",
                 error=exc,
             )
-        retry_delay = backoff.delay_for_delivery(
-            delivery.num_delivered, delays_seconds=self._settings.backoff_seconds
-        )
+        verdict = await self._run(message)
+        if verdict.failed:
+            failures = self._failures.failed(delivery.stream_seq)
+            if verdict.delay_seconds is None:
+                verdict = dataclasses.replace(
+                    verdict,
+                    delay_seconds=backoff.delay_for_delivery(
+                        failures, delays_seconds=self._settings.backoff_seconds
+                    ),
+                )
+        else:
+            self._failures.settled(delivery.stream_seq)
+        return verdict
+
+    async def _run(self, message: T) -> _Verdict:
+        """The handler's result or error as a verdict (a failure's delay left to the backoff
+        unless the error names one)."""
         try:
             # Typed as object: untyped handler code can return anything, and that is a bug
             # to report, not to ack.
@@ -388,22 +408,22 @@ class Consumer(typing.Generic[T]):
                 error=exc,
             )
         except errors.RetryableError as exc:
-            delay = retry_delay if exc.delay_seconds is None else exc.delay_seconds
             return _Verdict(
                 Outcome.NAK,
                 Outcome.NAK,
-                delay_seconds=delay,
+                delay_seconds=exc.delay_seconds,
                 level=logging.WARNING,
                 event="message will be retried",
                 error=exc,
+                failed=True,
             )
         except Exception as exc:
             # A bug or an untranslated library error: retry (never term, never lose work).
             return _Verdict(
                 Outcome.NAK,
                 Outcome.ERROR,
-                delay_seconds=retry_delay,
                 level=logging.ERROR,
+                failed=True,
                 event="handler raised unexpectedly",
                 error=exc,
             )
@@ -416,8 +436,8 @@ class Consumer(typing.Generic[T]):
         return _Verdict(
             Outcome.NAK,
             Outcome.ERROR,
-            delay_seconds=retry_delay,
             level=logging.ERROR,
+            failed=True,
             event="handler returned no outcome",
             error=TypeError(f"handler returned {type(result).__name__}, not an Outcome"),
         )

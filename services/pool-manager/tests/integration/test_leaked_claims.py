@@ -7,7 +7,9 @@ reconciler: the claims are made by hand, as a reconciler killed after its CAS le
   and pod deleted, and the pool refills;
 - the WarmPod the sandbox references, and its pod, are kept;
 - a claim whose sandbox references it by the time of the check, though not yet in the
-  sweep's list, is kept (the verdict is confirmed on a fresh read before any delete).
+  sweep's list, is kept (the verdict is confirmed on a fresh read before any delete);
+- a leaked claim whose pod changes between the sweep's read and its delete is kept (the
+  delete's resourceVersion precondition conflicts), and released by the next sweep.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from lss_common.models import warmpool as warmpool_model
 from lss_common.runtime import clock as clock_module
 from lss_common.testing import eventually
 from lss_pool_manager import metrics as metrics_module
-from lss_pool_manager import sweep, sweeping
+from lss_pool_manager import observe, sweep, sweeping
 
 from .conftest import Stack, by_phase, claim, create_pool, warm_pods
 
@@ -273,4 +275,88 @@ async def test_a_claim_referenced_since_the_list_is_not_released(
     assert await _pod(kube, namespace=namespace, name=pod_name) is not None
     assert not registry.get_sample_value(
         "llmsafespace_warmpool_leaked_claims_released_total", {"reason": "not_referenced"}
+    )
+
+
+async def test_a_leaked_claims_pod_changed_since_read_is_judged_again(
+    stack: Stack,
+    kube: client.Kube,
+    namespace: str,
+    runtime_name: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The pod of a leaked claim changes between the sweep's read and its delete (a late
+    adoption relabels it): the delete carries the resourceVersion read, so it conflicts and
+    nothing is released (neither the pod nor the WarmPod). The next sweep, on a fresh read,
+    releases both."""
+    await stack.start_manager(leaked_claim_grace_seconds=3600.0)
+    await stack.start_watcher()
+    await create_pool(kube, namespace=namespace, name="py", runtime=runtime_name, minSize=1)
+
+    async def one_ready() -> warmpod_model.WarmPod | None:
+        ready = by_phase(await warm_pods(kube, namespace=namespace), "Ready")
+        return ready[0] if ready else None
+
+    warm_pod = await eventually.eventually(one_ready, timeout_seconds=60, describe="1 Ready")
+    await claim(kube, warm_pod, sandbox_uid=str(uuid.uuid4()))  # a sandbox that never was
+    await stack.close()
+    claimed = await _fresh(kube, warm_pod)
+    pool = await objects.get_object(
+        kube,
+        resource=objects.WARM_POOL,
+        namespace=namespace,
+        name="py",
+        decode=warmpool_model.decode,
+    )
+    pod_name = warmpod_model.status_of(claimed).pod_name or ""
+    pod_uid = ((await _pod(kube, namespace=namespace, name=pod_name)) or {})["metadata"]["uid"]
+
+    touched: list[str] = []
+    real_get_pod = observe.get_pod
+
+    async def get_then_touch(kube_: client.Kube, **kwargs: Any) -> dict[str, Any] | None:
+        found = await real_get_pod(kube_, **kwargs)
+        if found is not None and not touched:
+            await objects.patch_object(
+                kube,
+                resource=objects.POD,
+                namespace=namespace,
+                name=pod_name,
+                body={"metadata": {"labels": {"test.llmsafespace.dev/late": "adoption"}}},
+            )
+            touched.append(pod_name)
+        return found
+
+    monkeypatch.setattr(observe, "get_pod", get_then_touch)
+    settings = stack.settings(
+        leaked_claim_grace_seconds=0.001, leaked_claim_check_interval_seconds=0.001
+    )
+    registry = prometheus_client.CollectorRegistry()
+    metrics = metrics_module.PoolManagerMetrics.register(registry)
+    sweeper = sweeping.Sweeper(
+        lambda: kube, options=settings.pool, metrics=metrics, clock=clock_module.SystemClock()
+    )
+    first = await sweeper.run(pool, warm_pods=[claimed])
+    assert touched == [pod_name]
+    assert first.released == frozenset()
+    kept = await _pod(kube, namespace=namespace, name=pod_name)
+    assert kept is not None
+    assert kept["metadata"]["uid"] == pod_uid
+    assert not kept["metadata"].get("deletionTimestamp")
+    assert warmpod_model.status_of(await _fresh(kube, claimed)).phase == "Assigned"
+    assert not registry.get_sample_value(
+        "llmsafespace_warmpool_leaked_claims_released_total", {"reason": "sandbox_gone"}
+    )
+
+    second = await sweeper.run(pool, warm_pods=[await _fresh(kube, claimed)])
+    assert second.released == frozenset({claimed.metadata.uid})
+    with pytest.raises(errors.NotFoundError):
+        await _fresh(kube, claimed)
+    gone = await _pod(kube, namespace=namespace, name=pod_name)
+    assert gone is None or gone["metadata"].get("deletionTimestamp")
+    assert (
+        registry.get_sample_value(
+            "llmsafespace_warmpool_leaked_claims_released_total", {"reason": "sandbox_gone"}
+        )
+        == 1
     )

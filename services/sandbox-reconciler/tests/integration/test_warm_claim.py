@@ -25,6 +25,7 @@ import prometheus_client
 import pytest
 from reconciler_harness import Cluster, World
 
+from lss_common import errors
 from lss_common import settings as common_settings
 from lss_common.kube import client, objects
 from lss_common.models import kinds, labels
@@ -32,7 +33,7 @@ from lss_common.testing import eventually
 from lss_common.testing.finalizers import hold_deletion, release_deletion
 from lss_pool_manager import service as pool_service
 from lss_pool_manager import settings as pool_settings_module
-from lss_sandbox_reconciler import names
+from lss_sandbox_reconciler import adopt, names
 from lss_sandbox_reconciler.render import owner as owner_module
 from lss_watcher import testing as watcher_testing
 
@@ -334,6 +335,78 @@ async def test_without_prepared_services_the_claim_creates_the_warm_pods_service
     await cluster.delete_sandbox("warm")
     await cluster.wait_gone("warm")
     assert await cluster.child(objects.SERVICE, service_name) is None
+
+
+async def test_a_prepared_service_landing_during_the_claim_is_the_one_adopted(
+    world: World,
+    cluster: Cluster,
+    pool_managers: list[PoolManager],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The claim meets no prepared Service (the pool manager's create has not landed), and
+    the create lands between the claim's failed re-own and its own create: the claim's
+    create answers AlreadyExists, and the pool manager's Service is adopted (re-owned, its
+    UID kept, its selector unchanged). One Service, the sandbox's, and the sandbox warm."""
+    await cluster.create_runtime()
+    await start(world, pool_managers, reconcilers=1, pool_managers=1)
+    await create_pool(cluster, "late", minSize=1)
+    await wait_ready_warm_pods(cluster, 1)
+    (warm_pod,) = await warm_pods(cluster.kube, cluster.namespace)
+    service_name = names.warm_service_name(warm_pod["status"]["podName"])
+    prepared = await cluster.child(objects.SERVICE, service_name)
+    assert prepared is not None
+    body = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {
+            key: prepared["metadata"][key] for key in ("name", "labels", "ownerReferences")
+        },
+        "spec": {"selector": prepared["spec"]["selector"], "ports": prepared["spec"]["ports"]},
+    }
+    await objects.delete_object(
+        cluster.kube, resource=objects.SERVICE, namespace=cluster.namespace, name=service_name
+    )
+    landed: list[str] = []
+    patches: list[str] = []
+    real_patch = adopt._patch_service
+
+    async def patch_then_land(kube: client.Kube, **kwargs: Any) -> dict[str, Any] | None:
+        try:
+            found = await real_patch(kube, **kwargs)
+            patches.append("re-owned")
+            return found
+        except errors.NotFoundError:
+            patches.append("not found")
+            raise
+        finally:
+            if not landed:
+                created = await objects.create_object(
+                    cluster.kube, resource=objects.SERVICE, namespace=cluster.namespace, body=body
+                )
+                landed.append(created["metadata"]["uid"])
+
+    monkeypatch.setattr(adopt, "_patch_service", patch_then_land)
+    await cluster.create_sandbox("late", timeout=600)
+    running = await cluster.wait_phase("late", "Running")
+    assert running["status"]["warmPodRef"]["name"] == warm_pod["metadata"]["name"]
+    assert len(landed) == 1
+    # Not found, then (the claim's create refused: AlreadyExists) the landed one re-owned.
+    assert patches == ["not found", "re-owned"]
+    svc = await cluster.child(objects.SERVICE, service_name)
+    assert svc is not None
+    assert svc["metadata"]["uid"] == landed[0]
+    assert controllers(svc) == [
+        {
+            "apiVersion": kinds.API_VERSION,
+            "kind": "Sandbox",
+            "name": "late",
+            "uid": running["metadata"]["uid"],
+            "controller": True,
+        }
+    ]
+    assert svc["spec"]["selector"] == {labels.WARM_POD_UID: warm_pod["metadata"]["uid"]}
+    assert running["status"]["endpoint"].startswith(f"{service_name}.{cluster.namespace}.svc.")
+    assert (await cluster.children(running["metadata"]["uid"]))["Service"] == [service_name]
 
 
 COUNT = 200

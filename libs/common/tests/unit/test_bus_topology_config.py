@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import nats.errors
+import nats.js.errors
 import pytest
 from nats.js import api
 
@@ -53,3 +55,19 @@ def test_requeue_after_rejects_negative_and_nan() -> None:
     for bad in (-1.0, float("nan")):
         with pytest.raises(ValueError, match="RequeueAfter"):
             outcomes.RequeueAfter(bad)
+
+
+@pytest.mark.parametrize(
+    ("error", "missing"),
+    [
+        (nats.js.errors.NoStreamResponseError(), True),  # a publish no stream takes
+        (nats.errors.NoRespondersError(), True),  # a direct get nobody answers
+        (nats.js.errors.NotFoundError(code=404, err_code=10059), True),  # stream not found
+        (nats.js.errors.NotFoundError(code=404, err_code=10037), False),  # no such message
+        (nats.js.errors.APIError(code=503, err_code=10008), False),
+        (nats.errors.TimeoutError(), False),
+        (None, False),
+    ],
+)
+def test_a_missing_stream_is_told_apart(error: BaseException | None, missing: bool) -> None:
+    assert topology.is_stream_missing(error) is missing

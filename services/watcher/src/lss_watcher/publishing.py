@@ -33,7 +33,7 @@ import nats.js.errors
 
 from lss_common import errors
 from lss_common.bus import metrics as bus_metrics
-from lss_common.bus import publishing, status_publishing
+from lss_common.bus import publishing, status_publishing, topology
 from lss_common.logic import backoff, subjects
 from lss_common.models import messages
 from lss_common.observability import logs
@@ -227,6 +227,8 @@ class Announcer:
         try:
             info = await self._js.stream_info(self._status_stream, subjects_filter=filter_subject)
         except (nats.errors.Error, nats.js.errors.Error) as error:
+            if topology.is_stream_missing(error):
+                await self._redeclare_streams()
             raise errors.RetryableError(f"listing status subjects: {error}") from error
         keys = []
         for subject in info.state.subjects or {}:
@@ -251,11 +253,19 @@ class Announcer:
         level = logging.ERROR if isinstance(error, errors.PermanentError) else logging.WARNING
         with logs.bind(outcome="retry"):
             _log.log(level, "publish failed, retrying", extra={"error": str(error)})
-        if isinstance(error.__cause__, nats.js.errors.NoStreamResponseError):
-            try:
-                await self._ensure_streams()
-            except errors.LssError as declare_error:
-                _log.warning("re-declaring streams failed", extra={"error": str(declare_error)})
+        if topology.is_stream_missing(error.__cause__):
+            await self._redeclare_streams()
+
+    async def _redeclare_streams(self) -> None:
+        """A stream is gone (an operator deleted it, a server lost its store without a
+        reconnect): declare it again, so that the retry can land. The status path meets it
+        in a read (a subject it does not remember: new, or forgotten by a relist) or a list,
+        not only in a publish; retried without this, such a job never ended, and the
+        watcher's drain before its next watch waited for it for ever."""
+        try:
+            await self._ensure_streams()
+        except errors.LssError as declare_error:
+            _log.warning("re-declaring streams failed", extra={"error": str(declare_error)})
 
     def _delay(self, attempt: int) -> float:
         return backoff.delay_for_delivery(attempt, delays_seconds=self._backoff_seconds)

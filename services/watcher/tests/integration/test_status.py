@@ -11,7 +11,9 @@ Matrix:
   object raises NotFoundError;
 - WarmPool status (conditions, observedGeneration) is published too;
 - a stored record whose object no longer exists (deleted while no watcher ran) is marked
-  deleted by the initial list.
+  deleted by the initial list;
+- LSS_STATUS deleted under a running, connected watcher is declared again by the first
+  status to publish, even one that reads before it publishes (a subject not remembered).
 """
 
 from __future__ import annotations
@@ -287,3 +289,48 @@ async def _deleted(js: object, namespace: str, name: str, where: dict[str, str])
         **where,
     )
     return record is not None and record.deleted and record.phase == "Running"
+
+
+async def test_a_status_stream_deleted_under_a_running_watcher_is_declared_again(
+    nc: nats.aio.client.Client,
+    objects: testing.Objects,
+    make_settings: Callable[..., settings_module.WatcherSettings],
+    cleanup_streams: Callable[[settings_module.WatcherSettings], None],
+) -> None:
+    """LSS_STATUS is deleted while the watcher runs and stays connected (an operator, a lost
+    replica): the first status to publish is a new sandbox's, whose subject the watcher does
+    not remember, so it reads before it publishes and meets no stream there. The stream is
+    declared again and the record lands; hints went on meanwhile."""
+    settings = make_settings(namespace=objects.namespace)
+    cleanup_streams(settings)
+    js = nc.jetstream()
+    where = {"stream": settings.nats.status_stream, "prefix": settings.nats.subject_prefix}
+    async with testing.RunningWatcher(settings) as running:
+        await objects.create("sandboxes", testing.custom_body("sandbox", "before"))
+        await eventually.eventually(
+            lambda: status_client.get_status(
+                js, kind="sandbox", namespace=objects.namespace, name="before", **where
+            ),
+            timeout_seconds=20,
+            describe="a record before the deletion",
+        )
+        await js.delete_stream(settings.nats.status_stream)
+
+        created = await objects.create("sandboxes", testing.custom_body("sandbox", "after"))
+
+        async def stored() -> messages.StatusRecord | None:
+            try:
+                return await status_client.get_status(
+                    js, kind="sandbox", namespace=objects.namespace, name="after", **where
+                )
+            except Exception:
+                return None  # the stream is not back yet
+
+        record = await eventually.eventually(
+            stored, timeout_seconds=30, describe="the new sandbox's record in a new stream"
+        )
+        assert record is not None
+        assert record.uid == created["metadata"]["uid"]
+        assert running.exit_code is None
+        info = await js.stream_info(settings.nats.status_stream)
+        assert info.config.name == settings.nats.status_stream

@@ -97,6 +97,16 @@ class ConsumerSpec:
             raise ValueError(f"consumer {self.durable!r} needs at least one filter subject")
 
 
+def is_stream_missing(error: BaseException | None) -> bool:
+    """Whether a NATS client error says the stream is not there (deleted by an operator, or
+    lost with a server's store): a publish no stream takes (``NoStreamResponseError``), a
+    direct get nobody answers (``NoRespondersError``: the stream itself answers those), or
+    the API's "stream not found". The caller declares the streams again."""
+    if isinstance(error, nats.js.errors.NoStreamResponseError | nats.errors.NoRespondersError):
+        return True
+    return isinstance(error, nats.js.errors.APIError) and error.err_code == ERR_STREAM_NOT_FOUND
+
+
 def events_stream_config(settings: settings_module.NatsSettings) -> api.StreamConfig:
     """LSS_EVENTS: work hints and recycle requests, kept until every interested consumer acks."""
     return api.StreamConfig(

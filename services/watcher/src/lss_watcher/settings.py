@@ -49,7 +49,8 @@ class WatcherOptions(BaseModel):
         default=180.0,
         ge=1,
         description="A watch that delivers no byte at all (not even a bookmark, which the API "
-        "server sends about every minute) for this long is presumed dead and re-opened.",
+        "server sends about every minute) for this long is presumed dead, and the resource is "
+        "listed again (its position may be ahead of a restored etcd).",
     )
     child_label_selector: str = Field(
         default=labels.APP_SELECTOR,

@@ -131,6 +131,13 @@ class ResourceWatcher:
                         failures += 1
                     elif reason is not watcher_metrics.RestartReason.IDLE:
                         failures = 0
+                    if reason is watcher_metrics.RestartReason.IDLE:
+                        # Not even a bookmark (sent about every minute) for the idle
+                        # timeout: the connection died, or the position is ahead of the API
+                        # server (etcd restored from a backup without a revision bump), which
+                        # then delivers nothing until its revision passes it, and those
+                        # changes would be skipped. A list is right in both cases.
+                        must_list = True
                 except errors.NotFoundError as error:
                     if not self.resource.optional:
                         reason = watcher_metrics.RestartReason.ERROR

@@ -169,7 +169,8 @@ class SandboxOptions(BaseModel):
         default=False,
         description="Run each sandbox in its own namespace <prefix><sandbox UID> (Pod Security "
         "restricted), tied to the sandbox by labels: Kubernetes forbids cross-namespace "
-        "owner references.",
+        "owner references. Needs a watcher of all namespaces (LSS_WATCHER__NAMESPACE unset), "
+        "so that the children's changes reach the reconciler.",
     )
     isolation_namespace_prefix: str = Field(
         default="sandbox-",

@@ -62,7 +62,9 @@ class WatcherOptions(BaseModel):
     namespace: str | None = Field(
         default=None,
         description="Watch only this namespace (cluster-scoped kinds are always watched "
-        "cluster-wide). Unset: all namespaces.",
+        "cluster-wide). Unset: all namespaces. Leave it unset when the sandbox reconciler runs "
+        "with namespace isolation: the sandboxes' children then live in namespaces of their "
+        "own, and a watcher of one namespace would never hear of their changes.",
     )
     publish_concurrency: int = Field(
         default=64,

@@ -129,13 +129,14 @@ class Tracker:
         )
         return result
 
-    def relist(self) -> Relisting:
+    def relist(self, *, after_gap: bool = False) -> Relisting:
         """Start replacing the tracked state with a fresh list, page by page.
 
         The tracked state changes only when :meth:`Relisting.finish` is called, so a list
-        that fails half-way leaves it as it was.
+        that fails half-way leaves it as it was. ``after_gap``: a list after the watch lost
+        its place (410, a silent watch), not the first one; see :class:`Relisting`.
         """
-        return Relisting(self)
+        return Relisting(self, after_gap=after_gap)
 
     def replace(self, listed: Iterable[views.ObjectView]) -> Diff:
         """Make a complete fresh list the tracked state; return what changed since."""
@@ -165,12 +166,21 @@ class Tracker:
 
 
 class Relisting:
-    """One relist in progress: feed it every listed object, then :meth:`finish` it."""
+    """One relist in progress: feed it every listed object, then :meth:`finish` it.
 
-    def __init__(self, tracker: Tracker) -> None:
+    After a gap, a changed object's hints are ``RESYNC``, not ``ADDED``/``MODIFIED``: the
+    list shows only its latest version, which may be a service's own write with someone
+    else's change (a kubelet's) collapsed under it, unseen; a hint that announced only the
+    own write would be skipped (``own_writes``), and that change lost until the periodic
+    resync. The first list needs no such care: the start round that follows it announces
+    every object as ``RESYNC`` anyway.
+    """
+
+    def __init__(self, tracker: Tracker, *, after_gap: bool = False) -> None:
         self._tracker = tracker
         self._previous = tracker._entries
         self._fresh: dict[Identity, Entry] = {}
+        self._after_gap = after_gap
 
     def add(self, view: views.ObjectView) -> list[hints.Hint] | None:
         """Record one listed (accepted) object; its hints, or None when it is unchanged."""
@@ -186,6 +196,8 @@ class Relisting:
             event_type = hints.MODIFIED
         else:
             event_type = hints.ADDED
+        if self._after_gap:
+            event_type = hints.RESYNC
         owners = mapping.owner_keys(resource, view)
         self._fresh[identity] = Entry(
             uid=meta.uid, resource_version=meta.resource_version, owners=owners or _NO_OWNERS

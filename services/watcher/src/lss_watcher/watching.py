@@ -192,7 +192,7 @@ class ResourceWatcher:
             # A relist may skip versions another replica published; what this process
             # remembers about stored records may be out of date: read them back instead.
             self._announcer.forget_stored_status()
-        relisting = self.tracker.relist()
+        relisting = self.tracker.relist(after_gap=self.listed.is_set())
         pages = _Pages()
         async for view in self._listed(pages):
             found = relisting.add(view)

@@ -18,16 +18,22 @@ Matrix:
 
 from __future__ import annotations
 
+import datetime
 from typing import Any
 
 import hypothesis
 import msgspec
 from hypothesis import strategies as st
 
+from lss_common.bus import own_writes
+from lss_common.logic import revisions
 from lss_watcher import hints, resources, settings, tracker, views
 
 TABLE = {r.name: r for r in resources.watched_resources(settings.WatcherOptions())}
 Key = tracker.ObjectKey
+
+
+NOW = datetime.datetime(2025, 1, 1, tzinfo=datetime.UTC)
 
 
 def obj(
@@ -131,6 +137,44 @@ def test_relist_of_children_wakes_last_owners_of_vanished() -> None:
     diff = t.replace([])
     assert ids(diff.hints) == [("MODIFIED", "sandbox/ns/sb/9/service-gone")]
     assert [(v.key, v.resource_version) for v in diff.vanished] == [(None, "9")]
+
+
+def test_a_relist_after_a_gap_announces_changes_as_resync() -> None:
+    """After a gap the list shows only the latest version: its hints are RESYNC, which no
+    service skips as its own write (a foreign change may be collapsed under it)."""
+    sandboxes = tracker.Tracker(TABLE[resources.Name.SANDBOX])
+    pods = tracker.Tracker(TABLE[resources.Name.POD])
+    sandboxes.replace([obj("sb", "1"), obj("gone", "2")])
+    pods.replace([obj("p", "3", owner=("Sandbox", "sb"))])
+
+    relisting = sandboxes.relist(after_gap=True)
+    changed = relisting.add(obj("sb", "5"))
+    added = relisting.add(obj("new", "6"))
+    vanished, _ = relisting.finish()
+    assert changed is not None
+    assert added is not None
+    assert [h.event_type for h in changed + added] == ["RESYNC", "RESYNC"]
+    assert [h.event_type for h in vanished] == ["DELETED"]  # never skipped anyway
+
+    child_relisting = pods.relist(after_gap=True)
+    woken = child_relisting.add(obj("p", "7", owner=("Sandbox", "sb")))
+    assert woken is not None
+    (hint,) = woken
+    assert hint.child is not None
+    assert (hint.key.name, hint.child.event_type, hint.child.resource_version) == (
+        "sb",
+        "RESYNC",
+        "7",
+    )
+    written = revisions.WrittenRevisions()
+    written.add("7")
+    event = hints.message(hint, observed_at=NOW)
+    assert not own_writes.is_own_write(event, written=written)
+    # The same change seen by a watch is an own write, skippable.
+    watched = tracker.Tracker(TABLE[resources.Name.POD])
+    watched.replace([obj("p", "3", owner=("Sandbox", "sb"))])
+    (seen,) = watched.observe("MODIFIED", obj("p", "7", owner=("Sandbox", "sb")))
+    assert own_writes.is_own_write(hints.message(seen, observed_at=NOW), written=written)
 
 
 def test_unfinished_relist_changes_nothing() -> None:

@@ -588,6 +588,110 @@ async def test_cancelling_run_naks_held_messages(nats_url: str) -> None:
             )
 
 
+async def test_a_drain_cancelled_by_the_services_deadline_still_naks(nats_url: str) -> None:
+    """The service's shutdown deadline cancels the consumer while its drain waits for a
+    running handler: the handler is cancelled, its message nak'ed at once (not left for
+    ack_wait) and no heartbeat task is left behind."""
+    settings = testing_bus.isolated_settings(
+        nats_url, shutdown_grace_seconds=60.0, ack_wait_seconds=300.0
+    )
+    async with testing_bus.open_bus(settings) as bus:
+        cancelled = asyncio.Event()
+
+        async def stuck(message: messages.ChangeEvent, delivered: int) -> outcomes.Outcome:
+            try:
+                await asyncio.Event().wait()
+            except asyncio.CancelledError:
+                cancelled.set()
+                raise
+            raise AssertionError("unreachable")
+
+        first = Recorder(stuck)
+        spec = spec_for(settings)
+        await topology.declare_consumer(
+            bus.connection.jetstream,
+            spec,
+            stream=settings.nats.events_stream,
+            settings=settings.consumer,
+        )
+        consumer = consuming.Consumer(
+            bus.connection.jetstream,
+            spec=spec,
+            stream=settings.nats.events_stream,
+            message_type=messages.ChangeEvent,
+            handler=first,
+            settings=settings.consumer,
+            metrics=bus.metrics,
+        )
+        task = asyncio.create_task(consumer.run())
+        await send(bus, "a")
+        await wait_for(lambda: first.calls, "stuck handler running")
+        consumer.stop()
+        # Draining: the fetch loop is done (its last fetch returned) and the handler runs.
+        await asyncio.sleep(settings.consumer.fetch_timeout_seconds * 2)
+        assert not task.done()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert cancelled.is_set()
+        assert outcome_count(bus, "nak") == 1
+        assert not [t for t in asyncio.all_tasks() if t.get_name() == f"heartbeats:{spec.durable}"]
+        second = Recorder(done)
+        async with consuming_with(bus, second):
+            await wait_for(
+                lambda: second.of("a") == [2], f"redelivered after the nak {second.calls}"
+            )
+
+
+async def test_a_redelivered_copy_riding_on_its_own_message_keeps_the_re_check(
+    nats_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A message queued behind a long pass of its key is redelivered (its heartbeats did
+    not reach the server for ack_wait, as in a NATS disconnect), and the copy rides along on
+    it. The pass asks for a re-check (a nak with a delay): the copy is not acked, since the
+    server keeps one state per stream sequence and that ack cancelled the re-check."""
+
+    async def no_heartbeats(self: consuming.Consumer[messages.ChangeEvent]) -> None:
+        await asyncio.Event().wait()
+
+    monkeypatch.setattr(consuming.Consumer, "_send_heartbeats", no_heartbeats)
+    settings = testing_bus.isolated_settings(nats_url, ack_wait_seconds=1.0)
+    async with testing_bus.open_bus(settings) as bus:
+        release = asyncio.Event()
+
+        async def body(message: messages.ChangeEvent, delivered: int) -> outcomes.Outcome:
+            if message.resource_version == "long":
+                await release.wait()
+                return outcomes.DONE
+            if delivered == 1:
+                return outcomes.RequeueAfter(0.3)  # the re-check
+            return outcomes.DONE
+
+        recorder = Recorder(body)
+        async with consuming_with(bus, recorder, settings=settings.consumer) as consumer:
+            await send(bus, "a", tag="long")
+            await wait_for(lambda: recorder.calls, "the long pass running")
+            await send(bus, "a", tag="checked")
+
+            def copy_held() -> bool:
+                # (The consumer's held messages: the queued one and, once ack_wait passed,
+                # its redelivered copy, riding along on it.)
+                held = [h.msg for h in consumer._held.values()]
+                return any(
+                    codec.decode(m.data, message_type=messages.ChangeEvent).resource_version
+                    == "checked"
+                    and m.metadata.num_delivered == 2
+                    for m in held
+                )
+
+            await wait_for(copy_held, "a redelivered copy held")
+            release.set()
+            await wait_for(
+                lambda: [c.delivered for c in recorder.calls if c.tag == "checked"] == [1, 3],
+                "the pass, then its re-check (the copy never handled on its own)",
+            )
+
+
 def test_current_delivery_outside_a_handler() -> None:
     with pytest.raises(RuntimeError, match="outside a message handler"):
         consuming.current_delivery()

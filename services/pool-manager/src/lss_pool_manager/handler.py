@@ -151,7 +151,12 @@ class Handler:
         return waiting
 
     def _requeue(self, key: str, after_seconds: float | None) -> outcomes.Outcome:
-        seconds = self._book.decide(key, after_seconds=after_seconds, now=self._clock.monotonic())
+        seconds = self._book.decide(
+            key,
+            after_seconds=after_seconds,
+            now=self._clock.monotonic(),
+            stream_seq=consuming.current_stream_seq(),
+        )
         return outcomes.DONE if seconds is None else outcomes.RequeueAfter(seconds)
 
     # -- pools -----------------------------------------------------------------------------

@@ -18,23 +18,36 @@ _SLACK_SECONDS = 0.5
 
 @dataclasses.dataclass(slots=True)
 class RequeueBook:
-    """Per key, the monotonic time a scheduled redelivery is due."""
+    """Per key, when the scheduled redelivery is due, and which message holds it (its stream
+    sequence; None when unknown)."""
 
-    due: dict[str, float] = dataclasses.field(default_factory=dict)
+    due: dict[str, tuple[float, int | None]] = dataclasses.field(default_factory=dict)
 
-    def decide(self, key: str, *, after_seconds: float | None, now: float) -> float | None:
-        """Seconds to requeue this message after, or None to ack it (covered or no deadline)."""
-        scheduled = self.due.get(key)
-        if scheduled is not None and scheduled <= now + _SLACK_SECONDS:
-            # Due (this is probably that message): the entry is consumed.
+    def decide(
+        self,
+        key: str,
+        *,
+        after_seconds: float | None,
+        now: float,
+        stream_seq: int | None = None,
+    ) -> float | None:
+        """Seconds to requeue this message after, or None to ack it (covered or no deadline).
+
+        The holder's entry is consumed when it is due, or when the holder itself comes back
+        early (a redelivery: acked as covered by its own entry, its re-check was lost)."""
+        entry = self.due.get(key)
+        if entry is not None and (
+            entry[0] <= now + _SLACK_SECONDS or (stream_seq is not None and entry[1] == stream_seq)
+        ):
+            # Due (this is probably that message), or that very message: consumed.
             del self.due[key]
-            scheduled = None
+            entry = None
         if after_seconds is None:
             return None
         wanted = now + max(0.0, after_seconds)
-        if scheduled is not None and scheduled <= wanted + _SLACK_SECONDS:
+        if entry is not None and entry[0] <= wanted + _SLACK_SECONDS:
             return None
-        self.due[key] = wanted
+        self.due[key] = (wanted, stream_seq)
         return max(0.0, after_seconds)
 
     def forget(self, key: str) -> None:

@@ -50,3 +50,16 @@ def test_requeue_book_keeps_one_scheduled_message_per_key() -> None:
     assert book.decide("other", after_seconds=10, now=5) == 10
     book.forget("k")
     assert book.decide("k", after_seconds=20, now=6) == 20
+
+
+def test_the_holder_coming_back_early_keeps_its_re_check() -> None:
+    """The message holding a key's re-check comes back before it is due (redelivered after
+    a disconnect): it is that very message, so it re-schedules instead of being acked as
+    covered by its own entry (which would lose the re-check)."""
+    book = requeue.RequeueBook()
+    assert book.decide("k", after_seconds=120, now=0, stream_seq=7) == 120
+    # another message of the key, no earlier: covered by the holder
+    assert book.decide("k", after_seconds=120, now=10, stream_seq=8) is None
+    # the holder itself, early: re-scheduled from now
+    assert book.decide("k", after_seconds=120, now=30, stream_seq=7) == 120
+    assert book.due["k"] == (150, 7)

@@ -471,10 +471,8 @@ def _own_version(event: messages.ChangeEvent) -> str | None:
 
 
 def _stream_seq() -> int:
-    try:
-        return consuming.current_delivery().stream_seq
-    except RuntimeError:
-        return -1  # called outside the consume loop (tests): every call is its own message
+    seq = consuming.current_stream_seq()
+    return -1 if seq is None else seq  # outside the consume loop (tests): its own message
 
 
 def _condition(status: sandbox_model.SandboxStatus, condition_type: str) -> meta.Condition | None:

@@ -102,6 +102,12 @@ def current_delivery() -> Delivery:
     return delivery
 
 
+def current_stream_seq() -> int | None:
+    """The stream sequence of the message being handled; None outside a consume loop."""
+    delivery = _current_delivery.get()
+    return None if delivery is None else delivery.stream_seq
+
+
 def is_first_delivery(*, alone: bool = False) -> bool:
     """Whether the message being handled is delivered for the first time (``alone``: with no
     hint riding along either). A handler called outside a consume loop (a test) handles a
@@ -157,7 +163,11 @@ class Consumer(typing.Generic[T]):
         self._metrics = metrics
         self._on_declared = on_declared
         self._held: dict[int, _Held] = {}
-        self._failures = backoff.FailureCounts()
+        # A message failing again comes back within the schedule's longest delay (and may
+        # then wait a while behind others, up to ack_wait when redelivered).
+        self._failures = backoff.FailureCounts(
+            ttl_seconds=2 * max(settings.backoff_seconds) + settings.ack_wait_seconds
+        )
         # Per subject, the messages waiting for a pass that has not started yet: a handler
         # reads the current state when it starts, so that one pass covers all of them.
         self._coalescing: dict[str, list[nats.aio.msg.Msg]] = {}
@@ -165,6 +175,7 @@ class Consumer(typing.Generic[T]):
         # of hints for busy keys would stop fetching hints for idle ones).
         self._riders: set[int] = set()
         self._stopping = asyncio.Event()
+        self._stop_asked_at: float | None = None
         # Set whenever a held slot frees up or a stop is requested: wakes the fetch loop.
         self._wakeup = asyncio.Event()
         self._started = False
@@ -176,6 +187,8 @@ class Consumer(typing.Generic[T]):
 
     def stop(self) -> None:
         """Ask :meth:`run` to stop fetching and drain; it returns when the drain is done."""
+        if self._stop_asked_at is None:
+            self._stop_asked_at = asyncio.get_running_loop().time()
         self._stopping.set()
         self._wakeup.set()
 
@@ -207,12 +220,16 @@ class Consumer(typing.Generic[T]):
             # server until it expires, and a nak'ed message handed to it would wait ack_wait
             # in a dead inbox. Without interest in its inbox the server skips that request.
             try:
-                await psub.unsubscribe()
-            except (nats.errors.Error, OSError) as exc:
-                _log.debug("unsubscribe failed", extra={"error": repr(exc)})
-            await self._drain(executor, graceful=graceful)
-            heartbeats.cancel()
-            await asyncio.gather(heartbeats, return_exceptions=True)
+                try:
+                    await psub.unsubscribe()
+                except (nats.errors.Error, OSError) as exc:
+                    _log.debug("unsubscribe failed", extra={"error": repr(exc)})
+                await self._drain(executor, graceful=graceful)
+            finally:
+                # Also when the drain itself is cancelled: no in_progress for a message
+                # that was nak'ed, or for a task that is gone.
+                heartbeats.cancel()
+                await asyncio.gather(heartbeats, return_exceptions=True)
             _log.info(
                 "consumer stopped", extra={"stream": self._stream, "consumer": self._spec.durable}
             )
@@ -340,7 +357,7 @@ class Consumer(typing.Generic[T]):
             if verdict.outcome in (Outcome.TERM, Outcome.ERROR) and verdict.error is not None:
                 span.record_exception(verdict.error)
             await self._settle(msg, verdict)
-            await self._settle_riders(riders, verdict)
+            await self._settle_riders(riders, verdict, head_seq=delivery.stream_seq)
             duration = time.monotonic() - started
             self._metrics.handle_duration_seconds.labels(self._stream, verdict.outcome).observe(
                 duration
@@ -442,12 +459,16 @@ class Consumer(typing.Generic[T]):
             error=TypeError(f"handler returned {type(result).__name__}, not an Outcome"),
         )
 
-    async def _settle(self, msg: nats.aio.msg.Msg, verdict: _Verdict) -> None:
-        # Release the slot before the ack is sent: the heartbeat loop must not touch it again.
+    def _release(self, msg: nats.aio.msg.Msg) -> None:
+        """Free the message's held slot (it is settled, or needs no settling)."""
         self._riders.discard(id(msg))
         if self._held.pop(id(msg), None) is not None:
             self._metrics.in_flight.labels(self._stream).set(len(self._held))
             self._wakeup.set()
+
+    async def _settle(self, msg: nats.aio.msg.Msg, verdict: _Verdict) -> None:
+        # Release the slot before the ack is sent: the heartbeat loop must not touch it again.
+        self._release(msg)
         self._metrics.messages_total.labels(self._stream, verdict.outcome).inc()
         try:
             if verdict.action is Outcome.ACK:
@@ -464,27 +485,51 @@ class Consumer(typing.Generic[T]):
                 extra={"subject": msg.subject, "outcome": verdict.action.value, "error": repr(exc)},
             )
 
-    async def _settle_riders(self, riders: list[nats.aio.msg.Msg], verdict: _Verdict) -> None:
-        """Settle the hints a pass covered. Acked when the pass succeeded, or failed in a way
-        that brings its own message back (nak): either way the object gets a pass that
-        starts after these hints arrived. After a term nothing comes back, so they are
-        nak'ed to be handled on their own."""
-        covered = verdict.action in (Outcome.ACK, Outcome.NAK)
+    async def _settle_riders(
+        self, riders: list[nats.aio.msg.Msg], verdict: _Verdict, *, head_seq: int
+    ) -> None:
+        """Settle the hints a pass covered.
+
+        - The pass succeeded (an ack, or a re-check it asked for): it started after they
+          arrived, so they are acked.
+        - It failed: they are nak'ed with its delay, and come back with its retry. Acked on
+          the promise of that retry, they were lost if it never came (a copy of the head
+          acked elsewhere after a redelivery).
+        - It was termed: nothing comes back, so they are nak'ed to be handled on their own.
+
+        A rider that is another delivery of the head itself (the same stream sequence,
+        redelivered after ack_wait while queued behind it) is not settled at all: the server
+        keeps one state per stream sequence, and acking that copy would cancel the nak just
+        sent for the head (its retry or its re-check)."""
         for rider in riders:
             if self._held.get(id(rider)) is None:
                 continue  # settled by the shutdown drain already
-            if covered:
+            if _stream_seq(rider) == head_seq:
+                self._release(rider)
+                continue
+            if verdict.action is Outcome.TERM:
+                await self._settle(rider, _Verdict(Outcome.NAK, Outcome.NAK))
+            elif verdict.failed:
+                await self._settle(
+                    rider,
+                    _Verdict(
+                        Outcome.NAK, Outcome.NAK, delay_seconds=verdict.delay_seconds, failed=True
+                    ),
+                )
+            else:
                 await self._settle(
                     rider, _Verdict(Outcome.ACK, Outcome.ACK, event="hint covered by a pass")
                 )
-            else:
-                await self._settle(rider, _Verdict(Outcome.NAK, Outcome.NAK))
 
     async def _send_heartbeats(self) -> None:
         interval = self._settings.ack_wait_seconds / 3
         while True:
             await asyncio.sleep(interval)
             for held in list(self._held.values()):
+                if self._held.get(id(held.msg)) is not held:
+                    # Settled while earlier heartbeats were sent: an in_progress after its
+                    # nak would bring it back at ack_wait instead of the nak's delay.
+                    continue
                 try:
                     await held.msg.in_progress()
                 except (nats.errors.Error, OSError) as exc:
@@ -492,22 +537,39 @@ class Consumer(typing.Generic[T]):
                     _log.debug("in-progress not sent", extra={"error": repr(exc)})
 
     async def _drain(self, executor: keyed.KeyedExecutor, *, graceful: bool) -> None:
-        # Queued messages go back at once, so other replicas can take them while we finish.
-        for held in [held for held in self._held.values() if not held.running]:
-            await self._settle(held.msg, _Verdict(Outcome.NAK, Outcome.NAK))
-        if graceful and self._held:
-            _log.info("draining in-flight messages", extra={"in_flight": len(self._held)})
-            try:
-                async with asyncio.timeout(self._settings.shutdown_grace_seconds):
-                    await executor.join()
-            except TimeoutError:
-                _log.warning(
-                    "shutdown grace expired, cancelling handlers",
-                    extra={"in_flight": len(self._held)},
-                )
-        await executor.aclose()
-        for held in list(self._held.values()):
-            await self._settle(held.msg, _Verdict(Outcome.NAK, Outcome.NAK))
+        """Nak what is queued, give running handlers the grace, then cancel them and nak
+        their messages — also when the drain itself is cancelled (the service's own
+        shutdown deadline): every held message goes back at once, none waits ack_wait."""
+        try:
+            # Queued messages go back at once, so other replicas can take them meanwhile.
+            for held in [held for held in self._held.values() if not held.running]:
+                await self._settle(held.msg, _Verdict(Outcome.NAK, Outcome.NAK))
+            if graceful and self._held:
+                _log.info("draining in-flight messages", extra={"in_flight": len(self._held)})
+                try:
+                    async with asyncio.timeout_at(self._drain_deadline()):
+                        await executor.join()
+                except TimeoutError:
+                    _log.warning(
+                        "shutdown grace expired, cancelling handlers",
+                        extra={"in_flight": len(self._held)},
+                    )
+        finally:
+            await executor.aclose()
+            for held in list(self._held.values()):
+                await self._settle(held.msg, _Verdict(Outcome.NAK, Outcome.NAK))
+
+    def _drain_deadline(self) -> float:
+        """When running handlers are cancelled: ``shutdown_grace_seconds`` after the stop
+        was asked for, less a margin for the cancel and the naks, so that the drain ends
+        before the service's shutdown deadline (counted from about the same moment) would
+        cancel it. Time spent finishing the last fetch counts against the grace."""
+        grace = self._settings.shutdown_grace_seconds
+        margin = min(1.0, grace / 10)
+        asked = self._stop_asked_at
+        loop_time = asyncio.get_running_loop().time()
+        start = loop_time if asked is None else asked
+        return start + grace - margin
 
 
 def _delivery_of(msg: nats.aio.msg.Msg, *, stream: str, riders: list[nats.aio.msg.Msg]) -> Delivery:
@@ -522,6 +584,13 @@ def _delivery_of(msg: nats.aio.msg.Msg, *, stream: str, riders: list[nats.aio.ms
         rider_data=tuple(rider.data for rider in riders),
         rider_redelivered=any(_num_delivered(rider) > 1 for rider in riders),
     )
+
+
+def _stream_seq(msg: nats.aio.msg.Msg) -> int | None:
+    try:
+        return int(msg.metadata.sequence.stream)
+    except Exception:  # not a JetStream message
+        return None
 
 
 def _num_delivered(msg: nats.aio.msg.Msg) -> int:

@@ -8,7 +8,9 @@ instead of disappearing).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import collections
+import time
+from collections.abc import Callable, Sequence
 
 
 def delay_for_delivery(num_delivered: int, *, delays_seconds: Sequence[float]) -> float:
@@ -32,21 +34,35 @@ class FailureCounts:
     a few times met its first real failure with the schedule's longest delay. A failure is
     counted here, and any other settlement (ack, term, a requested re-check) clears it.
 
-    Per replica and bounded: a message whose retry another replica settles leaves an entry
-    here, so past ``capacity`` the oldest entry goes (its message, if it fails here again,
-    starts the schedule over — a shorter delay, never a lost message).
+    Per replica, and forgotten ``ttl_seconds`` after a message's last failure (its retry was
+    handled by another replica, or it went): a message that keeps failing comes back within
+    the schedule's longest delay, so a TTL above that (plus the time a redelivery may queue)
+    keeps its count, however many messages fail at once. A count cap would not: with more
+    failing messages than the cap, each would be forgotten before it came back, and retried
+    at the schedule's shortest delay for ever. ``max_entries`` only guards memory.
     """
 
-    def __init__(self, *, capacity: int = 4096) -> None:
-        self._capacity = capacity
-        self._counts: dict[int, int] = {}
+    def __init__(
+        self,
+        *,
+        ttl_seconds: float,
+        max_entries: int = 1_000_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._ttl = ttl_seconds
+        self._max_entries = max_entries
+        self._clock = clock
+        # stream sequence → (count, when it last failed); ordered by last failure.
+        self._counts: collections.OrderedDict[int, tuple[int, float]] = collections.OrderedDict()
 
     def failed(self, stream_seq: int) -> int:
         """Record one more failure of the message; its consecutive failures, from 1."""
-        count = self._counts.pop(stream_seq, 0) + 1
-        self._counts[stream_seq] = count  # re-inserted: the newest entry
-        while len(self._counts) > self._capacity:
-            del self._counts[next(iter(self._counts))]
+        now = self._clock()
+        self._expire(now)
+        count = self._counts.pop(stream_seq, (0, now))[0] + 1
+        self._counts[stream_seq] = (count, now)  # re-inserted: the newest entry
+        while len(self._counts) > self._max_entries:
+            self._counts.popitem(last=False)
         return count
 
     def settled(self, stream_seq: int) -> None:
@@ -55,3 +71,10 @@ class FailureCounts:
 
     def __len__(self) -> int:
         return len(self._counts)
+
+    def _expire(self, now: float) -> None:
+        while self._counts:
+            seq, (_, last) = next(iter(self._counts.items()))
+            if now - last < self._ttl:
+                return  # ordered by last failure: the rest are younger
+            del self._counts[seq]

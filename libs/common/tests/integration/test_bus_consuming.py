@@ -367,10 +367,15 @@ async def test_a_pass_is_told_how_many_hints_ride_along(nats_url: str) -> None:
         release = asyncio.Event()
         riders: dict[str, int] = {}
         carried: dict[str, list[str | None]] = {}
+        sequences: dict[str, tuple[int, tuple[int, ...]]] = {}
 
         async def body(message: messages.ChangeEvent, delivered: int) -> outcomes.Outcome:
             delivery = consuming.current_delivery()
             riders[message.resource_version or ""] = delivery.riders
+            sequences[message.resource_version or ""] = (
+                delivery.stream_seq,
+                consuming.current_rider_seqs(),
+            )
             carried[message.resource_version or ""] = [
                 codec.decode(data, message_type=messages.ChangeEvent).resource_version
                 for data in delivery.rider_data
@@ -390,6 +395,10 @@ async def test_a_pass_is_told_how_many_hints_ride_along(nats_url: str) -> None:
             await wait_for(lambda: outcome_count(bus, "ack") == 5, "all acked")
         assert riders == {"0": 0, "1": 3}
         assert carried == {"0": [], "1": ["2", "3", "4"]}  # the riders' payloads, in order
+        # Published in order: the riders' stream sequences follow the head's.
+        head, riding = sequences["1"]
+        assert riding == (head + 1, head + 2, head + 3)
+        assert sequences["0"] == (head - 1, ())
 
 
 def coalesced(bus: testing_bus.Bus) -> float:

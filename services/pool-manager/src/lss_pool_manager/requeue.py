@@ -11,6 +11,7 @@ lost with its process is harmless: the watcher's periodic resync wakes every key
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Collection
 
 # Two deadlines this close are the same wake-up (clock readings differ between passes).
 _SLACK_SECONDS = 0.5
@@ -30,14 +31,17 @@ class RequeueBook:
         after_seconds: float | None,
         now: float,
         stream_seq: int | None = None,
+        rider_seqs: Collection[int] = (),
     ) -> float | None:
         """Seconds to requeue this message after, or None to ack it (covered or no deadline).
 
         The holder's entry is consumed when it is due, or when the holder itself comes back
-        early (a redelivery: acked as covered by its own entry, its re-check was lost)."""
+        early (a redelivery), as this message or riding on it (``rider_seqs``): acked as
+        covered by its own entry, its re-check was lost."""
         entry = self.due.get(key)
         if entry is not None and (
-            entry[0] <= now + _SLACK_SECONDS or (stream_seq is not None and entry[1] == stream_seq)
+            entry[0] <= now + _SLACK_SECONDS
+            or (entry[1] is not None and (entry[1] == stream_seq or entry[1] in rider_seqs))
         ):
             # Due (this is probably that message), or that very message: consumed.
             del self.due[key]

@@ -30,7 +30,7 @@ import contextlib
 import datetime
 import logging
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Final
 
 from lss_common import errors
@@ -103,12 +103,20 @@ class Requeues:
         self._pending: dict[tuple[str, str], tuple[float, int]] = {}
 
     def decide(
-        self, key: tuple[str, str], *, delay_seconds: float | None, stream_seq: int, now: float
+        self,
+        key: tuple[str, str],
+        *,
+        delay_seconds: float | None,
+        stream_seq: int,
+        now: float,
+        rider_seqs: Collection[int] = (),
     ) -> bool:
         """Whether this message should be requeued (else acked); records the holder."""
         held = self._pending.get(key)
-        if held is not None and (held[0] <= now or held[1] == stream_seq):
-            held = None  # expired, or this message is the holder itself
+        if held is not None and (held[0] <= now or held[1] == stream_seq or held[1] in rider_seqs):
+            # Expired, or the holder itself: this message, or riding on it (come back early,
+            # a redelivery; acked as covered by its own record, its re-check was lost).
+            held = None
             self._pending.pop(key, None)
         if delay_seconds is None:
             return False
@@ -304,7 +312,11 @@ class Handler:
     def _requeue(self, key: tuple[str, str], *, delay: float | None) -> outcomes.Outcome:
         """``RequeueAfter(delay)`` unless an earlier re-check of ``key`` is pending (Requeues)."""
         if self.requeues.decide(
-            key, delay_seconds=delay, stream_seq=_stream_seq(), now=self._clock.monotonic()
+            key,
+            delay_seconds=delay,
+            stream_seq=_stream_seq(),
+            now=self._clock.monotonic(),
+            rider_seqs=consuming.current_rider_seqs(),
         ):
             assert delay is not None
             return outcomes.RequeueAfter(delay)

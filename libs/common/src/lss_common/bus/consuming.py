@@ -87,6 +87,9 @@ class Delivery:
     rider_redelivered: bool = False
     """Whether a rider is itself a redelivery (a re-check a pass asked for, or a retry):
     then the work may not be skipped whatever the payloads say."""
+    rider_seqs: tuple[int, ...] = ()
+    """The riders' stream sequences: a service that keeps one message per key holding a
+    re-check can tell that its holder came back riding on another message."""
 
 
 _current_delivery: contextvars.ContextVar[Delivery | None] = contextvars.ContextVar(
@@ -106,6 +109,12 @@ def current_stream_seq() -> int | None:
     """The stream sequence of the message being handled; None outside a consume loop."""
     delivery = _current_delivery.get()
     return None if delivery is None else delivery.stream_seq
+
+
+def current_rider_seqs() -> tuple[int, ...]:
+    """The stream sequences of the hints riding along on the message being handled."""
+    delivery = _current_delivery.get()
+    return () if delivery is None else delivery.rider_seqs
 
 
 def is_first_delivery(*, alone: bool = False) -> bool:
@@ -583,6 +592,7 @@ def _delivery_of(msg: nats.aio.msg.Msg, *, stream: str, riders: list[nats.aio.ms
         riders=len(riders),
         rider_data=tuple(rider.data for rider in riders),
         rider_redelivered=any(_num_delivered(rider) > 1 for rider in riders),
+        rider_seqs=tuple(seq for rider in riders if (seq := _stream_seq(rider)) is not None),
     )
 
 

@@ -150,7 +150,7 @@ def test_403_is_permanent_forbidden() -> None:
     assert error.reason == "Forbidden"
 
 
-@pytest.mark.parametrize("status", [401, 410, 429, 500, 503, 504])
+@pytest.mark.parametrize("status", [401, 408, 410, 425, 429, 500, 503, 504])
 def test_transient_statuses_are_retryable(status: int) -> None:
     error = objects.translate_error(status, b"<html>oops</html>", what="Pod ns/p")
     assert isinstance(error, errors.RetryableError)

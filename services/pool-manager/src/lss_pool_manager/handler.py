@@ -558,7 +558,11 @@ class Handler:
                 return self._gone(key)
         if plan.delete:
             deleted = await apply.delete_warm_pod(
-                kube, namespace=namespace, name=name, uid=warm_pod.metadata.uid or ""
+                kube,
+                namespace=namespace,
+                name=name,
+                uid=warm_pod.metadata.uid or "",
+                resource_version=warm_pod.metadata.resource_version or None,
             )
             if deleted:
                 reason = preload.deletion_reason(warm_pod)
@@ -595,13 +599,17 @@ class Handler:
         if pool is None or inputs is None or inputs.record != warm_pod.spec:
             # Orphaned, or built for a configuration that no longer applies: the pool
             # replaces it.
-            await apply.delete_warm_pod(
+            # With its resourceVersion: the WarmPod was read from the watch cache, and one
+            # changed since (its pod made by another replica, claimed) is not ours to delete.
+            deleted = await apply.delete_warm_pod(
                 kube,
                 namespace=warm_pod.metadata.namespace or "",
                 name=warm_pod.metadata.name or "",
                 uid=warm_pod.metadata.uid or "",
+                resource_version=warm_pod.metadata.resource_version or None,
             )
-            self._metrics.pods_deleted_total.labels(sizing.DeleteReason.OUTDATED.value).inc()
+            if deleted:
+                self._metrics.pods_deleted_total.labels(sizing.DeleteReason.OUTDATED.value).inc()
             return False
         await self._create_pod_and_service(warm_pod, pool=pool, inputs=inputs)
         return True

@@ -280,11 +280,15 @@ class Preloader:
     async def _delete(
         self, warm_pod: warmpod_model.WarmPod, *, reason: sizing.DeleteReason
     ) -> Outcome:
+        # With the resourceVersion decided on: the read may come from the watch cache, and
+        # a WarmPod changed since (claimed, Ready) is not this decision's to delete; its
+        # change's hint brings a pass that decides again.
         deleted = await apply.delete_warm_pod(
             self._kube(),
             namespace=warm_pod.metadata.namespace or "",
             name=warm_pod.metadata.name or "",
             uid=warm_pod.metadata.uid or "",
+            resource_version=warm_pod.metadata.resource_version or None,
         )
         if deleted:
             self._metrics.pods_deleted_total.labels(reason.value).inc()

@@ -520,8 +520,20 @@ class Observer:
             # Not cached: the next pass tries again.
             return ()
         addresses = tuple(sorted({str(info[4][0]) for info in infos}))
+        self._forget_resolved_before(now - self._reconcile.dns_cache_seconds)
+        self._resolved.pop(domain, None)  # re-inserted last: the dict stays in time order
         self._resolved[domain] = (addresses, now)
         return addresses
+
+    def _forget_resolved_before(self, oldest: float) -> None:
+        """Drop answers too old to be reused: the domains come from specs, and one no
+        sandbox names any more would otherwise stay for the life of the process. The dict
+        is in resolution order (an entry is re-inserted when resolved again)."""
+        while self._resolved:
+            domain, (_, resolved_at) = next(iter(self._resolved.items()))
+            if resolved_at >= oldest:
+                return
+            del self._resolved[domain]
 
 
 def egress_domains(

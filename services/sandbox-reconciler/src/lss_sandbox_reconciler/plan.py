@@ -333,13 +333,41 @@ def _is_deleting(obj: Object) -> bool:
 
 
 def is_policy_outdated(observed: Object, desired: Object) -> bool:
+    """Whether the policy differs from ours: its spec, or a label or annotation of ours.
+    Labels and annotations others added (a mutating webhook, a policy engine) are theirs:
+    compared for equality, they made the policy look outdated on every pass."""
     observed_meta = observed.get("metadata") or {}
     desired_meta = desired["metadata"]
     return bool(
         observed.get("spec") != desired["spec"]
-        or (observed_meta.get("labels") or {}) != desired_meta.get("labels", {})
-        or (observed_meta.get("annotations") or {}) != desired_meta.get("annotations", {})
+        or not _includes(observed_meta.get("labels"), desired_meta.get("labels"))
+        or not _includes(observed_meta.get("annotations"), desired_meta.get("annotations"))
     )
+
+
+def _includes(found: Mapping[str, str] | None, ours: Mapping[str, str] | None) -> bool:
+    found = found or {}
+    return all(found.get(key) == value for key, value in (ours or {}).items())
+
+
+def policy_replacement(observed: Object, desired: Object) -> Object:
+    """The body that replaces ``observed`` with ``desired``: ours for the spec, our labels,
+    annotations and owner, keeping what others added to the metadata — their labels and
+    annotations, and their finalizers (a CNI's, which a full PUT of ours would have
+    dropped)."""
+    observed_meta = observed.get("metadata") or {}
+    desired_meta = desired["metadata"]
+    metadata = {
+        **desired_meta,
+        "labels": {**(observed_meta.get("labels") or {}), **desired_meta.get("labels", {})},
+        "annotations": {
+            **(observed_meta.get("annotations") or {}),
+            **desired_meta.get("annotations", {}),
+        },
+    }
+    if observed_meta.get("finalizers"):
+        metadata["finalizers"] = list(observed_meta["finalizers"])
+    return {**desired, "metadata": metadata}
 
 
 def _plan_running(
@@ -564,7 +592,7 @@ def _sync_policies(
                     kind=kind,
                     namespace=namespace,
                     name=name,
-                    body=body,
+                    body=policy_replacement(found, body),
                     resource_version=(found.get("metadata") or {}).get("resourceVersion"),
                 )
             )

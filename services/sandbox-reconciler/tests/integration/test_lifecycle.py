@@ -32,7 +32,7 @@ from reconciler_harness import Cluster, PhaseRecorder, World, condition, pod_nam
 from lss_common.kube import objects
 from lss_common.models import kinds
 from lss_common.testing import eventually
-from lss_common.testing.finalizers import hold_deletion, release_deletion
+from lss_common.testing.finalizers import HOLD_FINALIZER, hold_deletion, release_deletion
 from lss_sandbox_reconciler import names
 from lss_sandbox_reconciler.render import owner as owner_module
 
@@ -210,6 +210,65 @@ async def test_children_deleted_by_hand_come_back(
     obj = await cluster.sandbox("keep")
     assert obj is not None
     assert obj["status"]["phase"] == "Running"
+
+
+async def test_a_policy_edited_by_hand_is_put_back_keeping_what_others_added(
+    running: Callable[..., Awaitable[World]], cluster: Cluster
+) -> None:
+    """Someone (a policy engine, a CNI) labels and annotates the sandbox's deny policy and
+    holds it with a finalizer: that alone changes nothing. Its spec edited by hand is put
+    back by the next pass, and their label, annotation and finalizer stay."""
+    await running()
+    await cluster.create_runtime()
+    await cluster.create_sandbox("kept", timeout=600)
+    await cluster.wait_phase("kept", "Running")
+    deny = names.policy_name("kept", policy=names.Policy.DENY)
+    original = await cluster.child(objects.NETWORK_POLICY, deny)
+    assert original is not None
+    decorated = await objects.patch_object(
+        cluster.kube,
+        resource=objects.NETWORK_POLICY,
+        namespace=cluster.namespace,
+        name=deny,
+        body={
+            "metadata": {
+                "labels": {"policy.example.com/team": "a"},
+                "annotations": {"webhook.example.com/seen": "yes"},
+            }
+        },
+    )
+    await hold_deletion(
+        cluster.kube, resource=objects.NETWORK_POLICY, name=deny, namespace=cluster.namespace
+    )
+    try:
+        await objects.patch_object(
+            cluster.kube,
+            resource=objects.NETWORK_POLICY,
+            namespace=cluster.namespace,
+            name=deny,
+            body={"spec": {"policyTypes": ["Ingress"]}},
+        )
+
+        async def put_back() -> dict[str, Any] | None:
+            found = await cluster.child(objects.NETWORK_POLICY, deny)
+            if found is None or found["spec"] != original["spec"]:
+                return None
+            return found
+
+        restored = await eventually.eventually(
+            put_back, timeout_seconds=60, describe="the deny policy's spec put back"
+        )
+        meta = restored["metadata"]
+        assert meta["uid"] == decorated["metadata"]["uid"]  # replaced, not re-created
+        assert meta["labels"]["policy.example.com/team"] == "a"
+        assert meta["annotations"]["webhook.example.com/seen"] == "yes"
+        assert meta["finalizers"] == [HOLD_FINALIZER]
+        for key, value in original["metadata"]["labels"].items():
+            assert meta["labels"][key] == value
+    finally:
+        await release_deletion(
+            cluster.kube, resource=objects.NETWORK_POLICY, name=deny, namespace=cluster.namespace
+        )
 
 
 async def test_finalizer_stays_until_children_are_gone(

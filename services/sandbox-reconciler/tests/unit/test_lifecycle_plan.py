@@ -366,6 +366,56 @@ def test_network_changes_replace_and_delete_policies() -> None:
     assert result.actions[0].resource_version == "7"
 
 
+def test_what_others_add_to_a_policy_is_kept_and_not_taken_for_a_change() -> None:
+    """A mutating webhook's label and annotation and a CNI's finalizer on our policy: no
+    replace for them, and a replace for a real change keeps them (a full PUT of ours
+    dropped them, and the labels made every pass replace the policy)."""
+    spec = {"networkAccess": {"ingress": True}}
+    first = run(snapshot(spec=spec))
+    children = applied(first, plan.Children())
+    deny = children.network_policies["sandbox-demo-deny"]
+    decorated = {
+        **deny,
+        "metadata": {
+            **deny["metadata"],
+            "resourceVersion": "7",
+            "labels": {**deny["metadata"]["labels"], "policy.example.com/team": "a"},
+            "annotations": {
+                **(deny["metadata"].get("annotations") or {}),
+                "webhook.example.com/seen": "yes",
+            },
+            "finalizers": ["networking.k8s.aws/resources"],
+        },
+    }
+    observed = {**children.network_policies, "sandbox-demo-deny": decorated}
+    children = dataclasses.replace(children, network_policies=observed, pod=pod_json())
+    result = run(snapshot(spec=spec, finalizers=FIN, children=children))
+    assert summary(result) == []
+
+    tampered = {**decorated, "spec": {**decorated["spec"], "policyTypes": ["Ingress"]}}
+    result = run(
+        snapshot(
+            spec=spec,
+            finalizers=FIN,
+            children=dataclasses.replace(
+                children, network_policies={**observed, "sandbox-demo-deny": tampered}
+            ),
+        )
+    )
+    assert summary(result) == [("replace", "NetworkPolicy", "sandbox-demo-deny")]
+    body = result.actions[0].body
+    assert body is not None
+    assert body["spec"] == deny["spec"]
+    assert body["metadata"]["labels"]["policy.example.com/team"] == "a"
+    assert all(
+        body["metadata"]["labels"][key] == value
+        for key, value in deny["metadata"]["labels"].items()
+    )
+    assert body["metadata"]["annotations"]["webhook.example.com/seen"] == "yes"
+    assert body["metadata"]["finalizers"] == ["networking.k8s.aws/resources"]
+    assert body["metadata"]["ownerReferences"] == deny["metadata"]["ownerReferences"]
+
+
 def test_unresolved_egress_is_reported_and_rechecked() -> None:
     result = run(snapshot(spec={"networkAccess": {"egress": [{"domain": "pypi.org"}]}}))
     assert condition(result, "NetworkReady") == ("False", "EgressUnresolved")

@@ -14,8 +14,8 @@ Errors are translated here and nowhere else (convention 4):
   field (``spec.timeout``) and whose message lists every cause;
 - 403 Forbidden (RBAC, or admission such as Pod Security) → ``PermanentError(reason="Forbidden")``
   (retrying the same request cannot succeed);
-- 401, 410, 429, 5xx, timeouts and connection errors → ``RetryableError`` (with the server's
-  ``Retry-After`` as the delay when it gives one);
+- 401, 408, 410, 425, 429, 5xx, timeouts and connection errors → ``RetryableError`` (with
+  the server's ``Retry-After`` as the delay when it gives one);
 - a response our model cannot decode → ``InvalidObjectError`` naming the JSON path.
 
 This is not a general Kubernetes client: no watches, no generated models, no retries (the
@@ -745,7 +745,8 @@ def translate_error(
         )
     if status == 403:
         return errors.PermanentError(f"{what}: {message}", reason="Forbidden")
-    if status in (401, 410, 429) or status >= 500:
+    # 408 and 425 come from a proxy in front of the API server (which itself answers 504).
+    if status in (401, 408, 410, 425, 429) or status >= 500:
         delay = _retry_after_seconds(retry_after, parsed)
         return errors.RetryableError(f"{what}: {message}", delay_seconds=delay)
     return errors.PermanentError(f"{what}: {message}", reason=parsed.reason or f"HTTP{status}")

@@ -52,6 +52,8 @@ RECORD_ATTEMPTS = 10
 # the WarmPod in between (a conflict, a transient API failure).
 OUTCOME_ATTEMPTS = 4
 _OUTCOME_RETRY_SECONDS = 0.2
+# Pauses before an exec that never reached the container is tried again (then it fails).
+_EXEC_RETRY_SECONDS: tuple[float, ...] = (0.5, 1.0, 2.0)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -116,19 +118,39 @@ class Preloader:
             return await self._fail(pool, marked, verdict=verdict)
         return await self._succeed(pool, marked, steps=steps, pod_name=pod_name)
 
-    async def _run_steps(
-        self, *, namespace: str, pod_name: str, steps: Sequence[preload.Step]
-    ) -> preload.Verdict | None:
-        """The first failing step's verdict, or None when every step succeeded."""
-        for step in steps:
+    async def _exec(
+        self, *, namespace: str, pod_name: str, step: preload.Step
+    ) -> podexec.ExecResult:
+        """Run one step. An exec that never reached the container (a blip of the API server
+        or of its connection to the kubelet) is tried again, a few times: the script did
+        not run, so this cannot run it twice, and failing the WarmPod for it threw warm pods
+        away and slowed the pool's refill (its failure backoff)."""
+        for attempt, pause in enumerate((*_EXEC_RETRY_SECONDS, None), start=1):
             try:
-                result = await self._executor.run(
+                return await self._executor.run(
                     namespace=namespace,
                     pod=pod_name,
                     container=podspec.CONTAINER,
                     argv=step.argv,
                     timeout_seconds=step.timeout_seconds,
                 )
+            except podexec.ExecNotStarted as error:
+                if pause is None:
+                    raise
+                _log.warning(
+                    "preload exec not started; trying again",
+                    extra={"attempt": attempt, "error": str(error)},
+                )
+                await self._clock.sleep(pause)
+        raise AssertionError("unreachable")
+
+    async def _run_steps(
+        self, *, namespace: str, pod_name: str, steps: Sequence[preload.Step]
+    ) -> preload.Verdict | None:
+        """The first failing step's verdict, or None when every step succeeded."""
+        for step in steps:
+            try:
+                result = await self._exec(namespace=namespace, pod_name=pod_name, step=step)
             except errors.LssError as error:
                 return preload.exec_failed(step, total=len(steps), error=str(error))
             verdict = preload.judge_step(

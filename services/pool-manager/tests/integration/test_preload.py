@@ -588,6 +588,76 @@ async def test_an_exec_the_api_server_refuses_fails_the_warm_pod_as_exec_failed(
     assert manager.sample("llmsafespace_warmpool_pods_created_total") == 1
 
 
+async def test_an_exec_that_never_reached_the_pod_is_tried_again(
+    stack: Stack,
+    kube: client.Kube,
+    namespace: str,
+    runtime_name: str,
+    output: Path,
+) -> None:
+    """The API server answers the first two execs with 503 (a test webhook, as a blip of the
+    API server or of its link to the kubelet would): the script never started, so the exec
+    is tried again; it runs once, the WarmPod becomes Ready, and no failure is recorded."""
+    probe_name = f"probe-{uuid.uuid4().hex[:6]}"
+
+    async def probe() -> None:
+        await objects.create_object(
+            kube,
+            resource=objects.CONFIG_MAP,
+            namespace=namespace,
+            body={"metadata": {"name": probe_name}},
+        )
+        await objects.delete_object(
+            kube, resource=objects.CONFIG_MAP, namespace=namespace, name=probe_name
+        )
+
+    refused: list[str] = []
+
+    def answer(request: Mapping[str, Any]) -> webhook.Denial | None:
+        if (request.get("resource") or {}).get("resource") != "pods" or len(refused) >= 2:
+            return None
+        refused.append(str(request.get("name")))
+        return webhook.Denial(
+            code=503, reason="ServiceUnavailable", message="the test's webhook: a blip"
+        )
+
+    rule = {
+        "apiGroups": [""],
+        "apiVersions": ["v1"],
+        "operations": ["CONNECT", "CREATE"],
+        "resources": ["pods/exec", "configmaps"],
+    }
+    async with webhook.serving(kube, namespace=namespace, rule=rule, answer=answer, probe=probe):
+        manager = await stack.start_manager()
+        await stack.start_watcher()
+        scripts = [{"name": "once", "language": "shell", "content": f"echo x >> {output.name}"}]
+        await create_pool(
+            kube,
+            namespace=namespace,
+            name="blip",
+            runtime=runtime_name,
+            minSize=1,
+            preloadScripts=scripts,
+        )
+
+        async def ready() -> warmpod_model.WarmPod | None:
+            items = await warm_pods(kube, namespace=namespace)
+            done = [
+                wp for wp in items if warmpod_model.status_of(wp).phase == warmpod_model.Phase.READY
+            ]
+            return done[0] if len(items) == 1 and done else None
+
+        await eventually.eventually(ready, timeout_seconds=60, describe="the WarmPod Ready")
+    assert len(refused) == 2
+    assert (await asyncio.to_thread(output.read_text)).splitlines() == ["x"]
+    pool = await get_pool(kube, namespace=namespace, name="blip")
+    record = warmpool_model.status_of(pool).preload
+    assert record is None or record.consecutive_failures == 0
+    await counted(manager, "llmsafespace_warmpool_preloads_total", 1, result="succeeded")
+    assert manager.sample("llmsafespace_warmpool_preloads_total", result="exec_failed") == 0
+    assert manager.sample("llmsafespace_warmpool_pods_created_total") == 1
+
+
 async def test_a_pod_that_dies_while_its_scripts_run_is_never_ready_and_is_replaced(
     stack: Stack,
     kube: client.Kube,

@@ -121,6 +121,11 @@ def exec_query(argv: Sequence[str], *, container: str) -> list[tuple[str, str]]:
     ]
 
 
+class ExecNotStarted(errors.RetryableError):
+    """The exec never reached the container (the connection or the handshake failed with a
+    transient error): the command did not run, so trying it again cannot run it twice."""
+
+
 class PodExecutor:
     """Exec client for one process, sharing the main ApiClient's configuration (a component).
 
@@ -169,6 +174,7 @@ class PodExecutor:
         stdout = OutputTail(max_output_bytes)
         stderr = OutputTail(max_output_bytes)
         verdict: tuple[int | None, str | None] | None = None
+        started = False  # the handshake completed: from here the command may have run
         try:
             async with asyncio.timeout(timeout_seconds):
                 request: Any = await self._client().call_api(
@@ -180,6 +186,7 @@ class PodExecutor:
                     _preload_content=False,
                 )
                 async with request as ws:
+                    started = True
                     async for frame in ws:
                         if frame.type not in (aiohttp.WSMsgType.BINARY, aiohttp.WSMsgType.TEXT):
                             break
@@ -202,8 +209,13 @@ class PodExecutor:
                 timed_out=True,
             )
         except aiohttp.WSServerHandshakeError as error:
-            raise _translate(error.status, what=what, message=error.message) from error
+            translated = _translate(error.status, what=what, message=error.message)
+            if type(translated) is errors.RetryableError:
+                raise ExecNotStarted(str(translated)) from error
+            raise translated from error
         except (aiohttp.ClientError, OSError) as error:
+            if not started:
+                raise ExecNotStarted(f"{what}: not started: {error}") from error
             raise errors.RetryableError(f"{what}: {error}") from error
         if verdict is None:
             # The stream closed without a Status: the command's fate is unknown.

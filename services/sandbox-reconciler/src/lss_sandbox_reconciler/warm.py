@@ -791,6 +791,8 @@ class WarmStarter:
             stray = await adopt.get_pod(kube, namespace=owner.child_namespace, name=cold_name)
         if stray is None or not owner_module.is_owned_by(stray, owner=owner):
             return
+        if not await self._still_served_warm(kube, obj, cold_name=cold_name):
+            return
         with contextlib.suppress(errors.NotFoundError, errors.ConflictError):
             await writes.delete_if_present(
                 kube,
@@ -800,6 +802,30 @@ class WarmStarter:
                 uid=(stray.get("metadata") or {}).get("uid"),
             )
         _log.info("stray cold pod deleted", extra={"pod": cold_name})
+
+    async def _still_served_warm(
+        self, kube: client_module.Kube, obj: sandbox_model.Sandbox, *, cold_name: str
+    ) -> bool:
+        """Whether the stored Sandbox (a consistent read) still runs on its warm pod. The
+        pass's read may come from the watch cache: a cold pod that has just replaced a dead
+        warm pod (another replica's pass) would otherwise be taken for a stray and deleted,
+        killing the sandbox's processes. Read only when a stray is found (rare)."""
+        try:
+            current = await objects.get_object(
+                kube,
+                resource=objects.SANDBOX,
+                namespace=obj.metadata.namespace or "",
+                name=obj.metadata.name or "",
+                decode=sandbox_model.decode,
+            )
+        except errors.NotFoundError:
+            return False
+        status = sandbox_model.status_of(current)
+        return (
+            current.metadata.uid == obj.metadata.uid
+            and status.warm_pod_ref is not None
+            and status.pod_name != cold_name
+        )
 
 
 async def _given(pod: dict[str, Any] | None) -> dict[str, Any]:

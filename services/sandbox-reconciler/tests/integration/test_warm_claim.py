@@ -29,11 +29,14 @@ from lss_common import errors
 from lss_common import settings as common_settings
 from lss_common.kube import client, objects
 from lss_common.models import kinds, labels
+from lss_common.models import sandbox as sandbox_model
+from lss_common.runtime import clock as clock_module
 from lss_common.testing import eventually
 from lss_common.testing.finalizers import hold_deletion, release_deletion
 from lss_pool_manager import service as pool_service
 from lss_pool_manager import settings as pool_settings_module
-from lss_sandbox_reconciler import adopt, names
+from lss_sandbox_reconciler import adopt, names, plan, ready_queue, warm
+from lss_sandbox_reconciler import metrics as sandbox_metrics
 from lss_sandbox_reconciler.render import owner as owner_module
 from lss_watcher import testing as watcher_testing
 
@@ -536,6 +539,33 @@ async def test_a_warm_pod_deleted_by_hand_is_replaced_by_a_cold_one_that_stays(
     obj = await cluster.sandbox("replaced")
     assert obj is not None
     assert obj["status"]["phase"] == "Running"
+
+    # A pass that read the Sandbox as it was before the switch (a watch-cache read on
+    # another replica) takes the new pod for a stray cold pod beside the warm one: the
+    # stored Sandbox, read again before the delete, says otherwise, and the pod stays.
+    registry = prometheus_client.CollectorRegistry()
+    starter = warm.WarmStarter(
+        lambda: cluster.kube,
+        settings=reconciler.settings,
+        clock=clock_module.SystemClock(),
+        metrics=warm.WarmMetrics.register(registry),
+        sandbox_metrics=sandbox_metrics.SandboxMetrics.register(registry),
+        queue=ready_queue.ReadyQueue(),
+    )
+    await starter.remove_stray_cold_pod(
+        plan.Snapshot(
+            sandbox=sandbox_model.from_dict(running),
+            runtimes=(),
+            profile=None,
+            children=plan.Children(),
+            cold_pod=again,
+            cold_pod_read=True,
+        )
+    )
+    kept = await cluster.child(objects.POD, own)
+    assert kept is not None
+    assert kept["metadata"]["uid"] == pod_uid
+    assert not kept["metadata"].get("deletionTimestamp")
 
 
 async def test_200_sandboxes_against_a_pool_of_50_with_two_replicas_each(

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import pytest
 
 from lss_common.testing import eventually
-from lss_dev import paths, services
+from lss_dev import paths, processes, services
 from lss_dev import platform as platform_mod
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
@@ -25,6 +25,18 @@ def running_services(platform: platform_mod.Platform) -> Iterator[list[str]]:
         yield services.start_all(platform)
     finally:
         services.stop_all(platform)
+
+
+def _diagnosis(platform: platform_mod.Platform, running: list[str]) -> str:
+    """What the objects and the services' logs say, for a failure's report."""
+    cp = platform.control_plane
+    parts = [
+        cp.kubectl("get", "sandboxes,warmpools,warmpods,pods", "-n", NS, "-o", "yaml", check=False)
+    ]
+    for service in running:
+        log = processes.tail(f"svc-{service}", state_dir=platform.state_dir, lines=60)
+        parts.append(f"--- {service} log (last 60 lines) ---\n{log}")
+    return "\n".join(parts)
 
 
 def _get(platform: platform_mod.Platform, *args: str) -> dict[str, object]:
@@ -45,9 +57,12 @@ async def test_samples_run_and_clean_up(
         assert isinstance(status, dict)
         return status if status.get("phase") == "Running" else None
 
-    status = await eventually.eventually(
-        hello_running, timeout_seconds=60, describe="sample sandbox Running"
-    )
+    try:
+        status = await eventually.eventually(
+            hello_running, timeout_seconds=60, describe="sample sandbox Running"
+        )
+    except eventually.EventuallyTimeout as error:
+        raise AssertionError(f"{error}\n{_diagnosis(platform, running_services)}") from None
     # Started warm (the sample pool matches it) it keeps the Service its pod was prepared
     # with; started cold it has its own.
     service = f"warm-{status['podName']}" if status.get("warmPodRef") else "sandbox-hello"

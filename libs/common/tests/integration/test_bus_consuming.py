@@ -107,22 +107,8 @@ async def consuming_with(
     settings: settings_module.ConsumerSettings | None = None,
 ) -> AsyncIterator[consuming.Consumer[messages.ChangeEvent]]:
     """Declare the consumer (so publishes are retained), run it, stop it gracefully after."""
-    spec = spec_for(bus.settings, durable)
-    consumer_settings = settings or bus.settings.consumer
-    await topology.declare_consumer(
-        bus.connection.jetstream,
-        spec,
-        stream=bus.settings.nats.events_stream,
-        settings=consumer_settings,
-    )
-    consumer = consuming.Consumer(
-        bus.connection.jetstream,
-        spec=spec,
-        stream=bus.settings.nats.events_stream,
-        message_type=messages.ChangeEvent,
-        handler=handler,
-        settings=consumer_settings,
-        metrics=bus.metrics,
+    consumer = await declared_consumer(
+        bus, handler, spec=spec_for(bus.settings, durable), settings=settings
     )
     task = asyncio.create_task(consumer.run())
     try:
@@ -130,6 +116,31 @@ async def consuming_with(
     finally:
         consumer.stop()
         await task
+
+
+async def declared_consumer(
+    bus: testing_bus.Bus,
+    handler: Handler,
+    *,
+    spec: topology.ConsumerSpec,
+    settings: settings_module.ConsumerSettings | None = None,
+) -> consuming.Consumer[messages.ChangeEvent]:
+    """A consumer on the bus's events stream, declared (so publishes are retained), not
+    running: the caller runs it."""
+    consumer_settings = settings or bus.settings.consumer
+    stream = bus.settings.nats.events_stream
+    await topology.declare_consumer(
+        bus.connection.jetstream, spec, stream=stream, settings=consumer_settings
+    )
+    return consuming.Consumer(
+        bus.connection.jetstream,
+        spec=spec,
+        stream=stream,
+        message_type=messages.ChangeEvent,
+        handler=handler,
+        settings=consumer_settings,
+        metrics=bus.metrics,
+    )
 
 
 async def consumer_settled(bus: testing_bus.Bus, durable: str = "svc") -> bool:
@@ -490,22 +501,7 @@ async def test_graceful_stop_finishes_running_and_naks_queued(nats_url: str) -> 
             return outcomes.DONE
 
         recorder = Recorder(body)
-        spec = spec_for(bus.settings)
-        await topology.declare_consumer(
-            bus.connection.jetstream,
-            spec,
-            stream=bus.settings.nats.events_stream,
-            settings=bus.settings.consumer,
-        )
-        consumer = consuming.Consumer(
-            bus.connection.jetstream,
-            spec=spec,
-            stream=bus.settings.nats.events_stream,
-            message_type=messages.ChangeEvent,
-            handler=recorder,
-            settings=bus.settings.consumer,
-            metrics=bus.metrics,
-        )
+        consumer = await declared_consumer(bus, recorder, spec=spec_for(bus.settings))
         task = asyncio.create_task(consumer.run())
         await send(bus, "k", tag="running")
         await send(bus, "k", tag="queued")  # same key: waits behind the first
@@ -569,21 +565,7 @@ async def test_cancelling_run_naks_held_messages(nats_url: str) -> None:
 
         first = Recorder(stuck)
         spec = spec_for(settings)
-        await topology.declare_consumer(
-            bus.connection.jetstream,
-            spec,
-            stream=settings.nats.events_stream,
-            settings=settings.consumer,
-        )
-        consumer = consuming.Consumer(
-            bus.connection.jetstream,
-            spec=spec,
-            stream=settings.nats.events_stream,
-            message_type=messages.ChangeEvent,
-            handler=first,
-            settings=settings.consumer,
-            metrics=bus.metrics,
-        )
+        consumer = await declared_consumer(bus, first, spec=spec)
         task = asyncio.create_task(consumer.run())
         await send(bus, "a")
         await wait_for(lambda: first.calls, "stuck handler running")
@@ -617,21 +599,7 @@ async def test_a_drain_cancelled_by_the_services_deadline_still_naks(nats_url: s
 
         first = Recorder(stuck)
         spec = spec_for(settings)
-        await topology.declare_consumer(
-            bus.connection.jetstream,
-            spec,
-            stream=settings.nats.events_stream,
-            settings=settings.consumer,
-        )
-        consumer = consuming.Consumer(
-            bus.connection.jetstream,
-            spec=spec,
-            stream=settings.nats.events_stream,
-            message_type=messages.ChangeEvent,
-            handler=first,
-            settings=settings.consumer,
-            metrics=bus.metrics,
-        )
+        consumer = await declared_consumer(bus, first, spec=spec)
         task = asyncio.create_task(consumer.run())
         await send(bus, "a")
         await wait_for(lambda: first.calls, "stuck handler running")

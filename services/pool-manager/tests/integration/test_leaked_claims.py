@@ -188,6 +188,21 @@ async def test_leaked_claims_are_released_and_the_pool_refills(
     )
 
 
+def _eager_sweeper(
+    stack: Stack, kube: client.Kube
+) -> tuple[sweeping.Sweeper, prometheus_client.CollectorRegistry]:
+    """A sweeper run by the test itself (no grace, no interval), with its own metrics."""
+    settings = stack.settings(
+        leaked_claim_grace_seconds=0.001, leaked_claim_check_interval_seconds=0.001
+    )
+    registry = prometheus_client.CollectorRegistry()
+    metrics = metrics_module.PoolManagerMetrics.register(registry)
+    sweeper = sweeping.Sweeper(
+        lambda: kube, options=settings.pool, metrics=metrics, clock=clock_module.SystemClock()
+    )
+    return sweeper, registry
+
+
 async def test_a_claim_referenced_since_the_list_is_not_released(
     stack: Stack,
     kube: client.Kube,
@@ -250,14 +265,7 @@ async def test_a_claim_referenced_since_the_list_is_not_released(
         return found
 
     monkeypatch.setattr(objects, "list_objects", list_then_reference)
-    settings = stack.settings(
-        leaked_claim_grace_seconds=0.001, leaked_claim_check_interval_seconds=0.001
-    )
-    registry = prometheus_client.CollectorRegistry()
-    metrics = metrics_module.PoolManagerMetrics.register(registry)
-    sweeper = sweeping.Sweeper(
-        lambda: kube, options=settings.pool, metrics=metrics, clock=clock_module.SystemClock()
-    )
+    sweeper, registry = _eager_sweeper(stack, kube)
     swept = await sweeper.run(pool, warm_pods=[claimed])
 
     # What the list alone said: a claim its sandbox does not reference.
@@ -328,14 +336,7 @@ async def test_a_leaked_claims_pod_changed_since_read_is_judged_again(
         return found
 
     monkeypatch.setattr(observe, "get_pod", get_then_touch)
-    settings = stack.settings(
-        leaked_claim_grace_seconds=0.001, leaked_claim_check_interval_seconds=0.001
-    )
-    registry = prometheus_client.CollectorRegistry()
-    metrics = metrics_module.PoolManagerMetrics.register(registry)
-    sweeper = sweeping.Sweeper(
-        lambda: kube, options=settings.pool, metrics=metrics, clock=clock_module.SystemClock()
-    )
+    sweeper, registry = _eager_sweeper(stack, kube)
     first = await sweeper.run(pool, warm_pods=[claimed])
     assert touched == [pod_name]
     assert first.released == frozenset()

@@ -26,7 +26,7 @@ import os
 import signal
 import sys
 import uuid
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -522,18 +522,7 @@ async def test_an_exec_the_api_server_refuses_fails_the_warm_pod_as_exec_failed(
     webhook denies it with 403, as a policy forbidding exec would). The WarmPod fails with
     ``Preloaded=False/ExecFailed`` naming the refusal, is deleted and counted, the pool
     records the failure and backs off, and no script ran."""
-    probe_name = f"probe-{uuid.uuid4().hex[:6]}"
-
-    async def probe() -> None:
-        await objects.create_object(
-            kube,
-            resource=objects.CONFIG_MAP,
-            namespace=namespace,
-            body={"metadata": {"name": probe_name}},
-        )
-        await objects.delete_object(
-            kube, resource=objects.CONFIG_MAP, namespace=namespace, name=probe_name
-        )
+    probe = _config_map_probe(kube, namespace)
 
     def answer(request: Mapping[str, Any]) -> webhook.Denial | None:
         if (request.get("resource") or {}).get("resource") != "pods":
@@ -542,13 +531,9 @@ async def test_an_exec_the_api_server_refuses_fails_the_warm_pod_as_exec_failed(
             code=403, reason="Forbidden", message="the test's webhook: no exec here"
         )
 
-    rule = {
-        "apiGroups": [""],
-        "apiVersions": ["v1"],
-        "operations": ["CONNECT", "CREATE"],
-        "resources": ["pods/exec", "configmaps"],
-    }
-    async with webhook.serving(kube, namespace=namespace, rule=rule, answer=answer, probe=probe):
+    async with webhook.serving(
+        kube, namespace=namespace, rule=_EXEC_RULE, answer=answer, probe=probe
+    ):
         manager = await stack.start_manager_with(_without_replacements(stack))
         await stack.start_watcher()
         scripts = [{"name": "never", "language": "shell", "content": f"echo x >> {output.name}"}]
@@ -598,18 +583,7 @@ async def test_an_exec_that_never_reached_the_pod_is_tried_again(
     """The API server answers the first two execs with 503 (a test webhook, as a blip of the
     API server or of its link to the kubelet would): the script never started, so the exec
     is tried again; it runs once, the WarmPod becomes Ready, and no failure is recorded."""
-    probe_name = f"probe-{uuid.uuid4().hex[:6]}"
-
-    async def probe() -> None:
-        await objects.create_object(
-            kube,
-            resource=objects.CONFIG_MAP,
-            namespace=namespace,
-            body={"metadata": {"name": probe_name}},
-        )
-        await objects.delete_object(
-            kube, resource=objects.CONFIG_MAP, namespace=namespace, name=probe_name
-        )
+    probe = _config_map_probe(kube, namespace)
 
     refused: list[str] = []
 
@@ -621,13 +595,9 @@ async def test_an_exec_that_never_reached_the_pod_is_tried_again(
             code=503, reason="ServiceUnavailable", message="the test's webhook: a blip"
         )
 
-    rule = {
-        "apiGroups": [""],
-        "apiVersions": ["v1"],
-        "operations": ["CONNECT", "CREATE"],
-        "resources": ["pods/exec", "configmaps"],
-    }
-    async with webhook.serving(kube, namespace=namespace, rule=rule, answer=answer, probe=probe):
+    async with webhook.serving(
+        kube, namespace=namespace, rule=_EXEC_RULE, answer=answer, probe=probe
+    ):
         manager = await stack.start_manager()
         await stack.start_watcher()
         scripts = [{"name": "once", "language": "shell", "content": f"echo x >> {output.name}"}]
@@ -656,6 +626,33 @@ async def test_an_exec_that_never_reached_the_pod_is_tried_again(
     await counted(manager, "llmsafespace_warmpool_preloads_total", 1, result="succeeded")
     assert manager.sample("llmsafespace_warmpool_preloads_total", result="exec_failed") == 0
     assert manager.sample("llmsafespace_warmpool_pods_created_total") == 1
+
+
+# Execs, and the config maps of the probe that tells when the webhook is in effect.
+_EXEC_RULE: dict[str, Any] = {
+    "apiGroups": [""],
+    "apiVersions": ["v1"],
+    "operations": ["CONNECT", "CREATE"],
+    "resources": ["pods/exec", "configmaps"],
+}
+
+
+def _config_map_probe(kube: client.Kube, namespace: str) -> Callable[[], Awaitable[None]]:
+    """A write :data:`_EXEC_RULE` matches (a config map made and deleted)."""
+    name = f"probe-{uuid.uuid4().hex[:6]}"
+
+    async def probe() -> None:
+        await objects.create_object(
+            kube,
+            resource=objects.CONFIG_MAP,
+            namespace=namespace,
+            body={"metadata": {"name": name}},
+        )
+        await objects.delete_object(
+            kube, resource=objects.CONFIG_MAP, namespace=namespace, name=name
+        )
+
+    return probe
 
 
 async def test_a_pod_that_dies_while_its_scripts_run_is_never_ready_and_is_replaced(

@@ -444,18 +444,10 @@ class WarmStarter:
     ) -> _Stored:
         """What the sandbox's stored status (a fresh read) says of the claim of ``chosen``."""
         try:
-            current = await objects.get_object(
-                kube,
-                resource=objects.SANDBOX,
-                namespace=sandbox.metadata.namespace or "",
-                name=sandbox.metadata.name or "",
-                decode=sandbox_model.decode,
-            )
-        except errors.NotFoundError:
-            return _Stored.OTHER
+            current = await _stored(kube, sandbox)
         except errors.LssError:
             return _Stored.UNKNOWN
-        if current.metadata.uid != sandbox.metadata.uid:
+        if current is None:
             return _Stored.OTHER
         status = sandbox_model.status_of(current)
         ref = status.warm_pod_ref
@@ -810,22 +802,28 @@ class WarmStarter:
         pass's read may come from the watch cache: a cold pod that has just replaced a dead
         warm pod (another replica's pass) would otherwise be taken for a stray and deleted,
         killing the sandbox's processes. Read only when a stray is found (rare)."""
-        try:
-            current = await objects.get_object(
-                kube,
-                resource=objects.SANDBOX,
-                namespace=obj.metadata.namespace or "",
-                name=obj.metadata.name or "",
-                decode=sandbox_model.decode,
-            )
-        except errors.NotFoundError:
+        current = await _stored(kube, obj)
+        if current is None:
             return False
         status = sandbox_model.status_of(current)
-        return (
-            current.metadata.uid == obj.metadata.uid
-            and status.warm_pod_ref is not None
-            and status.pod_name != cold_name
-        )
+        return status.warm_pod_ref is not None and status.pod_name != cold_name
+
+
+async def _stored(
+    kube: client_module.Kube, sandbox: sandbox_model.Sandbox
+) -> sandbox_model.Sandbox | None:
+    """The Sandbox as stored now (a consistent read), or None when it is gone or a namesake
+    (another UID) holds its name."""
+    current = await objects.get_or_none(
+        kube,
+        resource=objects.SANDBOX,
+        namespace=sandbox.metadata.namespace or "",
+        name=sandbox.metadata.name or "",
+        decode=sandbox_model.decode,
+    )
+    if current is None or current.metadata.uid != sandbox.metadata.uid:
+        return None
+    return current
 
 
 async def _given(pod: dict[str, Any] | None) -> dict[str, Any]:

@@ -296,13 +296,23 @@ def _set(
 
 
 def marker_status(
-    obj: warmpod_model.WarmPod, *, steps: Sequence[Step], now: datetime.datetime
+    obj: warmpod_model.WarmPod,
+    *,
+    steps: Sequence[Step],
+    now: datetime.datetime,
+    pod_name: str | None = None,
 ) -> warmpod_model.WarmPodStatus:
-    """The status recording that this pass starts the scripts (phase unchanged)."""
+    """The status recording that this pass starts the scripts in ``pod_name`` (phase
+    unchanged; the pod named if no status named it yet)."""
     names = ", ".join(step.name for step in steps)
+    status = warmpod_model.status_of(obj)
+    if pod_name and not status.pod_name:
+        status = msgspec.structs.replace(
+            status, pod_name=pod_name, pod_namespace=obj.metadata.namespace
+        )
     return _set(
         obj,
-        warmpod_model.status_of(obj),
+        status,
         state=conditions.UNKNOWN,
         reason=Reason.RUNNING,
         message=f"running {len(steps)} preload scripts: {names}",

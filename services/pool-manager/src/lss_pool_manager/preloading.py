@@ -110,7 +110,9 @@ class Preloader:
         if state is not preload.State.TO_RUN:
             return Outcome()  # done or failed: the lifecycle takes it from here
         marked = await apply.write_warm_pod_status(
-            kube, warm_pod=warm_pod, status=preload.marker_status(warm_pod, steps=steps, now=now)
+            kube,
+            warm_pod=warm_pod,
+            status=preload.marker_status(warm_pod, steps=steps, now=now, pod_name=pod_name),
         )
         _log.info("preload started", extra=logs.extra(scripts=len(steps), pod=pod_name))
         verdict = await self._run_steps(namespace=namespace, pod_name=pod_name, steps=steps)

@@ -695,7 +695,8 @@ async def test_a_pod_that_dies_while_its_scripts_run_is_never_ready_and_is_repla
     first: warmpod_model.WarmPod = await eventually.eventually(
         running, timeout_seconds=60, describe="scripts running"
     )
-    pod_name = warmpod_model.status_of(first).pod_name or ""
+    # (The marker may come before any status named the pod: the pod's name is derived.)
+    pod_name = preloading.pod_name_of(first)
     await objects.delete_object(kube, resource=objects.POD, namespace=namespace, name=pod_name)
 
     async def replaced() -> warmpod_model.WarmPod | None:

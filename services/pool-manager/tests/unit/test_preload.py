@@ -206,6 +206,19 @@ def steps() -> tuple[preload.Step, ...]:
     )
 
 
+def test_the_marker_names_the_pod_no_status_named_yet() -> None:
+    named_already = warm_pod()
+    # A WarmPod whose pod became Ready before any status named it.
+    obj = msgspec.structs.replace(
+        named_already, status=warmpod_model.WarmPodStatus(phase="Pending")
+    )
+    marker = preload.marker_status(obj, steps=steps(), now=NOW, pod_name="py-0-abc")
+    assert (marker.pod_name, marker.pod_namespace) == ("py-0-abc", obj.metadata.namespace)
+    named = msgspec.structs.replace(obj, status=marker)
+    again = preload.marker_status(named, steps=steps(), now=NOW, pod_name="other")
+    assert again.pod_name == "py-0-abc"  # a name already there stays
+
+
 def test_marker_then_success_statuses() -> None:
     obj = warm_pod()
     marker = preload.marker_status(obj, steps=steps(), now=NOW)

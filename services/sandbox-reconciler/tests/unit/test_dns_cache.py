@@ -26,6 +26,7 @@ async def test_answers_are_reused_then_forgotten(monkeypatch: pytest.MonkeyPatch
     settings = settings_module.SandboxReconcilerSettings.model_validate(
         {"reconcile": {"dns_cache_seconds": 60.0}}
     )
+    # No API server: resolving egress domains never touches the Kubernetes client.
     observer = observe.Observer(lambda: None, settings=settings, clock=clock)  # type: ignore[arg-type]
 
     first = await observer.resolve_domains(("a.example", "b.example"))

@@ -412,6 +412,39 @@ async def test_a_pass_is_told_how_many_hints_ride_along(nats_url: str) -> None:
         assert sequences["0"] == (head - 1, ())
 
 
+async def test_riders_of_a_failed_pass_come_back_with_its_retry(nats_url: str) -> None:
+    """The pass the hints rode along on fails: they are nak'ed with its delay (not acked on
+    the promise of its retry) and come back, and are acked only by the pass that succeeds."""
+    async with testing_bus.open_bus(testing_bus.isolated_settings(nats_url)) as bus:
+        first_running = asyncio.Event()
+        release = asyncio.Event()
+
+        async def body(message: messages.ChangeEvent, delivered: int) -> outcomes.Outcome:
+            if message.resource_version == "0":
+                first_running.set()
+                await release.wait()
+                return outcomes.DONE
+            if message.resource_version == "1" and delivered == 1:
+                raise RuntimeError("the pass fails once")
+            return outcomes.DONE
+
+        recorder = Recorder(body)
+        async with consuming_with(bus, recorder):
+            await send(bus, "a", tag="0")
+            await first_running.wait()
+            for index in range(1, 4):  # "1" queues behind "0"; "2" and "3" ride on "1"
+                await send(bus, "a", tag=str(index))
+            await wait_for(lambda: coalesced(bus) == 2, "two hints riding along")
+            release.set()
+            await wait_for(lambda: consumer_settled(bus), "all settled")
+        # "0" acked; "1" failed (error), its riders nak'ed with it; then the retry (with the
+        # riders back, redelivered) acked all three.
+        assert outcome_count(bus, "error") == 1
+        assert outcome_count(bus, "nak") == 2
+        assert outcome_count(bus, "ack") == 4
+        assert [c.delivered for c in recorder.calls if c.tag == "1"] == [1, 2]
+
+
 def coalesced(bus: testing_bus.Bus) -> float:
     return bus.sample("llmsafespace_bus_coalesced_total", stream=bus.settings.nats.events_stream)
 

@@ -9,9 +9,14 @@ from typing import Any
 
 import pytest
 
+from lss_common.kube import client
 from lss_common.runtime import clock as clock_module
 from lss_sandbox_reconciler import observe
 from lss_sandbox_reconciler import settings as settings_module
+
+
+def _no_api_server() -> client.Kube:
+    raise AssertionError("resolving egress domains never touches the Kubernetes client")
 
 
 async def test_answers_are_reused_then_forgotten(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -26,8 +31,7 @@ async def test_answers_are_reused_then_forgotten(monkeypatch: pytest.MonkeyPatch
     settings = settings_module.SandboxReconcilerSettings.model_validate(
         {"reconcile": {"dns_cache_seconds": 60.0}}
     )
-    # No API server: resolving egress domains never touches the Kubernetes client.
-    observer = observe.Observer(lambda: None, settings=settings, clock=clock)  # type: ignore[arg-type]
+    observer = observe.Observer(_no_api_server, settings=settings, clock=clock)
 
     first = await observer.resolve_domains(("a.example", "b.example"))
     assert first == {"a.example": ("192.0.2.1",), "b.example": ("192.0.2.2",)}

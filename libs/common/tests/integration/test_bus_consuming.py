@@ -732,3 +732,82 @@ async def test_deleted_consumer_is_redeclared(nats_url: str) -> None:
 
             await wait_for(handled_after_deletion, "consumer re-declared")
         assert bus.sample("llmsafespace_bus_fetch_errors_total", stream=stream, error="server") >= 1
+
+
+def short_lived(nats_url: str, **consumer_overrides: object) -> settings_module.CommonSettings:
+    """Settings whose events stream keeps a message 3 s (its margin: a quarter of that)."""
+    settings = testing_bus.isolated_settings(nats_url, **consumer_overrides)
+    return settings.model_copy(
+        update={
+            "nats": settings.nats.model_copy(
+                update={"events_max_age_seconds": 3.0, "duplicate_window_seconds": 1.0}
+            )
+        }
+    )
+
+
+@dataclasses.dataclass
+class Seen:
+    """Per call of a re-checking handler: the message's stream sequence, what it replaces,
+    and whether the handler was told it is a first delivery."""
+
+    stream_seq: int
+    handed_over_from: tuple[int, ...]
+    first: bool
+
+
+async def test_a_re_check_outlives_the_streams_max_age(nats_url: str) -> None:
+    """A message that holds a key's re-checks one after another (a heartbeat) ages across
+    them; the stream drops it at its max age, pending nak or not. Before that, the re-check is
+    handed over to a copy: the handler keeps being called, from new messages, each naming
+    the one it replaces and never presented as a first delivery."""
+    async with testing_bus.open_bus(short_lived(nats_url)) as bus:
+        seen: list[Seen] = []
+
+        async def heartbeat(message: messages.ChangeEvent) -> outcomes.Outcome:
+            delivery = consuming.current_delivery()
+            seen.append(
+                Seen(
+                    delivery.stream_seq,
+                    delivery.handed_over_from,
+                    consuming.is_first_delivery(),
+                )
+            )
+            return outcomes.RequeueAfter(0.5)
+
+        async with consuming_with(bus, heartbeat) as consumer:
+            await send(bus, "a")
+            # Two hand-overs: the key's re-checks went on past twice the max age.
+            await wait_for(lambda: len({call.stream_seq for call in seen}) >= 3, "two copies")
+            consumer.stop()
+        sequences = list(dict.fromkeys(call.stream_seq for call in seen))
+        replaces = {call.stream_seq: call.handed_over_from for call in seen}
+        # Each copy names the message it replaces: the key's previous one.
+        assert [replaces[seq] for seq in sequences[:3]] == [(), (sequences[0],), (sequences[1],)]
+        # Only the published hint's first delivery is a first delivery.
+        assert [call.first for call in seen] == [True] + [False] * (len(seen) - 1)
+        assert (
+            bus.sample(
+                "llmsafespace_bus_handovers_total",
+                stream=bus.settings.nats.events_stream,
+                result="handed_over",
+            )
+            >= 2
+        )
+
+
+async def test_a_re_check_outlives_max_deliver(nats_url: str) -> None:
+    """With a finite ``max_deliver`` each re-check is a delivery: on its last but one, the
+    re-check goes on from a copy instead of ending there."""
+    async with testing_bus.open_bus(testing_bus.isolated_settings(nats_url, max_deliver=4)) as bus:
+        sequences: list[int] = []
+
+        async def heartbeat(message: messages.ChangeEvent) -> outcomes.Outcome:
+            sequences.append(consuming.current_delivery().stream_seq)
+            return outcomes.RequeueAfter(0.05)
+
+        async with consuming_with(bus, heartbeat):
+            await send(bus, "a")
+            await wait_for(lambda: len(set(sequences)) >= 3, "two copies")
+        # Each message was delivered at most max_deliver - 1 times.
+        assert max(sequences.count(seq) for seq in set(sequences)) <= 3

@@ -79,7 +79,7 @@ def test_a_hint_whose_riders_are_all_own_writes_is_skipped(
 def test_a_redelivered_hint_runs_a_pass(written: revisions.WrittenRevisions) -> None:
     # A hint whose pass asked to look again later (RequeueAfter) comes back as a
     # redelivery: skipping it would drop the re-check (expiry, unschedulable deadline).
-    assert not own_writes.is_own_write(hint("MODIFIED", "42"), written=written, num_delivered=2)
+    assert not own_writes.is_own_write(hint("MODIFIED", "42"), written=written, redelivered=True)
 
 
 def test_a_redelivered_rider_runs_a_pass(written: revisions.WrittenRevisions) -> None:
@@ -90,6 +90,9 @@ def test_a_redelivered_rider_runs_a_pass(written: revisions.WrittenRevisions) ->
     with bus.delivering(rider_data=(own,)):
         assert own_writes.is_current_own_write(hint("MODIFIED", "42"), written=written)
     with bus.delivering(rider_data=(own,), rider_redelivered=True):
+        assert not own_writes.is_current_own_write(hint("MODIFIED", "42"), written=written)
+    # The same re-check handed over to a fresh copy of its message (bus.handover).
+    with bus.delivering(handed_over_from=7):
         assert not own_writes.is_current_own_write(hint("MODIFIED", "42"), written=written)
 
 
@@ -141,6 +144,9 @@ def test_a_delivery_is_skippable_only_if_every_hint_in_it_is() -> None:
     with bus.delivering(rider_data=(b"not a hint",)):
         assert not own_writes.is_current_delivery_skippable(modified, skip=skip)
     with bus.delivering(num_delivered=2):
+        assert not own_writes.is_current_delivery_skippable(modified, skip=skip)
+    # A re-check handed over to a copy (bus.handover) is a re-check too.
+    with bus.delivering(handed_over_from=5):
         assert not own_writes.is_current_delivery_skippable(modified, skip=skip)
     # A redelivered hint riding along (a requeued re-check) is due, whatever it announces.
     with bus.delivering(rider_data=(codec.encode(modified),), rider_redelivered=True):

@@ -156,7 +156,7 @@ class Handler:
             after_seconds=after_seconds,
             now=self._clock.monotonic(),
             stream_seq=consuming.current_stream_seq(),
-            rider_seqs=consuming.current_rider_seqs(),
+            covered_seqs=consuming.current_covered_seqs(),
         )
         return outcomes.DONE if seconds is None else outcomes.RequeueAfter(seconds)
 

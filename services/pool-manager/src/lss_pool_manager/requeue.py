@@ -31,17 +31,18 @@ class RequeueBook:
         after_seconds: float | None,
         now: float,
         stream_seq: int | None = None,
-        rider_seqs: Collection[int] = (),
+        covered_seqs: Collection[int] = (),
     ) -> float | None:
         """Seconds to requeue this message after, or None to ack it (covered or no deadline).
 
         The holder's entry is consumed when it is due, or when the holder itself comes back
-        early (a redelivery), as this message or riding on it (``rider_seqs``): acked as
-        covered by its own entry, its re-check was lost."""
+        early (a redelivery), as this message, riding on it, or as a copy handed over
+        before the stream dropped it (``covered_seqs``: ``Delivery.covered_seqs``): acked
+        as covered by its own entry, its re-check was lost."""
         entry = self.due.get(key)
         if entry is not None and (
             entry[0] <= now + _SLACK_SECONDS
-            or (entry[1] is not None and (entry[1] == stream_seq or entry[1] in rider_seqs))
+            or (entry[1] is not None and (entry[1] == stream_seq or entry[1] in covered_seqs))
         ):
             # Due (this is probably that message), or that very message: consumed.
             del self.due[key]

@@ -70,5 +70,5 @@ def test_the_holder_riding_on_another_message_keeps_its_re_check() -> None:
     assert book.decide("k", after_seconds=120, now=0, stream_seq=7) == 120
     assert book.decide("k", after_seconds=120, now=10, stream_seq=8) is None
     # the holder, back early, rides on message 9: 9 takes the re-check over
-    assert book.decide("k", after_seconds=120, now=30, stream_seq=9, rider_seqs=(7,)) == 120
+    assert book.decide("k", after_seconds=120, now=30, stream_seq=9, covered_seqs=(7,)) == 120
     assert book.due["k"] == (150, 9)

@@ -109,13 +109,16 @@ class Requeues:
         delay_seconds: float | None,
         stream_seq: int,
         now: float,
-        rider_seqs: Collection[int] = (),
+        covered_seqs: Collection[int] = (),
     ) -> bool:
         """Whether this message should be requeued (else acked); records the holder."""
         held = self._pending.get(key)
-        if held is not None and (held[0] <= now or held[1] == stream_seq or held[1] in rider_seqs):
-            # Expired, or the holder itself: this message, or riding on it (come back early,
-            # a redelivery; acked as covered by its own record, its re-check was lost).
+        if held is not None and (
+            held[0] <= now or held[1] == stream_seq or held[1] in covered_seqs
+        ):
+            # Expired, or the holder itself: this message, riding on it, or its copy (come
+            # back early: a redelivery, or handed over; acked as covered by its own record,
+            # its re-check was lost).
             held = None
             self._pending.pop(key, None)
         if delay_seconds is None:
@@ -316,7 +319,7 @@ class Handler:
             delay_seconds=delay,
             stream_seq=_stream_seq(),
             now=self._clock.monotonic(),
-            rider_seqs=consuming.current_rider_seqs(),
+            covered_seqs=consuming.current_covered_seqs(),
         ):
             assert delay is not None
             return outcomes.RequeueAfter(delay)

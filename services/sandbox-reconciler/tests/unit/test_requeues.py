@@ -41,10 +41,10 @@ def test_the_holder_coming_back_early_riding_on_another_hint_keeps_its_re_check(
     requeues = handler.Requeues()
     assert requeues.decide(KEY, delay_seconds=300, stream_seq=1, now=0.0)
     assert not requeues.decide(KEY, delay_seconds=300, stream_seq=2, now=10.0)
-    assert requeues.decide(KEY, delay_seconds=300, stream_seq=3, now=20.0, rider_seqs=(1,))
+    assert requeues.decide(KEY, delay_seconds=300, stream_seq=3, now=20.0, covered_seqs=(1,))
     # The new holder is message 3.
     assert not requeues.decide(KEY, delay_seconds=300, stream_seq=4, now=30.0)
-    assert requeues.decide(KEY, delay_seconds=300, stream_seq=5, now=40.0, rider_seqs=(3,))
+    assert requeues.decide(KEY, delay_seconds=300, stream_seq=5, now=40.0, covered_seqs=(3,))
 
 
 def test_released_keys_are_bounded_oldest_first() -> None:

@@ -48,7 +48,7 @@ from nats.js import api
 
 from lss_common import errors
 from lss_common import settings as settings_module
-from lss_common.bus import codec, keyed, outcomes, resync_requests, topology
+from lss_common.bus import codec, handover, keyed, outcomes, publishing, resync_requests, topology
 from lss_common.bus import connection as bus_connection
 from lss_common.bus import metrics as bus_metrics
 from lss_common.logic import backoff
@@ -90,6 +90,23 @@ class Delivery:
     rider_seqs: tuple[int, ...] = ()
     """The riders' stream sequences: a service that keeps one message per key holding a
     re-check can tell that its holder came back riding on another message."""
+    handed_over_from: tuple[int, ...] = ()
+    """The stream sequences of the messages that this one and its riders are copies of
+    (``handover.py``: a re-check handed over before the stream dropped its message)."""
+    is_copy: bool = False
+    """This message is such a copy: a re-check a pass asked for, so never a first delivery."""
+
+    @property
+    def redelivered(self) -> bool:
+        """A re-check a pass asked for, or a retry (not this hint's first delivery)."""
+        return self.num_delivered > 1 or self.is_copy
+
+    @property
+    def covered_seqs(self) -> tuple[int, ...]:
+        """The messages this pass stands for besides this one: the riders, and the messages
+        this one or a rider replaces. A service that books which message holds a key's
+        re-check recognises its holder come back among them."""
+        return self.rider_seqs + self.handed_over_from
 
 
 _current_delivery: contextvars.ContextVar[Delivery | None] = contextvars.ContextVar(
@@ -111,10 +128,10 @@ def current_stream_seq() -> int | None:
     return None if delivery is None else delivery.stream_seq
 
 
-def current_rider_seqs() -> tuple[int, ...]:
-    """The stream sequences of the hints riding along on the message being handled."""
+def current_covered_seqs() -> tuple[int, ...]:
+    """``Delivery.covered_seqs`` of the message being handled; () outside a consume loop."""
     delivery = _current_delivery.get()
-    return () if delivery is None else delivery.rider_seqs
+    return () if delivery is None else delivery.covered_seqs
 
 
 def is_first_delivery(*, alone: bool = False) -> bool:
@@ -124,7 +141,7 @@ def is_first_delivery(*, alone: bool = False) -> bool:
     delivery = _current_delivery.get()
     if delivery is None:
         return True
-    return delivery.num_delivered == 1 and (not alone or delivery.riders == 0)
+    return not delivery.redelivered and (not alone or delivery.riders == 0)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -140,6 +157,8 @@ class _Verdict:
     failed: bool = False
     """A failure (retried with the backoff unless ``delay_seconds`` is given): counted in
     ``backoff.FailureCounts``; anything else clears the message's count."""
+    requeue: bool = False
+    """A re-check the handler asked for (``RequeueAfter``): may be handed over."""
 
 
 @dataclasses.dataclass(slots=True)
@@ -162,7 +181,9 @@ class Consumer(typing.Generic[T]):
         settings: settings_module.ConsumerSettings,
         metrics: bus_metrics.BusMetrics,
         on_declared: OnDeclared | None = None,
+        publish_timeout_seconds: float = 5.0,
     ) -> None:
+        """``publish_timeout_seconds``: for the copy of a handed-over re-check."""
         self._js = js
         self._spec = spec
         self._stream = stream
@@ -171,6 +192,11 @@ class Consumer(typing.Generic[T]):
         self._settings = settings
         self._metrics = metrics
         self._on_declared = on_declared
+        self._copies = publishing.Publisher(
+            js, stream=stream, metrics=metrics, timeout_seconds=publish_timeout_seconds
+        )
+        # The stream's max age (None: unlimited), read from the server at each declaration.
+        self._max_age_seconds: float | None = None
         self._held: dict[int, _Held] = {}
         # A message failing again comes back within the schedule's longest delay (and may
         # then wait a while behind others, up to ack_wait when redelivered).
@@ -294,6 +320,11 @@ class Consumer(typing.Generic[T]):
         declared = await topology.declare_consumer(
             self._js, self._spec, stream=self._stream, settings=self._settings
         )
+        try:
+            self._max_age_seconds = await topology.stream_max_age(self._js, self._stream)
+        except errors.LssError as exc:
+            # Kept from the last declaration: only when re-checks are handed over depends on it.
+            _log.warning("stream max age not read", extra={"error": repr(exc)})
         if self._on_declared is not None:
             await self._on_declared(declared)
 
@@ -363,6 +394,8 @@ class Consumer(typing.Generic[T]):
                 verdict = await self._decide(msg, delivery)
             finally:
                 _current_delivery.reset(token)
+            if verdict.requeue:
+                verdict = await self._requeue(msg, delivery, verdict)
             if verdict.outcome in (Outcome.TERM, Outcome.ERROR) and verdict.error is not None:
                 span.record_exception(verdict.error)
             await self._settle(msg, verdict)
@@ -457,7 +490,11 @@ class Consumer(typing.Generic[T]):
             return _Verdict(Outcome.ACK, Outcome.ACK)
         if isinstance(result, outcomes.RequeueAfter):
             return _Verdict(
-                Outcome.NAK, Outcome.NAK, delay_seconds=result.seconds, event="message requeued"
+                Outcome.NAK,
+                Outcome.NAK,
+                delay_seconds=result.seconds,
+                event="message requeued",
+                requeue=True,
             )
         return _Verdict(
             Outcome.NAK,
@@ -467,6 +504,43 @@ class Consumer(typing.Generic[T]):
             event="handler returned no outcome",
             error=TypeError(f"handler returned {type(result).__name__}, not an Outcome"),
         )
+
+    async def _requeue(
+        self, msg: nats.aio.msg.Msg, delivery: Delivery, verdict: _Verdict
+    ) -> _Verdict:
+        """The re-check's nak, shortened to the message's life or handed over to a copy
+        (``handover.py``)."""
+        plan = handover.plan(
+            delay_seconds=verdict.delay_seconds or 0.0,
+            age_seconds=_age_seconds(msg),
+            num_delivered=delivery.num_delivered,
+            max_age_seconds=self._max_age_seconds,
+            max_deliver=self._settings.max_deliver,
+            ack_wait_seconds=self._settings.ack_wait_seconds,
+        )
+        if not plan.hand_over:
+            return dataclasses.replace(verdict, delay_seconds=plan.delay_seconds)
+        headers = {
+            key: value
+            for key, value in (msg.headers or {}).items()
+            if key not in (api.Header.MSG_ID.value, handover.HEADER)
+        }
+        headers[handover.HEADER] = str(delivery.stream_seq)
+        try:
+            await self._copies.publish_bytes(
+                msg.data,
+                subject=msg.subject,
+                msg_id=handover.copy_msg_id(stream=self._stream, stream_seq=delivery.stream_seq),
+                headers=headers,
+            )
+        except errors.LssError as exc:
+            # Kept on the original: tried again at its next re-check (or, at the end of its
+            # life, the periodic resync wakes the key).
+            self._metrics.handovers_total.labels(self._stream, "failed").inc()
+            _log.warning("re-check not handed over", extra={"error": repr(exc)})
+            return verdict
+        self._metrics.handovers_total.labels(self._stream, "handed_over").inc()
+        return _Verdict(Outcome.ACK, Outcome.ACK, level=logging.INFO, event="re-check handed over")
 
     def _release(self, msg: nats.aio.msg.Msg) -> None:
         """Free the message's held slot (it is settled, or needs no settling)."""
@@ -583,6 +657,8 @@ class Consumer(typing.Generic[T]):
 
 def _delivery_of(msg: nats.aio.msg.Msg, *, stream: str, riders: list[nats.aio.msg.Msg]) -> Delivery:
     metadata = msg.metadata
+    copy_of = handover.handed_over_from(msg.headers)
+    rider_copies_of = [seq for rider in riders if (seq := handover.handed_over_from(rider.headers))]
     return Delivery(
         subject=msg.subject,
         stream=stream,
@@ -591,9 +667,21 @@ def _delivery_of(msg: nats.aio.msg.Msg, *, stream: str, riders: list[nats.aio.ms
         msg_id=(msg.headers or {}).get(api.Header.MSG_ID.value),
         riders=len(riders),
         rider_data=tuple(rider.data for rider in riders),
-        rider_redelivered=any(_num_delivered(rider) > 1 for rider in riders),
+        rider_redelivered=bool(rider_copies_of)
+        or any(_num_delivered(rider) > 1 for rider in riders),
         rider_seqs=tuple(seq for rider in riders if (seq := _stream_seq(rider)) is not None),
+        handed_over_from=(() if copy_of is None else (copy_of,)) + tuple(rider_copies_of),
+        is_copy=copy_of is not None,
     )
+
+
+def _age_seconds(msg: nats.aio.msg.Msg) -> float:
+    """How long ago the stream stored the message (0 when unknown)."""
+    try:
+        stored = msg.metadata.timestamp
+    except Exception:  # not a JetStream message
+        return 0.0
+    return max(0.0, time.time() - stored.timestamp())
 
 
 def _stream_seq(msg: nats.aio.msg.Msg) -> int | None:
@@ -692,6 +780,7 @@ class ConsumerComponent(typing.Generic[T]):
             settings=self._settings,
             metrics=self._metrics,
             on_declared=self._request_resync_if_needed,
+            publish_timeout_seconds=self._nats.settings.publish_timeout_seconds,
         )
         self._task = self._tasks.spawn(self._consumer.run(), name=self.name)
 

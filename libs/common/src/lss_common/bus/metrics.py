@@ -59,6 +59,7 @@ class BusMetrics:
     connected: prometheus_client.Gauge
     connection_events_total: prometheus_client.Counter
     resync_requests_total: prometheus_client.Counter
+    handovers_total: prometheus_client.Counter
 
     @classmethod
     def register(cls, registry: prometheus_client.CollectorRegistry) -> typing.Self:
@@ -138,6 +139,14 @@ class BusMetrics:
                 "its durable consumer, by result (sent; error = not confirmed by the server, "
                 "the periodic resync covers it).",
                 ["result"],
+                **common,
+            ),
+            handovers_total=prometheus_client.Counter(
+                "handovers_total",
+                "Re-checks handed over to a fresh copy of their message before the stream "
+                "would drop it (max age, max deliver), by result (handed_over; failed = the "
+                "copy was not stored, tried again at the next re-check).",
+                ["stream", "result"],
                 **common,
             ),
         )

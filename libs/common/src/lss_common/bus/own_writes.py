@@ -9,7 +9,8 @@ the hint of its write. The rules, for every service:
   (``ChangeEvent.child``) — never a deletion (a pass waiting for something to be gone learns
   it from that hint) and never a resync hint (the safety net for anything lost);
 - only on its first delivery, with no redelivered hint riding along — a redelivered hint
-  is a re-check a pass asked for (``RequeueAfter``) or a retry;
+  is a re-check a pass asked for (``RequeueAfter``, or its copy: ``handover.py``) or a
+  retry;
 - only when every hint riding along on it (``Delivery.rider_data``) announces an own write
   too: they are acknowledged with it, and one announcing someone else's change needs the
   pass (a pod that became Ready while our status write's hint was queued).
@@ -31,14 +32,14 @@ def is_own_write(
     event: messages.ChangeEvent,
     *,
     written: revisions.WrittenRevisions | None,
-    num_delivered: int = 1,
+    redelivered: bool = False,
     riders: Sequence[messages.ChangeEvent | None] = (),
 ) -> bool:
     """The rules above. ``riders``: the hints riding along (None: one that cannot be read);
     the hint is skipped only if every one of them announces an own write too."""
     return (
         written is not None
-        and num_delivered == 1
+        and not redelivered
         and _announces_own_write(event, written=written)
         and all(
             rider is not None and _announces_own_write(rider, written=written) for rider in riders
@@ -75,7 +76,7 @@ def is_current_own_write(
     riders = [_decoded(data) for data in delivery.rider_data]
     if any(rider is not None and not may_skip(rider) for rider in riders):
         return False
-    return is_own_write(event, written=written, num_delivered=delivery.num_delivered, riders=riders)
+    return is_own_write(event, written=written, redelivered=delivery.redelivered, riders=riders)
 
 
 def is_current_delivery_skippable(
@@ -91,7 +92,7 @@ def is_current_delivery_skippable(
         delivery = consuming.current_delivery()
     except RuntimeError:
         return True
-    if delivery.num_delivered != 1 or delivery.rider_redelivered:
+    if delivery.redelivered or delivery.rider_redelivered:
         return False
     riders = [_decoded(data) for data in delivery.rider_data]
     return all(rider is not None and skip(rider) for rider in riders)

@@ -58,9 +58,23 @@ class Publisher:
         ``ttl_seconds`` sets a per-message TTL (streams with ``allow_msg_ttl``, e.g. a deleted
         object's last status record).
         """
-        payload = codec.encode(message)
+        return await self.publish_bytes(
+            codec.encode(message), subject=subject, msg_id=msg_id, ttl_seconds=ttl_seconds
+        )
+
+    async def publish_bytes(
+        self,
+        payload: bytes,
+        *,
+        subject: str,
+        msg_id: str | None,
+        headers: dict[str, str] | None = None,
+        ttl_seconds: float | None = None,
+    ) -> api.PubAck:
+        """:meth:`publish` of an encoded payload, with ``headers`` besides ours (a copy of
+        a message keeps its trace context and its own headers)."""
         with tracing.producer_span(subject, stream=self._stream, msg_id=msg_id):
-            headers = tracing.inject_headers({})
+            headers = tracing.inject_headers(dict(headers or {}))
             if msg_id is not None:
                 headers[api.Header.MSG_ID.value] = msg_id
             try:

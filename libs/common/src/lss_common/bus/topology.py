@@ -250,6 +250,15 @@ async def declare_consumer(
         raise _translate(f"declaring consumer {spec.durable} on {stream}", exc) from exc
 
 
+async def stream_max_age(js: nats.js.JetStreamContext, stream: str) -> float | None:
+    """How long ``stream`` keeps a message, in seconds (None: for ever)."""
+    try:
+        info = await js.stream_info(stream)
+    except (nats.js.errors.Error, nats.errors.Error) as exc:
+        raise _translate(f"reading stream {stream}", exc) from exc
+    return info.config.max_age or None
+
+
 def _drift(desired: object, actual: object, fields: tuple[str, ...]) -> list[str]:
     """Managed fields whose values differ; a field we leave at None is not managed."""
     return [

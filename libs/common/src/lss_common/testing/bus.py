@@ -95,11 +95,13 @@ def delivering(
     riders: int = 0,
     rider_data: tuple[bytes, ...] = (),
     rider_redelivered: bool = False,
+    handed_over_from: int | None = None,
     subject: str = "lss.evt.test.ns.name",
 ) -> Iterator[consuming.Delivery]:
     """Run a handler's pure helpers as if the consume loop delivered a message this way
     (``consuming.current_delivery`` and ``is_first_delivery`` answer from it). ``rider_data``
-    are the riders' payloads; ``riders`` defaults to their number."""
+    are the riders' payloads; ``riders`` defaults to their number; ``handed_over_from``
+    makes it a copy of that message (``bus.handover``)."""
     delivery = consuming.Delivery(
         subject=subject,
         stream="LSS_EVENTS",
@@ -109,6 +111,8 @@ def delivering(
         riders=riders or len(rider_data),
         rider_data=rider_data,
         rider_redelivered=rider_redelivered,
+        handed_over_from=() if handed_over_from is None else (handed_over_from,),
+        is_copy=handed_over_from is not None,
     )
     token = consuming._current_delivery.set(delivery)
     try:

@@ -7,13 +7,20 @@ through a profile, never loosen. Field by field (``docs/decisions-sandbox.md`` �
 
 - ``securityLevel``: the stricter of sandbox and profile (standard < custom < high; the
   profile's level is a minimum). A ``custom`` sandbox takes its profile's level.
-- seccomp: sandbox → profile → runtime → RuntimeDefault (``Unconfined`` does not exist).
+- seccomp: profile → runtime → sandbox → RuntimeDefault (``Unconfined`` does not exist).
+  A profile's or runtime's choice binds: the sandbox may repeat it, not replace it
+  (``ProfileConflict``); the sandbox's own choice applies where neither sets one.
 - ``filesystem.readOnlyRoot``: the sandbox's (schema default true); a profile listing
   ``readOnlyPaths`` contradicts a writable root, and a writable path, ``/data`` or a
   writable shared volume overlapping one of them contradicts the profile: each is a
   :class:`SpecConflict` (``ProfileConflict``), never a silent loosening.
 - network: the profile's rules are extra *allowances* the sandbox opts into by referencing
   it (the CRD says so); domain ports union per domain; default TCP 443 and 80 per rule.
+  No rule opens the inside of the cluster or the cloud (``egress_ranges.py``): a domain
+  under the cluster's DNS domain (or ``.svc``, ``.local``, ``.internal``, ...) or a
+  single-label name, and a CIDR inside a denied range, are refused (``EgressNotAllowed``);
+  a CIDR holding denied ranges keeps them out (``ipBlock.except``). A domain that is not
+  a valid DNS name is ``InvalidSpec``.
 - resources: sandbox → profile ``resourceDefaults`` → built-in; never below the runtime's
   ``resourceRequirements`` minimum (``InsufficientResources``). cpuPinning rounds CPU up to
   whole cores and requests equal limits (Guaranteed QoS).
@@ -36,6 +43,7 @@ from lss_common.models import meta, parts
 from lss_common.models import profile as profile_model
 from lss_common.models import runtime as runtime_model
 from lss_common.models import sandbox as sandbox_model
+from lss_sandbox_reconciler import egress_ranges
 from lss_sandbox_reconciler import settings as settings_module
 
 DATA_PATH: Final = "/data"
@@ -47,6 +55,11 @@ _LEVEL_RANK: Final = {
     meta.SecurityLevel.HIGH: 2,
 }
 _MILLICORES_PER_CORE: Final = 1000
+_MAX_LABEL: Final = 63
+_MAX_DOMAIN: Final = 253
+#: Names that resolve to the cluster or the host whatever public DNS says (the configured
+#: cluster domain is checked too).
+_INTERNAL_SUFFIXES: Final = ("svc", "local", "localhost", "internal", "localdomain")
 
 
 class Reason(enum.StrEnum):
@@ -56,6 +69,7 @@ class Reason(enum.StrEnum):
     RUNTIME_REQUIRES_ROOT = "RuntimeRequiresRoot"
     INSUFFICIENT_RESOURCES = "InsufficientResources"
     INVALID_SPEC = "InvalidSpec"
+    EGRESS_NOT_ALLOWED = "EgressNotAllowed"
 
 
 class SpecConflict(errors.PermanentError):
@@ -84,10 +98,12 @@ class DomainRule:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class CidrRule:
-    """Traffic to (egress) or from (ingress) one network on these ports."""
+    """Traffic to (egress) or from (ingress) one network on these ports, less the ranges
+    in ``excluded`` (``ipBlock.except``)."""
 
     cidr: str
     ports: tuple[Port, ...]
+    excluded: tuple[str, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -180,7 +196,7 @@ def merge_spec(
     context = spec.security_context or sandbox_model.SecurityContext()
     run_as_user = _identity(context.run_as_user, default=settings.default_run_as_user)
     run_as_group = _identity(context.run_as_group, default=settings.default_run_as_group)
-    egress_domains, egress_cidrs, ingress_cidrs = _network(spec, pspec)
+    egress_domains, egress_cidrs, ingress_cidrs = _network(spec, pspec, settings=settings)
     network = spec.network_access or sandbox_model.NetworkAccess()
     return EffectiveSpec(
         runtime=spec.runtime,
@@ -445,20 +461,91 @@ def _security_profile(value: parts.SecurityProfile, *, field: str) -> SecurityPr
     )
 
 
+def _check_domain(domain: str, *, field: str, cluster_domain: str, reason: Reason) -> None:
+    """A public DNS name: every label 1-63 characters (the schema's pattern cannot say so;
+    a longer one made every resolution fail), at least two labels, and not a name the
+    cluster's DNS answers itself (its services, pods and search list). An IP literal
+    passes: it resolves to itself, and a non-public one is dropped like any answer."""
+    labels = domain.split(".")
+    if len(domain) > _MAX_DOMAIN or any(not 0 < len(label) <= _MAX_LABEL for label in labels):
+        raise SpecConflict(
+            f"{domain!r} is not a DNS name (labels of 1 to {_MAX_LABEL} characters, "
+            f"{_MAX_DOMAIN} in all)",
+            reason=reason,
+            field=field,
+        )
+    if len(labels) < 2:
+        raise SpecConflict(
+            f"{domain!r} is not a public domain name (a single label names something the "
+            "cluster's DNS search list or the host answers)",
+            reason=Reason.EGRESS_NOT_ALLOWED,
+            field=field,
+        )
+    for suffix in (cluster_domain, *_INTERNAL_SUFFIXES):
+        if domain == suffix or domain.endswith(f".{suffix}"):
+            raise SpecConflict(
+                f"{domain!r} names the cluster's or the host's own network (.{suffix}); "
+                "egress rules open the public internet only",
+                reason=Reason.EGRESS_NOT_ALLOWED,
+                field=field,
+            )
+
+
+def _egress_cidr(
+    cidr: str, ports: tuple[Port, ...], ranges: egress_ranges.EgressRanges, *, field: str
+) -> CidrRule:
+    try:
+        excluded = ranges.carve(cidr)
+    except ValueError as error:
+        raise SpecConflict(str(error), reason=Reason.PROFILE_CONFLICT, field=field) from None
+    if excluded is None:
+        raise SpecConflict(
+            f"{cidr} lies inside the cluster's, the host's or the cloud's own network; egress "
+            "rules open the public internet only (an operator may allow an internal range: "
+            "LSS_SANDBOX__EGRESS_ALLOWED_PRIVATE_CIDRS)",
+            reason=Reason.EGRESS_NOT_ALLOWED,
+            field=field,
+        )
+    return CidrRule(cidr, ports, excluded)
+
+
 def _seccomp(
     context: sandbox_model.SecurityContext,
     pspec: profile_model.SandboxProfileSpec | None,
     rspec: runtime_model.RuntimeEnvironmentSpec,
 ) -> SecurityProfile:
-    if context.seccomp_profile is not None:
-        return _security_profile(
-            context.seccomp_profile, field="spec.securityContext.seccompProfile"
-        )
+    field = "spec.securityContext.seccompProfile"
+    own = (
+        None
+        if context.seccomp_profile is None
+        else _security_profile(context.seccomp_profile, field=field)
+    )
+    binding: SecurityProfile | None = None
+    source = ""
     if pspec is not None and pspec.seccomp_profile is not None:
-        return _security_profile(pspec.seccomp_profile, field="spec.profileRef")
-    if rspec.seccomp_profile is not None:
-        return _security_profile(rspec.seccomp_profile, field="spec.runtime")
-    return SecurityProfile(type=parts.SecurityProfileType.RUNTIME_DEFAULT.value)
+        binding = _security_profile(pspec.seccomp_profile, field="spec.profileRef")
+        source = "profile"
+    elif rspec.seccomp_profile is not None:
+        binding = _security_profile(rspec.seccomp_profile, field="spec.runtime")
+        source = "runtime"
+    if binding is None:
+        return own or SecurityProfile(type=parts.SecurityProfileType.RUNTIME_DEFAULT.value)
+    if own is not None and own != binding:
+        # A sandbox replacing its profile's (or runtime's) seccomp profile could pick a
+        # looser one: there is no strictness order to tell, so it may only repeat it.
+        raise SpecConflict(
+            f"the {source} sets seccomp profile {_describe(binding)}; the sandbox may not "
+            f"replace it with {_describe(own)}",
+            reason=Reason.PROFILE_CONFLICT,
+            field=field,
+        )
+    return binding
+
+
+def _describe(profile: SecurityProfile) -> str:
+    if profile.localhost_profile is None:
+        return profile.type
+    return f"{profile.type} {profile.localhost_profile}"
 
 
 def _app_armor(rspec: runtime_model.RuntimeEnvironmentSpec) -> SecurityProfile:
@@ -493,25 +580,42 @@ def _ports(
 
 
 def _network(
-    spec: sandbox_model.SandboxSpec, pspec: profile_model.SandboxProfileSpec | None
+    spec: sandbox_model.SandboxSpec,
+    pspec: profile_model.SandboxProfileSpec | None,
+    *,
+    settings: settings_module.SandboxOptions,
 ) -> tuple[tuple[DomainRule, ...], tuple[CidrRule, ...], tuple[CidrRule, ...]]:
     network = spec.network_access or sandbox_model.NetworkAccess()
     domains: dict[str, set[Port]] = {}
-    for rule in network.egress or ():
+    for index, rule in enumerate(network.egress or ()):
+        _check_domain(
+            rule.domain,
+            field=f"spec.networkAccess.egress[{index}].domain",
+            cluster_domain=settings.cluster_domain,
+            reason=Reason.INVALID_SPEC,
+        )
         domains.setdefault(rule.domain, set()).update(
             _ports(rule.ports, default=DEFAULT_EGRESS_PORTS)
         )
+    ranges = egress_ranges.of_settings(settings)
     egress_cidrs: list[CidrRule] = []
     ingress_cidrs: list[CidrRule] = []
     for index, policy in enumerate(pspec.network_policies or () if pspec else ()):
         field = f"spec.profileRef (networkPolicies[{index}])"
         if policy.type == profile_model.Direction.EGRESS:
-            for peer in policy.rules or ():
+            for number, peer in enumerate(policy.rules or ()):
                 ports = _ports(peer.ports, default=DEFAULT_EGRESS_PORTS)
+                rule_field = f"spec.profileRef (networkPolicies[{index}].rules[{number}])"
                 if peer.domain and not peer.cidr:
+                    _check_domain(
+                        peer.domain,
+                        field=rule_field,
+                        cluster_domain=settings.cluster_domain,
+                        reason=Reason.PROFILE_CONFLICT,
+                    )
                     domains.setdefault(peer.domain, set()).update(ports)
                 elif peer.cidr and not peer.domain:
-                    egress_cidrs.append(CidrRule(peer.cidr, ports))
+                    egress_cidrs.append(_egress_cidr(peer.cidr, ports, ranges, field=rule_field))
                 else:
                     raise SpecConflict(
                         "a rule needs exactly one of domain or cidr",

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import ipaddress
 import logging
 import socket
 from collections.abc import Awaitable, Callable
@@ -512,8 +513,10 @@ class Observer:
         loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(self._reconcile.dns_timeout_seconds):
-                infos = await loop.getaddrinfo(domain, None, type=socket.SOCK_STREAM)
-        except (OSError, TimeoutError) as error:
+                infos = await loop.getaddrinfo(_absolute(domain), None, type=socket.SOCK_STREAM)
+        except (OSError, TimeoutError, ValueError) as error:
+            # ValueError: a name the resolver refuses to encode (a label over 63 characters
+            # is UnicodeError); the merge refuses such names first, this keeps a pass alive.
             _log.warning(
                 "egress domain not resolved", extra={"domain": domain, "error": repr(error)}
             )
@@ -534,6 +537,17 @@ class Observer:
             if resolved_at >= oldest:
                 return
             del self._resolved[domain]
+
+
+def _absolute(domain: str) -> str:
+    """The name as a fully qualified one (a trailing dot): the reconciler's own DNS search
+    list (``<ns>.svc.cluster.local``, ...) must not turn a public name into an internal one.
+    An IP literal stays as it is."""
+    try:
+        ipaddress.ip_address(domain)
+    except ValueError:
+        return domain if domain.endswith(".") else f"{domain}."
+    return domain
 
 
 def egress_domains(

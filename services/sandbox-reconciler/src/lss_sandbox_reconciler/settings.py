@@ -9,8 +9,9 @@ when the class is instantiated); the object is passed explicitly to the pure pla
 from __future__ import annotations
 
 import enum
+import ipaddress
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from lss_common import settings as common_settings
 
@@ -150,12 +151,36 @@ class SandboxOptions(BaseModel):
         description="auto: Cilium FQDN policies when Cilium's CRD exists, else ipblock; "
         "cilium; ipblock: resolved addresses as /32 (/128) ipBlocks.",
     )
+    egress_denied_cidrs: list[str] = Field(
+        default_factory=lambda: ["168.63.129.16/32"],
+        description="Public ranges no egress rule may open, on top of every non-public range "
+        "(private, shared, link-local, loopback, ULA, ...; always denied): cloud endpoints on "
+        "public addresses. A resolved address inside is dropped, a profile CIDR inside is "
+        "refused (EgressNotAllowed), a wider CIDR excepts it.",
+    )
+    egress_allowed_private_cidrs: list[str] = Field(
+        default_factory=list,
+        description="Non-public ranges egress rules may open after all (an internal package "
+        "mirror, say). Empty: none; the cluster's pods, services and nodes, and cloud "
+        "metadata, stay out of reach whatever a domain resolves to.",
+    )
     egress_refresh_interval_seconds: float = Field(
         default=300.0,
         gt=0,
         description="In ipblock mode, how often a running sandbox's egress domains are "
         "resolved again and its egress policy updated.",
     )
+
+    @field_validator("egress_denied_cidrs", "egress_allowed_private_cidrs")
+    @classmethod
+    def _cidrs(cls, values: list[str]) -> list[str]:
+        for value in values:
+            try:
+                ipaddress.ip_network(value.strip())
+            except ValueError as error:
+                raise ValueError(f"{value!r} is not a CIDR: {error}") from None
+        return values
+
     pvc_retention: PvcRetention = Field(
         default=PvcRetention.DELETE,
         description="delete: the sandbox's own claim goes with the sandbox; retain: it is kept "

@@ -392,9 +392,11 @@ class FakeDns:
         proto: int = 0,
         flags: int = 0,
     ) -> list[Any]:
-        if not (isinstance(host, str) and host.endswith(self.SUFFIX)):
+        # The reconciler asks for fully qualified names (a trailing dot).
+        name = host.removesuffix(".") if isinstance(host, str) else host
+        if not (isinstance(name, str) and name.endswith(self.SUFFIX)):
             return await self._real(host, port, family=family, type=type, proto=proto, flags=flags)
-        addresses = self.answers.get(host, ())
+        addresses = self.answers.get(name, ())
         if not addresses:
             raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
         number = int(port) if isinstance(port, int | str) and str(port).isdigit() else 0

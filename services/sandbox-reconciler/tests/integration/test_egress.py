@@ -92,8 +92,8 @@ async def test_ipblock_rules_follow_what_the_domains_resolve_to(
     world: World, cluster: Cluster, fake_dns: FakeDns
 ) -> None:
     api, files = fake_dns.domain("api"), fake_dns.domain("files")
-    fake_dns.answers[api] = ("203.0.113.10",)
-    fake_dns.answers[files] = ("203.0.113.20", "2001:db8::20")
+    fake_dns.answers[api] = ("151.101.113.10",)
+    fake_dns.answers[files] = ("151.101.113.20", "2a04:4e42::20")
     await world.start_reconciler(
         egress_mode="ipblock",
         egress_refresh_interval_seconds=1.0,
@@ -131,7 +131,7 @@ async def test_ipblock_rules_follow_what_the_domains_resolve_to(
 
     await cluster.wait_phase("net", "Running")
     first = await wait_allowed(
-        _web("203.0.113.10/32") | _given("203.0.113.20/32") | _given("2001:db8::20/128"),
+        _web("151.101.113.10/32") | _given("151.101.113.20/32") | _given("2a04:4e42::20/128"),
         "each domain's addresses on its ports",
     )
     annotation = first["metadata"]["annotations"][network.ALLOWED_DOMAINS_ANNOTATION]
@@ -142,20 +142,21 @@ async def test_ipblock_rules_follow_what_the_domains_resolve_to(
 
     # The domain moves. Nothing happens to the sandbox or its children, so only the
     # scheduled refresh can make the policy follow.
-    fake_dns.answers[api] = ("203.0.113.11", "203.0.113.12")
+    fake_dns.answers[api] = ("151.101.113.11", "151.101.113.12")
     moved = await wait_allowed(
-        _web("203.0.113.11/32")
-        | _web("203.0.113.12/32")
-        | _given("203.0.113.20/32")
-        | _given("2001:db8::20/128"),
+        _web("151.101.113.11/32")
+        | _web("151.101.113.12/32")
+        | _given("151.101.113.20/32")
+        | _given("2a04:4e42::20/128"),
         "the refreshed addresses replace the old ones",
     )
     # Replaced in place, never deleted and re-created.
     assert moved["metadata"]["uid"] == first["metadata"]["uid"]
 
-    # Nothing usable: only cloud metadata's link-local address, or no answer at all. No rule
-    # is written for either, and with no rule left there is no egress policy at all.
-    fake_dns.answers[api] = ("169.254.169.254",)
+    # Nothing usable: only the inside (cloud metadata's link-local address, a pod or node
+    # address, AWS metadata over IPv6), or no answer at all. No rule is written for either,
+    # and with no rule left there is no egress policy at all.
+    fake_dns.answers[api] = ("169.254.169.254", "10.0.0.5", "fd00:ec2::254")
     del fake_dns.answers[files]
 
     async def unresolved() -> dict[str, Any] | None:
@@ -177,10 +178,10 @@ async def test_ipblock_rules_follow_what_the_domains_resolve_to(
     assert files in network_ready["message"]
     assert closed["status"]["phase"] == "Running"  # the sandbox runs; only its egress is closed
 
-    fake_dns.answers[api] = ("203.0.113.13",)
-    fake_dns.answers[files] = ("203.0.113.20",)
+    fake_dns.answers[api] = ("151.101.113.13",)
+    fake_dns.answers[files] = ("151.101.113.20",)
     await wait_allowed(
-        _web("203.0.113.13/32") | _given("203.0.113.20/32"), "resolvable again: rules back"
+        _web("151.101.113.13/32") | _given("151.101.113.20/32"), "resolvable again: rules back"
     )
 
     async def network_ready_again() -> bool:
@@ -309,7 +310,7 @@ async def test_cilium_fqdn_policy_once_the_crd_is_installed(
 ) -> None:
     cluster = private_cluster
     early_domain, late_domain = fake_dns.domain("early"), fake_dns.domain("late")
-    fake_dns.answers[early_domain] = ("203.0.113.30",)
+    fake_dns.answers[early_domain] = ("151.101.113.30",)
     await private_world.start_reconciler(
         egress_refresh_interval_seconds=1.0,
         reconcile_options={"cilium_check_interval_seconds": 0.5, "dns_cache_seconds": 0.5},
@@ -327,7 +328,7 @@ async def test_cilium_fqdn_policy_once_the_crd_is_installed(
 
     async def ipblock_rule() -> bool:
         policy = (await _policies(cluster, early_uid)).get(early_egress)
-        return policy is not None and _allowed(policy) == _web("203.0.113.30/32")
+        return policy is not None and _allowed(policy) == _web("151.101.113.30/32")
 
     await eventually.eventually(ipblock_rule, timeout_seconds=60, describe="ipblock rule")
 

@@ -9,7 +9,9 @@
 - invalid input the schema cannot catch: unknown runtime (RuntimeNotFound), a runtime the
   validator marked unavailable (RuntimeUnavailable), a missing profile (ProfileNotFound), a
   profile in another namespace (ProfileNamespaceForbidden), a contradictory profile
-  (ProfileConflict): Failed with the condition naming the field, no child and no finalizer
+  (ProfileConflict), egress to the cluster's or the cloud's own network (a ``.svc`` name, a
+  profile CIDR on the metadata address: EgressNotAllowed): Failed with the condition naming
+  the field, no child and no finalizer
   created, and the same reconciler goes on to run a valid sandbox afterwards.
 """
 
@@ -120,6 +122,10 @@ async def test_invalid_input_gives_a_clear_condition(
         body={"status": {"available": False}},
     )
     await cluster.create_profile("other-language", spec={"language": "ruby"})
+    await cluster.create_profile(
+        "metadata-egress",
+        spec={"networkPolicies": [{"type": "egress", "rules": [{"cidr": "169.254.169.254/32"}]}]},
+    )
     cases = {
         "unknown-runtime": (
             {"runtime": f"{cluster.language}:0.1"},
@@ -145,6 +151,19 @@ async def test_invalid_input_gives_a_clear_condition(
             "ProfileResolved",
             "ProfileConflict",
             "spec.profileRef",
+        ),
+        # Egress never opens the cluster's or the cloud's own network.
+        "internal-domain": (
+            {"networkAccess": {"egress": [{"domain": "kubernetes.default.svc"}]}},
+            "Ready",
+            "EgressNotAllowed",
+            "spec.networkAccess.egress[0].domain",
+        ),
+        "metadata-cidr": (
+            {"profileRef": {"name": "metadata-egress"}},
+            "ProfileResolved",
+            "EgressNotAllowed",
+            "networkPolicies[0].rules[0]",
         ),
     }
     for name, (spec, _, _, _) in cases.items():

@@ -13,7 +13,7 @@ Fields that land on no child, on purpose: ``spec.timeout`` (the lifetime, enforc
 reconciler: ``test_lifecycle.py``), profile ``language`` (must equal the runtime's, else
 ``ProfileConflict``: ``test_failures.py``) and profile ``preInstalledPackages`` (what the
 runtime image holds; the validator's business). Egress domains are IP literals here
-(``192.0.2.10``): ``getaddrinfo`` answers them without DNS, so the ipblock path runs for real
+(``151.101.2.10``): ``getaddrinfo`` answers them without DNS, so the ipblock path runs for real
 without depending on this machine's resolver.
 
 Paths: ``$.a.b`` keys, ``['key.with.dots']``, ``[0]`` list indexes and ``[?name=value]`` the
@@ -58,7 +58,7 @@ SPEC: dict[str, Any] = {
     "resources": {"cpu": "1500m", "memory": "768Mi", "ephemeralStorage": "2Gi"},
     "networkAccess": {
         "ingress": True,
-        "egress": [{"domain": "192.0.2.10", "ports": [{"port": 8443, "protocol": "TCP"}]}],
+        "egress": [{"domain": "151.101.2.10", "ports": [{"port": 8443, "protocol": "TCP"}]}],
     },
     "filesystem": {"readOnlyRoot": False, "writablePaths": ["/home/app"]},
     "storage": {
@@ -85,8 +85,8 @@ PROFILE_SPEC: dict[str, Any] = {
         {
             "type": "egress",
             "rules": [
-                {"cidr": "10.20.0.0/16", "ports": [{"port": 5432, "protocol": "TCP"}]},
-                {"domain": "198.51.100.7", "ports": [{"port": 9000, "protocol": "TCP"}]},
+                {"cidr": "151.101.64.0/18", "ports": [{"port": 5432, "protocol": "TCP"}]},
+                {"domain": "151.101.100.7", "ports": [{"port": 9000, "protocol": "TCP"}]},
             ],
         },
         {
@@ -159,7 +159,7 @@ ROWS: tuple[Row, ...] = (
         SPEC_BOX,
         EGRESS,
         "$.spec.egress[0].to",
-        [{"ipBlock": {"cidr": "192.0.2.10/32"}}],
+        [{"ipBlock": {"cidr": "151.101.2.10/32"}}],
     ),
     Row(
         "spec.networkAccess.egress[].ports",
@@ -173,7 +173,7 @@ ROWS: tuple[Row, ...] = (
         SPEC_BOX,
         EGRESS,
         f"$.metadata.annotations['{network.ALLOWED_DOMAINS_ANNOTATION}']",
-        "192.0.2.10",
+        "151.101.2.10",
     ),
     Row(
         "spec.filesystem.readOnlyRoot",
@@ -324,7 +324,7 @@ ROWS: tuple[Row, ...] = (
         EGRESS,
         "$.spec.egress[0]",
         {
-            "to": [{"ipBlock": {"cidr": "10.20.0.0/16"}}],
+            "to": [{"ipBlock": {"cidr": "151.101.64.0/18"}}],
             "ports": [{"port": 5432, "protocol": "TCP"}],
         },
     ),
@@ -334,7 +334,7 @@ ROWS: tuple[Row, ...] = (
         EGRESS,
         "$.spec.egress[1]",
         {
-            "to": [{"ipBlock": {"cidr": "198.51.100.7/32"}}],
+            "to": [{"ipBlock": {"cidr": "151.101.100.7/32"}}],
             "ports": [{"port": 9000, "protocol": "TCP"}],
         },
     ),

@@ -72,7 +72,8 @@ CASES = {
         },
         {
             "networkPolicies": [
-                {"type": "egress", "rules": [{"cidr": "10.20.0.0/16"}]},
+                # The public internet: every non-public range in ipBlock.except.
+                {"type": "egress", "rules": [{"cidr": "0.0.0.0/0"}]},
                 {"type": "ingress", "rules": [{"cidr": "10.30.0.0/16"}]},
             ]
         },

@@ -37,9 +37,41 @@ async def test_answers_are_reused_then_forgotten(monkeypatch: pytest.MonkeyPatch
     assert first == {"a.example": ("192.0.2.1",), "b.example": ("192.0.2.2",)}
     clock.advance(30)
     assert await observer.resolve_domains(("a.example",)) == {"a.example": ("192.0.2.1",)}
-    assert asked == ["a.example", "b.example"]  # reused within dns_cache_seconds
+    # Reused within dns_cache_seconds; asked fully qualified (no search list applies).
+    assert asked == ["a.example.", "b.example."]
 
     clock.advance(40)  # 70 s: both answers are stale
     assert await observer.resolve_domains(("a.example",)) == {"a.example": ("192.0.2.3",)}
     # b.example, asked for by no one since, is gone from the cache, not kept for ever.
     assert set(observer._resolved) == {"a.example"}
+
+
+async def test_a_name_the_resolver_refuses_is_unresolved_not_a_failed_pass(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A name the resolver cannot encode (a label over 63 characters raises UnicodeError, a
+    ValueError) is an unresolved domain, like an unknown one: the pass goes on (the lifetime
+    is still enforced) instead of failing for ever."""
+
+    async def getaddrinfo(host: str, port: Any, **_: Any) -> list[Any]:
+        raise UnicodeError("encoding with 'idna' codec failed (label too long)")
+
+    monkeypatch.setattr(asyncio.get_running_loop(), "getaddrinfo", getaddrinfo)
+    settings = settings_module.SandboxReconcilerSettings()
+    observer = observe.Observer(_no_api_server, settings=settings, clock=clock_module.FakeClock())
+    long_name = "a" * 64 + ".example.com"
+    assert await observer.resolve_domains((long_name,)) == {long_name: ()}
+
+
+async def test_ip_literals_are_asked_as_they_are(monkeypatch: pytest.MonkeyPatch) -> None:
+    asked: list[str] = []
+
+    async def getaddrinfo(host: str, port: Any, **_: Any) -> list[Any]:
+        asked.append(host)
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (host, 0))]
+
+    monkeypatch.setattr(asyncio.get_running_loop(), "getaddrinfo", getaddrinfo)
+    settings = settings_module.SandboxReconcilerSettings()
+    observer = observe.Observer(_no_api_server, settings=settings, clock=clock_module.FakeClock())
+    await observer.resolve_domains(("151.101.0.10", "pypi.org."))
+    assert sorted(asked) == ["151.101.0.10", "pypi.org."]

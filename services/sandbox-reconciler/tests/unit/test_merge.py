@@ -7,8 +7,10 @@ SpecConflict naming its field; hypothesis: a profile never lowers the isolation 
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Any
 
+import pydantic
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -67,10 +69,26 @@ PRECEDENCE = [
         merge.SecurityProfile("Localhost", "profiles/p.json"),
     ),
     (
-        {"securityContext": {"seccompProfile": {"type": "RuntimeDefault"}}},
+        # The sandbox may repeat its profile's choice.
+        {
+            "securityContext": {
+                "seccompProfile": {"type": "Localhost", "localhostProfile": "profiles/p.json"}
+            }
+        },
         {"seccompProfile": {"type": "Localhost", "localhostProfile": "profiles/p.json"}},
         "seccomp",
-        merge.SecurityProfile("RuntimeDefault"),
+        merge.SecurityProfile("Localhost", "profiles/p.json"),
+    ),
+    (
+        # Its own choice applies where neither profile nor runtime sets one.
+        {
+            "securityContext": {
+                "seccompProfile": {"type": "Localhost", "localhostProfile": "profiles/own.json"}
+            }
+        },
+        {},
+        "seccomp",
+        merge.SecurityProfile("Localhost", "profiles/own.json"),
     ),
     ({"timeout": 60}, None, "timeout_seconds", 60),
     ({"securityContext": {"runAsUser": 2000, "runAsGroup": 3000}}, None, "run_as_user", 2000),
@@ -205,7 +223,9 @@ def test_network_rules_merge() -> None:
                     "type": "egress",
                     "rules": [
                         {"domain": "example.com", "ports": [{"port": 53, "protocol": "UDP"}]},
-                        {"cidr": "10.1.0.0/16"},
+                        {"cidr": "151.101.0.0/16"},
+                        # "The internet": every non-public range is kept out.
+                        {"cidr": "0.0.0.0/0", "ports": [{"port": 22, "protocol": "TCP"}]},
                     ],
                 },
                 {"type": "ingress", "rules": [{"cidr": "192.168.0.0/24"}]},
@@ -217,9 +237,15 @@ def test_network_rules_merge() -> None:
         merge.DomainRule("example.com", (merge.Port(53, udp), merge.Port(8443, tcp))),
         merge.DomainRule("pypi.org", (merge.Port(80, tcp), merge.Port(443, tcp))),
     )
-    assert result.egress_cidrs == (
-        merge.CidrRule("10.1.0.0/16", (merge.Port(443, tcp), merge.Port(80, tcp))),
+    assert result.egress_cidrs[0] == merge.CidrRule(
+        "151.101.0.0/16", (merge.Port(443, tcp), merge.Port(80, tcp))
     )
+    internet = result.egress_cidrs[1]
+    assert (internet.cidr, internet.ports) == ("0.0.0.0/0", (merge.Port(22, tcp),))
+    assert {"10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16"} <= set(
+        internet.excluded
+    )
+    assert "168.63.129.16/32" in internet.excluded  # egress_denied_cidrs' default
     assert result.ingress_cidrs == (merge.CidrRule("192.168.0.0/24", (merge.Port(8080, tcp),)),)
 
 
@@ -297,6 +323,70 @@ CONFLICTS = [
         "spec.securityContext.seccompProfile",
     ),
     ({"resources": {"cpu": "lots"}}, None, None, merge.Reason.INVALID_SPEC, "spec.resources.cpu"),
+    (
+        # A profile's (or runtime's) seccomp profile binds: the sandbox may not replace it.
+        {"securityContext": {"seccompProfile": {"type": "RuntimeDefault"}}},
+        {"seccompProfile": {"type": "Localhost", "localhostProfile": "profiles/p.json"}},
+        None,
+        merge.Reason.PROFILE_CONFLICT,
+        "spec.securityContext.seccompProfile",
+    ),
+    (
+        {
+            "securityContext": {
+                "seccompProfile": {"type": "Localhost", "localhostProfile": "operator/x/any.json"}
+            }
+        },
+        None,
+        {"seccompProfile": {"type": "Localhost", "localhostProfile": "rt.json"}},
+        merge.Reason.PROFILE_CONFLICT,
+        "spec.securityContext.seccompProfile",
+    ),
+    # Egress never opens the inside of the cluster, the host or the cloud.
+    *(
+        (
+            {"networkAccess": {"egress": [{"domain": domain}]}},
+            None,
+            None,
+            merge.Reason.EGRESS_NOT_ALLOWED,
+            "spec.networkAccess.egress[0].domain",
+        )
+        for domain in (
+            "kubernetes",
+            "kubernetes.default.svc",
+            "10-0-0-5.kube-system.pod.cluster.local",
+            "metadata.google.internal",
+            "printer.local",
+        )
+    ),
+    (
+        {"networkAccess": {"egress": [{"domain": "a" * 64 + ".example.com"}]}},
+        None,
+        None,
+        merge.Reason.INVALID_SPEC,
+        "spec.networkAccess.egress[0].domain",
+    ),
+    *(
+        (
+            {},
+            {"networkPolicies": [{"type": "egress", "rules": [{"cidr": cidr}]}]},
+            None,
+            merge.Reason.EGRESS_NOT_ALLOWED,
+            "spec.profileRef (networkPolicies[0].rules[0])",
+        )
+        for cidr in ("169.254.169.254/32", "10.20.0.0/16", "fd00:ec2::254/128", "100.64.0.0/10")
+    ),
+    (
+        {},
+        {
+            "networkPolicies": [
+                {"type": "egress", "rules": [{"cidr": "8.8.8.8/32"}, {"domain": "x.svc"}]}
+            ]
+        },
+        None,
+        merge.Reason.EGRESS_NOT_ALLOWED,
+        "spec.profileRef (networkPolicies[0].rules[1])",
+    ),
 ]
 
 
@@ -322,3 +412,27 @@ def test_overlap_is_path_boundary_aware() -> None:
     )
     assert "/tmpfoo" in result.writable_paths
     assert result.read_only_paths == ("/etc", "/tmp2")
+
+
+def test_an_operator_may_open_an_internal_range() -> None:
+    options = OPTIONS.model_copy(update={"egress_allowed_private_cidrs": ["10.20.0.0/16"]})
+    result = merged(
+        profile={
+            "networkPolicies": [
+                {"type": "egress", "rules": [{"cidr": "10.20.5.0/24"}, {"cidr": "0.0.0.0/0"}]}
+            ]
+        },
+        options=options,
+    )
+    mirror, internet = result.egress_cidrs
+    assert (mirror.cidr, mirror.excluded) == ("10.20.5.0/24", ())
+    # The rest of 10/8 stays out; the allowed hole does not.
+    excluded = [ipaddress.ip_network(cidr) for cidr in internet.excluded]
+    assert not any(ipaddress.ip_address("10.20.1.1") in net for net in excluded)
+    assert any(ipaddress.ip_address("10.21.1.1") in net for net in excluded)
+
+
+@pytest.mark.parametrize("field", ["egress_denied_cidrs", "egress_allowed_private_cidrs"])
+def test_a_bad_cidr_setting_names_the_field(field: str) -> None:
+    with pytest.raises(pydantic.ValidationError, match=field):
+        settings_module.SandboxOptions.model_validate({field: ["10.0.0.1/8"]})

@@ -403,9 +403,9 @@ LANDS: list[
         "profile.networkPolicies egress cidr",
         _net,
         {},
-        {"networkPolicies": [{"type": "egress", "rules": [{"cidr": "10.9.0.0/16"}]}]},
+        {"networkPolicies": [{"type": "egress", "rules": [{"cidr": "151.101.0.0/16"}]}]},
         lambda m: m["sandbox-demo-egress"]["spec"]["egress"][0]["to"],
-        [{"ipBlock": {"cidr": "10.9.0.0/16"}}],
+        [{"ipBlock": {"cidr": "151.101.0.0/16"}}],
     ),
     (
         "profile.networkPolicies ingress cidr",
@@ -570,6 +570,12 @@ def test_cilium_mode_uses_fqdn_rules() -> None:
         "toPorts": [{"ports": [{"port": "8443", "protocol": "TCP"}]}],
     }
     assert result.unresolved_domains == ()
+    # Whatever the DNS proxy sees the name resolve to, the inside stays closed: a deny rule
+    # wins over every allow.
+    (deny,) = fqdn["spec"]["egressDeny"]
+    denied = {peer["cidr"] for peer in deny["toCIDRSet"]}
+    assert {"10.0.0.0/8", "169.254.0.0/16", "100.64.0.0/10", "fc00::/7"} <= denied
+    assert "168.63.129.16/32" in denied
 
 
 @pytest.mark.parametrize(
@@ -592,7 +598,21 @@ def test_choose_egress_mode(
 
 ADDRESSES = st.one_of(
     st.ip_addresses().map(str),
-    st.sampled_from(["0.0.0.0", "::", "127.0.0.1", "169.254.169.254", "not-an-ip", "224.0.0.1"]),
+    st.sampled_from(
+        [
+            "0.0.0.0",
+            "::",
+            "127.0.0.1",
+            "169.254.169.254",
+            "not-an-ip",
+            "224.0.0.1",
+            "10.0.0.5",
+            "100.100.100.200",
+            "fd00:ec2::254",
+            "168.63.129.16",
+            "151.101.0.223",
+        ]
+    ),
 )
 
 
@@ -614,3 +634,6 @@ def test_domain_rules_are_only_host_routes(addresses: list[str]) -> None:
                 assert not address.is_unspecified
                 assert not address.is_loopback
                 assert not address.is_link_local
+                # Nothing inside the cluster, the host or the cloud (egress_ranges.py).
+                assert address.is_global
+                assert str(address) != "168.63.129.16"

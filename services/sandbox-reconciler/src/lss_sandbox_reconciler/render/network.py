@@ -22,9 +22,11 @@ allowance lives in its own object ("removing an allowance" is deleting that obje
 
 Never ``0.0.0.0/0`` for a domain: a domain whose addresses are unknown gets *no* rule (fail
 closed) and is reported as unresolved, and a rule is never emitted without peers (a
-NetworkPolicy rule with ports but no ``to`` would allow every destination). Resolved
-addresses that are unspecified, loopback, link-local (cloud metadata lives there),
-multicast or reserved are dropped: no public name may open those.
+NetworkPolicy rule with ports but no ``to`` would allow every destination). No rule opens
+the inside (``egress_ranges.py``): resolved addresses in a denied range (private, shared,
+link-local where cloud metadata lives, loopback, ULA, multicast, reserved, and the
+configured ones) are dropped, a profile CIDR holding denied ranges excepts them, and the
+Cilium policy denies them (``egressDeny``) whatever the DNS proxy saw.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ import ipaddress
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
-from lss_sandbox_reconciler import merge, names
+from lss_sandbox_reconciler import egress_ranges, merge, names
 from lss_sandbox_reconciler import settings as settings_module
 from lss_sandbox_reconciler.render import owner as owner_module
 
@@ -69,8 +71,9 @@ def choose_egress_mode(
     return settings.egress_mode
 
 
-def host_cidrs(addresses: Sequence[str]) -> tuple[str, ...]:
-    """Usable addresses as sorted, de-duplicated /32 and /128 CIDRs; the rest dropped."""
+def host_cidrs(addresses: Sequence[str], *, ranges: egress_ranges.EgressRanges) -> tuple[str, ...]:
+    """Usable addresses as sorted, de-duplicated /32 and /128 CIDRs; the rest (inside a
+    denied range, or not an address) dropped."""
     found: set[ipaddress.IPv4Network | ipaddress.IPv6Network] = set()
     for text in addresses:
         try:
@@ -78,7 +81,8 @@ def host_cidrs(addresses: Sequence[str]) -> tuple[str, ...]:
         except ValueError:
             continue
         if (
-            address.is_unspecified
+            not ranges.admits(address)
+            or address.is_unspecified
             or address.is_loopback
             or address.is_link_local
             or address.is_multicast
@@ -87,6 +91,12 @@ def host_cidrs(addresses: Sequence[str]) -> tuple[str, ...]:
             continue
         found.add(ipaddress.ip_network(address))
     return tuple(str(net) for net in sorted(found, key=lambda n: (n.version, n.network_address)))
+
+
+def _ip_block(rule: merge.CidrRule) -> dict[str, Any]:
+    if not rule.excluded:
+        return {"cidr": rule.cidr}
+    return {"cidr": rule.cidr, "except": list(rule.excluded)}
 
 
 def _ports(ports: Sequence[merge.Port]) -> list[dict[str, Any]]:
@@ -175,7 +185,7 @@ def render_policies(
         # No "from": any source, but only the agent port.
         ingress_rules.append({"ports": [dict(p) for p in _AGENT_PORTS]})
     ingress_rules.extend(
-        {"from": [{"ipBlock": {"cidr": rule.cidr}}], "ports": _ports(rule.ports)}
+        {"from": [{"ipBlock": _ip_block(rule)}], "ports": _ports(rule.ports)}
         for rule in spec.ingress_cidrs
     )
     if ingress_rules:
@@ -187,14 +197,15 @@ def render_policies(
             )
         )
     egress_rules: list[dict[str, Any]] = [
-        {"to": [{"ipBlock": {"cidr": rule.cidr}}], "ports": _ports(rule.ports)}
+        {"to": [{"ipBlock": _ip_block(rule)}], "ports": _ports(rule.ports)}
         for rule in spec.egress_cidrs
     ]
+    ranges = egress_ranges.of_settings(settings)
     unresolved: list[str] = []
     cilium: dict[str, dict[str, Any]] = {}
     if egress_mode is settings_module.EgressMode.IPBLOCK:
         for rule in spec.egress_domains:
-            cidrs = host_cidrs(resolved.get(rule.domain, ()))
+            cidrs = host_cidrs(resolved.get(rule.domain, ()), ranges=ranges)
             if not cidrs:
                 unresolved.append(rule.domain)
                 continue
@@ -258,6 +269,9 @@ def render_fqdn_policy(
         }
         for rule in spec.egress_domains
     )
+    # toFQDNs allows whatever address the DNS proxy saw for the name; a deny rule wins over
+    # every allow, so a name resolving inside stays closed (egress_ranges.py).
+    denied = egress_ranges.of_settings(settings).denied_cidrs()
     return {
         "apiVersion": CILIUM_API_VERSION,
         "kind": CILIUM_KIND,
@@ -267,5 +281,6 @@ def render_fqdn_policy(
         "spec": {
             "endpointSelector": {"matchLabels": owner_module.selector(owner)},
             "egress": egress,
+            "egressDeny": [{"toCIDRSet": [{"cidr": cidr} for cidr in denied]}],
         },
     }

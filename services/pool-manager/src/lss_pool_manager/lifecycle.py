@@ -158,6 +158,12 @@ def needs_pod(obj: warmpod_model.WarmPod) -> bool:
     return phase not in (Phase.ASSIGNED, Phase.FAILED, Phase.TERMINATING)
 
 
+def _was_ready(status: warmpod_model.WarmPodStatus) -> bool:
+    """Whether the WarmPod is Pending because its pod stopped being Ready (not starting)."""
+    ready = conditions.find_condition(status.conditions, condition_type=READY_CONDITION)
+    return ready is not None and ready.reason == Reason.POD_NOT_READY
+
+
 def _not_ready_since(
     obj: warmpod_model.WarmPod, *, pod: Mapping[str, Any], now: datetime.datetime
 ) -> tuple[datetime.datetime, str]:
@@ -262,7 +268,12 @@ def plan_warm_pod(
         status,
         phase=Phase.PENDING,
         ready=False,
-        reason=Reason.POD_NOT_READY if phase == Phase.READY else Reason.POD_STARTING,
+        # Still PodNotReady on the passes after the first: that reason is what keeps the
+        # moment it stopped being Ready (_not_ready_since); PodStarting would date the
+        # blip from the pod's creation and fail a WarmPod of an hour at the next pass.
+        reason=Reason.POD_NOT_READY
+        if phase == Phase.READY or _was_ready(status)
+        else Reason.POD_STARTING,
         message=verdict.message,
         now=now,
     )

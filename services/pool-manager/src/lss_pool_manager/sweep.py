@@ -9,8 +9,10 @@ assignments by sandbox UID); if the sandbox went away, or started from another p
 would ever release it, and the pool would count it as assigned forever.
 
 The pool manager releases such a WarmPod once it has been Assigned for the grace period
-(:func:`judge`): its sandbox no longer exists (``SANDBOX_GONE``), or exists but its
-``status.warmPodRef`` names another WarmPod or none (``NOT_REFERENCED``). A claim younger
+(:func:`judge`): its sandbox no longer exists (``SANDBOX_GONE``), or exists, is past new
+(a phase beyond Pending, or being deleted) and its ``status.warmPodRef`` names another
+WarmPod or none (``NOT_REFERENCED``). A new sandbox's claim is kept, as the reconciler keeps
+it: its next pass resumes it. A claim younger
 than the grace period is never judged, so a claim in flight (milliseconds) is never taken
 from its sandbox; a sandbox that references its WarmPod is never touched, whatever its phase
 (the reconciler gives the WarmPod back when the sandbox ends).
@@ -58,6 +60,17 @@ class Holder:
     warm_pod_ref: tuple[str, str] | None
     """(namespace, name) of ``status.warmPodRef``; None when unset."""
     pod_name: str | None
+    phase: str | None = None
+    deleting: bool = False
+
+    @property
+    def is_new(self) -> bool:
+        """Not past new: no status phase beyond Pending, no ``warmPodRef``, not being
+        deleted. The reconciler resumes such a sandbox's claim on its next pass (and keeps
+        it on purpose while the sandbox's first writes are refused)."""
+        return (
+            not self.deleting and self.warm_pod_ref is None and self.phase in (None, "", "Pending")
+        )
 
 
 def holder_of(obj: Mapping[str, Any]) -> Holder:
@@ -72,6 +85,8 @@ def holder_of(obj: Mapping[str, Any]) -> Holder:
         name=metadata.get("name") or "",
         warm_pod_ref=(ref.get("namespace") or namespace, ref.get("name") or "") if ref else None,
         pod_name=status.get("podName"),
+        phase=status.get("phase"),
+        deleting=bool(metadata.get("deletionTimestamp")),
     )
 
 
@@ -121,6 +136,12 @@ def judge(
     if holder is None or holder.uid != warmpod_model.status_of(obj).assigned_to:
         return Verdict.SANDBOX_GONE
     if holder.warm_pod_ref == (obj.metadata.namespace or "", obj.metadata.name or ""):
+        return Verdict.IN_USE
+    if holder.is_new:
+        # The reconciler's rule too (``claim.is_stray_claim``): a new sandbox's next pass
+        # resumes the claim. Releasing it made that pass claim another WarmPod, released in
+        # turn one grace period later: a warm pod burned every few minutes per sandbox whose
+        # first writes an admission policy refuses, or across a reconciler outage.
         return Verdict.IN_USE
     return Verdict.NOT_REFERENCED
 

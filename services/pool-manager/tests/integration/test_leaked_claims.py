@@ -36,7 +36,9 @@ from .conftest import Stack, by_phase, claim, create_pool, warm_pods
 pytestmark = pytest.mark.integration
 
 
-async def _create_sandbox(kube: client.Kube, *, namespace: str, runtime: str) -> dict[str, Any]:
+async def _create_sandbox(
+    kube: client.Kube, *, namespace: str, runtime: str, name: str = "holder"
+) -> dict[str, Any]:
     return await objects.create_object(
         kube,
         resource=objects.SANDBOX,
@@ -44,7 +46,7 @@ async def _create_sandbox(kube: client.Kube, *, namespace: str, runtime: str) ->
         body={
             "apiVersion": kinds.API_VERSION,
             "kind": "Sandbox",
-            "metadata": {"name": "holder", "namespace": namespace},
+            "metadata": {"name": name, "namespace": namespace},
             "spec": {"runtime": runtime},
         },
     )
@@ -75,16 +77,18 @@ async def test_leaked_claims_are_released_and_the_pool_refills(
     # second one with a short grace period takes over: no race with the setup.
     patient = await stack.start_manager(leaked_claim_grace_seconds=3600.0)
     await stack.start_watcher()
-    await create_pool(kube, namespace=namespace, name="py", runtime=runtime_name, minSize=3)
+    await create_pool(kube, namespace=namespace, name="py", runtime=runtime_name, minSize=4)
 
-    async def three_ready() -> list[warmpod_model.WarmPod] | None:
+    async def four_ready() -> list[warmpod_model.WarmPod] | None:
         ready = by_phase(await warm_pods(kube, namespace=namespace), "Ready")
-        return ready if len(ready) == 3 else None
+        return ready if len(ready) == 4 else None
 
-    in_use, gone, unreferenced = sorted(
-        await eventually.eventually(three_ready, timeout_seconds=60, describe="3 Ready"),
+    in_use, gone, unreferenced, resumable = sorted(
+        await eventually.eventually(four_ready, timeout_seconds=60, describe="4 Ready"),
         key=lambda wp: wp.metadata.name or "",
     )
+    # A sandbox still new (no reconciler runs here): its next pass would resume its claim.
+    newbie = await _create_sandbox(kube, namespace=namespace, runtime=runtime_name, name="newbie")
     holder = await _create_sandbox(kube, namespace=namespace, runtime=runtime_name)
     holder_uid = holder["metadata"]["uid"]
     in_use_pod = warmpod_model.status_of(in_use).pod_name or ""
@@ -110,6 +114,7 @@ async def test_leaked_claims_are_released_and_the_pool_refills(
         (in_use, holder_uid),
         (unreferenced, holder_uid),
         (gone, str(uuid.uuid4())),
+        (resumable, newbie["metadata"]["uid"]),
     ):
         await claim(kube, await _fresh(kube, warm_pod), sandbox_uid=sandbox_uid)
     # ... and a dead pass of it claimed unreferenced and adopted its pod too.
@@ -164,10 +169,16 @@ async def test_leaked_claims_are_released_and_the_pool_refills(
 
     async def refilled() -> bool:
         items = await warm_pods(kube, namespace=namespace)
-        return len(by_phase(items, "Ready")) == 3 and len(by_phase(items, "Assigned")) == 1
+        return len(by_phase(items, "Ready")) == 4 and len(by_phase(items, "Assigned")) == 2
 
     await eventually.eventually(
-        refilled, timeout_seconds=60, describe="3 Ready beside the 1 Assigned in use"
+        refilled, timeout_seconds=60, describe="4 Ready beside the 2 Assigned kept"
+    )
+    # The new sandbox's claim outlived many grace periods: kept, with its pod.
+    resumed = await _fresh(kube, resumable)
+    assert warmpod_model.status_of(resumed).assigned_to == newbie["metadata"]["uid"]
+    assert await _pod(
+        kube, namespace=namespace, name=warmpod_model.status_of(resumable).pod_name or ""
     )
     kept = next(
         wp
@@ -226,6 +237,15 @@ async def test_a_claim_referenced_since_the_list_is_not_released(
 
     warm_pod = await eventually.eventually(one_ready, timeout_seconds=60, describe="1 Ready")
     holder = await _create_sandbox(kube, namespace=namespace, runtime=runtime_name)
+    # Past new (a new sandbox's claim is never released: its next pass resumes it).
+    holder = await objects.replace_object(
+        kube,
+        resource=objects.SANDBOX,
+        namespace=namespace,
+        name="holder",
+        subresource="status",
+        body={**holder, "status": {"phase": "Creating"}},
+    )
     await claim(kube, warm_pod, sandbox_uid=holder["metadata"]["uid"])
     await stack.close()  # nothing else lists Sandboxes or touches the claim from here on
     claimed = await _fresh(kube, warm_pod)

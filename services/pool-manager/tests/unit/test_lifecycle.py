@@ -222,6 +222,24 @@ def test_a_long_ready_warm_pod_is_not_failed_for_a_readiness_blip() -> None:
     assert within.requeue_after_seconds == pytest.approx(200)
 
 
+def test_a_readiness_blip_keeps_its_start_across_passes() -> None:
+    """Every pass while the blip lasts (a resync, the other replica's pass on the status
+    write's hint) keeps PodNotReady and its transition time: the timeout still runs from the
+    blip's start, not from the pod's creation an hour ago."""
+    ready = warm_pod({"phase": "Ready", "podName": POD}, created_ago=3600)
+    blip = run(ready, pod(ready=False, created_ago=3600))
+    assert blip.status is not None
+    stored = lifecycle_status(blip.status, stopped_ago=10)
+    again = run(warm_pod(stored, created_ago=3600), pod(ready=False, created_ago=3600))
+    assert not again.delete
+    # Nothing to write: same phase, reason and transition time.
+    assert again.status is None
+    assert again.requeue_after_seconds == pytest.approx(290)
+    # And a third pass, from the stored status, is no different.
+    third = run(warm_pod(stored, created_ago=3600), pod(ready=False, created_ago=3600))
+    assert not third.delete
+
+
 def test_a_pod_created_late_gets_its_own_ready_timeout() -> None:
     """A WarmPod whose pod was refused for a while (a quota) times its pod from the pod's
     creation, not its own."""

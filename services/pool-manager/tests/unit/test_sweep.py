@@ -66,14 +66,22 @@ def warm_pod(
 
 
 def sandbox(
-    *, uid: str = SANDBOX_UID, ref: str | None = "p-0", pod_name: str | None = "p-0-pod"
+    *,
+    uid: str = SANDBOX_UID,
+    ref: str | None = "p-0",
+    pod_name: str | None = "p-0-pod",
+    phase: str | None = "Running",
+    deleting: bool = False,
 ) -> dict[str, Any]:
-    status: dict[str, Any] = {"phase": "Running"}
+    status: dict[str, Any] = {} if phase is None else {"phase": phase}
     if ref is not None:
         status["warmPodRef"] = {"name": ref}
     if pod_name is not None:
         status["podName"] = pod_name
-    return {"metadata": {"name": "sb", "namespace": "ns", "uid": uid}, "status": status}
+    metadata: dict[str, Any] = {"name": "sb", "namespace": "ns", "uid": uid}
+    if deleting:
+        metadata["deletionTimestamp"] = ts(1)
+    return {"metadata": metadata, "status": status}
 
 
 def judge(obj: warmpod_model.WarmPod, holder: dict[str, Any] | None) -> sweep.Verdict:
@@ -88,7 +96,12 @@ def judge(obj: warmpod_model.WarmPod, holder: dict[str, Any] | None) -> sweep.Ve
 def test_holder_of_a_sandbox() -> None:
     found = sweep.holder_of(sandbox())
     assert found == sweep.Holder(
-        uid=SANDBOX_UID, namespace="ns", name="sb", warm_pod_ref=("ns", "p-0"), pod_name="p-0-pod"
+        uid=SANDBOX_UID,
+        namespace="ns",
+        name="sb",
+        warm_pod_ref=("ns", "p-0"),
+        pod_name="p-0-pod",
+        phase="Running",
     )
     assert sweep.holder_of(sandbox(ref=None)).warm_pod_ref is None
 
@@ -128,6 +141,21 @@ def test_same_holder_is_the_listed_sandbox_or_none_for_a_namesake() -> None:
         (warm_pod(assigned_ago=None), None, sweep.Verdict.SANDBOX_GONE),
         (warm_pod(phase="Ready", assigned_to=None), None, sweep.Verdict.IN_USE),
         (warm_pod(deleting=True), None, sweep.Verdict.IN_USE),
+        # A new sandbox (its first writes refused, or no reconciler for a while): its next
+        # pass resumes the claim, as the reconciler's is_stray_claim says.
+        (warm_pod(), sandbox(ref=None, pod_name=None, phase=None), sweep.Verdict.IN_USE),
+        (warm_pod(), sandbox(ref=None, pod_name=None, phase="Pending"), sweep.Verdict.IN_USE),
+        # ... but not once it is being deleted, or past new.
+        (
+            warm_pod(),
+            sandbox(ref=None, pod_name=None, phase=None, deleting=True),
+            sweep.Verdict.NOT_REFERENCED,
+        ),
+        (
+            warm_pod(),
+            sandbox(ref=None, pod_name="sandbox-sb", phase="Creating"),
+            sweep.Verdict.NOT_REFERENCED,
+        ),
     ],
 )
 def test_judge(

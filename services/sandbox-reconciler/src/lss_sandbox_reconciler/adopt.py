@@ -96,6 +96,13 @@ async def adopt_pod(
     )
 
 
+def is_warm_pods(obj: dict[str, Any], *, warm_pod_uid: str) -> bool:
+    """Whether a pod or Service is still the claimed WarmPod's (what the adoption patch's
+    ``test`` checks): a 422 on such an object was a refusal, not a lost race."""
+    refs = (obj.get("metadata") or {}).get("ownerReferences") or []
+    return bool(refs) and refs[0].get("uid") == warm_pod_uid
+
+
 def _adoption_patch(
     candidate: ready_queue.Candidate,
     *,
@@ -208,22 +215,38 @@ async def delete_warm_pod(kube: client_module.Kube, *, namespace: str, name: str
 
 
 async def discard_claim(
-    kube: client_module.Kube, *, candidate: ready_queue.Candidate, pod_uid: str | None
-) -> None:
+    kube: client_module.Kube,
+    *,
+    candidate: ready_queue.Candidate,
+    pod_uid: str | None,
+    sandbox_uid: str,
+) -> bool:
     """Undo a claim that cannot be completed: its pod, the Service prepared with it and its
-    WarmPod are deleted (best effort).
+    WarmPod are deleted. True when the WarmPod went (the claim is gone); False when it is
+    kept, Assigned, so that a later pass (its assignment index) or the pool manager's sweep
+    finishes the release:
+
+    - the pod's delete failed (an outage): deleting the WarmPod would leave a pod that may
+      carry the sandbox's labels (behind its Service) with nothing left that names it;
+    - the pod carries the sandbox's labels and its deletion is pending (a grace period):
+      the sandbox's own deletion must wait for it (its policies still confine it), and only
+      the kept claim tells that pass it exists.
 
     The pod and the Service may carry the sandbox's labels already, so they are never handed
     to anyone else.
     """
-    with contextlib.suppress(errors.LssError):
-        await writes.delete_if_present(
+    try:
+        deletion = await writes.delete(
             kube,
             resource=objects.POD,
             namespace=candidate.namespace,
             name=candidate.pod_name,
             uid=pod_uid,
         )
+    except errors.ConflictError:
+        deletion = writes.Deletion.ABSENT  # another pod under that name: not the claim's
+    except errors.LssError:
+        return False
     with contextlib.suppress(errors.LssError):
         await writes.delete_if_present(
             kube,
@@ -231,7 +254,21 @@ async def discard_claim(
             namespace=candidate.namespace,
             name=names.warm_service_name(candidate.pod_name),
         )
+    if deletion is writes.Deletion.PENDING:
+        try:
+            pod = await get_pod(kube, namespace=candidate.namespace, name=candidate.pod_name)
+        except errors.LssError:
+            return False
+        if pod is not None and is_labelled_for(pod, sandbox_uid=sandbox_uid):
+            return False
     with contextlib.suppress(errors.LssError):
         await delete_warm_pod(
             kube, namespace=candidate.namespace, name=candidate.name, uid=candidate.uid
         )
+    return True
+
+
+def is_labelled_for(pod: dict[str, Any], *, sandbox_uid: str) -> bool:
+    """Whether the pod carries the sandbox's identity (it was adopted)."""
+    pod_labels = (pod.get("metadata") or {}).get("labels") or {}
+    return bool(pod_labels.get(owner_module.SANDBOX_UID) == sandbox_uid)

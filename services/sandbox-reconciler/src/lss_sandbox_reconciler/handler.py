@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import dataclasses
 import datetime
 import logging
 import socket
@@ -219,6 +220,10 @@ class Handler:
         metadata = sandbox.metadata
         with logs.bind(uid=metadata.uid, resource_version=metadata.resource_version):
             now = self._clock.now()
+            if self.warm is not None:
+                # Before planning: a released sandbox's plan must see a stray claim's pod that
+                # it adopted (its policies and finalizer wait for that pod too).
+                snapshot = await self._with_stray_claim(snapshot)
             planned = plan.plan_sandbox(snapshot, now=now, settings=self._settings.sandbox)
             try:
                 started_warm = None
@@ -274,6 +279,17 @@ class Handler:
             # delete still pending keeps its requeue).
             delay = None if applied.finalizer_removed else planned.requeue_after_seconds
             return self._requeue((namespace, name), delay=delay)
+
+    async def _with_stray_claim(self, snapshot: plan.Snapshot) -> plan.Snapshot:
+        assert self.warm is not None
+        pods = await self.warm.release_stray_claim(snapshot)
+        if not pods:
+            return snapshot
+        children = snapshot.children
+        return dataclasses.replace(
+            snapshot,
+            children=dataclasses.replace(children, other_pods=(*children.other_pods, *pods)),
+        )
 
     async def _read_refused(
         self, key: tuple[str, str], *, error: errors.LssError

@@ -213,9 +213,14 @@ class Observer:
             network_policies=_with_uid(early.network_policies, uid),
             cilium_policies=_with_uid(early.cilium_policies, uid),
             warm_service=warm_svc,
+            foreign_policies=_foreign(early.network_policies, uid)
+            | _foreign(early.cilium_policies, uid),
         )
         warm_started = warm_pod is not None and warm_pod != early.pod_name
         if releasing:
+            if warm_started and early.pod is not None:
+                # A cold pod beside the warm one (two replicas raced): released with it.
+                children = dataclasses.replace(children, other_pods=(early.pod,))
             return plan.Snapshot(
                 sandbox=obj,
                 runtimes=(),
@@ -655,6 +660,13 @@ def _with_uid(found: dict[str, dict[str, Any]], uid: str) -> dict[str, dict[str,
         for name, item in found.items()
         if ((item.get("metadata") or {}).get("labels") or {}).get(owner_module.SANDBOX_UID) == uid
     }
+
+
+def _foreign(found: dict[str, dict[str, Any]], uid: str) -> frozenset[str]:
+    """Names of the policies under the sandbox's policy names that are not its own: another
+    sandbox's (a dotted or long name is hashed, and a plain name can equal the hash), an
+    earlier namesake's, or nobody's of ours."""
+    return frozenset(name for name in found if name not in _with_uid(found, uid))
 
 
 def _releasing(obj: sandbox_model.Sandbox) -> bool:

@@ -107,6 +107,14 @@ class Children:
     warm_service: Object | None = None
     """The Service prepared with the warm pod the sandbox runs on (``warm-<pod>``), when
     the sandbox started warm."""
+    foreign_policies: frozenset[str] = frozenset()
+    """Names of policies found under the sandbox's policy names that are not its own (another
+    sandbox's UID label, or none): creating ours would meet AlreadyExists and leave the pod
+    with no policy at all."""
+    other_pods: tuple[Object, ...] = ()
+    """Pods of the sandbox's besides ``pod``, read on passes that release it: a cold pod
+    beside the warm one it runs on, a stray claim's pod it adopted. Released like its pod
+    (deleted first, everything else waits until they are gone)."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -422,6 +430,17 @@ def _plan_running(
         _Desired(Kind.POD, pod.render_pod(spec, owner=owner, settings=settings), children.pod)
     )
 
+    taken = sorted(
+        children.foreign_policies & {*policies.network_policies, *policies.cilium_policies}
+    )
+    if taken:
+        draft.fail(
+            ConditionType.READY,
+            reason=Reason.NAME_CONFLICT,
+            message=f"NetworkPolicy {taken[0]} exists and belongs to another sandbox (or to no "
+            "sandbox); delete it or rename this sandbox",
+        )
+        return _plan_release(snapshot, draft=draft, owner=owner, settings=settings)
     for desired in (*first, *last):
         if desired.observed is not None and not owner_module.is_owned_by(
             desired.observed, owner=owner
@@ -688,6 +707,7 @@ def _owned_children(
     """Observed children of ours in deletion order (pod first, namespace last)."""
     found: list[tuple[Kind, Object | None]] = [
         (Kind.POD, children.pod),
+        *((Kind.POD, p) for p in children.other_pods),
         (Kind.SERVICE, children.service),
         (Kind.SERVICE, children.warm_service),
         *((Kind.CILIUM_NETWORK_POLICY, p) for p in children.cilium_policies.values()),

@@ -132,6 +132,10 @@ class Result(enum.StrEnum):
     DISCARDED = "discarded"
     RESUMED = "resumed"
     REFUSED = "refused"
+    REFUSED_RECENTLY = "refused_recently"
+    """Not tried: a warm pod's adoption in the namespace was refused less than
+    ``refused_write_retry_seconds`` ago (each attempt would burn a warm pod; a refused CAS
+    costs only its write and is retried by the next sandbox)."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -247,6 +251,11 @@ def _pod_action(planned: plan.Plan) -> plan.Action | None:
     )
 
 
+class AdoptionRefused(Exception):
+    """The API server refused the adoption of a claimed pod or its Service for good (403, or
+    a 422 that is not the patch's failed test)."""
+
+
 class WarmStarter:
     """Claims for one reconciler process (its queue is fed by :class:`ReadyQueueFeed`)."""
 
@@ -271,6 +280,23 @@ class WarmStarter:
         self.queue = queue
         self._publisher = publisher
         self._rng = rng or random.Random()
+        # Per namespace, until when (monotonic) warm starts are not tried: a claim's write
+        # was refused there (RBAC, an admission policy), and would be again.
+        self._refused_until: dict[str, float] = {}
+
+    def _refused_recently(self, namespace: str) -> bool:
+        until = self._refused_until.get(namespace)
+        if until is None:
+            return False
+        if until <= self._clock.monotonic():
+            del self._refused_until[namespace]
+            return False
+        return True
+
+    def _note_refusal(self, namespace: str) -> None:
+        self._refused_until[namespace] = (
+            self._clock.monotonic() + self._settings.reconcile.refused_write_retry_seconds
+        )
 
     # -- timing -------------------------------------------------------------------------------
 
@@ -333,6 +359,11 @@ class WarmStarter:
         resolved = self._resolve(snapshot)
         if resolved is None or claim.cold_reason(resolved.spec, owner=owner) is not None:
             self._metrics.claims_total.labels(result=Result.INELIGIBLE).inc()
+            return None
+        if self._refused_recently(obj.metadata.namespace or "") and (
+            self.queue.assignment(obj.metadata.uid or "") is None
+        ):
+            self._metrics.claims_total.labels(result=Result.REFUSED_RECENTLY).inc()
             return None
         wanted = claim.wanted_for(
             obj, spec=resolved.spec, profile=resolved.profile, cold_pod=pod_action.body
@@ -400,6 +431,8 @@ class WarmStarter:
                 now=now,
                 progress=progress,
             )
+        except AdoptionRefused as error:
+            refusal = error
         except BaseException:
             # Adopted and able to serve, the pod is the sandbox's: a failure after that (a
             # 409 on the status write, an outage) keeps the claim while the stored sandbox is
@@ -411,6 +444,31 @@ class WarmStarter:
                 kube, sandbox=obj, chosen=chosen, pod=pod, resumable=progress.adopted
             )
             raise
+        # The adoption was refused for good (RBAC, an admission policy), like a refused CAS:
+        # every claim here would be. Retried, each pass claimed and discarded another warm
+        # pod and the sandbox never ran. The claim goes (its pod may carry the sandbox's
+        # labels if only the Service's patch was refused), the sandbox starts cold in this
+        # pass, and the namespace's next sandboxes skip the claim for a while.
+        await self._discard(kube, sandbox=obj, chosen=chosen, pod=None)
+        self._note_refusal(chosen.namespace)
+        self._metrics.claims_total.labels(result=Result.REFUSED).inc()
+        _log.warning(
+            "warm pod adoption refused; starting cold",
+            extra={"warm_pod": chosen.name, "error": str(refusal.__cause__)},
+        )
+        self.mark_cold(planned)
+        cold = await apply.apply_plan(
+            kube,
+            sandbox=children.sandbox,
+            planned=dataclasses.replace(planned, actions=rest),
+            metrics=self._sandbox_metrics,
+            strict_creates=snapshot.children_assumed_absent,
+        )
+        return Started(
+            planned=planned,
+            applied=dataclasses.replace(cold, writes=children.writes + cold.writes),
+            warm=False,
+        )
 
     async def _discard(
         self,
@@ -432,8 +490,15 @@ class WarmStarter:
             return
         self._metrics.claims_total.labels(result=Result.DISCARDED).inc()
         pod_uid = ((pod or {}).get("metadata") or {}).get("uid")
-        await asyncio.shield(adopt.discard_claim(kube, candidate=chosen, pod_uid=pod_uid))
-        self.queue.remove(chosen.key)
+        released = await asyncio.shield(
+            adopt.discard_claim(
+                kube, candidate=chosen, pod_uid=pod_uid, sandbox_uid=sandbox.metadata.uid or ""
+            )
+        )
+        if released:
+            self.queue.remove(chosen.key)
+        # Else the WarmPod stays Assigned and indexed: a later pass (release_stray_claim)
+        # or the pool manager's sweep finishes the release, its pod first.
 
     async def _stored_claim(
         self,
@@ -573,15 +638,26 @@ class WarmStarter:
             adopt.adopt_service(kube, candidate=chosen, owner=owner),
             return_exceptions=True,
         )
+        if isinstance(warm_service, errors.PermanentError):
+            raise AdoptionRefused(f"Service of {chosen.pod_name}") from warm_service
         if isinstance(warm_service, BaseException):
             raise warm_service
+        if warm_service is not None and adopt.is_warm_pods(warm_service, warm_pod_uid=chosen.uid):
+            # Its patch answered 422 and the Service is unchanged: refused, not raced.
+            raise AdoptionRefused(f"Service of {chosen.pod_name}")
+        if isinstance(adopted, errors.PermanentError):
+            raise AdoptionRefused(f"pod {chosen.pod_name}") from adopted
         if isinstance(adopted, errors.InvalidObjectError):
             # The patch's test failed: the pod is no longer the WarmPod's. Another pass of
             # this same sandbox (its claim resumed on another replica) may have adopted it:
-            # then it is the sandbox's, and must not be discarded as a failed claim.
+            # then it is the sandbox's, and must not be discarded as a failed claim. Still
+            # the claimed WarmPod's, the test passed and the patch itself was refused (a 422
+            # from an admission policy).
             now_owned = await adopt.get_pod(kube, namespace=chosen.namespace, name=chosen.pod_name)
             if now_owned is not None and owner_module.is_owned_by(now_owned, owner=owner):
                 adopted = now_owned
+            elif now_owned is not None and adopt.is_warm_pods(now_owned, warm_pod_uid=chosen.uid):
+                raise AdoptionRefused(f"pod {chosen.pod_name}") from adopted
         if isinstance(adopted, errors.NotFoundError | errors.InvalidObjectError):
             # Gone, or no longer the claimed WarmPod's (the patch's test failed).
             raise errors.ConflictError(
@@ -651,9 +727,7 @@ class WarmStarter:
     # -- the end ------------------------------------------------------------------------------
 
     async def release(self, snapshot: plan.Snapshot) -> None:
-        """Give back the WarmPod of an ending sandbox (deleted, or handed to the recycler), and
-        a stray claim of the sandbox (:meth:`release_stray_claim`)."""
-        await self.release_stray_claim(snapshot)
+        """Give back the WarmPod of an ending sandbox (deleted, or handed to the recycler)."""
         obj = snapshot.sandbox
         status = sandbox_model.status_of(obj)
         ref = status.warm_pod_ref
@@ -712,35 +786,51 @@ class WarmStarter:
             self._metrics.released_total.labels(how="deleted").inc()
             _log.info("warm pod released", extra={"warm_pod": ref.name})
 
-    async def release_stray_claim(self, snapshot: plan.Snapshot) -> None:
-        """Give back a WarmPod Assigned to the sandbox that it can no longer use.
+    async def release_stray_claim(self, snapshot: plan.Snapshot) -> tuple[dict[str, Any], ...]:
+        """Give back a WarmPod Assigned to the sandbox that it can no longer use; returns the
+        pods the pass's plan must release itself (see below).
 
-        A pass killed between its CAS and the sandbox's status leaves the WarmPod Assigned.
-        While the sandbox is new, the next pass resumes that claim (``_claim_or_resume``);
-        once it is not (it ended, or started from another pod), the claim is stray
-        (``claim.is_stray_claim``): its WarmPod is deleted, and its pod too unless the sandbox
-        runs on it. Found through this replica's assignment index (no read unless there is
-        one); the pool manager's sweep is the backstop for claims no replica indexed.
+        A pass killed between its CAS and the sandbox's status leaves the WarmPod Assigned
+        (so does a discarded claim whose pod could not be deleted yet). While the sandbox is
+        new, the next pass resumes that claim (``_claim_or_resume``); once it is not (it
+        ended, or started from another pod), the claim is stray (``claim.is_stray_claim``):
+        its WarmPod is deleted, and its pod too unless the sandbox runs on it. Found through
+        this replica's assignment index (no read unless there is one); the pool manager's
+        sweep is the backstop for claims no replica indexed.
+
+        A sandbox being released (deleted, or ended) whose stray claim's pod was adopted by
+        it (its labels: its Service and policies select it) gets that pod back: the plan
+        deletes it and keeps the sandbox's policies and finalizer until it is gone, like its
+        own pod. The WarmPod stays (it is what names the pod) until then.
         """
         obj = snapshot.sandbox
         uid = obj.metadata.uid or ""
         found = self.queue.assignment(uid)
         if found is None or not claim.is_stray_claim(obj, warm_pod=(found.namespace, found.name)):
-            return
+            return ()
         kube = self._kube()
         held = await adopt.release_warm_pod(
             kube, namespace=found.namespace, name=found.name, sandbox_uid=uid
         )
         if held is None:
             self.queue.remove((found.namespace, found.name))
-            return
+            return ()
         pod_name = warmpod_model.status_of(held).pod_name or found.pod_name
         pod = await adopt.get_pod(kube, namespace=found.namespace, name=pod_name)
+        status = sandbox_model.status_of(obj)
+        releasing = bool(obj.metadata.deletion_timestamp) or lifecycle.is_terminal(status.phase)
+        if (
+            releasing
+            and pod is not None
+            and pod_name != status.pod_name
+            and adopt.is_labelled_for(pod, sandbox_uid=uid)
+        ):
+            return (pod,)
         if claim.may_discard_pod(
             pod,
             warm_pod_uid=held.metadata.uid or "",
             sandbox_uid=uid,
-            sandbox_pod_name=sandbox_model.status_of(obj).pod_name,
+            sandbox_pod_name=status.pod_name,
         ):
             assert pod is not None
             with contextlib.suppress(errors.NotFoundError, errors.ConflictError):
@@ -757,6 +847,7 @@ class WarmStarter:
             self._metrics.released_total.labels(how="stray_claim").inc()
             _log.info("stray claim released", extra={"warm_pod": found.name})
         self.queue.remove((found.namespace, found.name))
+        return ()
 
     async def remove_stray_cold_pod(self, snapshot: plan.Snapshot) -> None:
         """Delete a cold pod of a sandbox that started warm on another replica's pass.

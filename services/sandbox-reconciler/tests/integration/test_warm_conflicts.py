@@ -40,10 +40,11 @@ from lss_common import errors
 from lss_common.bus import codec
 from lss_common.kube import objects
 from lss_common.logic import subjects
-from lss_common.models import labels, messages
+from lss_common.models import kinds, labels, messages
 from lss_common.observability import metrics as shared_metrics
 from lss_common.testing import eventually
 from lss_common.testing.admission import refusing
+from lss_common.testing.finalizers import hold_deletion, release_deletion
 from lss_dev import webhook
 from lss_sandbox_reconciler import adopt, names
 from lss_sandbox_reconciler.render import owner as owner_module
@@ -546,3 +547,122 @@ async def test_a_refused_claim_starts_cold_and_leaves_the_warm_pod_a_candidate(
     warm = await cluster.wait_phase("allowed", "Running")
     assert warm["status"].get("warmPodRef"), warm["status"]
     assert _claims(reconciler, "claimed") == 1
+
+
+async def test_a_sandbox_deleted_mid_claim_waits_for_the_pod_it_adopted(
+    world: World,
+    cluster: Cluster,
+    pool_manager: PoolManager,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The Sandbox is deleted between the adoption of its warm pod and its Running status
+    (the status write then conflicts and the claim is discarded). The adopted pod carries
+    the sandbox's labels, and its deletion takes a while (held here by a foreign finalizer,
+    as a grace period would): the sandbox keeps its finalizer and its deny policy until that
+    pod is gone, and the WarmPod, which names the pod, stays until then too. Before, the
+    discard deleted the WarmPod at once and the next pass, blind to the pod, removed the
+    policies and the finalizer while the pod still ran."""
+    reconciler = await world.start_reconciler()
+    await pool_manager.start()
+    await world.start_watcher()
+    await cluster.create_runtime()
+    await create_pool(cluster, "std", minSize=1, maxSize=1)
+    await wait_ready_warm_pods(cluster, 1)
+    (warm_pod,) = await warm_pods(cluster.kube, cluster.namespace)
+    pod_name = warm_pod["status"]["podName"]
+    real = adopt.adopt_service
+    deleted: list[str] = []
+
+    async def deleted_meanwhile(kube: Any, *, candidate: Any, owner: Any) -> Any:
+        adopted = await real(kube, candidate=candidate, owner=owner)
+        if not deleted:
+            deleted.append(owner.name)
+            await hold_deletion(
+                kube, resource=objects.POD, name=candidate.pod_name, namespace=cluster.namespace
+            )
+            await cluster.delete_sandbox(owner.name)
+        return adopted
+
+    monkeypatch.setattr(adopt, "adopt_service", deleted_meanwhile)
+    await cluster.create_sandbox("doomed", timeout=600)
+    held = await cluster.wait_phase("doomed", "Terminating")
+    uid = held["metadata"]["uid"]
+    assert deleted == ["doomed"]
+    pod = await objects.get_object(
+        cluster.kube, resource=objects.POD, namespace=cluster.namespace, name=pod_name
+    )
+    assert pod["metadata"].get("deletionTimestamp"), "the adopted pod is being deleted"
+    assert pod["metadata"]["labels"][owner_module.SANDBOX_UID] == uid
+    # Its policies still confine it, and the Sandbox keeps its finalizer.
+    policies = (await cluster.children(uid)).get("NetworkPolicy", [])
+    assert names.policy_name("doomed", policy=names.Policy.DENY) in policies
+    assert kinds.FINALIZER in held["metadata"]["finalizers"]
+    assert warm_pod["metadata"]["uid"] in {
+        wp["metadata"]["uid"] for wp in await warm_pods(cluster.kube, cluster.namespace)
+    }
+    await release_deletion(
+        cluster.kube, resource=objects.POD, name=pod_name, namespace=cluster.namespace
+    )
+    await cluster.wait_gone("doomed")
+    assert not any((await cluster.children(uid)).values())
+
+    async def claim_released() -> bool:
+        items = await warm_pods(cluster.kube, cluster.namespace)
+        return warm_pod["metadata"]["uid"] not in {wp["metadata"]["uid"] for wp in items}
+
+    await eventually.eventually(claim_released, timeout_seconds=30, describe="WarmPod released")
+    assert reconciler.sample(_CLAIMS, result="discarded") == 1
+
+
+async def test_a_refused_adoption_starts_cold_and_stops_claiming_for_a_while(
+    world: World, cluster: Cluster, pool_manager: PoolManager
+) -> None:
+    """The claimed pod's adoption is refused for good (a test webhook answers 403 to every
+    pod update that gives it a Sandbox owner, as an admission policy would): the claim is
+    discarded and the sandbox starts cold in the same pass. The namespace's next sandbox does
+    not claim (``refused_recently``) — retried, each pass claimed and burned another warm pod
+    and the sandbox never ran."""
+    reconciler, ready = await _pool_in_the_queue(
+        world, cluster, pool_manager, 2, stop_watcher=False
+    )
+
+    def refuse_adoptions(request: Mapping[str, Any]) -> webhook.Denial | None:
+        refs = ((request.get("object") or {}).get("metadata") or {}).get("ownerReferences") or []
+        if not any(ref.get("kind") == "Sandbox" for ref in refs):
+            return None
+        return webhook.Denial(code=403, reason="Forbidden", message="the test refuses adoptions")
+
+    rule = {
+        "apiGroups": [""],
+        "apiVersions": ["v1"],
+        "operations": ["UPDATE"],
+        "resources": ["pods"],
+    }
+    probe_pod = ready[0]["status"]["podName"]
+    probes = iter(range(1_000_000))
+
+    async def probe() -> None:
+        await objects.patch_object(
+            cluster.kube,
+            resource=objects.POD,
+            namespace=cluster.namespace,
+            name=probe_pod,
+            body={"metadata": {"annotations": {"test.llmsafespace.dev/probe": str(next(probes))}}},
+        )
+
+    async with webhook.serving(
+        cluster.kube, namespace=cluster.namespace, rule=rule, answer=refuse_adoptions, probe=probe
+    ) as hook:
+        await cluster.create_sandbox("refused", timeout=600)
+        running = await cluster.wait_phase("refused", "Running")
+        assert running["status"].get("warmPodRef") is None
+        assert running["status"]["podName"] == names.pod_name("refused")
+        assert _claims(reconciler, "claimed") == 1
+        assert _claims(reconciler, "refused") == 1
+        assert _claims(reconciler, "discarded") == 1
+        await cluster.create_sandbox("skipped", timeout=600)
+        skipped = await cluster.wait_phase("skipped", "Running")
+        assert skipped["status"].get("warmPodRef") is None
+        assert _claims(reconciler, "refused_recently") == 1
+        assert _claims(reconciler, "claimed") == 1
+        assert len(hook.denied) == 1

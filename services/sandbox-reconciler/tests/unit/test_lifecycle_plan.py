@@ -429,6 +429,23 @@ def test_a_foreign_child_is_never_adopted() -> None:
     assert result.actions == ()
 
 
+def test_a_policy_name_taken_by_another_sandbox_is_a_name_conflict() -> None:
+    """Another sandbox's policy under one of ours (a hashed name can equal a plain one):
+    creating ours would meet AlreadyExists, count as done, and leave the pod with no policy."""
+    result = run(
+        snapshot(children=plan.Children(foreign_policies=frozenset({"sandbox-demo-deny"})))
+    )
+    assert result.status.phase == "Failed"
+    assert condition(result, "Ready") == ("False", "NameConflict")
+    assert any("sandbox-demo-deny" in (c.message or "") for c in result.status.conditions or [])
+    assert result.actions == ()
+    # A foreign policy under a name this sandbox does not want (no ingress) is no conflict.
+    unrelated = run(
+        snapshot(children=plan.Children(foreign_policies=frozenset({"sandbox-demo-ingress"})))
+    )
+    assert unrelated.status.phase != "Failed"
+
+
 def test_deletion_deletes_the_pod_first_then_the_rest_then_removes_the_finalizer() -> None:
     spec = {"storage": {"persistent": True}}
     first = run(snapshot(spec=spec))
@@ -474,6 +491,45 @@ def test_deletion_deletes_the_pod_first_then_the_rest_then_removes_the_finalizer
     assert summary(done) == [("remove-finalizer", None, None)]
     assert not done.status_changed
     assert done.requeue_after_seconds is None
+
+
+def test_another_pod_of_the_sandbox_holds_its_policies_and_finalizer() -> None:
+    """A pod of the sandbox's besides the one at its name (a warm pod it adopted for a claim
+    that was then discarded, a cold pod beside a warm one) is released like its pod: deleted
+    first, and nothing else goes while it terminates."""
+    first = run(snapshot())
+    children = applied(first, plan.Children())
+    adopted = dict(children.pod or {})
+    adopted["metadata"] = {**adopted["metadata"], "name": "warm-p-0", "uid": "adopted-uid"}
+    rest = dataclasses.replace(children, pod=None, service=None, other_pods=(adopted,))
+    result = run(snapshot(finalizers=FIN, deleting=True, children=rest))
+    assert summary(result) == [("delete", "Pod", "warm-p-0")]
+    assert result.actions[0].uid == "adopted-uid"
+    assert result.status.phase == "Terminating"
+    terminating = {**adopted, "metadata": {**adopted["metadata"], "deletionTimestamp": "x"}}
+    waiting = run(
+        snapshot(
+            finalizers=FIN,
+            deleting=True,
+            status=_dump(result),
+            children=dataclasses.replace(rest, other_pods=(terminating,)),
+        )
+    )
+    assert waiting.actions == ()
+    # A pod that is not the sandbox's (neither its UID label nor its owner reference) is
+    # none of its business.
+    stranger = {
+        **adopted,
+        "metadata": {**adopted["metadata"], "labels": {}, "ownerReferences": []},
+    }
+    alone = run(
+        snapshot(
+            finalizers=FIN,
+            deleting=True,
+            children=dataclasses.replace(rest, other_pods=(stranger,)),
+        )
+    )
+    assert ("remove-finalizer", None, None) in summary(alone)
 
 
 def test_a_child_held_by_someone_elses_finalizer_keeps_ours() -> None:

@@ -385,7 +385,7 @@ async def test_a_pass_is_told_how_many_hints_ride_along(nats_url: str) -> None:
             riders[message.resource_version or ""] = delivery.riders
             sequences[message.resource_version or ""] = (
                 delivery.stream_seq,
-                consuming.current_rider_seqs(),
+                delivery.rider_seqs,
             )
             carried[message.resource_version or ""] = [
                 codec.decode(data, message_type=messages.ChangeEvent).resource_version

@@ -202,8 +202,9 @@ class Handler:
             return self._requeue(key, _PREVIOUS_POOL_RECHECK_SECONDS)
         members_found = await observe.list_warm_pods(kube, pool=pool, any_version=True)
         swept = await self._sweeper.run(pool, warm_pods=members_found)  # leaked claims
+        fingerprint = self._fingerprint(pool, inputs=inputs)
         members = [
-            _member(wp, record=inputs.record, preload_hash=preload_hash)
+            _member(wp, record=inputs.record, preload_hash=preload_hash, fingerprint=fingerprint)
             for wp in members_found
             if (wp.metadata.uid or "") not in swept.released
         ]
@@ -324,20 +325,7 @@ class Handler:
         preload_hash: str,
     ) -> None:
         kube = self._kube.kube
-        # The fingerprint is of the rendered pod, computed for a stand-in WarmPod: identity
-        # is not part of it.
-        probe = warmpod_model.WarmPod(
-            metadata=meta.ObjectMeta(name=slot, namespace=pool.metadata.namespace, uid="0" * 8),
-            spec=inputs.record,
-        )
-        fingerprint = podspec.fingerprint(
-            podspec.render_warm_pod(
-                inputs.spec,
-                warm_pod=probe,
-                pool_uid=pool.metadata.uid or "",
-                settings=self._settings.sandbox,
-            )
-        )
+        fingerprint = self._fingerprint(pool, inputs=inputs)
         created = await apply.create_warm_pod(
             kube,
             body=apply.warm_pod_body(
@@ -354,6 +342,22 @@ class Handler:
         # Created right away (not on the WarmPod's own hint) to save a round trip; the
         # warmpod handler creates them instead if this process dies in between.
         await self._create_pod_and_service(created, pool=pool, inputs=inputs)
+
+    def _fingerprint(self, pool: warmpool_model.WarmPool, *, inputs: observe.BuildInputs) -> str:
+        """The fingerprint of the pod the pool's inputs build now (what a claim compares),
+        computed for a stand-in WarmPod: identity is not part of it."""
+        probe = warmpod_model.WarmPod(
+            metadata=meta.ObjectMeta(name="probe", namespace=pool.metadata.namespace, uid="0" * 8),
+            spec=inputs.record,
+        )
+        return podspec.fingerprint(
+            podspec.render_warm_pod(
+                inputs.spec,
+                warm_pod=probe,
+                pool_uid=pool.metadata.uid or "",
+                settings=self._settings.sandbox,
+            )
+        )
 
     async def _create_pod_and_service(
         self,
@@ -583,10 +587,7 @@ class Handler:
     async def _create_missing_pod(self, warm_pod: warmpod_model.WarmPod) -> bool:
         """Create the pod of a WarmPod whose creator died before it; False if it was deleted."""
         kube = self._kube.kube
-        ref = warm_pod.spec.pool_ref
-        pool = await observe.get_pool(
-            kube, namespace=ref.namespace or warm_pod.metadata.namespace or "", name=ref.name
-        )
+        pool = await observe.get_pool_of(kube, warm_pod)
         orphaned = pool is None or bool(pool.metadata.deletion_timestamp)
         inputs: observe.BuildInputs | None = None
         if pool is not None and not orphaned:
@@ -596,9 +597,16 @@ class Handler:
                 )
             except errors.PermanentError:
                 inputs = None
-        if pool is None or inputs is None or inputs.record != warm_pod.spec:
-            # Orphaned, or built for a configuration that no longer applies: the pool
-            # replaces it.
+        if (
+            pool is None
+            or inputs is None
+            or inputs.record != warm_pod.spec
+            or _fingerprint_of(warm_pod) != self._fingerprint(pool, inputs=inputs)
+        ):
+            # Orphaned, or built for a configuration that no longer applies (its record, or
+            # the pod it would get now: a new image, a profile's content, a setting): the
+            # pool replaces it. Creating the pod from today's inputs under yesterday's
+            # fingerprint would let a claim take it for the pod it recorded.
             # With its resourceVersion: the WarmPod was read from the watch cache, and one
             # changed since (its pod made by another replica, claimed) is not ours to delete.
             deleted = await apply.delete_warm_pod(
@@ -620,8 +628,16 @@ def _is_refusal(error: BaseException) -> bool:
     return isinstance(error, errors.PermanentError | errors.InvalidObjectError)
 
 
+def _fingerprint_of(warm_pod: warmpod_model.WarmPod) -> str | None:
+    return (warm_pod.metadata.annotations or {}).get(podspec.POD_SPEC_HASH)
+
+
 def _member(
-    warm_pod: warmpod_model.WarmPod, *, record: warmpod_model.WarmPodSpec, preload_hash: str
+    warm_pod: warmpod_model.WarmPod,
+    *,
+    record: warmpod_model.WarmPodSpec,
+    preload_hash: str,
+    fingerprint: str,
 ) -> sizing.Member:
     metadata = warm_pod.metadata
     created = metadata.creation_timestamp
@@ -634,7 +650,11 @@ def _member(
         else meta.parse_timestamp("1970-01-01T00:00:00Z"),
         idle_since=lifecycle.idle_since(warm_pod),
         deleting=bool(metadata.deletion_timestamp),
-        outdated=warm_pod.spec != record or preload.hash_of(warm_pod) != preload_hash,
+        # The record, the preload scripts or the pod the pool builds now (its fingerprint: a
+        # new image, a profile's content, a setting) differ: no sandbox would match it.
+        outdated=warm_pod.spec != record
+        or preload.hash_of(warm_pod) != preload_hash
+        or _fingerprint_of(warm_pod) != fingerprint,
         resource_version=metadata.resource_version or "",
     )
 

@@ -28,6 +28,28 @@ class BuildInputs:
     record: warmpod_model.WarmPodSpec
 
 
+def pool_key(warm_pod: warmpod_model.WarmPod) -> tuple[str, str] | None:
+    """(namespace, name) of the WarmPod's pool: always in the WarmPod's own namespace, where
+    a pool creates its WarmPods. A ``poolRef`` naming another namespace names no pool: such
+    a WarmPod (made by hand) is an orphan, never built from, nor preloaded by, another
+    namespace's pool."""
+    ref = warm_pod.spec.pool_ref
+    namespace = warm_pod.metadata.namespace or ""
+    if ref.namespace and ref.namespace != namespace:
+        return None
+    return namespace, ref.name
+
+
+async def get_pool_of(
+    kube: client.Kube, warm_pod: warmpod_model.WarmPod
+) -> warmpool_model.WarmPool | None:
+    """The WarmPod's pool (:func:`pool_key`); None when it has none."""
+    key = pool_key(warm_pod)
+    if key is None:
+        return None
+    return await get_pool(kube, namespace=key[0], name=key[1])
+
+
 async def get_pool(
     kube: client.Kube, *, namespace: str, name: str
 ) -> warmpool_model.WarmPool | None:

@@ -86,9 +86,8 @@ class Preloader:
     async def run(self, warm_pod: warmpod_model.WarmPod, *, pod_name: str) -> Outcome:
         """Advance ``warm_pod``'s preload (see the module docstring)."""
         kube = self._kube()
-        ref = warm_pod.spec.pool_ref
         namespace = warm_pod.metadata.namespace or ""
-        pool = await observe.get_pool(kube, namespace=ref.namespace or namespace, name=ref.name)
+        pool = await observe.get_pool_of(kube, warm_pod)
         if pool is None or pool.metadata.deletion_timestamp:
             return Outcome()  # the pool's deletion removes the WarmPod
         try:
@@ -320,8 +319,7 @@ class Preloader:
 
 
 def pod_name_of(warm_pod: warmpod_model.WarmPod) -> str:
-    """The WarmPod's pod (its status, or the deterministic name)."""
-    status = warmpod_model.status_of(warm_pod)
-    return status.pod_name or names.pod_name(
-        warm_pod.metadata.name or "", uid=warm_pod.metadata.uid or ""
-    )
+    """The WarmPod's pod: always its deterministic name, the pod whose ownership the pass
+    checked (``lifecycle.is_own_pod``). Never ``status.podName``: whoever may write a
+    WarmPod's status could otherwise point the pool's scripts at another pod to exec in."""
+    return names.pod_name(warm_pod.metadata.name or "", uid=warm_pod.metadata.uid or "")

@@ -711,6 +711,53 @@ async def test_a_podless_warm_pod_of_an_old_configuration_is_replaced(
     assert ready.spec.resources.memory == "256Mi"
 
 
+async def test_warm_pods_of_an_old_image_are_replaced(
+    stack: Stack, kube: client.Kube, namespace: str, runtime_name: str
+) -> None:
+    """The pool's runtime gets a new image: its WarmPods' records (runtime, level, resources,
+    profile reference) are unchanged, but the pod the pool builds now is not the one they
+    recorded (their pod-spec fingerprint), so no sandbox would ever match them. They are
+    replaced by WarmPods of the new image; before, the pool reported itself filled while
+    every sandbox started cold, until the TTL."""
+    await stack.start_manager()
+    await stack.start_watcher()
+    await create_pool(kube, namespace=namespace, name="py", runtime=runtime_name, minSize=2)
+    old = {wp.metadata.uid for wp in await wait_ready(kube, namespace, 2, what="2 Ready")}
+    language = runtime_name.partition(":")[0]
+    await objects.patch_object(
+        kube,
+        resource=objects.RUNTIME_ENVIRONMENT,
+        name=language,
+        body={"spec": {"image": "ghcr.io/llmsafespace/runtime-python:3.12"}},
+    )
+    # A runtime's change wakes no pool: the next pool pass (a resync, any WarmPod's change)
+    # finds it. Here, a touch of the pool.
+    await objects.patch_object(
+        kube,
+        resource=objects.WARM_POOL,
+        namespace=namespace,
+        name="py",
+        body={"metadata": {"annotations": {"test.llmsafespace.dev/poke": "1"}}},
+    )
+
+    async def replaced() -> list[warmpod_model.WarmPod] | None:
+        items = await warm_pods(kube, namespace=namespace)
+        ready = by_phase(items, "Ready")
+        if len(ready) != 2 or len(items) != 2 or {wp.metadata.uid for wp in items} & old:
+            return None
+        return ready
+
+    fresh = await eventually.eventually(replaced, timeout_seconds=60, describe="2 new Ready")
+    for warm_pod in fresh:
+        pod = await objects.get_object(
+            kube,
+            resource=objects.POD,
+            namespace=namespace,
+            name=warmpod_model.status_of(warm_pod).pod_name or "",
+        )
+        assert pod["spec"]["containers"][0]["image"] == "ghcr.io/llmsafespace/runtime-python:3.12"
+
+
 async def test_a_pool_re_created_under_its_name_waits_for_its_predecessors_children(
     stack: Stack, kube: client.Kube, namespace: str, runtime_name: str
 ) -> None:

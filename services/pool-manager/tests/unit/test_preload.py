@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from lss_common.models import meta
 from lss_common.models import warmpod as warmpod_model
 from lss_common.models import warmpool as warmpool_model
-from lss_pool_manager import lifecycle, preload, sizing
+from lss_pool_manager import lifecycle, names, observe, preload, preloading, sizing
 
 NOW = datetime.datetime(2025, 6, 1, 12, 0, tzinfo=datetime.UTC)
 
@@ -389,3 +389,44 @@ def test_failure_record_counts_and_success_resets() -> None:
     reset = preload.recorded_success(second)
     assert reset is not None
     assert reset.consecutive_failures == 0
+
+
+def test_scripts_run_in_the_warm_pods_own_pod_whatever_its_status_says() -> None:
+    """The exec target is the deterministic pod name whose ownership the pass checked, never
+    ``status.podName``: whoever may write a WarmPod's status could otherwise point the
+    pool's scripts at any pod of the namespace."""
+    warm_pod = warmpod_model.WarmPod(
+        metadata=meta.ObjectMeta(name="py-0", namespace="team-a", uid="wp-uid"),
+        spec=warmpod_model.WarmPodSpec(
+            pool_ref=warmpod_model.PoolRef(name="py"),
+            runtime="python:3.11",
+            security_level="standard",
+            resources=warmpod_model.WarmPodResources(
+                cpu="500m", memory="512Mi", ephemeral_storage="1Gi"
+            ),
+        ),
+        status=warmpod_model.WarmPodStatus(pod_name="someone-elses-pod"),
+    )
+    assert preloading.pod_name_of(warm_pod) == names.pod_name("py-0", uid="wp-uid")
+
+
+def test_a_warm_pods_pool_is_in_its_own_namespace() -> None:
+    """A poolRef naming another namespace names no pool: such a WarmPod (made by hand) is an
+    orphan, never built from, nor preloaded by, another namespace's pool."""
+
+    def warm_pod(pool_namespace: str | None) -> warmpod_model.WarmPod:
+        return warmpod_model.WarmPod(
+            metadata=meta.ObjectMeta(name="py-0", namespace="team-a", uid="wp-uid"),
+            spec=warmpod_model.WarmPodSpec(
+                pool_ref=warmpod_model.PoolRef(name="py", namespace=pool_namespace),
+                runtime="python:3.11",
+                security_level="standard",
+                resources=warmpod_model.WarmPodResources(
+                    cpu="500m", memory="512Mi", ephemeral_storage="1Gi"
+                ),
+            ),
+        )
+
+    assert observe.pool_key(warm_pod(None)) == ("team-a", "py")
+    assert observe.pool_key(warm_pod("team-a")) == ("team-a", "py")
+    assert observe.pool_key(warm_pod("team-b")) is None

@@ -9,6 +9,7 @@ module decides nothing.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -183,6 +184,42 @@ async def write_pool_status(
 ) -> warmpool_model.WarmPool:
     return await writes.update_status(
         kube, resource=objects.WARM_POOL, obj=pool, status=status, decode=warmpool_model.decode
+    )
+
+
+async def update_pool_status(
+    kube: client.Kube,
+    *,
+    pool: warmpool_model.WarmPool,
+    update: Callable[[warmpool_model.WarmPoolStatus], warmpool_model.WarmPoolStatus],
+    attempts: int = 10,
+) -> None:
+    """Write ``update`` of the pool's status, re-reading the pool on each conflict (another
+    writer: the pool pass, another WarmPod's record). Nothing when the pool is gone or being
+    deleted; a ConflictError after ``attempts`` conflicts in a row."""
+    current: warmpool_model.WarmPool | None = pool
+    for _ in range(attempts):
+        if current is None or current.metadata.deletion_timestamp:
+            return
+        try:
+            await write_pool_status(
+                kube, pool=current, status=update(warmpool_model.status_of(current))
+            )
+        except errors.ConflictError:
+            current = await objects.get_or_none(
+                kube,
+                resource=objects.WARM_POOL,
+                namespace=current.metadata.namespace or "",
+                name=current.metadata.name or "",
+                decode=warmpool_model.decode,
+            )
+            continue
+        except errors.NotFoundError:
+            return
+        return
+    raise errors.ConflictError(
+        f"WarmPool {pool.metadata.namespace}/{pool.metadata.name}: status still conflicting "
+        f"after {attempts} attempts"
     )
 
 

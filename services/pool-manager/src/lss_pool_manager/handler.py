@@ -15,7 +15,10 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+from collections.abc import Sequence
 from typing import Any
+
+import msgspec
 
 from lss_common import errors
 from lss_common.bus import consuming, outcomes, own_writes
@@ -32,6 +35,7 @@ from lss_pool_manager import (
     lifecycle,
     names,
     observe,
+    pod_failures,
     podspec,
     preload,
     preloading,
@@ -217,7 +221,7 @@ class Handler:
             )
             .creates
         )
-        allowance = preload.creation_allowance(
+        preload_allowance = preload.creation_allowance(
             await self._preload_record(pool, preload_hash=preload_hash),
             members=members,
             now=now,
@@ -229,16 +233,47 @@ class Handler:
             capacity=self._options.create_burst,
             rate_per_second=self._options.create_rate_per_second,
         )
-        plan = sizing.plan_sizing(
-            status.shape_of(pool),
-            pool_name=name,
-            members=members,
-            expectations=self._expectations.get(uid, sizing.Expectations()),
-            bucket=bucket,
-            last_scale_time=status.last_scale_time(pool),
-            now=now,
-            max_creates=allowance.max_creates,
-        )
+        shape = status.shape_of(pool)
+        last_scale = status.last_scale_time(pool)
+
+        def sized(
+            record: warmpool_model.PodFailures | None,
+        ) -> tuple[sizing.SizingPlan, preload.Allowance]:
+            allowance = pod_failures.stricter(
+                preload_allowance,
+                pod_failures.allowance(
+                    record,
+                    members=members,
+                    now=now,
+                    base_seconds=self._settings.failures.backoff_seconds,
+                    max_seconds=self._settings.failures.backoff_max_seconds,
+                    in_flight=len(in_flight),
+                ),
+            )
+            return sizing.plan_sizing(
+                shape,
+                pool_name=name,
+                members=members,
+                expectations=self._expectations.get(uid, sizing.Expectations()),
+                bucket=bucket,
+                last_scale_time=last_scale,
+                now=now,
+                max_creates=allowance.max_creates,
+            ), allowance
+
+        record = _live_failures(pool, members=members)
+        plan, allowance = sized(record)
+        if plan.create:
+            # The failure record read *after* the list: a WarmPod's pass records its failure
+            # before it deletes the WarmPod, so a list that shows it gone, however stale, is
+            # older than this read, and its replacement never escapes the backoff. Only a
+            # pass about to create pays for the read.
+            fresh = await observe.get_pool(kube, namespace=namespace, name=name)
+            if fresh is not None and not fresh.metadata.deletion_timestamp:
+                pool = fresh
+                if _live_failures(fresh, members=members) != record:
+                    record = _live_failures(fresh, members=members)
+                    plan, allowance = sized(record)
         self._buckets[uid] = plan.bucket
         expectations = plan.expectations.expecting(
             creates=plan.create,
@@ -286,7 +321,9 @@ class Handler:
             (found for wp in members_found if (found := lifecycle.refusal_of(wp)) is not None),
             None,
         )
-        new_status = status.sized_status(pool, plan=plan, now=now, refusal=refusal)
+        new_status = status.sized_status(
+            pool, plan=plan, now=now, refusal=refusal, pod_failures=record
+        )
         if new_status != warmpool_model.status_of(pool):
             await apply.write_pool_status(kube, pool=pool, status=new_status)
         return self._requeue(
@@ -553,6 +590,11 @@ class Handler:
                 self._book.forget(key)
                 return outcomes.DONE
             return self._requeue(key, done.requeue_after_seconds)
+        failure = pod_failures.counts(plan.status) if plan.delete else None
+        if failure is not None:
+            # On the pool first, like a preload failure: a pool pass that sees this WarmPod
+            # Failed or gone (and wants a replacement) then finds the failure too.
+            await self._record_failure(warm_pod, reason=failure[0], message=failure[1])
         if plan.status is not None:
             try:
                 warm_pod = await apply.write_warm_pod_status(
@@ -575,6 +617,31 @@ class Handler:
             self._book.forget(key)
             return outcomes.DONE
         return self._requeue(key, plan.requeue_after_seconds)
+
+    async def _record_failure(
+        self, warm_pod: warmpod_model.WarmPod, *, reason: str, message: str
+    ) -> None:
+        """One more failure on the WarmPod's pool record (its creation backoff)."""
+        kube = self._kube.kube
+        pool = await observe.get_pool_of(kube, warm_pod)
+        if pool is None:
+            return
+        now = self._clock.now()
+        described = f"WarmPod {warm_pod.metadata.name}: {message}"
+        try:
+            await apply.update_pool_status(
+                kube,
+                pool=pool,
+                update=lambda current: msgspec.structs.replace(
+                    current,
+                    pod_failures=pod_failures.recorded(
+                        current.pod_failures, reason=reason, message=described, now=now
+                    ),
+                ),
+            )
+        except errors.ConflictError:
+            _log.warning("pool failure record not written: conflicts")
+        self._metrics.pod_failures_total.labels(reason).inc()
 
     def _gone(self, key: str) -> outcomes.Outcome:
         """The WarmPod was deleted since it was read (its pool's scale-down or deletion, a
@@ -626,6 +693,16 @@ class Handler:
 def _is_refusal(error: BaseException) -> bool:
     """A write the API server refuses for good (403, 422): retrying soon cannot help."""
     return isinstance(error, errors.PermanentError | errors.InvalidObjectError)
+
+
+def _live_failures(
+    pool: warmpool_model.WarmPool, *, members: Sequence[sizing.Member]
+) -> warmpool_model.PodFailures | None:
+    """The pool's failure record, None once a WarmPod created after the last failure works."""
+    record = warmpool_model.status_of(pool).pod_failures
+    if record is None or pod_failures.is_cleared(record, members=members):
+        return None
+    return record
 
 
 def _fingerprint_of(warm_pod: warmpod_model.WarmPod) -> str | None:

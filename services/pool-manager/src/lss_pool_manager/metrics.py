@@ -34,6 +34,7 @@ class PoolManagerMetrics:
     pods_deleted_total: prometheus_client.Counter
     pools_deleted_total: prometheus_client.Counter
     preloads_total: prometheus_client.Counter
+    pod_failures_total: prometheus_client.Counter
     leaked_claims_released_total: prometheus_client.Counter
     own_write_hints_total: prometheus_client.Counter
     service_hints_total: prometheus_client.Counter
@@ -106,6 +107,13 @@ class PoolManagerMetrics:
             pools_deleted_total=prometheus_client.Counter(
                 "pools_deleted_total",
                 "WarmPools whose deletion completed (finalizer removed).",
+                **common,
+            ),
+            pod_failures_total=prometheus_client.Counter(
+                "pod_failures_total",
+                "WarmPods failed by their pod (reason PodFailed: failed, crash loop, image "
+                "pull back-off; NotReadyInTime), each recorded on its pool's creation backoff.",
+                ["reason"],
                 **common,
             ),
             preloads_total=prometheus_client.Counter(

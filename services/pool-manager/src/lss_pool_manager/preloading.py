@@ -30,6 +30,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
 import msgspec
 
@@ -116,8 +117,39 @@ class Preloader:
         _log.info("preload started", extra=logs.extra(scripts=len(steps), pod=pod_name))
         verdict = await self._run_steps(namespace=namespace, pod_name=pod_name, steps=steps)
         if verdict is not None:
+            pod = await observe.get_pod(kube, namespace=namespace, name=pod_name)
+            if pod is None or (pod.get("metadata") or {}).get("deletionTimestamp"):
+                # The pod died under its scripts (a node lost, deleted by hand; the exec then
+                # fails, or never starts): the WarmPod fails for its pod, like one whose pod
+                # dies while Ready, not for a script — no preload failure on the pool's
+                # record, so no creation backoff for it.
+                return await self._pod_ended(marked, pod=pod)
             return await self._fail(pool, marked, verdict=verdict)
         return await self._succeed(pool, marked, steps=steps, pod_name=pod_name)
+
+    async def _pod_ended(
+        self, marked: warmpod_model.WarmPod, *, pod: dict[str, Any] | None
+    ) -> Outcome:
+        plan = lifecycle.plan_warm_pod(
+            marked,
+            pod=pod,
+            now=self._clock.now(),
+            heartbeat_interval_seconds=self._options.heartbeat_interval_seconds,
+            ready_timeout_seconds=self._options.ready_timeout_seconds,
+        )
+        written = marked
+        if plan.status is not None:
+            status = plan.status
+
+            async def status_for(_: warmpod_model.WarmPod) -> warmpod_model.WarmPodStatus:
+                return status
+
+            written = await self._write_outcome(marked, status_for)
+        _log.warning("preload ended by its pod's end", extra={"pod_deleting": pod is not None})
+        self._metrics.preloads_total.labels(preload.Result.INTERRUPTED.value).inc()
+        if plan.delete:
+            return await self._delete(written, reason=sizing.DeleteReason.POD_FAILED)
+        return Outcome(requeue_after_seconds=plan.requeue_after_seconds)
 
     async def _exec(
         self, *, namespace: str, pod_name: str, step: preload.Step
@@ -279,26 +311,17 @@ class Preloader:
         update: Callable[[warmpool_model.PreloadStatus | None], warmpool_model.PreloadStatus],
     ) -> None:
         """Write the pool's preload record, re-reading the pool on each conflict."""
-        kube = self._kube()
-        current: warmpool_model.WarmPool | None = pool
-        for _ in range(RECORD_ATTEMPTS):
-            if current is None or current.metadata.deletion_timestamp:
-                return
-            status = warmpool_model.status_of(current)
-            new = msgspec.structs.replace(status, preload=update(status.preload))
-            try:
-                await apply.write_pool_status(kube, pool=current, status=new)
-            except errors.ConflictError:
-                current = await observe.get_pool(
-                    kube,
-                    namespace=current.metadata.namespace or "",
-                    name=current.metadata.name or "",
-                )
-                continue
-            except errors.NotFoundError:
-                return
-            return
-        _log.warning("pool preload record not written: conflicts")
+        try:
+            await apply.update_pool_status(
+                self._kube(),
+                pool=pool,
+                update=lambda status: msgspec.structs.replace(
+                    status, preload=update(status.preload)
+                ),
+                attempts=RECORD_ATTEMPTS,
+            )
+        except errors.ConflictError:
+            _log.warning("pool preload record not written: conflicts")
 
     async def _delete(
         self, warm_pod: warmpod_model.WarmPod, *, reason: sizing.DeleteReason

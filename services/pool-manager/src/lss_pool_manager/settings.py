@@ -122,6 +122,24 @@ class PoolOptions(BaseModel):
     )
 
 
+class FailureOptions(BaseModel):
+    """The creation backoff of a pool whose WarmPods keep failing (``status.podFailures``)."""
+
+    backoff_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        description="After a WarmPod's pod fails (an image that cannot be pulled, a crash "
+        "loop) or is not Ready in time, the pool's next WarmPod is created this long after the "
+        "failure, one at a time; the delay doubles with each failure in a row until a WarmPod "
+        "created after the last failure is Ready.",
+    )
+    backoff_max_seconds: float = Field(
+        default=300.0,
+        gt=0,
+        description="The longest delay between WarmPods of a pool whose WarmPods keep failing.",
+    )
+
+
 class PreloadOptions(BaseModel):
     """How a pool's preload scripts are run in its warm pods (``spec.preloadScripts``)."""
 
@@ -148,7 +166,7 @@ class PreloadOptions(BaseModel):
 
 class PoolManagerSettings(common_settings.CommonSettings):
     """The pool manager's settings. Env: ``LSS_POOL__<FIELD>``, ``LSS_PRELOAD__<FIELD>``,
-    ``LSS_SANDBOX__<FIELD>``."""
+    ``LSS_FAILURES__<FIELD>``, ``LSS_SANDBOX__<FIELD>``."""
 
     service_name: str = Field(
         default="pool-manager", description="Name in logs, metrics and traces."
@@ -159,6 +177,10 @@ class PoolManagerSettings(common_settings.CommonSettings):
     preload: PreloadOptions = Field(
         default_factory=PreloadOptions,
         description="How a pool's preload scripts are run in its warm pods.",
+    )
+    failures: FailureOptions = Field(
+        default_factory=FailureOptions,
+        description="The creation backoff of a pool whose WarmPods keep failing.",
     )
     sandbox: podspec.SandboxOptions = Field(
         default_factory=podspec.SandboxOptions,

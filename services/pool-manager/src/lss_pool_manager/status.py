@@ -14,6 +14,8 @@ RateLimited                 False   creation is paced by the token bucket (refil
 MaxSizeReached              False   maxSize keeps the pool below minSize (or autoscaling) unassigned
 <resolution reason>         False   the runtime or profile cannot be used (RuntimeNotFound, ...)
 PreloadFailing              False   WarmPods keep failing a preload script (one at a time, backoff)
+WarmPodsFailing             False   WarmPods' pods keep failing or not becoming Ready (one at a
+                                    time, backoff; the last reason and message in the condition)
 PreloadLanguageUnsupported  False   a preload script's language has no interpreter
 DeletionBlocked             False   deleting, waiting for Assigned WarmPods to be released
 Deleting                    False   deleting its WarmPods and pods
@@ -50,6 +52,7 @@ class Reason(enum.StrEnum):
     RATE_LIMITED = "RateLimited"
     MAX_SIZE_REACHED = "MaxSizeReached"
     PRELOAD_FAILING = "PreloadFailing"
+    PODS_FAILING = "WarmPodsFailing"
     DELETION_BLOCKED = "DeletionBlocked"
     PODS_REFUSED = "PodsRefused"
     DELETING = "Deleting"
@@ -61,6 +64,7 @@ def _ready_condition(
     plan: sizing.SizingPlan,
     *,
     preload: warmpool_model.PreloadStatus | None = None,
+    pod_failures: warmpool_model.PodFailures | None = None,
     refusal: str | None = None,
 ) -> tuple[bool, Reason, str]:
     counts = plan.counts
@@ -89,6 +93,14 @@ def _ready_condition(
             f"at a time, after a growing delay, until one succeeds. Last: "
             f"{preload.last_failure_message if preload is not None else ''}",
         )
+    if pod_failures is not None and pod_failures.consecutive_failures:
+        return (
+            False,
+            Reason.PODS_FAILING,
+            f"{pod_failures.consecutive_failures} WarmPods in a row failed "
+            f"({pod_failures.last_failure_reason}); new ones are created one at a time, after "
+            f"a growing delay, until one is Ready. Last: {pod_failures.last_failure_message}",
+        )
     if plan.limited_by is sizing.Limit.RATE:
         return (
             False,
@@ -108,14 +120,19 @@ def sized_status(
     plan: sizing.SizingPlan,
     now: datetime.datetime,
     refusal: str | None = None,
+    pod_failures: warmpool_model.PodFailures | None = None,
 ) -> warmpool_model.WarmPoolStatus:
     """The status after a sizing pass; ``refusal``: the API server's message for a warm pod
-    it refused to create (it outranks every other reason: it needs an operator)."""
+    it refused to create (it outranks every other reason: it needs an operator);
+    ``pod_failures``: the pool's failure record as it stands after this pass (None: clear)."""
     ready, reason, message = _ready_condition(
-        plan, preload=warmpool_model.status_of(pool).preload, refusal=refusal
+        plan,
+        preload=warmpool_model.status_of(pool).preload,
+        pod_failures=pod_failures,
+        refusal=refusal,
     )
     current = warmpool_model.status_of(pool)
-    return _status(
+    sized = _status(
         pool,
         available=plan.counts.available,
         assigned=plan.counts.assigned,
@@ -128,6 +145,7 @@ def sized_status(
         message=message,
         now=now,
     )
+    return msgspec.structs.replace(sized, pod_failures=pod_failures)
 
 
 def failed_status(

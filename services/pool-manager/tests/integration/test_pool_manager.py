@@ -19,8 +19,10 @@ from lss_common.models import warmpod as warmpod_model
 from lss_common.models import warmpool as warmpool_model
 from lss_common.testing import admission, eventually
 from lss_common.testing.finalizers import hold_deletion, release_deletion
+from lss_dev import controlplane
 from lss_dev import platform as platform_module
 from lss_pool_manager import lifecycle, names, observe, podspec
+from lss_pool_manager import settings as settings_module
 from lss_sandbox_reconciler import names as reconciler_names
 
 from .conftest import (
@@ -971,3 +973,77 @@ def _ready_with_ip(pod: dict[str, Any]) -> bool:
     conditions = status.get("conditions") or ()
     ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
     return ready and bool(status.get("podIP"))
+
+
+async def test_a_pool_whose_pods_keep_failing_backs_off_and_recovers(
+    stack: Stack, kube: client.Kube, namespace: str, runtime_name: str
+) -> None:
+    """The runtime's image cannot be pulled (kwok's ImagePullBackOff fate): each WarmPod
+    fails and is deleted. The pool records the failures (``status.podFailures``), says
+    ``WarmPodsFailing``, and creates no more WarmPods until its backoff has passed (an hour
+    here) — without the brake it replaced each at once, creating and deleting a WarmPod, a
+    pod and a Service in a loop. A pool manager with a short backoff then tries one; with a
+    good image again the pool fills and the record clears."""
+
+    def braking(seconds: float) -> settings_module.PoolManagerSettings:
+        return stack.settings().model_copy(
+            update={
+                "failures": settings_module.FailureOptions(
+                    backoff_seconds=seconds, backoff_max_seconds=seconds
+                )
+            }
+        )
+
+    manager = await stack.start_manager_with(braking(3600.0))
+    await stack.start_watcher()
+    language = runtime_name.partition(":")[0]
+    await objects.patch_object(
+        kube,
+        resource=objects.RUNTIME_ENVIRONMENT,
+        name=language,
+        body={"spec": {"image": controlplane.FATE_IMAGES["image-pull-backoff"]}},
+    )
+    await create_pool(kube, namespace=namespace, name="py", runtime=runtime_name, minSize=3)
+
+    async def braked() -> warmpool_model.PodFailures | None:
+        pool = await get_pool(kube, namespace=namespace, name="py")
+        record = warmpool_model.status_of(pool).pod_failures
+        if record is None or (record.consecutive_failures or 0) < 3:
+            return None
+        reasons = {c.reason for c in warmpool_model.status_of(pool).conditions or ()}
+        if "WarmPodsFailing" not in reasons or await warm_pods(kube, namespace=namespace):
+            return None
+        return record
+
+    record = await eventually.eventually(
+        braked, timeout_seconds=60, describe="3 failures recorded, no WarmPod left"
+    )
+    assert record.last_failure_reason == "PodFailed"
+    # The first three, and not one more: the next waits for the backoff.
+    assert manager.sample("llmsafespace_warmpool_pods_created_total") == 3
+    assert manager.sample("llmsafespace_warmpool_pod_failures_total", reason="PodFailed") == 3
+
+    await manager.stop()
+    await stack.start_manager_with(braking(0.2))
+    await objects.patch_object(
+        kube,
+        resource=objects.RUNTIME_ENVIRONMENT,
+        name=language,
+        body={"spec": {"image": "ghcr.io/llmsafespace/runtime-python:3.11"}},
+    )
+    await objects.patch_object(
+        kube,
+        resource=objects.WARM_POOL,
+        namespace=namespace,
+        name="py",
+        body={"metadata": {"annotations": {"test.llmsafespace.dev/poke": "1"}}},
+    )
+
+    async def recovered() -> bool:
+        pool = await get_pool(kube, namespace=namespace, name="py")
+        found = warmpool_model.status_of(pool)
+        filled = any(c.reason == "Filled" for c in found.conditions or ())
+        return filled and found.pod_failures is None
+
+    await eventually.eventually(recovered, timeout_seconds=60, describe="Filled, record cleared")
+    await wait_ready(kube, namespace, 3, what="3 Ready of the good image")

@@ -719,3 +719,67 @@ async def test_a_pod_that_dies_while_its_scripts_run_is_never_ready_and_is_repla
         timeout_seconds=10,
         describe="counted",
     )
+
+
+async def test_a_pod_gone_before_its_scripts_start_fails_for_its_pod_not_a_script(
+    stack: Stack,
+    kube: client.Kube,
+    namespace: str,
+    runtime_name: str,
+    output: Path,
+    warm_pod_watch: WarmPodWatch,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The pod is deleted after the marker is written and before the first exec (the race
+    of the test above, forced): the exec cannot start. The WarmPod fails ``PodGone``, for its
+    pod, not ``PreloadFailed``: the pool's preload record stays clean (no creation backoff
+    for a node lost), and the pool replaces it."""
+    real = preloading.Preloader._run_steps
+    deleted: list[str] = []
+
+    async def pod_gone_first(
+        self: preloading.Preloader, *, namespace: str, pod_name: str, steps: Any
+    ) -> Any:
+        if not deleted:
+            deleted.append(pod_name)
+            await objects.delete_object(
+                kube, resource=objects.POD, namespace=namespace, name=pod_name
+            )
+        return await real(self, namespace=namespace, pod_name=pod_name, steps=steps)
+
+    monkeypatch.setattr(preloading.Preloader, "_run_steps", pod_gone_first)
+    await stack.start_manager()
+    await stack.start_watcher()
+    scripts = [{"name": "mark", "language": "shell", "content": f"echo done >> {output.name}"}]
+    await create_pool(
+        kube,
+        namespace=namespace,
+        name="gone",
+        runtime=runtime_name,
+        minSize=1,
+        preloadScripts=scripts,
+    )
+
+    async def replaced() -> warmpod_model.WarmPod | None:
+        ready = by_phase(await warm_pods(kube, namespace=namespace), "Ready")
+        return ready[0] if ready and deleted else None
+
+    await eventually.eventually(replaced, timeout_seconds=60, describe="a replacement Ready")
+    first = [
+        wp
+        for wp in warm_pod_watch.seen
+        if preloading.pod_name_of(wp) == deleted[0]
+        and warmpod_model.status_of(wp).phase == "Failed"
+    ]
+    assert first, "the first WarmPod was failed"
+    ready_condition = _condition(first[-1], "Ready")
+    assert (ready_condition.status, ready_condition.reason) == ("False", "PodGone")
+    pool = await objects.get_object(
+        kube,
+        resource=objects.WARM_POOL,
+        namespace=namespace,
+        name="gone",
+        decode=warmpool_model.decode,
+    )
+    record = warmpool_model.status_of(pool).preload
+    assert record is None or not record.consecutive_failures

@@ -433,15 +433,21 @@ class WarmStarter:
             )
         except AdoptionRefused as error:
             refusal = error
-        except BaseException:
+        except BaseException as error:
             # Adopted and able to serve, the pod is the sandbox's: a failure after that (a
             # 409 on the status write, an outage) keeps the claim while the stored sandbox is
             # still new, and the next pass resumes it without a second CAS (discarding it
-            # deleted a warm pod per conflicting pass). If another pass started the sandbox
-            # meanwhile (another replica's claim won), the claim goes at once: its pod
-            # carries the sandbox's labels.
+            # deleted a warm pod per conflicting pass). So does a transient failure before
+            # (a 5xx, a timeout): the next pass resumes the claim — discarding it deleted the
+            # pod another replica's pass, resuming the same claim, was about to run the
+            # sandbox on. If another pass started the sandbox meanwhile (another replica's
+            # claim won), the claim goes at once: its pod carries the sandbox's labels.
             await self._discard(
-                kube, sandbox=obj, chosen=chosen, pod=pod, resumable=progress.adopted
+                kube,
+                sandbox=obj,
+                chosen=chosen,
+                pod=pod,
+                resumable=progress.adopted or _is_transient(error),
             )
             raise
         # The adoption was refused for good (RBAC, an admission policy), like a refused CAS:
@@ -867,6 +873,12 @@ class WarmStarter:
         cold_name = names.pod_name(owner.name)
         if status.pod_name == cold_name:
             return  # the warm pod died and the cold one replaced it: it is the sandbox's pod
+        warm = snapshot.children.pod
+        if warm is None or (warm.get("metadata") or {}).get("deletionTimestamp"):
+            # The warm pod is gone or going: the cold pod is (about to be) its replacement,
+            # whose status write may have lost a race with another replica's pass that still
+            # names the warm pod. Deleting it made the sandbox wait another pod cycle.
+            return
         kube = self._kube()
         if snapshot.cold_pod_read:
             stray = snapshot.cold_pod  # observe read it with the Sandbox
@@ -898,6 +910,12 @@ class WarmStarter:
             return False
         status = sandbox_model.status_of(current)
         return status.warm_pod_ref is not None and status.pod_name != cold_name
+
+
+def _is_transient(error: BaseException) -> bool:
+    """A failure that says nothing about the claim (an outage, a timeout), not one that
+    says it cannot be completed (a conflict: the pod is gone or no longer the WarmPod's)."""
+    return isinstance(error, errors.RetryableError) and not isinstance(error, errors.ConflictError)
 
 
 async def _stored(

@@ -542,7 +542,8 @@ async def test_a_warm_pod_deleted_by_hand_is_replaced_by_a_cold_one_that_stays(
 
     # A pass that read the Sandbox as it was before the switch (a watch-cache read on
     # another replica) takes the new pod for a stray cold pod beside the warm one: the
-    # stored Sandbox, read again before the delete, says otherwise, and the pod stays.
+    # stored Sandbox, read again before the delete, says otherwise, and the pod stays
+    # (even were the gone warm pod read as still there).
     registry = prometheus_client.CollectorRegistry()
     starter = warm.WarmStarter(
         lambda: cluster.kube,
@@ -557,7 +558,7 @@ async def test_a_warm_pod_deleted_by_hand_is_replaced_by_a_cold_one_that_stays(
             sandbox=sandbox_model.from_dict(running),
             runtimes=(),
             profile=None,
-            children=plan.Children(),
+            children=plan.Children(pod={"metadata": {"name": warm_pod, "uid": "stale"}}),
             cold_pod=again,
             cold_pod_read=True,
         )

@@ -666,3 +666,37 @@ async def test_a_refused_adoption_starts_cold_and_stops_claiming_for_a_while(
         assert _claims(reconciler, "refused_recently") == 1
         assert _claims(reconciler, "claimed") == 1
         assert len(hook.denied) == 1
+
+
+async def test_a_transient_failure_before_the_adoption_keeps_the_claim(
+    world: World,
+    cluster: Cluster,
+    pool_manager: PoolManager,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The adoption's request fails for a reason that says nothing about the claim (a 5xx, a
+    timeout): the claim is kept and the retried pass resumes it — the same WarmPod, no second
+    CAS. Discarding it burned a warm pod, and deleted the pod another replica's pass, resuming
+    the same claim, was about to run the sandbox on."""
+    reconciler = await world.start_reconciler()
+    await pool_manager.start()
+    await world.start_watcher()
+    await cluster.create_runtime()
+    await create_pool(cluster, "std", minSize=2)
+    await wait_ready_warm_pods(cluster, 2)
+    real = adopt.adopt_pod
+    failed: list[str] = []
+
+    async def fails_once(kube: Any, *, candidate: Any, owner: Any) -> dict[str, Any]:
+        if not failed:
+            failed.append(candidate.name)
+            raise errors.RetryableError("the API server answered 503")
+        return await real(kube, candidate=candidate, owner=owner)
+
+    monkeypatch.setattr(adopt, "adopt_pod", fails_once)
+    await cluster.create_sandbox("patient", timeout=600)
+    running = await cluster.wait_phase("patient", "Running")
+    assert running["status"]["warmPodRef"]["name"] == failed[0]
+    assert _claims(reconciler, "claimed") == 1
+    assert _claims(reconciler, "resumed") == 1
+    assert _claims(reconciler, "discarded") == 0

@@ -8,13 +8,18 @@ from __future__ import annotations
 import datetime
 from typing import Any
 
+import prometheus_client
 import pytest
 
 from lss_common.bus import codec
 from lss_common.logic import revisions
 from lss_common.models import messages
 from lss_common.models import sandbox as sandbox_model
-from lss_sandbox_reconciler import claim, warm
+from lss_common.runtime import clock as clock_module
+from lss_sandbox_reconciler import claim, plan, ready_queue, warm
+from lss_sandbox_reconciler import metrics as sandbox_metrics
+from lss_sandbox_reconciler import settings as settings_module
+from lss_sandbox_reconciler.render import owner as owner_module
 
 UID = "sb-uid"
 
@@ -138,3 +143,43 @@ def test_the_ready_queue_feed_reads_only_for_hints_that_may_change_the_queue() -
     assert warm._hint_version(payload(None, event_type="DELETED")) == "7"
     assert warm._hint_version(payload(pod)) is None
     assert warm._hint_version(b"not json") is None
+
+
+async def test_a_cold_pod_beside_a_gone_or_going_warm_pod_is_its_replacement() -> None:
+    """The warm pod the stored status names is gone or being deleted: the cold pod is (about
+    to be) its replacement — its status write may have lost a race with another replica's
+    pass that still names the warm pod. It is not deleted as a stray (no request at all)."""
+
+    def no_api_server() -> Any:
+        raise AssertionError("nothing to read or delete")
+
+    registry = prometheus_client.CollectorRegistry()
+    settings = settings_module.SandboxReconcilerSettings()
+    starter = warm.WarmStarter(
+        no_api_server,
+        settings=settings,
+        clock=clock_module.FakeClock(),
+        metrics=warm.WarmMetrics.register(registry),
+        sandbox_metrics=sandbox_metrics.SandboxMetrics.register(registry),
+        queue=ready_queue.ReadyQueue(),
+    )
+    obj = sandbox(phase="Creating", ref="p-0", pod="p-0-abc")
+    cold = {
+        "metadata": {
+            "name": "sandbox-sb",
+            "uid": "cold-uid",
+            "labels": {owner_module.SANDBOX_UID: UID},
+        }
+    }
+    going = {"metadata": {"name": "p-0-abc", "deletionTimestamp": "2025-06-01T12:00:00Z"}}
+    for warm_pod in (None, going):
+        await starter.remove_stray_cold_pod(
+            plan.Snapshot(
+                sandbox=obj,
+                runtimes=(),
+                profile=None,
+                children=plan.Children(pod=warm_pod),
+                cold_pod=cold,
+                cold_pod_read=True,
+            )
+        )

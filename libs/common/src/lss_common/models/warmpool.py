@@ -66,6 +66,17 @@ class PreloadStatus(meta.Model):
     last_failure_message: str | None = None
 
 
+class PodFailures(meta.Model):
+    """Recent failures of the pool's WarmPods before or while Ready (their pod failed: an
+    image that cannot be pulled, a crash loop; or never became Ready in time): the state of
+    the creation backoff that keeps a broken pool from replacing its pods in a hot loop."""
+
+    consecutive_failures: int | None = None
+    last_failure_time: str | None = None
+    last_failure_reason: str | None = None
+    last_failure_message: str | None = None
+
+
 class WarmPoolStatus(meta.Model):
     """Observed pool, written only by the pool manager via the status subresource."""
 
@@ -74,6 +85,7 @@ class WarmPoolStatus(meta.Model):
     pending_pods: int | None = None
     last_scale_time: str | None = None
     preload: PreloadStatus | None = None
+    pod_failures: PodFailures | None = None
     observed_generation: int | None = None
     conditions: list[meta.Condition] | None = None
 

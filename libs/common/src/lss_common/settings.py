@@ -63,7 +63,9 @@ class NatsSettings(BaseModel):
     events_max_age_seconds: float = Field(
         default=86400.0,
         gt=0,
-        description="Hints older than this are dropped; the periodic resync re-creates them.",
+        description="Hints older than this are dropped; the periodic resync re-creates them. "
+        "A re-check a service asked for (a delayed redelivery) is handed over to a fresh copy "
+        "of its message before then.",
     )
     replicas: int = Field(
         default=1, ge=1, le=5, description="Stream replicas (use 3 on a clustered NATS)."

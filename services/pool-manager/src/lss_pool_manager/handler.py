@@ -37,6 +37,7 @@ from lss_pool_manager import (
     observe,
     pod_failures,
     podspec,
+    pool_uids,
     preload,
     preloading,
     requeue,
@@ -77,6 +78,7 @@ class Handler:
         # When each pool's ServiceAccount and deny policy were last checked (monotonic):
         # again every pool_resync_seconds, which repairs one deleted by hand.
         self._ensured: dict[str, float] = {}
+        self._pool_uids = pool_uids.PoolUids()
         self._book = requeue.RequeueBook()
         self._batcher = batching.RefillBatcher(window_seconds=self._options.refill_batch_seconds)
         self._preloader = preloading.Preloader(
@@ -173,6 +175,9 @@ class Handler:
         if pool is None:
             self._forget(key, namespace=namespace, name=name)
             return outcomes.DONE
+        stale = self._pool_uids.seen(key, pool.metadata.uid or "")
+        if stale is not None:
+            self._drop_pool_state(stale)  # a predecessor under this name
         if pool.metadata.deletion_timestamp:
             return await self._delete_pool(pool, key=key)
         pool = await apply.add_finalizer(kube, pool=pool)
@@ -483,9 +488,6 @@ class Handler:
             self._forget(
                 key, namespace=pool.metadata.namespace or "", name=pool.metadata.name or ""
             )
-            self._sweeper.forget(pool.metadata.uid or "")
-            for state in (self._ensured, self._buckets, self._expectations):
-                state.pop(pool.metadata.uid or "", None)
             self._metrics.pools_deleted_total.inc()
             _log.info("warm pool deleted")
             return outcomes.DONE
@@ -529,9 +531,18 @@ class Handler:
         return self._requeue(key, self._options.deletion_poll_seconds)
 
     def _forget(self, key: str, *, namespace: str, name: str) -> None:
+        """Everything this process keeps for a pool that is gone."""
         self._book.forget(key)
         self._batcher.forget(key)
         self._metrics.forget_pool(namespace=namespace, pool=name)
+        uid = self._pool_uids.gone(key)
+        if uid is not None:
+            self._drop_pool_state(uid)
+
+    def _drop_pool_state(self, uid: str) -> None:
+        self._sweeper.forget(uid)
+        for state in (self._ensured, self._buckets, self._expectations):
+            state.pop(uid, None)
 
     # -- warm pods ---------------------------------------------------------------------------
 
@@ -732,6 +743,7 @@ def _member(
         outdated=warm_pod.spec != record
         or preload.hash_of(warm_pod) != preload_hash
         or _fingerprint_of(warm_pod) != fingerprint,
+        refused=lifecycle.refusal_of(warm_pod) is not None,
         resource_version=metadata.resource_version or "",
     )
 

@@ -105,6 +105,9 @@ class Member:
     """When it last became Ready (TTL clock); None if never."""
     deleting: bool = False
     outdated: bool = False
+    refused: bool = False
+    """Its pod was refused (a quota, an admission policy): it waits, podless, and is the first
+    to go when the pool shrinks."""
     resource_version: str = ""
     """Deletions decided from this observation apply only to this version of the WarmPod."""
 
@@ -305,6 +308,7 @@ def plan_sizing(
     )
     deletions: list[Deletion] = []
     ready: list[Member] = []
+    refused: list[Member] = []
     assigned = pending = 0
     next_deadline: list[float] = []
     for member in members:
@@ -323,6 +327,8 @@ def plan_sizing(
             # Pending, or a phase added after this code was written: not claimable, counted
             # as supply on its way (it becomes Ready or Failed).
             pending += 1
+            if member.refused:
+                refused.append(member)
     # Rule 2: TTL.
     if shape.ttl_seconds > 0:
         ttl = datetime.timedelta(seconds=shape.ttl_seconds)
@@ -375,7 +381,13 @@ def plan_sizing(
         if shape.max_size > 0:
             live = len(ready) + assigned + pending
             over_max = max(0, live - shape.max_size)
-        removable = sorted(ready, key=lambda m: (m.created_at, m.name))
+        # Podless ones whose pod was refused go first: they would only get pods (above the
+        # new size) once the refusal lifts, retrying their create meanwhile; then the oldest
+        # Ready ones.
+        removable = [
+            *sorted(refused, key=lambda m: (m.created_at, m.name)),
+            *sorted(ready, key=lambda m: (m.created_at, m.name)),
+        ]
         delay = datetime.timedelta(seconds=shape.scale_down_delay_seconds)
         waiting = (
             shape.autoscaling
@@ -397,6 +409,7 @@ def plan_sizing(
             operation = Operation.AUTOSCALE_DOWN if shape.autoscaling else Operation.DOWN
             removed = {m.uid for m in chosen}
             ready = [m for m in ready if m.uid not in removed]
+            pending -= sum(1 for m in refused if m.uid in removed)
     counts = Counts(available=len(ready), assigned=assigned, pending=pending + len(create))
     return SizingPlan(
         create=tuple(create),

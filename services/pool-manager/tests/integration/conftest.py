@@ -73,6 +73,27 @@ async def create_runtime(kube: client.Kube, *, language: str) -> None:
     )
 
 
+async def set_runtime_image(kube: client.Kube, *, runtime: str, image: str) -> None:
+    """Give the RuntimeEnvironment of ``runtime`` (``<language>:1.0``) another image."""
+    await objects.patch_object(
+        kube,
+        resource=objects.RUNTIME_ENVIRONMENT,
+        name=runtime.partition(":")[0],
+        body={"spec": {"image": image}},
+    )
+
+
+async def poke_pool(kube: client.Kube, *, namespace: str, name: str) -> None:
+    """A change of the pool that only wakes it (a pool pass; nothing else changes)."""
+    await objects.patch_object(
+        kube,
+        resource=objects.WARM_POOL,
+        namespace=namespace,
+        name=name,
+        body={"metadata": {"annotations": {"test.llmsafespace.dev/poke": uuid.uuid4().hex}}},
+    )
+
+
 def pool_settings(
     watcher: common_settings.CommonSettings, *, kubeconfig: str, **pool: Any
 ) -> settings_module.PoolManagerSettings:

@@ -31,7 +31,7 @@ from lss_common.testing import eventually
 from lss_pool_manager import metrics as metrics_module
 from lss_pool_manager import observe, sweep, sweeping
 
-from .conftest import Stack, by_phase, claim, create_pool, warm_pods
+from .conftest import Stack, by_phase, claim, create_pool, poke_pool, warm_pods
 
 pytestmark = pytest.mark.integration
 
@@ -146,13 +146,7 @@ async def test_leaked_claims_are_released_and_the_pool_refills(
         leaked_claim_grace_seconds=1.0, leaked_claim_check_interval_seconds=0.5
     )
     # A pool hint for the new manager (the claims' hints went to the first one).
-    await objects.patch_object(
-        kube,
-        resource=objects.WARM_POOL,
-        namespace=namespace,
-        name="py",
-        body={"metadata": {"annotations": {"test.llmsafespace.dev/poke": "1"}}},
-    )
+    await poke_pool(kube, namespace=namespace, name="py")
 
     async def released() -> bool:
         items = {wp.metadata.uid: wp for wp in await warm_pods(kube, namespace=namespace)}

@@ -34,6 +34,8 @@ from .conftest import (
     create_runtime,
     get_pool,
     pods,
+    poke_pool,
+    set_runtime_image,
     warm_pods,
 )
 
@@ -725,22 +727,12 @@ async def test_warm_pods_of_an_old_image_are_replaced(
     await stack.start_watcher()
     await create_pool(kube, namespace=namespace, name="py", runtime=runtime_name, minSize=2)
     old = {wp.metadata.uid for wp in await wait_ready(kube, namespace, 2, what="2 Ready")}
-    language = runtime_name.partition(":")[0]
-    await objects.patch_object(
-        kube,
-        resource=objects.RUNTIME_ENVIRONMENT,
-        name=language,
-        body={"spec": {"image": "ghcr.io/llmsafespace/runtime-python:3.12"}},
+    await set_runtime_image(
+        kube, runtime=runtime_name, image="ghcr.io/llmsafespace/runtime-python:3.12"
     )
     # A runtime's change wakes no pool: the next pool pass (a resync, any WarmPod's change)
     # finds it. Here, a touch of the pool.
-    await objects.patch_object(
-        kube,
-        resource=objects.WARM_POOL,
-        namespace=namespace,
-        name="py",
-        body={"metadata": {"annotations": {"test.llmsafespace.dev/poke": "1"}}},
-    )
+    await poke_pool(kube, namespace=namespace, name="py")
 
     async def replaced() -> list[warmpod_model.WarmPod] | None:
         items = await warm_pods(kube, namespace=namespace)
@@ -996,12 +988,8 @@ async def test_a_pool_whose_pods_keep_failing_backs_off_and_recovers(
 
     manager = await stack.start_manager_with(braking(3600.0))
     await stack.start_watcher()
-    language = runtime_name.partition(":")[0]
-    await objects.patch_object(
-        kube,
-        resource=objects.RUNTIME_ENVIRONMENT,
-        name=language,
-        body={"spec": {"image": controlplane.FATE_IMAGES["image-pull-backoff"]}},
+    await set_runtime_image(
+        kube, runtime=runtime_name, image=controlplane.FATE_IMAGES["image-pull-backoff"]
     )
     await create_pool(kube, namespace=namespace, name="py", runtime=runtime_name, minSize=3)
 
@@ -1025,19 +1013,10 @@ async def test_a_pool_whose_pods_keep_failing_backs_off_and_recovers(
 
     await manager.stop()
     await stack.start_manager_with(braking(0.2))
-    await objects.patch_object(
-        kube,
-        resource=objects.RUNTIME_ENVIRONMENT,
-        name=language,
-        body={"spec": {"image": "ghcr.io/llmsafespace/runtime-python:3.11"}},
+    await set_runtime_image(
+        kube, runtime=runtime_name, image="ghcr.io/llmsafespace/runtime-python:3.11"
     )
-    await objects.patch_object(
-        kube,
-        resource=objects.WARM_POOL,
-        namespace=namespace,
-        name="py",
-        body={"metadata": {"annotations": {"test.llmsafespace.dev/poke": "1"}}},
-    )
+    await poke_pool(kube, namespace=namespace, name="py")
 
     async def recovered() -> bool:
         pool = await get_pool(kube, namespace=namespace, name="py")

@@ -395,3 +395,22 @@ def test_expectations_say_when_the_first_one_lapses() -> None:
     )
     assert open_.seconds_to_lapse(now=now) == 15.0
     assert open_.seconds_to_lapse(now=now + datetime.timedelta(seconds=20)) == 0.0
+
+
+def test_podless_refused_warm_pods_go_first_when_the_pool_shrinks() -> None:
+    """WarmPods whose pod was refused (a quota) wait podless, retrying. A lowered minSize or
+    maxSize removes them first: kept, they all got pods (above the new size) once the quota
+    lifted. WarmPods merely starting are never removed for it."""
+    refused = [member(i, "Pending", refused=True) for i in range(5)]
+    emptied = plan(sizing.Shape(min_size=0), refused)
+    assert sorted(d.name for d in emptied.delete) == sorted(m.name for m in refused)
+    assert {d.reason for d in emptied.delete} == {sizing.DeleteReason.SCALE_DOWN}
+    assert emptied.counts.pending == 0
+    capped = plan(sizing.Shape(min_size=5, max_size=2), refused)
+    assert [d.name for d in capped.delete] == [m.name for m in refused[:3]]  # oldest first
+    assert {d.reason for d in capped.delete} == {sizing.DeleteReason.OVER_MAX_SIZE}
+    assert capped.counts.pending == 2
+    # Refused ones before Ready ones; starting ones stay.
+    mixed = [member(0, "Ready"), member(1, "Pending", refused=True), member(2, "Pending")]
+    shrunk = plan(sizing.Shape(min_size=1), mixed)
+    assert [d.name for d in shrunk.delete] == [mixed[1].name, mixed[0].name]

@@ -401,22 +401,7 @@ class WarmStarter:
             # otherwise) gives it back as a stray claim; the pool manager's sweep is last.
             raise children
         if chosen is None:
-            # Cold after all: the children are there, the pod and the status remain.
-            self.mark_cold(planned)
-            rest_applied = await apply.apply_plan(
-                kube,
-                sandbox=children.sandbox,
-                planned=dataclasses.replace(planned, actions=rest),
-                metrics=self._sandbox_metrics,
-                strict_creates=snapshot.children_assumed_absent,
-            )
-            return Started(
-                planned=planned,
-                applied=dataclasses.replace(
-                    rest_applied, writes=children.writes + rest_applied.writes
-                ),
-                warm=False,
-            )
+            return await self._cold(kube, snapshot, planned=planned, early=children, rest=rest)
         self._mark(WARM, Milestone.CLAIMED)
         progress = _Progress()
         try:
@@ -462,17 +447,30 @@ class WarmStarter:
             "warm pod adoption refused; starting cold",
             extra={"warm_pod": chosen.name, "error": str(refusal.__cause__)},
         )
+        return await self._cold(kube, snapshot, planned=planned, early=children, rest=rest)
+
+    async def _cold(
+        self,
+        kube: client_module.Kube,
+        snapshot: plan.Snapshot,
+        *,
+        planned: plan.Plan,
+        early: apply.Applied,
+        rest: tuple[plan.Action, ...],
+    ) -> Started:
+        """Cold after all: the first wave's children are there; the pod and the status (the
+        rest of the cold plan) are written now."""
         self.mark_cold(planned)
         cold = await apply.apply_plan(
             kube,
-            sandbox=children.sandbox,
+            sandbox=early.sandbox,
             planned=dataclasses.replace(planned, actions=rest),
             metrics=self._sandbox_metrics,
             strict_creates=snapshot.children_assumed_absent,
         )
         return Started(
             planned=planned,
-            applied=dataclasses.replace(cold, writes=children.writes + cold.writes),
+            applied=dataclasses.replace(cold, writes=early.writes + cold.writes),
             warm=False,
         )
 

@@ -494,6 +494,21 @@ def test_retained_claim_has_no_owner_reference() -> None:
     assert "ownerReferences" not in kept["metadata"]
     assert "ownerReferences" in deleted["metadata"]
     assert volume.render_claim(build({})[0], owner=who, settings=OPTIONS) is None
+    # Its name fits a label: the label names the sandbox, no annotation needed.
+    assert "annotations" not in kept["metadata"]
+
+
+def test_a_retained_claim_of_a_long_named_sandbox_names_it_by_annotation() -> None:
+    """No owner reference and no name label (too long): the annotation lets the watcher map
+    the claim's changes to its Sandbox."""
+    obj = testing.make_sandbox(name="a" * 80, spec={"storage": {"persistent": True}})
+    retain = settings_module.SandboxOptions(pvc_retention=settings_module.PvcRetention.RETAIN)
+    who = owner.owner_of(obj, settings=retain)
+    effective = merge.merge_spec(obj, profile=None, runtime=testing.make_runtime(), settings=retain)
+    kept = volume.render_claim(effective, owner=who, settings=retain)
+    assert kept is not None
+    assert kept["metadata"]["annotations"] == {labels.SANDBOX_NAME_ANNOTATION: "a" * 80}
+    assert labels.SANDBOX_NAME not in kept["metadata"]["labels"]
 
 
 # -- network --------------------------------------------------------------------------------

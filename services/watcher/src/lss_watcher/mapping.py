@@ -1,14 +1,16 @@
 """Which owner keys a change of one object must also wake (pure).
 
 An object's own key (``sandbox/ns/name``) is added by the tracker; this module finds the
-*other* keys, its owners, from three sources, in this order and without duplicates:
+*other* keys, its owners, from these sources, in this order and without duplicates:
 
 1. owner references to an LLMSafeSpace kind (any of them, controller or not: a warm pod's pod
    re-owned by the Sandbox that claimed it keeps telling its WarmPod too); the owner lives in
    the object's namespace, or is cluster-scoped (RuntimeEnvironment);
 2. the owner labels of ``lss_common.models.labels`` (a child in another namespace than its
    owner cannot carry an owner reference);
-3. a WarmPod's ``spec.poolRef``: a WarmPod change wakes its WarmPool.
+3. a WarmPod's ``spec.poolRef``: a WarmPod change wakes its WarmPool;
+4. when nothing above names an owner, the annotation ``labels.SANDBOX_NAME_ANNOTATION`` (a
+   retained claim of a sandbox whose name is too long for a label).
 
 References to other groups (a ReplicaSet, a Deployment) are ignored. No I/O; the inputs are
 the trimmed views of ``views.py``.
@@ -65,6 +67,15 @@ def owner_keys(
             )
             if owner_namespace is not None:
                 found.append(ObjectKey(kind, owner_namespace, name))
+    if (
+        not found
+        and namespace is not None
+        and meta.annotations is not None
+        and meta.annotations.sandbox_name
+    ):
+        # A child with no owner reference and no name label: its Sandbox's name did not fit
+        # a label (a retained claim of a long-named sandbox).
+        found.append(ObjectKey(kinds.SANDBOX.singular, namespace, meta.annotations.sandbox_name))
     if resource.name is resources.Name.WARM_POD and view.spec and view.spec.pool_ref:
         pool = view.spec.pool_ref
         pool_namespace = pool.namespace or namespace

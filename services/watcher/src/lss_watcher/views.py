@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import msgspec
 
+from lss_common.models import labels
+
 
 class OwnerRef(msgspec.Struct, rename="camel", gc=False):
     """An owner reference, as much of it as mapping needs."""
@@ -28,6 +30,12 @@ class OwnerRef(msgspec.Struct, rename="camel", gc=False):
     controller: bool | None = None
 
 
+class OwnerAnnotations(msgspec.Struct, gc=False):
+    """The one annotation mapping reads (every other key is skipped while decoding)."""
+
+    sandbox_name: str | None = msgspec.field(default=None, name=labels.SANDBOX_NAME_ANNOTATION)
+
+
 class Meta(msgspec.Struct, rename="camel", gc=False):
     """The metadata fields the watcher reads."""
 
@@ -36,6 +44,7 @@ class Meta(msgspec.Struct, rename="camel", gc=False):
     uid: str = ""
     resource_version: str = ""
     labels: dict[str, str] | None = None
+    annotations: OwnerAnnotations | None = None
     owner_references: list[OwnerRef] | None = None
     deletion_timestamp: str | None = None
 

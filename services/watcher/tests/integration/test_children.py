@@ -316,6 +316,36 @@ async def test_cross_namespace_child_wakes_its_sandbox_by_labels(
         assert child_version(received, source="service") == version
 
 
+async def test_a_retained_claim_of_a_long_named_sandbox_wakes_it_by_annotation(
+    nc: nats.aio.client.Client,
+    objects: testing.Objects,
+    children: Children,
+    make_settings: Callable[..., settings_module.WatcherSettings],
+    cleanup_streams: Callable[[settings_module.WatcherSettings], None],
+) -> None:
+    """A retained claim has no owner reference, and a sandbox name over 63 characters fits
+    no label: the claim names it by annotation, and its changes wake that sandbox (they
+    waited for the resync)."""
+    settings = make_settings()
+    cleanup_streams(settings)
+    long_name = "retained-" + "x" * 70
+    body = child_body("persistentvolumeclaim", "sandbox-long-data")
+    body["metadata"]["annotations"] = {labels.SANDBOX_NAME_ANNOTATION: long_name}
+    async with (
+        testing.hint_log(nc.jetstream(), settings.nats) as log,
+        testing.RunningWatcher(settings),
+    ):
+        created = await children.create("persistentvolumeclaim", body)
+        namespace = created.metadata.namespace
+        received = await log.wait_for(
+            lambda r: r.key == ("sandbox", namespace, long_name),
+            describe="the annotated claim wakes its sandbox",
+        )
+        assert child_version(received, source="persistentvolumeclaim") == int(
+            created.metadata.resource_version
+        )
+
+
 async def test_unlabelled_and_foreign_children_wake_nobody(
     nc: nats.aio.client.Client,
     objects: testing.Objects,

@@ -35,6 +35,7 @@ def view(
     owners: list[dict[str, Any]] | None = None,
     obj_labels: dict[str, str] | None = None,
     pool_ref: dict[str, str] | None = None,
+    annotations: dict[str, str] | None = None,
 ) -> views.ObjectView:
     document: dict[str, Any] = {
         "metadata": {
@@ -42,6 +43,7 @@ def view(
             "uid": "u",
             "resourceVersion": "1",
             "labels": obj_labels,
+            "annotations": annotations,
             "ownerReferences": owners,
         }
     }
@@ -133,6 +135,21 @@ def ref(
         (POD, view(pool_ref={"name": "pool"}), []),
         # An object never wakes itself.
         (SANDBOX, view(name="sb", obj_labels={labels.SANDBOX_NAME: "sb"}), []),
+        # A retained claim of a sandbox whose name is too long for a label: the annotation.
+        (
+            POD,
+            view(annotations={labels.SANDBOX_NAME_ANNOTATION: "s" * 80, "other": "x"}),
+            [Key("sandbox", "ns", "s" * 80)],
+        ),
+        # ... never over an owner reference or a label.
+        (
+            POD,
+            view(
+                owners=[ref("Sandbox", "sb")],
+                annotations={labels.SANDBOX_NAME_ANNOTATION: "other"},
+            ),
+            [Key("sandbox", "ns", "sb")],
+        ),
         # A cluster-scoped object cannot have namespaced owners.
         (RUNTIME, view(namespace=None, owners=[ref("Sandbox", "sb")]), []),
         (

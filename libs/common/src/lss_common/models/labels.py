@@ -8,7 +8,9 @@ tied to it by a controller ``ownerReference`` (garbage collection then works too
 names its owner with the labels below; the watcher maps either to the owner's hint key.
 
 Label values are limited to 63 characters: a cross-namespace child can only name an owner
-whose name fits (same-namespace children use owner references, which have no such limit).
+whose name fits (same-namespace children use owner references, which have no such limit). A
+child without an owner reference whose owner's name does not fit a label (a retained
+PersistentVolumeClaim) names it with the annotation :data:`SANDBOX_NAME_ANNOTATION`.
 
 Pure constants: no I/O, no logic.
 """
@@ -28,6 +30,9 @@ APP_SELECTOR: Final = f"{APP}={APP_VALUE}"
 #: from the child's (unset: the child's own namespace).
 SANDBOX_NAME: Final = f"{kinds.GROUP}/sandbox-name"
 SANDBOX_NAMESPACE: Final = f"{kinds.GROUP}/sandbox-namespace"
+
+#: The Sandbox's name on a child without an owner reference when it is too long for a label.
+SANDBOX_NAME_ANNOTATION: Final = f"{kinds.GROUP}/sandbox-name"
 
 #: The WarmPod a child (its pod) belongs to, and that WarmPod's namespace when it differs.
 WARM_POD_NAME: Final = f"{kinds.GROUP}/warmpod-name"

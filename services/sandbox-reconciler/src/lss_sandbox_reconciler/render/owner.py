@@ -111,6 +111,10 @@ def child_metadata(
     }
     if owned and not owner.is_cross_namespace:
         result["ownerReferences"] = [owner_reference(owner)]
+    elif not _is_label_value(owner.name):
+        # No owner reference and no name label (too long): the watcher maps the child's
+        # changes to its Sandbox by this annotation (a retained claim).
+        result["annotations"] = {labels.SANDBOX_NAME_ANNOTATION: owner.name}
     return result
 
 

@@ -21,6 +21,7 @@ from lss_common.testing import admission, eventually
 from lss_common.testing.finalizers import hold_deletion, release_deletion
 from lss_dev import controlplane
 from lss_dev import platform as platform_module
+from lss_pool_manager import apply as apply_module
 from lss_pool_manager import lifecycle, names, observe, podspec
 from lss_pool_manager import settings as settings_module
 from lss_sandbox_reconciler import names as reconciler_names
@@ -1026,3 +1027,59 @@ async def test_a_pool_whose_pods_keep_failing_backs_off_and_recovers(
 
     await eventually.eventually(recovered, timeout_seconds=60, describe="Filled, record cleared")
     await wait_ready(kube, namespace, 3, what="3 Ready of the good image")
+
+
+async def test_a_warm_pod_claimed_after_it_was_listed_is_never_deleted_for_it(
+    stack: Stack,
+    kube: client.Kube,
+    namespace: str,
+    runtime_name: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The pool pass lists from the watch cache and decides to scale down; a sandbox claims
+    one of the WarmPods it chose between its list and its delete. The delete carries the
+    resourceVersion listed, so the claimed WarmPod (changed since) is kept, Assigned, with
+    its pod; the other goes."""
+    real = apply_module.delete_warm_pod
+    claimed: list[str] = []
+    finished: list[bool] = []
+
+    async def claimed_first(kube_: client.Kube, **kwargs: Any) -> bool:
+        if not claimed:
+            claimed.append(kwargs["name"])
+            fresh = await objects.get_object(
+                kube,
+                resource=objects.WARM_POD,
+                namespace=kwargs["namespace"],
+                name=kwargs["name"],
+                decode=warmpod_model.decode,
+            )
+            await claim(kube, fresh, sandbox_uid=str(uuid.uuid4()))
+            refused = not await real(kube_, **kwargs)
+            finished.append(refused)
+            return not refused
+        return await real(kube_, **kwargs)
+
+    await stack.start_manager()
+    await stack.start_watcher()
+    await create_pool(kube, namespace=namespace, name="py", runtime=runtime_name, minSize=2)
+    await wait_ready(kube, namespace, 2, what="2 Ready")
+    monkeypatch.setattr(apply_module, "delete_warm_pod", claimed_first)
+    await objects.patch_object(
+        kube,
+        resource=objects.WARM_POOL,
+        namespace=namespace,
+        name="py",
+        body={"spec": {"minSize": 0}},
+    )
+
+    async def settled() -> list[warmpod_model.WarmPod] | None:
+        items = await warm_pods(kube, namespace=namespace)
+        return items if finished and len(items) == 1 else None
+
+    (kept,) = await eventually.eventually(settled, timeout_seconds=60, describe="one left")
+    assert finished == [True], "the delete of the claimed WarmPod was refused (409)"
+    assert kept.metadata.name == claimed[0]
+    assert warmpod_model.status_of(kept).phase == "Assigned"
+    pod_name = warmpod_model.status_of(kept).pod_name or ""
+    assert await objects.get_or_none(kube, resource=objects.POD, namespace=namespace, name=pod_name)

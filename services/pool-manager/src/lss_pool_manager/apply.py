@@ -201,10 +201,12 @@ async def update_pool_status(
     for _ in range(attempts):
         if current is None or current.metadata.deletion_timestamp:
             return
+        status = warmpool_model.status_of(current)
+        new = update(status)
+        if new == status:
+            return  # nothing to record (e.g. that failure is counted already)
         try:
-            await write_pool_status(
-                kube, pool=current, status=update(warmpool_model.status_of(current))
-            )
+            await write_pool_status(kube, pool=current, status=new)
         except errors.ConflictError:
             current = await objects.get_or_none(
                 kube,

@@ -646,7 +646,11 @@ class Handler:
                 update=lambda current: msgspec.structs.replace(
                     current,
                     pod_failures=pod_failures.recorded(
-                        current.pod_failures, reason=reason, message=described, now=now
+                        current.pod_failures,
+                        warm_pod_uid=warm_pod.metadata.uid or "",
+                        reason=reason,
+                        message=described,
+                        now=now,
                     ),
                 ),
             )

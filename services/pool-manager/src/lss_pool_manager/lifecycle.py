@@ -230,7 +230,11 @@ def plan_warm_pod(
     verdict = podspec.classify_pod(
         dict(pod), now=now, unschedulable_deadline_seconds=ready_timeout_seconds
     )
-    if verdict.state in (podspec.PodState.FAILED, podspec.PodState.DELETING):
+    if verdict.state is podspec.PodState.DELETING:
+        # Evicted, preempted, a node drained, deleted by hand: gone, not failed (a pool's
+        # failure backoff counts PodFailed only; a drain is no reason to slow its refill).
+        return fail(Reason.POD_GONE, verdict.message)
+    if verdict.state is podspec.PodState.FAILED:
         return fail(Reason.POD_FAILED, verdict.message)
     if verdict.state is podspec.PodState.READY and has_ip(pod):
         last = status.last_heartbeat

@@ -44,17 +44,23 @@ def counts(status: warmpod_model.WarmPodStatus | None) -> tuple[str, str] | None
 def recorded(
     record: warmpool_model.PodFailures | None,
     *,
+    warm_pod_uid: str,
     reason: str,
     message: str,
     now: datetime.datetime,
 ) -> warmpool_model.PodFailures:
-    """The pool's record after one more failure."""
+    """The pool's record after one more failure; unchanged when that WarmPod's failure is
+    the last one counted (a pass retried after a conflict, another replica's pass on the
+    same failure: counted twice, it doubled the delay)."""
+    if record is not None and warm_pod_uid and record.last_failed_warm_pod_uid == warm_pod_uid:
+        return record
     failures = (record.consecutive_failures or 0) if record is not None else 0
     return warmpool_model.PodFailures(
         consecutive_failures=failures + 1,
         last_failure_time=meta.format_timestamp(now),
         last_failure_reason=reason,
         last_failure_message=message[:4096],
+        last_failed_warm_pod_uid=warm_pod_uid or None,
     )
 
 

@@ -189,6 +189,28 @@ def _controller(pod: Mapping[str, Any]) -> Mapping[str, Any] | None:
     return None
 
 
+def holds_for_its_pod(
+    pod: Mapping[str, Any] | None,
+    *,
+    warm_pod: warmpod_model.WarmPod,
+    holder: Holder | None,
+) -> bool:
+    """Whether a leaked claim's WarmPod must stay for now: its pod, adopted by the claiming
+    sandbox that still exists, is terminating. The reconciler keeps that sandbox's policies
+    and finalizer until the pod is gone, and the Assigned WarmPod is what tells its pass the
+    pod exists; released here, the pass removed them while the pod still ran."""
+    if holder is None or pod is None:
+        return False
+    if not (pod.get("metadata") or {}).get("deletionTimestamp"):
+        return False
+    controller = _controller(pod)
+    return (
+        controller is not None
+        and controller.get("kind") == "Sandbox"
+        and controller.get("uid") == warmpod_model.status_of(warm_pod).assigned_to
+    )
+
+
 def may_delete_pod(
     pod: Mapping[str, Any] | None,
     *,

@@ -131,6 +131,8 @@ class Sweeper:
         status = warmpod_model.status_of(warm_pod)
         pod_name = status.pod_name or names.pod_name(metadata.name or "", uid=metadata.uid or "")
         pod = await observe.get_pod(kube, namespace=namespace, name=pod_name)
+        if sweep.holds_for_its_pod(pod, warm_pod=warm_pod, holder=holder):
+            return False  # judged again later, once the pod is gone
         with logs.bind(warm_pod=metadata.name, sandbox_uid=status.assigned_to):
             if pod is not None and sweep.may_delete_pod(pod, warm_pod=warm_pod, holder=holder):
                 pod_meta = pod.get("metadata") or {}

@@ -12,7 +12,7 @@ import pytest
 
 from lss_common.models import meta
 from lss_common.models import warmpod as warmpod_model
-from lss_pool_manager import lifecycle, names
+from lss_pool_manager import lifecycle, names, pod_failures
 
 NOW = datetime.datetime(2025, 6, 1, 12, 0, tzinfo=datetime.UTC)
 UID = "abcdef12-0000-4000-8000-000000000000"
@@ -335,3 +335,17 @@ def test_a_refused_pod_leaves_the_warm_pod_pending_without_a_pod_name() -> None:
     )
     assert again.create_pod
     assert not again.delete
+
+
+def test_a_pod_being_deleted_is_gone_not_failed() -> None:
+    """Evicted, preempted, a node drained: the WarmPod goes (``PodGone``), and it does not
+    count on its pool's failure backoff (which counts ``PodFailed``)."""
+    ready = warm_pod({"phase": "Ready", "podName": POD}, created_ago=600)
+    going = pod(ready=True)
+    going["metadata"]["deletionTimestamp"] = ts(1)
+    result = run(ready, going)
+    assert result.delete
+    assert result.status is not None
+    assert result.status.conditions is not None
+    assert result.status.conditions[0].reason == "PodGone"
+    assert pod_failures.counts(result.status) is None

@@ -49,15 +49,25 @@ def test_only_the_pods_own_failures_count() -> None:
     assert pod_failures.counts(None) is None
 
 
-def test_the_record_counts_in_a_row() -> None:
-    first = pod_failures.recorded(None, reason="PodFailed", message="m1", now=ago(10))
-    second = pod_failures.recorded(first, reason="NotReadyInTime", message="m2", now=NOW)
+def test_the_record_counts_in_a_row_each_warm_pod_once() -> None:
+    first = pod_failures.recorded(
+        None, warm_pod_uid="a", reason="PodFailed", message="m1", now=ago(10)
+    )
+    second = pod_failures.recorded(
+        first, warm_pod_uid="b", reason="NotReadyInTime", message="m2", now=NOW
+    )
     assert second == warmpool_model.PodFailures(
         consecutive_failures=2,
         last_failure_time=meta.format_timestamp(NOW),
         last_failure_reason="NotReadyInTime",
         last_failure_message="m2",
+        last_failed_warm_pod_uid="b",
     )
+    # The same WarmPod's failure seen again (a retried pass, another replica): not counted.
+    again = pod_failures.recorded(
+        second, warm_pod_uid="b", reason="NotReadyInTime", message="m2", now=NOW
+    )
+    assert again is second
 
 
 def test_one_at_a_time_after_a_growing_delay() -> None:

@@ -294,3 +294,22 @@ def test_preload_failing_condition() -> None:
     assert (ready.status, ready.reason) == ("False", "PreloadFailing")
     assert 'preload script "x" failed' in (ready.message or "")
     assert found.preload == warmpool_model.status_of(pool).preload  # kept as it was
+
+
+def test_a_claim_holds_while_its_adopted_pod_terminates_for_a_living_sandbox() -> None:
+    """The reconciler keeps a deleted sandbox's policies until the pod it adopted is gone,
+    and learns of that pod from the Assigned WarmPod: released, its pass removed them."""
+    claimed = warm_pod()
+    going = owned_pod("Sandbox", SANDBOX_UID, deletionTimestamp=ts(1))
+    deleting = sweep.holder_of(sandbox(ref=None, pod_name=None, phase=None, deleting=True))
+    assert sweep.holds_for_its_pod(going, warm_pod=claimed, holder=deleting)
+    # The sandbox gone (its finalizer removed): nothing waits for the pod any more.
+    assert not sweep.holds_for_its_pod(going, warm_pod=claimed, holder=None)
+    # Not terminating, or not the claiming sandbox's: no reason to wait.
+    assert not sweep.holds_for_its_pod(
+        owned_pod("Sandbox", SANDBOX_UID), warm_pod=claimed, holder=deleting
+    )
+    assert not sweep.holds_for_its_pod(
+        owned_pod("Sandbox", "someone", deletionTimestamp=ts(1)), warm_pod=claimed, holder=deleting
+    )
+    assert not sweep.holds_for_its_pod(None, warm_pod=claimed, holder=deleting)

@@ -64,6 +64,9 @@ NON_PUBLIC: Final[tuple[Network, ...]] = tuple(
 )
 
 
+_IPV4_MAPPED: Final = ipaddress.ip_network("::ffff:0:0/96")
+
+
 def parse_cidrs(values: Iterable[str]) -> tuple[Network, ...]:
     """Networks from CIDR strings; ValueError names the first that is not one (host bits
     set included: ``10.0.0.1/8`` is a mistake, not a network)."""
@@ -104,13 +107,19 @@ class EgressRanges:
                 continue
             if _subnet(network, net):
                 return None
-            if _subnet(net, network):
+            if _subnet(net, network) and net != _IPV4_MAPPED:
+                # Not the IPv4-mapped range: the API server checks an except entry with Go's
+                # IPNet.Contains, which turns a mapped address into 4 bytes, so an IPv6 cidr
+                # never "contains" it and the policy is refused (422). An IPv6 rule's peers
+                # are IPv6 packets anyway; mapped answers are dropped by ``admits``.
                 inside.append(str(net))
         return tuple(inside)
 
     def denied_cidrs(self) -> tuple[str, ...]:
-        """The denied ranges as CIDR strings (IPv4 first)."""
-        return tuple(str(net) for net in self.denied)
+        """The denied ranges as CIDR strings (IPv4 first), for a policy's deny rule: not the
+        IPv4-mapped range (Kubernetes refuses mapped addresses in policies; the packets of a
+        mapped address are IPv4 ones, denied by the IPv4 ranges)."""
+        return tuple(str(net) for net in self.denied if net != _IPV4_MAPPED)
 
 
 def of_settings(settings: settings_module.SandboxOptions) -> EgressRanges:

@@ -223,7 +223,14 @@ class Handler:
             if self.warm is not None:
                 # Before planning: a released sandbox's plan must see a stray claim's pod that
                 # it adopted (its policies and finalizer wait for that pod too).
-                snapshot = await self._with_stray_claim(snapshot)
+                try:
+                    snapshot = await self._with_stray_claim(snapshot)
+                except (errors.PermanentError, errors.InvalidObjectError) as error:
+                    # A refused read or delete of the claim (RBAC, an admission policy): said
+                    # on the Sandbox and looked at again later, like any refused write.
+                    reason = _reason_of(error)
+                    await self._report_refusal(sandbox, reason=reason, message=str(error), now=now)
+                    return self._after_refusal((namespace, name), error=error, reason=reason)
             planned = plan.plan_sandbox(snapshot, now=now, settings=self._settings.sandbox)
             try:
                 started_warm = None

@@ -558,8 +558,15 @@ class WarmStarter:
                 resources=wanted.resources,
             ),
         )
+        pod = await adopt.get_pod(kube, namespace=chosen.namespace, name=chosen.pod_name)
+        if pod is not None and (pod.get("metadata") or {}).get("deletionTimestamp"):
+            # A claim kept only for its pod's deletion (a discard whose adopted pod still
+            # terminates): nothing to resume. Resumed, each pass discarded it again until
+            # the pod was gone — for ever on a node that lost contact. Another claim
+            # instead; the old WarmPod goes with its pod (the sweep).
+            return await self._claim(kube, wanted=wanted, sandbox_uid=sandbox_uid, now=now)
         self._metrics.claims_total.labels(result=Result.RESUMED).inc()
-        return chosen, await adopt.get_pod(kube, namespace=chosen.namespace, name=chosen.pod_name)
+        return chosen, pod
 
     async def _claim(
         self,

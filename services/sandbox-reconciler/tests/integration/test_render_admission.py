@@ -72,8 +72,9 @@ CASES = {
         },
         {
             "networkPolicies": [
-                # The public internet: every non-public range in ipBlock.except.
-                {"type": "egress", "rules": [{"cidr": "0.0.0.0/0"}]},
+                # The public internet: every non-public range in ipBlock.except (IPv6
+                # too: the API server checks each entry lies inside the cidr).
+                {"type": "egress", "rules": [{"cidr": "0.0.0.0/0"}, {"cidr": "::/0"}]},
                 {"type": "ingress", "rules": [{"cidr": "10.30.0.0/16"}]},
             ]
         },

@@ -700,3 +700,48 @@ async def test_a_transient_failure_before_the_adoption_keeps_the_claim(
     assert _claims(reconciler, "claimed") == 1
     assert _claims(reconciler, "resumed") == 1
     assert _claims(reconciler, "discarded") == 0
+
+
+async def test_a_claim_kept_for_its_terminating_pod_is_not_resumed(
+    world: World,
+    cluster: Cluster,
+    pool_manager: PoolManager,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The claimed pod starts terminating as it is adopted (a node lost; held here by a
+    foreign finalizer): it cannot serve, and the discarded claim keeps its WarmPod while the
+    adopted pod terminates. The next pass does not resume that claim (each such pass failed
+    again until the pod was gone); it claims another warm pod and the sandbox runs."""
+    reconciler = await world.start_reconciler()
+    await pool_manager.start()
+    await world.start_watcher()
+    await cluster.create_runtime()
+    await create_pool(cluster, "std", minSize=2)
+    await wait_ready_warm_pods(cluster, 2)
+    real = adopt.adopt_pod
+    doomed: list[str] = []
+
+    async def node_lost_first(kube: Any, *, candidate: Any, owner: Any) -> dict[str, Any]:
+        if not doomed:
+            doomed.append(candidate.pod_name)
+            await hold_deletion(
+                kube, resource=objects.POD, name=candidate.pod_name, namespace=cluster.namespace
+            )
+            await objects.delete_object(
+                kube, resource=objects.POD, namespace=cluster.namespace, name=candidate.pod_name
+            )
+        return await real(kube, candidate=candidate, owner=owner)
+
+    monkeypatch.setattr(adopt, "adopt_pod", node_lost_first)
+    try:
+        await cluster.create_sandbox("moved", timeout=600)
+        running = await cluster.wait_phase("moved", "Running")
+        assert running["status"]["podName"] != doomed[0]
+        assert running["status"].get("warmPodRef"), running["status"]
+        assert _claims(reconciler, "claimed") == 2
+        assert _claims(reconciler, "discarded") == 1
+        assert _claims(reconciler, "resumed") == 0
+    finally:
+        await release_deletion(
+            cluster.kube, resource=objects.POD, name=doomed[0], namespace=cluster.namespace
+        )

@@ -51,6 +51,11 @@ def test_a_cidr_rule_inside_a_denied_range_is_refused_and_a_wider_one_excepts() 
     assert "10.0.0.0/8" in internet
     assert "168.63.129.16/32" in internet
     assert all(":" not in cidr for cidr in internet)  # only the rule's own family
+    v6 = RANGES.carve("::/0")
+    assert v6 is not None
+    assert "fc00::/7" in v6
+    # Never the IPv4-mapped range: the API server refuses it under an IPv6 cidr.
+    assert "::ffff:0:0/96" not in v6
     with pytest.raises(ValueError, match="not a CIDR"):
         RANGES.carve("10.0.0.1/8")
 

@@ -534,11 +534,13 @@ class Consumer(typing.Generic[T]):
                 headers=headers,
             )
         except errors.LssError as exc:
-            # Kept on the original: tried again at its next re-check (or, at the end of its
-            # life, the periodic resync wakes the key).
+            # Kept on the original, back soon (the schedule's longest retry, never later than
+            # asked): its re-check as asked would come after the stream dropped it, so the
+            # hand-over is tried again while the message still exists.
             self._metrics.handovers_total.labels(self._stream, "failed").inc()
             _log.warning("re-check not handed over", extra={"error": repr(exc)})
-            return verdict
+            retry = min(plan.delay_seconds, self._settings.backoff_seconds[-1])
+            return dataclasses.replace(verdict, delay_seconds=retry)
         self._metrics.handovers_total.labels(self._stream, "handed_over").inc()
         return _Verdict(Outcome.ACK, Outcome.ACK, level=logging.INFO, event="re-check handed over")
 

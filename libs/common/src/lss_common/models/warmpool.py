@@ -75,6 +75,7 @@ class PodFailures(meta.Model):
     last_failure_time: str | None = None
     last_failure_reason: str | None = None
     last_failure_message: str | None = None
+    last_failed_warm_pod_uid: str | None = msgspec.field(default=None, name="lastFailedWarmPodUID")
 
 
 class WarmPoolStatus(meta.Model):

@@ -139,7 +139,8 @@ async def test_kill_9_during_scale_up_then_converges_without_over_creation(
     assert sorted(wp.metadata.name for wp in items) == sorted(
         names.warm_pod_name("py", slot=i) for i in range(8)
     )
-    assert most == 8, f"{most} WarmPods seen at once (maxSize 8)"
+    # At most maxSize ever (the poll may miss the last one landing: the end state has 8).
+    assert most <= 8, f"{most} WarmPods seen at once (maxSize 8)"
     found = await pods(kube, namespace=namespace)
     pods_found = [p for p in found if not p["metadata"].get("deletionTimestamp")]
     assert len(pods_found) == 8, "one pod per WarmPod, none twice"

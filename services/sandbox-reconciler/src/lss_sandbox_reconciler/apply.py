@@ -37,8 +37,8 @@ from lss_common.kube import objects, writes
 from lss_common.models import kinds
 from lss_common.models import sandbox as sandbox_model
 from lss_common.observability import logs
+from lss_sandbox_reconciler import lifecycle, observe, plan
 from lss_sandbox_reconciler import metrics as metrics_module
-from lss_sandbox_reconciler import observe, plan
 
 _log = logging.getLogger(__name__)
 
@@ -166,10 +166,23 @@ async def apply_plan(
     state = _State(sandbox)
     waves = schedule(planned)
     remove_finalizer = any(a.verb is plan.Verb.REMOVE_FINALIZER for a in planned.actions)
+    # A pass that ends the sandbox (Failed, Terminated) writes that status before it deletes
+    # anything: the failed pod is the only other record of why, and once it is terminating
+    # a pass would read "pod being deleted" (Creating) and, the pod gone, create a new one.
+    # Written after the deletes, a lost status write (a 409, a failed delete before it, a
+    # crash) revived a Failed sandbox. Its release is retried by the terminal passes.
+    status_first = (
+        planned.status_changed
+        and lifecycle.is_terminal(planned.status.phase)
+        and not lifecycle.is_terminal(sandbox_model.status_of(sandbox).phase)
+    )
+    if status_first:
+        await _write_status(kube, state=state, status=planned.status, metrics=metrics)
     # The status joins the last wave when that wave only creates (the pod): it needs the
     # resourceVersion of our finalizer patch (an earlier wave) and nothing the creates return.
     status_with_last = (
         planned.status_changed
+        and not status_first
         and not remove_finalizer
         and bool(waves)
         and all(a.verb is plan.Verb.CREATE for a in waves[-1])
@@ -190,7 +203,7 @@ async def apply_plan(
         metrics.pass_stage_seconds.labels(stage=metrics_module.Stage.CHILDREN.value).observe(
             time.perf_counter() - started
         )
-    if planned.status_changed and not status_with_last:
+    if planned.status_changed and not status_with_last and not status_first:
         await _write_status(kube, state=state, status=planned.status, metrics=metrics)
     finalizer_removed = False
     if remove_finalizer and state.pending_deletes == 0:

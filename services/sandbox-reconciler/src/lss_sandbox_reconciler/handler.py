@@ -421,12 +421,21 @@ class Handler:
         """A write was refused: a Ready=False condition naming it, and a Warning Event (when
         the condition changed, or could not be written: a refused status write)."""
         _log.error("sandbox write refused", extra={"reason": reason, "error": message})
+        # An ended sandbox keeps the reason it ended for on Ready (what to fix); its release
+        # failing is said beside it. Reported on Ready, a cleanup failure replaced that reason
+        # for good, even once the retried delete succeeded.
+        ended = lifecycle.is_terminal(sandbox_model.status_of(sandbox).phase)
+        condition_type = (
+            lifecycle.ConditionType.CHILDREN_RELEASED
+            if ended and reason == CLEANUP_FAILED
+            else lifecycle.ConditionType.READY
+        )
         try:
             changed = await writes.set_condition(
                 self._kube(),
                 resource=objects.SANDBOX,
                 obj=sandbox,
-                condition_type=lifecycle.ConditionType.READY,
+                condition_type=condition_type,
                 status=conditions_logic.FALSE,
                 reason=reason,
                 message=message,

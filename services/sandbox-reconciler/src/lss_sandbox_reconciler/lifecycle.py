@@ -39,6 +39,9 @@ class ConditionType(enum.StrEnum):
     RUNTIME_RESOLVED = "RuntimeResolved"
     PROFILE_RESOLVED = "ProfileResolved"
     NETWORK_READY = "NetworkReady"
+    CHILDREN_RELEASED = "ChildrenReleased"
+    """On an ended (Failed, Terminated) sandbox only: False while a child's delete fails,
+    True once every child is released. Ready keeps the reason it ended for."""
 
 
 class Reason(enum.StrEnum):

@@ -182,6 +182,10 @@ def plan_sandbox(
     try:
         effective = _resolve_and_merge(snapshot, draft=draft, settings=settings)
     except resolve.ResolveError as error:
+        if _is_started(snapshot):
+            return _plan_unresolved(
+                snapshot, draft=draft, owner=owner, error=error, settings=settings
+            )
         draft.fail(error.condition_type, reason=error.reason, message=str(error))
         return _plan_release(snapshot, draft=draft, owner=owner, settings=settings)
     except merge.SpecConflict as error:
@@ -279,6 +283,53 @@ class _Draft:
             status_changed=changed,
             requeue_after_seconds=min(self.requeue) if self.requeue else None,
         )
+
+
+def _is_started(snapshot: Snapshot) -> bool:
+    """Whether the sandbox runs (or is starting) on a pod of its own already."""
+    phase = sandbox_model.status_of(snapshot.sandbox).phase
+    return phase in (Phase.RUNNING, Phase.CREATING) and snapshot.children.pod is not None
+
+
+def _plan_unresolved(
+    snapshot: Snapshot,
+    *,
+    draft: _Draft,
+    owner: owner_module.Owner,
+    error: resolve.ResolveError,
+    settings: settings_module.SandboxOptions,
+) -> Plan:
+    """A started sandbox whose runtime or profile cannot be resolved any more: deleted and
+    re-created by an operator (a GitOps re-sync), marked unavailable, joined by a second one
+    of its version. What it runs was resolved when it started: it keeps its pod and children
+    as they are and says why it is not reconciled (the condition), and its lifetime still
+    ends it. Failing it (as a new sandbox of that spec fails) killed every running sandbox
+    of a runtime for an operator's routine change."""
+    obj = snapshot.sandbox
+    timeout = (
+        obj.spec.timeout if obj.spec.timeout is not None else sandbox_model.DEFAULT_TIMEOUT_SECONDS
+    )
+    left = lifecycle.seconds_until_expiry(
+        draft.current.start_time, timeout_seconds=timeout, now=draft.now
+    )
+    if left is not None and left <= 0:
+        draft.phase = Phase.TERMINATED
+        draft.set(
+            ConditionType.READY,
+            status=conditions_logic.FALSE,
+            reason=Reason.EXPIRED,
+            message=f"the lifetime of {timeout} s is over",
+        )
+        return _plan_release(snapshot, draft=draft, owner=owner, settings=settings)
+    draft.set(
+        error.condition_type,
+        status=conditions_logic.FALSE,
+        reason=error.reason,
+        message=f"{error}; the sandbox keeps running as it started (new sandboxes of this "
+        "spec fail until it is fixed)",
+    )
+    draft.requeue_after(left)
+    return draft.finish()
 
 
 def _condition_for_field(field: str) -> str:
@@ -794,6 +845,21 @@ def _plan_release(
     """Terminal phases: release every child, keep the object and its conditions."""
     release = _release(snapshot.children, owner=owner, settings=settings)
     draft.actions.extend(release.actions)
+    failed_release = conditions_logic.find_condition(
+        draft.conditions, condition_type=ConditionType.CHILDREN_RELEASED
+    )
+    if (
+        failed_release is not None
+        and failed_release.status == conditions_logic.FALSE
+        and (not release.remaining or release.completes)
+    ):
+        # A delete that failed before has gone through since (or goes now).
+        draft.set(
+            ConditionType.CHILDREN_RELEASED,
+            status=conditions_logic.TRUE,
+            reason="Released",
+            message="every child of the ended sandbox is released",
+        )
     if not release.pod_remains:
         # Not before: a warm sandbox's pod is found by ``status.podName`` alone, and a pass
         # that did not see its terminating pod would release the policies that still

@@ -18,14 +18,17 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import pytest
 from reconciler_harness import Cluster, World, condition, pod_name
 
-from lss_common.kube import objects
+from lss_common import errors
+from lss_common.kube import objects, writes
 from lss_common.models import kinds
 from lss_common.testing import eventually
 from lss_dev import controlplane
+from lss_sandbox_reconciler import names
 
 pytestmark = pytest.mark.integration
 
@@ -194,7 +197,9 @@ async def test_a_strangers_object_under_a_new_sandboxs_child_name_is_never_taken
     """A new sandbox's first pass does not read its children (none can exist yet); when one
     does — here a Service someone else made under the child name — that pass's create meets
     AlreadyExists, the pass reads everything again, and the sandbox fails with NameConflict.
-    The stranger's Service is left as it was, and no pod is created."""
+    The stranger's Service is left as it was, and no pod remains (the first pass's pod,
+    created beside the Service, is released with the rest; the Failed status is written
+    before the release)."""
     world = await running()
     runtime = await cluster.create_runtime()
     stranger = {
@@ -213,6 +218,46 @@ async def test_a_strangers_object_under_a_new_sandboxs_child_name_is_never_taken
     assert after is not None
     assert after["metadata"]["uid"] == before["metadata"]["uid"]
     assert after["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]
+    await _released(cluster, obj["metadata"]["uid"])
     assert await cluster.child(objects.POD, pod_name("taken")) is None
     reconciler = world.reconcilers[0]
     assert reconciler.sample("llmsafespace_sandbox_conflicts_total") >= 1
+
+
+async def test_a_failed_sandbox_stays_failed_when_its_release_is_interrupted(
+    running: Callable[..., Awaitable[World]],
+    cluster: Cluster,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The pass that fails a sandbox (its pod failed) deletes the pod and its Service; the
+    Service's delete fails this time (an outage). The Failed status is written before any
+    delete, so the next passes release the rest and never take the terminating pod for one
+    to wait for and re-create: the sandbox stays Failed, with no new pod. (Written after the
+    deletes, the status was lost with the failed delete, the next pass read "pod being
+    deleted" — Creating — and, the pod gone, created a new one.)"""
+    world = await running()
+    runtime = await cluster.create_runtime(image=controlplane.FATE_IMAGES["fail"], version="7.0")
+    real = writes.delete
+    failed: list[str] = []
+
+    async def service_delete_fails_once(kube: Any, *, resource: Any, **kwargs: Any) -> Any:
+        if resource is objects.SERVICE and not failed:
+            failed.append(kwargs["name"])
+            raise errors.RetryableError("the API server answered 503")
+        return await real(kube, resource=resource, **kwargs)
+
+    monkeypatch.setattr(writes, "delete", service_delete_fails_once)
+    created = await cluster.create_sandbox("doomed", runtime=runtime)
+    obj = await cluster.wait_phase("doomed", "Failed")
+    assert condition(obj, "Ready")["reason"] == "PodFailed"
+    await _released(cluster, created["metadata"]["uid"])
+    assert failed == [names.service_name("doomed")]
+    again = await cluster.sandbox("doomed")
+    assert again is not None
+    assert again["status"]["phase"] == "Failed"
+    assert await cluster.child(objects.POD, names.pod_name("doomed")) is None
+    # One pod ever: the failed pass's lost status did not revive the sandbox with another.
+    reconciler = world.reconcilers[0]
+    assert (
+        reconciler.sample("llmsafespace_sandbox_api_writes_total", kind="Pod", verb="create") == 1
+    )

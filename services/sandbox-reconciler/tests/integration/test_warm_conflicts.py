@@ -562,13 +562,11 @@ async def test_a_sandbox_deleted_mid_claim_waits_for_the_pod_it_adopted(
     pod is gone, and the WarmPod, which names the pod, stays until then too. Before, the
     discard deleted the WarmPod at once and the next pass, blind to the pod, removed the
     policies and the finalizer while the pod still ran."""
-    reconciler = await world.start_reconciler()
-    await pool_manager.start()
-    await world.start_watcher()
-    await cluster.create_runtime()
-    await create_pool(cluster, "std", minSize=1, maxSize=1)
-    await wait_ready_warm_pods(cluster, 1)
-    (warm_pod,) = await warm_pods(cluster.kube, cluster.namespace)
+    # The pool in the reconciler's ready queue first: a sandbox created before would start
+    # cold (no candidate yet), which is not this test's case.
+    reconciler, (warm_pod,) = await _pool_in_the_queue(
+        world, cluster, pool_manager, 1, stop_watcher=False
+    )
     pod_name = warm_pod["status"]["podName"]
     real = adopt.adopt_service
     deleted: list[str] = []
@@ -678,12 +676,7 @@ async def test_a_transient_failure_before_the_adoption_keeps_the_claim(
     timeout): the claim is kept and the retried pass resumes it — the same WarmPod, no second
     CAS. Discarding it burned a warm pod, and deleted the pod another replica's pass, resuming
     the same claim, was about to run the sandbox on."""
-    reconciler = await world.start_reconciler()
-    await pool_manager.start()
-    await world.start_watcher()
-    await cluster.create_runtime()
-    await create_pool(cluster, "std", minSize=2)
-    await wait_ready_warm_pods(cluster, 2)
+    reconciler, _ = await _pool_in_the_queue(world, cluster, pool_manager, 2, stop_watcher=False)
     real = adopt.adopt_pod
     failed: list[str] = []
 
@@ -712,12 +705,7 @@ async def test_a_claim_kept_for_its_terminating_pod_is_not_resumed(
     foreign finalizer): it cannot serve, and the discarded claim keeps its WarmPod while the
     adopted pod terminates. The next pass does not resume that claim (each such pass failed
     again until the pod was gone); it claims another warm pod and the sandbox runs."""
-    reconciler = await world.start_reconciler()
-    await pool_manager.start()
-    await world.start_watcher()
-    await cluster.create_runtime()
-    await create_pool(cluster, "std", minSize=2)
-    await wait_ready_warm_pods(cluster, 2)
+    reconciler, _ = await _pool_in_the_queue(world, cluster, pool_manager, 2, stop_watcher=False)
     real = adopt.adopt_pod
     doomed: list[str] = []
 

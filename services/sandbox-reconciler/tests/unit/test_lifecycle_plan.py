@@ -224,6 +224,30 @@ def test_ready_pod_makes_the_sandbox_running() -> None:
     assert result.requeue_after_seconds == 300
 
 
+def test_a_running_sandbox_outlives_its_runtimes_disappearance() -> None:
+    """An operator deletes and re-creates the RuntimeEnvironment (or marks it unavailable):
+    a running sandbox keeps its pod and children, says so, and still expires; a new one of
+    that spec fails."""
+    first = run(snapshot())
+    children = dataclasses.replace(applied(first, plan.Children()), pod=pod_json(ready=True))
+    running = run(snapshot(finalizers=FIN, status=_dump(first), children=children))
+    assert running.status.phase == "Running"
+    orphaned = run(snapshot(finalizers=FIN, status=_dump(running), children=children, runtimes=()))
+    assert orphaned.status.phase == "Running"
+    assert orphaned.actions == ()
+    assert condition(orphaned, "RuntimeResolved") == ("False", "RuntimeNotFound")
+    assert condition(orphaned, "Ready") == ("True", "PodReady")
+    assert orphaned.requeue_after_seconds == 300  # its lifetime's end
+    # Its lifetime over: Terminated and released as always.
+    expired_status = {**_dump(running), "startTime": "2025-06-01T11:00:00Z"}
+    expired = run(snapshot(finalizers=FIN, status=expired_status, children=children, runtimes=()))
+    assert expired.status.phase == "Terminated"
+    assert ("delete", "Pod", "sandbox-demo") in summary(expired)
+    # Not started yet: Failed, as before.
+    fresh = run(snapshot(runtimes=()))
+    assert fresh.status.phase == "Failed"
+
+
 def _dump(result: plan.Plan) -> dict[str, Any]:
     from lss_common.models import codec
 
@@ -560,6 +584,36 @@ def test_a_terminal_sandbox_releases_the_pod_before_its_policies() -> None:
     after = run(snapshot(finalizers=FIN, status=ended, children=rest))
     assert {kind for _, kind, _ in summary(after)} == {"ServiceAccount", "NetworkPolicy"}
     assert ("remove-finalizer", None, None) not in summary(after)  # the object stays
+
+
+def test_a_release_that_failed_then_succeeded_says_so_beside_the_ended_reason() -> None:
+    """An ended sandbox's failed delete is reported on ChildrenReleased (Ready keeps why it
+    ended); once nothing remains, ChildrenReleased turns True."""
+    first = run(snapshot())
+    ended = {
+        **_dump(first),
+        "phase": "Failed",
+        "conditions": [
+            {
+                "type": "Ready",
+                "status": "False",
+                "reason": "PodFailed",
+                "message": "exit 1",
+                "lastTransitionTime": "2025-06-01T12:00:00Z",
+            },
+            {
+                "type": "ChildrenReleased",
+                "status": "False",
+                "reason": "CleanupFailed",
+                "message": "deleting NetworkPolicy sandbox-demo-deny: 503",
+                "lastTransitionTime": "2025-06-01T12:00:00Z",
+            },
+        ],
+    }
+    done = run(snapshot(finalizers=FIN, status=ended, children=plan.Children()))
+    assert condition(done, "ChildrenReleased") == ("True", "Released")
+    assert condition(done, "Ready") == ("False", "PodFailed")
+    assert done.status.phase == "Failed"
 
 
 def test_retained_claim_does_not_hold_the_finalizer() -> None:

@@ -255,7 +255,11 @@ class Handler:
                 reason = CLEANUP_FAILED if error.cleanup else _reason_of(error.cause)
                 if refused or error.cleanup:
                     await self._report_refusal(
-                        error.sandbox, reason=reason, message=str(error), now=now
+                        error.sandbox,
+                        reason=reason,
+                        message=str(error),
+                        now=now,
+                        observed=sandbox,
                     )
                 if refused:
                     return self._after_refusal((namespace, name), error=error.cause, reason=reason)
@@ -417,9 +421,15 @@ class Handler:
         reason: str,
         message: str,
         now: datetime.datetime,
+        observed: sandbox_model.Sandbox | None = None,
     ) -> None:
         """A write was refused: a Ready=False condition naming it, and a Warning Event (when
-        the condition changed, or could not be written: a refused status write)."""
+        the condition changed, or could not be written: a refused status write).
+
+        ``observed``: the Sandbox as this pass read it, before its own writes. A pass that
+        writes its status beside the refused create (a pod refused by a quota) moves the
+        condition off the refusal and back: compared with its own write, every re-check
+        posted the same Warning Event again."""
         _log.error("sandbox write refused", extra={"reason": reason, "error": message})
         # An ended sandbox keeps the reason it ended for on Ready (what to fix); its release
         # failing is said beside it. Reported on Ready, a cleanup failure replaced that reason
@@ -460,7 +470,9 @@ class Handler:
             kind=metrics_module.WriteKind.SANDBOX_STATUS,
             verb=metrics_module.WriteVerb.PATCH,
         )
-        if changed is not None:
+        if changed is not None and not _said_already(
+            observed, condition_type=condition_type, reason=reason, message=message
+        ):
             await self._post_event(
                 changed,
                 reason=reason,
@@ -524,6 +536,18 @@ def _stream_seq() -> int:
 
 def _condition(status: sandbox_model.SandboxStatus, condition_type: str) -> meta.Condition | None:
     return next((c for c in status.conditions or () if c.type == condition_type), None)
+
+
+def _said_already(
+    observed: sandbox_model.Sandbox | None, *, condition_type: str, reason: str, message: str
+) -> bool:
+    """Whether the Sandbox as the pass read it already said this refusal."""
+    if observed is None:
+        return False
+    found = conditions_logic.find_condition(
+        sandbox_model.status_of(observed).conditions, condition_type=condition_type
+    )
+    return found is not None and found.reason == reason and found.message == message
 
 
 def _reason_of(error: errors.LssError) -> str:

@@ -417,3 +417,61 @@ async def test_a_refused_read_says_so_and_is_retried(world: World, cluster: Clus
         await _set_rules(cluster, rules)
     running = await cluster.wait_phase("unread", "Running")
     assert condition(running, "Ready")["status"] == "True"
+
+
+async def test_a_refused_pod_create_is_said_once_however_often_it_is_re_checked(
+    world: World, cluster: Cluster
+) -> None:
+    """A pod create refused (an admission policy, as a quota or a missing RuntimeClass would):
+    its wave also writes the status (Creating), so each re-check moves the condition off the
+    refusal and back. The Warning Event is posted once, not on every re-check."""
+    reconciler = await world.start_reconciler(reconcile_options=_RETRY)
+    await world.start_watcher()
+    await cluster.create_runtime()
+    probe_name = f"probe-{uuid.uuid4().hex[:6]}"
+    probe_pod = {  # admissible under Pod Security restricted once the refusal is lifted
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": probe_name},
+        "spec": {
+            "securityContext": {
+                "runAsNonRoot": True,
+                "runAsUser": 1000,
+                "seccompProfile": {"type": "RuntimeDefault"},
+            },
+            "containers": [
+                {
+                    "name": "c",
+                    "image": "probe:1",
+                    "securityContext": {
+                        "allowPrivilegeEscalation": False,
+                        "capabilities": {"drop": ["ALL"]},
+                    },
+                }
+            ],
+        },
+    }
+    probe = functools.partial(_create_then_delete, cluster, objects.POD, probe_pod)
+    rule = {
+        "apiGroups": [""],
+        "apiVersions": ["v1"],
+        "operations": ["CREATE"],
+        "resources": ["pods"],
+    }
+    async with refusing(cluster.kube, namespace=cluster.namespace, rule=rule, probe=probe):
+        await cluster.create_sandbox("quota", timeout=600)
+        await _wait_ready_reason(cluster, "quota", reason="Forbidden")
+
+        # Three re-checks at least, each meeting the refusal again.
+        def rechecked() -> bool:
+            refused = reconciler.sample(
+                "llmsafespace_sandbox_refused_writes_total", reason="Forbidden"
+            )
+            return refused >= 3
+
+        await eventually.eventually(rechecked, timeout_seconds=30, describe="3 re-checks")
+        warnings = await _warning_events(cluster, "quota")
+        assert [e["reason"] for e in warnings] == ["Forbidden"], warnings
+        assert (warnings[0].get("count") or 1) == 1
+    obj = await cluster.wait_phase("quota", "Running")
+    assert condition(obj, "Ready")["status"] == "True"

@@ -10,6 +10,7 @@ from lss_common.testing import eventually
 WAIT_SECONDS = 60.0
 
 HOLD_FINALIZER = "test.llmsafespace.dev/hold"
+_HOLD_ATTEMPTS = 10
 
 
 async def hold_deletion(
@@ -19,23 +20,32 @@ async def hold_deletion(
 
     A JSON patch that appends (guarded by the resourceVersion read): a merge patch would
     replace the list and drop finalizers others rely on (``kubernetes.io/pvc-protection``).
+    An object written meanwhile (a kubelet's status, a controller's patch) fails the guard:
+    read again and retried.
     """
-    obj = await objects.get_object(kube, resource=resource, name=name, namespace=namespace)
-    metadata = obj["metadata"]
-    add = (
-        {"op": "add", "path": "/metadata/finalizers/-", "value": HOLD_FINALIZER}
-        if metadata.get("finalizers")
-        else {"op": "add", "path": "/metadata/finalizers", "value": [HOLD_FINALIZER]}
-    )
-    version = metadata["resourceVersion"]
-    await objects.patch_object(
-        kube,
-        resource=resource,
-        name=name,
-        namespace=namespace,
-        patch_type=objects.PatchType.JSON,
-        body=[{"op": "test", "path": "/metadata/resourceVersion", "value": version}, add],
-    )
+    for attempt in range(_HOLD_ATTEMPTS):
+        obj = await objects.get_object(kube, resource=resource, name=name, namespace=namespace)
+        metadata = obj["metadata"]
+        add = (
+            {"op": "add", "path": "/metadata/finalizers/-", "value": HOLD_FINALIZER}
+            if metadata.get("finalizers")
+            else {"op": "add", "path": "/metadata/finalizers", "value": [HOLD_FINALIZER]}
+        )
+        version = metadata["resourceVersion"]
+        try:
+            await objects.patch_object(
+                kube,
+                resource=resource,
+                name=name,
+                namespace=namespace,
+                patch_type=objects.PatchType.JSON,
+                body=[{"op": "test", "path": "/metadata/resourceVersion", "value": version}, add],
+            )
+        except (errors.InvalidObjectError, errors.ConflictError):
+            if attempt + 1 == _HOLD_ATTEMPTS:
+                raise
+            continue
+        return
 
 
 async def release_deletion(

@@ -195,15 +195,29 @@ def plan_sandbox(
         current.start_time, timeout_seconds=effective.timeout_seconds, now=now
     )
     if left is not None and left <= 0:
-        draft.phase = Phase.TERMINATED
-        draft.set(
-            ConditionType.READY,
-            status=conditions_logic.FALSE,
-            reason=Reason.EXPIRED,
-            message=f"the lifetime of {effective.timeout_seconds} s is over",
+        return _plan_expiry(
+            snapshot, draft=draft, owner=owner, timeout=effective.timeout_seconds, settings=settings
         )
-        return _plan_release(snapshot, draft=draft, owner=owner, settings=settings)
     return _plan_running(snapshot, draft=draft, owner=owner, spec=effective, settings=settings)
+
+
+def _plan_expiry(
+    snapshot: Snapshot,
+    *,
+    draft: _Draft,
+    owner: owner_module.Owner,
+    timeout: int,
+    settings: settings_module.SandboxOptions,
+) -> Plan:
+    """The lifetime is over: Terminated (Expired), and its children released."""
+    draft.phase = Phase.TERMINATED
+    draft.set(
+        ConditionType.READY,
+        status=conditions_logic.FALSE,
+        reason=Reason.EXPIRED,
+        message=f"the lifetime of {timeout} s is over",
+    )
+    return _plan_release(snapshot, draft=draft, owner=owner, settings=settings)
 
 
 # -- the status under construction ----------------------------------------------------------
@@ -313,14 +327,7 @@ def _plan_unresolved(
         draft.current.start_time, timeout_seconds=timeout, now=draft.now
     )
     if left is not None and left <= 0:
-        draft.phase = Phase.TERMINATED
-        draft.set(
-            ConditionType.READY,
-            status=conditions_logic.FALSE,
-            reason=Reason.EXPIRED,
-            message=f"the lifetime of {timeout} s is over",
-        )
-        return _plan_release(snapshot, draft=draft, owner=owner, settings=settings)
+        return _plan_expiry(snapshot, draft=draft, owner=owner, timeout=timeout, settings=settings)
     draft.set(
         error.condition_type,
         status=conditions_logic.FALSE,

@@ -15,8 +15,9 @@ status — two round trips instead of eight. Every action is idempotent:
 A 409 Conflict is raised as ``errors.ConflictError``: the handler re-observes and re-plans,
 never repeats the write blindly. Within a wave every write finishes before an error is raised;
 a refused write wins over a conflict (it is reported). The status is written with the last
-create wave (it needs only our finalizer patch's resourceVersion), otherwise after every
-child write, and always *before* ``REMOVE_FINALIZER`` (after it the object may be gone).
+create wave (it needs only our finalizer patch's resourceVersion) unless the Sandbox reports
+a problem (a refused create is not retried beside a status that hides it), otherwise after
+every child write, and always *before* ``REMOVE_FINALIZER`` (after it the object may be gone).
 Every write attempted is counted in ``llmsafespace_sandbox_api_writes_total{kind,verb}``;
 the stages' durations in ``llmsafespace_sandbox_pass_stage_seconds``. Deciding what to
 write is the planner's job, not this module's.
@@ -180,10 +181,15 @@ async def apply_plan(
         await _write_status(kube, state=state, status=planned.status, metrics=metrics)
     # The status joins the last wave when that wave only creates (the pod): it needs the
     # resourceVersion of our finalizer patch (an earlier wave) and nothing the creates return.
+    # Not while the Sandbox reports a problem (a refused pod create: a quota, a missing
+    # RuntimeClass): written beside a create refused again, the status moved the condition
+    # off the refusal and the refusal moved it back — two writes on every re-check. After
+    # the creates, a refused create leaves the condition as it is: no write at all.
     status_with_last = (
         planned.status_changed
         and not status_first
         and not remove_finalizer
+        and not lifecycle.reports_problem(sandbox_model.status_of(sandbox))
         and bool(waves)
         and all(a.verb is plan.Verb.CREATE for a in waves[-1])
         and not any(a.verb is plan.Verb.ADD_FINALIZER for a in waves[-1])

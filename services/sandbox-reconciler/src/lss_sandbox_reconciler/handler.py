@@ -466,10 +466,11 @@ class Handler:
             # The object moved on; the next pass meets the same refusal and reports it.
             _log.warning("condition not recorded", extra={"error": str(condition_error)})
             return
-        self._metrics.count_write(
-            kind=metrics_module.WriteKind.SANDBOX_STATUS,
-            verb=metrics_module.WriteVerb.PATCH,
-        )
+        if changed is not None:  # None: the Sandbox said exactly this already, nothing written
+            self._metrics.count_write(
+                kind=metrics_module.WriteKind.SANDBOX_STATUS,
+                verb=metrics_module.WriteVerb.PATCH,
+            )
         if changed is not None and not _said_already(
             observed, condition_type=condition_type, reason=reason, message=message
         ):

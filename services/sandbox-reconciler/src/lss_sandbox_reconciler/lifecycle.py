@@ -24,6 +24,7 @@ import enum
 from collections.abc import Mapping
 from typing import Any, Final
 
+from lss_common.logic import conditions as conditions_logic
 from lss_common.models import meta
 from lss_common.models import sandbox as sandbox_model
 
@@ -62,6 +63,31 @@ class Reason(enum.StrEnum):
     POLICIES_APPLIED = "PoliciesApplied"
     EGRESS_UNRESOLVED = "EgressUnresolved"
     NAME_CONFLICT = "NameConflict"
+
+
+PROGRESS_REASONS: Final = frozenset(
+    {
+        Reason.RESOLVED,
+        Reason.CREATING,
+        Reason.POD_PENDING,
+        Reason.SCHEDULED,
+        Reason.POD_NOT_READY,
+        Reason.POD_READY,
+    }
+)
+"""Ready reasons of a sandbox on its way to running (or running). Any other reason on a
+Ready=False condition is a problem being reported: a refused write, a conflict, an
+unresolved egress domain, an unschedulable pod."""
+
+
+def reports_problem(status: sandbox_model.SandboxStatus) -> bool:
+    """Whether the status's Ready condition is False for another reason than progress."""
+    ready = next((c for c in status.conditions or () if c.type == ConditionType.READY), None)
+    return (
+        ready is not None
+        and ready.status == conditions_logic.FALSE
+        and (ready.reason or "") not in PROGRESS_REASONS
+    )
 
 
 class PodState(enum.StrEnum):

@@ -27,7 +27,7 @@ import uuid
 from typing import Any
 
 import pytest
-from reconciler_harness import Cluster, World, condition, pod_name
+from reconciler_harness import Cluster, RunningReconciler, World, condition, pod_name
 
 from lss_common import errors
 from lss_common.kube import objects
@@ -422,9 +422,11 @@ async def test_a_refused_read_says_so_and_is_retried(world: World, cluster: Clus
 async def test_a_refused_pod_create_is_said_once_however_often_it_is_re_checked(
     world: World, cluster: Cluster
 ) -> None:
-    """A pod create refused (an admission policy, as a quota or a missing RuntimeClass would):
-    its wave also writes the status (Creating), so each re-check moves the condition off the
-    refusal and back. The Warning Event is posted once, not on every re-check."""
+    """A pod create refused (an admission policy, as a quota or a missing RuntimeClass would)
+    is said once: one Warning Event, however often it is re-checked, and no status write on a
+    re-check that meets the same refusal (the status is written after the create while the
+    Sandbox reports a problem, not beside it, where it moved the condition off the refusal and
+    the refusal moved it back: two writes per re-check)."""
     reconciler = await world.start_reconciler(reconcile_options=_RETRY)
     await world.start_watcher()
     await cluster.create_runtime()
@@ -470,8 +472,28 @@ async def test_a_refused_pod_create_is_said_once_however_often_it_is_re_checked(
             return refused >= 3
 
         await eventually.eventually(rechecked, timeout_seconds=30, describe="3 re-checks")
+        status_writes = _status_writes(reconciler)
+        refused = reconciler.sample("llmsafespace_sandbox_refused_writes_total", reason="Forbidden")
+
+        def three_more() -> bool:
+            again = reconciler.sample(
+                "llmsafespace_sandbox_refused_writes_total", reason="Forbidden"
+            )
+            return again >= refused + 3
+
+        await eventually.eventually(three_more, timeout_seconds=30, describe="3 more re-checks")
+        assert _status_writes(reconciler) == status_writes
+        assert _ready_reason(await cluster.sandbox("quota")) == "Forbidden"
         warnings = await _warning_events(cluster, "quota")
         assert [e["reason"] for e in warnings] == ["Forbidden"], warnings
         assert (warnings[0].get("count") or 1) == 1
     obj = await cluster.wait_phase("quota", "Running")
     assert condition(obj, "Ready")["status"] == "True"
+
+
+def _status_writes(reconciler: RunningReconciler) -> float:
+    """Status writes the reconciler made (its own status PUTs and condition patches)."""
+    return sum(
+        reconciler.sample("llmsafespace_sandbox_api_writes_total", kind="SandboxStatus", verb=verb)
+        for verb in ("update-status", "patch")
+    )

@@ -20,7 +20,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from lss_common.logic import conditions
-from lss_common.models import kinds
+from lss_common.models import kinds, meta
+from lss_common.models import sandbox as sandbox_model
 from lss_sandbox_reconciler import apply, lifecycle, plan, testing
 from lss_sandbox_reconciler import settings as settings_module
 
@@ -793,3 +794,50 @@ def test_legacy_policies_are_deleted_after_the_new_deny() -> None:
         [("delete", "NetworkPolicy", "sandbox-demo-dns")],
         [("delete", "NetworkPolicy", "sandbox-demo-api")],
     ]
+
+
+@pytest.mark.parametrize(
+    ("ready", "problem"),
+    [
+        (None, False),
+        (("True", "PodReady"), False),
+        (("False", "Creating"), False),
+        (("False", "PodPending"), False),
+        (("False", "PodNotReady"), False),
+        (("False", "Forbidden"), True),
+        (("False", "WriteRejected"), True),
+        (("False", "NameConflict"), True),
+        (("False", "EgressUnresolved"), True),
+        (("False", ""), True),
+    ],
+)
+def test_a_ready_condition_reports_a_problem_unless_it_says_progress(
+    ready: tuple[str, str] | None, problem: bool
+) -> None:
+    """A status that reports a problem is written after the creates, not beside them (a
+    refused pod create re-checked would otherwise write the status twice each time)."""
+    conds = (
+        []
+        if ready is None
+        else [
+            meta.Condition(
+                type="Ready",
+                status=ready[0],
+                reason=ready[1],
+                message="m",
+                last_transition_time="2025-06-01T12:00:00Z",
+            )
+        ]
+    )
+    status = sandbox_model.SandboxStatus(phase="Creating", conditions=conds)
+    assert lifecycle.reports_problem(status) is problem
+    # The other conditions never count.
+    other = meta.Condition(
+        type="NetworkReady", status="False", reason="Forbidden", last_transition_time="t"
+    )
+    assert (
+        lifecycle.reports_problem(
+            sandbox_model.SandboxStatus(phase="Creating", conditions=[*conds, other])
+        )
+        is problem
+    )

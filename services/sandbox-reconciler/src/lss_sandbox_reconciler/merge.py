@@ -70,6 +70,7 @@ class Reason(enum.StrEnum):
     INSUFFICIENT_RESOURCES = "InsufficientResources"
     INVALID_SPEC = "InvalidSpec"
     EGRESS_NOT_ALLOWED = "EgressNotAllowed"
+    SECCOMP_NOT_ALLOWED = "SeccompProfileNotAllowed"
 
 
 class SpecConflict(errors.PermanentError):
@@ -224,7 +225,9 @@ def merge_spec(
         shared_volumes=shared,
         run_as_user=run_as_user,
         run_as_group=run_as_group,
-        seccomp=_seccomp(context, pspec, rspec),
+        seccomp=_seccomp(
+            context, pspec, rspec, namespace=obj.metadata.namespace or "", settings=settings
+        ),
         app_armor=_app_armor(rspec) if settings.app_armor_enabled else None,
         egress_domains=egress_domains,
         egress_cidrs=egress_cidrs,
@@ -453,6 +456,15 @@ def _security_profile(value: parts.SecurityProfile, *, field: str) -> SecurityPr
         raise SpecConflict(
             "type Localhost needs localhostProfile", reason=Reason.INVALID_SPEC, field=field
         )
+    if kind is parts.SecurityProfileType.LOCALHOST and not settings_module.is_descending_path(
+        value.localhost_profile or ""
+    ):
+        raise SpecConflict(
+            f"localhostProfile {value.localhost_profile!r} must be a relative path below the "
+            "node's seccomp root (no leading /, no . or .. or empty segment)",
+            reason=Reason.INVALID_SPEC,
+            field=field,
+        )
     return SecurityProfile(
         type=kind.value,
         localhost_profile=value.localhost_profile
@@ -513,6 +525,9 @@ def _seccomp(
     context: sandbox_model.SecurityContext,
     pspec: profile_model.SandboxProfileSpec | None,
     rspec: runtime_model.RuntimeEnvironmentSpec,
+    *,
+    namespace: str,
+    settings: settings_module.SandboxOptions,
 ) -> SecurityProfile:
     field = "spec.securityContext.seccompProfile"
     own = (
@@ -520,10 +535,15 @@ def _seccomp(
         if context.seccomp_profile is None
         else _security_profile(context.seccomp_profile, field=field)
     )
+    if own is not None:
+        _check_localhost_allowed(own, field=field, namespace=namespace, settings=settings)
     binding: SecurityProfile | None = None
     source = ""
     if pspec is not None and pspec.seccomp_profile is not None:
         binding = _security_profile(pspec.seccomp_profile, field="spec.profileRef")
+        _check_localhost_allowed(
+            binding, field="spec.profileRef", namespace=namespace, settings=settings
+        )
         source = "profile"
     elif rspec.seccomp_profile is not None:
         binding = _security_profile(rspec.seccomp_profile, field="spec.runtime")
@@ -540,6 +560,31 @@ def _seccomp(
             field=field,
         )
     return binding
+
+
+def _check_localhost_allowed(
+    profile: SecurityProfile,
+    *,
+    field: str,
+    namespace: str,
+    settings: settings_module.SandboxOptions,
+) -> None:
+    """A Localhost profile named by a Sandbox or a SandboxProfile (their authors are
+    tenants) must be one installed for sandboxes: a node's profiles for other workloads may
+    allow what RuntimeDefault denies. A RuntimeEnvironment's is the platform team's choice."""
+    path = profile.localhost_profile
+    if path is None:
+        return
+    prefixes = [p.replace("{namespace}", namespace) for p in settings.seccomp_localhost_prefixes]
+    if any(path == p or (p.endswith("/") and path.startswith(p)) for p in prefixes):
+        return
+    allowed = ", ".join(prefixes) if prefixes else "none"
+    raise SpecConflict(
+        f"Localhost seccomp profile {path!r} is not one installed for sandboxes (allowed "
+        f"prefixes: {allowed}; LSS_SANDBOX__SECCOMP_LOCALHOST_PREFIXES)",
+        reason=Reason.SECCOMP_NOT_ALLOWED,
+        field=field,
+    )
 
 
 def _describe(profile: SecurityProfile) -> str:

@@ -171,6 +171,29 @@ class SandboxOptions(BaseModel):
         "resolved again and its egress policy updated.",
     )
 
+    seccomp_localhost_prefixes: list[str] = Field(
+        default_factory=lambda: ["llmsafespace/", "operator/{namespace}/"],
+        description="Where the Localhost seccomp profiles a Sandbox or a SandboxProfile may "
+        "name live, relative to the kubelet's seccomp root: path prefixes ending in / (or "
+        "whole file names); {namespace} stands for the sandbox's namespace (the Security "
+        "Profiles Operator installs a namespace's profiles under operator/<namespace>/). "
+        "Any other is refused (SeccompProfileNotAllowed): a node's profiles for other "
+        "workloads may be looser. A RuntimeEnvironment (cluster-scoped, the platform "
+        "team's) may name any. Empty: only RuntimeEnvironments choose Localhost profiles.",
+    )
+
+    @field_validator("seccomp_localhost_prefixes")
+    @classmethod
+    def _seccomp_prefixes(cls, values: list[str]) -> list[str]:
+        for value in values:
+            probe = value.replace("{namespace}", "ns")
+            if not probe or not is_descending_path(probe.removesuffix("/")):
+                raise ValueError(
+                    f"{value!r} is not a relative path below the seccomp root "
+                    "(no leading /, no . or .. or empty segment)"
+                )
+        return values
+
     @field_validator("egress_denied_cidrs", "egress_allowed_private_cidrs")
     @classmethod
     def _cidrs(cls, values: list[str]) -> list[str]:
@@ -331,4 +354,15 @@ class SandboxReconcilerSettings(common_settings.CommonSettings):
         default_factory=lambda: common_settings.ConsumerSettings(concurrency=64),
         description="How hints are pulled and processed (concurrency 64: passes wait on the "
         "API server, not on CPU).",
+    )
+
+
+def is_descending_path(path: str) -> bool:
+    """A relative path that stays below where it is resolved: no leading ``/``, no empty,
+    ``.`` or ``..`` segment (``a/../../b`` would climb out of a prefix it starts with)."""
+    return (
+        bool(path)
+        and not path.startswith("/")
+        and "\\" not in path
+        and all(segment not in ("", ".", "..") for segment in path.split("/"))
     )

@@ -10,8 +10,9 @@
   validator marked unavailable (RuntimeUnavailable), a missing profile (ProfileNotFound), a
   profile in another namespace (ProfileNamespaceForbidden), a contradictory profile
   (ProfileConflict), egress to the cluster's or the cloud's own network (a ``.svc`` name, a
-  profile CIDR on the metadata address: EgressNotAllowed): Failed with the condition naming
-  the field, no child and no finalizer
+  profile CIDR on the metadata address: EgressNotAllowed), a Localhost seccomp profile not
+  installed for sandboxes (SeccompProfileNotAllowed) or climbing out of the seccomp root
+  (InvalidSpec): Failed with the condition naming the field, no child and no finalizer
   created, and the same reconciler goes on to run a valid sandbox afterwards.
 """
 
@@ -168,6 +169,19 @@ async def test_invalid_input_gives_a_clear_condition(
             "EgressNotAllowed",
             "networkPolicies[0].rules[0]",
         ),
+        # A node's seccomp profiles for other workloads are not the tenant's to pick.
+        "foreign-seccomp": (
+            {"securityContext": {"seccompProfile": _localhost("profiles/audit.json")}},
+            "Ready",
+            "SeccompProfileNotAllowed",
+            "spec.securityContext.seccompProfile",
+        ),
+        "climbing-seccomp": (
+            {"securityContext": {"seccompProfile": _localhost("llmsafespace/../audit.json")}},
+            "Ready",
+            "InvalidSpec",
+            "spec.securityContext.seccompProfile",
+        ),
     }
     for name, (spec, _, _, _) in cases.items():
         await cluster.create_sandbox(name, **{"runtime": runtime, **spec})
@@ -261,3 +275,7 @@ async def test_a_failed_sandbox_stays_failed_when_its_release_is_interrupted(
     assert (
         reconciler.sample("llmsafespace_sandbox_api_writes_total", kind="Pod", verb="create") == 1
     )
+
+
+def _localhost(path: str) -> dict[str, str]:
+    return {"type": "Localhost", "localhostProfile": path}

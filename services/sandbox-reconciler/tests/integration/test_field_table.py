@@ -70,7 +70,7 @@ SPEC: dict[str, Any] = {
     "securityContext": {
         "runAsUser": 2001,
         "runAsGroup": 3001,
-        "seccompProfile": {"type": "Localhost", "localhostProfile": "profiles/spec.json"},
+        "seccompProfile": {"type": "Localhost", "localhostProfile": "llmsafespace/spec.json"},
     },
 }
 PROFILE_BOX_SPEC: dict[str, Any] = {
@@ -80,7 +80,7 @@ PROFILE_BOX_SPEC: dict[str, Any] = {
 }
 PROFILE_SPEC: dict[str, Any] = {
     "securityLevel": "high",
-    "seccompProfile": {"type": "Localhost", "localhostProfile": "profiles/profile.json"},
+    "seccompProfile": {"type": "Localhost", "localhostProfile": "llmsafespace/profile.json"},
     "networkPolicies": [
         {
             "type": "egress",
@@ -256,7 +256,7 @@ ROWS: tuple[Row, ...] = (
         SPEC_BOX,
         POD,
         "$.spec.securityContext.seccompProfile",
-        {"type": "Localhost", "localhostProfile": "profiles/spec.json"},
+        {"type": "Localhost", "localhostProfile": "llmsafespace/spec.json"},
     ),
     # -- identity: metadata.name and UID on every child ----------------------------------
     Row(
@@ -316,7 +316,7 @@ ROWS: tuple[Row, ...] = (
         PROFILE_BOX,
         POD,
         "$.spec.securityContext.seccompProfile",
-        {"type": "Localhost", "localhostProfile": "profiles/profile.json"},
+        {"type": "Localhost", "localhostProfile": "llmsafespace/profile.json"},
     ),
     Row(
         "profile.networkPolicies egress cidr",

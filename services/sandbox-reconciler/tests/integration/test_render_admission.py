@@ -66,7 +66,7 @@ CASES = {
             "securityContext": {
                 "runAsUser": 2000,
                 "runAsGroup": 2000,
-                "seccompProfile": {"type": "Localhost", "localhostProfile": "profiles/sb.json"},
+                "seccompProfile": {"type": "Localhost", "localhostProfile": "llmsafespace/sb.json"},
             },
             "profileRef": {"name": "preset"},
         },

@@ -64,31 +64,31 @@ PRECEDENCE = [
     ({}, None, "seccomp", merge.SecurityProfile("RuntimeDefault")),
     (
         {},
-        {"seccompProfile": {"type": "Localhost", "localhostProfile": "profiles/p.json"}},
+        {"seccompProfile": {"type": "Localhost", "localhostProfile": "llmsafespace/p.json"}},
         "seccomp",
-        merge.SecurityProfile("Localhost", "profiles/p.json"),
+        merge.SecurityProfile("Localhost", "llmsafespace/p.json"),
     ),
     (
         # The sandbox may repeat its profile's choice.
         {
             "securityContext": {
-                "seccompProfile": {"type": "Localhost", "localhostProfile": "profiles/p.json"}
+                "seccompProfile": {"type": "Localhost", "localhostProfile": "llmsafespace/p.json"}
             }
         },
-        {"seccompProfile": {"type": "Localhost", "localhostProfile": "profiles/p.json"}},
+        {"seccompProfile": {"type": "Localhost", "localhostProfile": "llmsafespace/p.json"}},
         "seccomp",
-        merge.SecurityProfile("Localhost", "profiles/p.json"),
+        merge.SecurityProfile("Localhost", "llmsafespace/p.json"),
     ),
     (
         # Its own choice applies where neither profile nor runtime sets one.
         {
             "securityContext": {
-                "seccompProfile": {"type": "Localhost", "localhostProfile": "profiles/own.json"}
+                "seccompProfile": {"type": "Localhost", "localhostProfile": "llmsafespace/own.json"}
             }
         },
         {},
         "seccomp",
-        merge.SecurityProfile("Localhost", "profiles/own.json"),
+        merge.SecurityProfile("Localhost", "llmsafespace/own.json"),
     ),
     ({"timeout": 60}, None, "timeout_seconds", 60),
     ({"securityContext": {"runAsUser": 2000, "runAsGroup": 3000}}, None, "run_as_user", 2000),
@@ -326,7 +326,7 @@ CONFLICTS = [
     (
         # A profile's (or runtime's) seccomp profile binds: the sandbox may not replace it.
         {"securityContext": {"seccompProfile": {"type": "RuntimeDefault"}}},
-        {"seccompProfile": {"type": "Localhost", "localhostProfile": "profiles/p.json"}},
+        {"seccompProfile": {"type": "Localhost", "localhostProfile": "llmsafespace/p.json"}},
         None,
         merge.Reason.PROFILE_CONFLICT,
         "spec.securityContext.seccompProfile",
@@ -334,7 +334,10 @@ CONFLICTS = [
     (
         {
             "securityContext": {
-                "seccompProfile": {"type": "Localhost", "localhostProfile": "operator/x/any.json"}
+                "seccompProfile": {
+                    "type": "Localhost",
+                    "localhostProfile": "operator/team-a/any.json",
+                }
             }
         },
         None,
@@ -436,3 +439,71 @@ def test_an_operator_may_open_an_internal_range() -> None:
 def test_a_bad_cidr_setting_names_the_field(field: str) -> None:
     with pytest.raises(pydantic.ValidationError, match=field):
         settings_module.SandboxOptions.model_validate({field: ["10.0.0.1/8"]})
+
+
+def _seccomp(path: str) -> dict[str, Any]:
+    return {"seccompProfile": {"type": "Localhost", "localhostProfile": path}}
+
+
+@pytest.mark.parametrize(
+    ("path", "allowed"),
+    [
+        ("llmsafespace/python.json", True),
+        ("llmsafespace/deep/er.json", True),
+        # The sandbox's namespace's, as the Security Profiles Operator installs them.
+        ("operator/team-a/strict.json", True),
+        ("operator/team-b/strict.json", False),  # another namespace's
+        ("profiles/audit.json", False),  # a node's profile for other workloads
+        ("llmsafespace.json", False),  # a prefix is a directory, not a string prefix
+        ("llmsafespacex/a.json", False),
+    ],
+)
+def test_tenants_name_only_localhost_profiles_installed_for_sandboxes(
+    path: str, allowed: bool
+) -> None:
+    """A Sandbox's and a SandboxProfile's Localhost seccomp profile must lie under an allowed
+    prefix; a RuntimeEnvironment's (the platform team's) may be anywhere."""
+    for spec, profile, field in (
+        ({"securityContext": _seccomp(path)}, None, "spec.securityContext.seccompProfile"),
+        ({}, _seccomp(path), "spec.profileRef"),
+    ):
+        if allowed:
+            assert merged(spec, profile=profile).seccomp.localhost_profile == path
+            continue
+        with pytest.raises(merge.SpecConflict) as caught:
+            merged(spec, profile=profile)
+        assert caught.value.reason == merge.Reason.SECCOMP_NOT_ALLOWED
+        assert caught.value.field == field
+        assert path in str(caught.value)
+        assert "llmsafespace/" in str(caught.value)
+    assert merged({}, runtime=_seccomp(path)).seccomp.localhost_profile == path
+
+
+@pytest.mark.parametrize(
+    "path", ["/etc/x.json", "llmsafespace/../profiles/x.json", "llmsafespace//x.json", "./a"]
+)
+def test_a_localhost_profile_path_that_climbs_or_is_absolute_is_invalid(path: str) -> None:
+    """Checked before the prefix: ``llmsafespace/../x`` starts with an allowed prefix."""
+    for spec, profile, runtime in (
+        ({"securityContext": _seccomp(path)}, None, None),
+        ({}, _seccomp(path), None),
+        ({}, None, _seccomp(path)),
+    ):
+        with pytest.raises(merge.SpecConflict) as caught:
+            merged(spec, profile=profile, runtime=runtime)
+        assert caught.value.reason == merge.Reason.INVALID_SPEC
+
+
+def test_the_localhost_prefixes_are_configurable_and_checked() -> None:
+    options = OPTIONS.model_copy(update={"seccomp_localhost_prefixes": ["profiles/audit.json"]})
+    spec = {"securityContext": _seccomp("profiles/audit.json")}
+    assert merged(spec, options=options).seccomp.localhost_profile == "profiles/audit.json"
+    with pytest.raises(merge.SpecConflict):
+        merged({"securityContext": _seccomp("profiles/other.json")}, options=options)
+    none = OPTIONS.model_copy(update={"seccomp_localhost_prefixes": []})
+    with pytest.raises(merge.SpecConflict) as caught:
+        merged({"securityContext": _seccomp("llmsafespace/a.json")}, options=none)
+    assert "none" in str(caught.value)
+    for bad in ("/var/lib/kubelet/seccomp/", "../x/", "a//b/", ""):
+        with pytest.raises(ValueError, match="relative path"):
+            settings_module.SandboxOptions(seccomp_localhost_prefixes=[bad])

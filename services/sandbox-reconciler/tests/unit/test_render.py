@@ -114,12 +114,15 @@ def test_localhost_seccomp_and_custom_identity() -> None:
             "securityContext": {
                 "runAsUser": 2000,
                 "runAsGroup": 3000,
-                "seccompProfile": {"type": "Localhost", "localhostProfile": "p.json"},
+                "seccompProfile": {"type": "Localhost", "localhostProfile": "llmsafespace/p.json"},
             }
         }
     )
     context = manifest["spec"]["securityContext"]
-    assert context["seccompProfile"] == {"type": "Localhost", "localhostProfile": "p.json"}
+    assert context["seccompProfile"] == {
+        "type": "Localhost",
+        "localhostProfile": "llmsafespace/p.json",
+    }
     assert (context["runAsUser"], context["runAsGroup"], context["fsGroup"]) == (2000, 3000, 3000)
 
 
@@ -344,12 +347,12 @@ LANDS: list[
         _pod,
         {
             "securityContext": {
-                "seccompProfile": {"type": "Localhost", "localhostProfile": "a.json"}
+                "seccompProfile": {"type": "Localhost", "localhostProfile": "llmsafespace/a.json"}
             }
         },
         None,
         lambda m: m["spec"]["securityContext"]["seccompProfile"]["localhostProfile"],
-        "a.json",
+        "llmsafespace/a.json",
     ),
     (
         "networkAccess.ingress",
@@ -379,9 +382,9 @@ LANDS: list[
         "profile.seccompProfile",
         _pod,
         {},
-        {"seccompProfile": {"type": "Localhost", "localhostProfile": "p.json"}},
+        {"seccompProfile": {"type": "Localhost", "localhostProfile": "llmsafespace/p.json"}},
         lambda m: m["spec"]["securityContext"]["seccompProfile"]["localhostProfile"],
-        "p.json",
+        "llmsafespace/p.json",
     ),
     (
         "profile.resourceDefaults",

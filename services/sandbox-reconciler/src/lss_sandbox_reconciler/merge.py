@@ -71,6 +71,8 @@ class Reason(enum.StrEnum):
     INVALID_SPEC = "InvalidSpec"
     EGRESS_NOT_ALLOWED = "EgressNotAllowed"
     SECCOMP_NOT_ALLOWED = "SeccompProfileNotAllowed"
+    SHARED_VOLUME_NOT_ALLOWED = "SharedVolumeNotAllowed"
+    """Raised by ``shared_volumes`` (it needs the claims read), not by the merge."""
 
 
 class SpecConflict(errors.PermanentError):

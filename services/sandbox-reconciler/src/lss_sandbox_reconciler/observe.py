@@ -202,8 +202,20 @@ class Observer:
                 decode=objects.as_dict,
             )
 
-        pod_found, pvc, profile_found, runtimes_found, warm_svc = await asyncio.gather(
-            pod(), claim(), profile(), confirmed_runtimes(), warm_service()
+        async def shared() -> dict[str, dict[str, Any] | None]:
+            if releasing or early.pod is not None or warm_pod is not None:
+                return {}
+            return await self._read_shared_claims(kube, obj=obj, namespace=namespace)
+
+        (
+            pod_found,
+            pvc,
+            profile_found,
+            runtimes_found,
+            warm_svc,
+            shared_found,
+        ) = await asyncio.gather(
+            pod(), claim(), profile(), confirmed_runtimes(), warm_service(), shared()
         )
         children = plan.Children(
             service_account=early.service_account,
@@ -239,6 +251,7 @@ class Observer:
             resolved=await self._resolved_for(obj, profile=profile_found, cilium=cilium),
             cold_pod=early.pod if warm_started else None,
             cold_pod_read=warm_started,
+            shared_claims=shared_found,
             children_assumed_absent=assumed_absent,
         )
 
@@ -290,8 +303,18 @@ class Observer:
             cached = await self._read_runtimes(kube)
             return await self._confirmed_runtimes(kube, obj=obj, cached=cached)
 
-        children, runtimes, profile = await asyncio.gather(
-            children_task, runtimes_for(), self._read_profile(kube, obj=obj)
+        children, runtimes, profile, shared = await asyncio.gather(
+            children_task,
+            runtimes_for(),
+            self._read_profile(kube, obj=obj),
+            # The pod's namespace (a claim mounts only there): the isolation namespace.
+            self._read_shared_claims(
+                kube,
+                obj=obj,
+                namespace=names.isolation_namespace(
+                    obj.metadata.uid or "", prefix=self._options.isolation_namespace_prefix
+                ),
+            ),
         )
         return plan.Snapshot(
             sandbox=obj,
@@ -300,8 +323,29 @@ class Observer:
             children=children,
             cilium_available=cilium,
             resolved=await self._resolved_for(obj, profile=profile, cilium=cilium),
+            shared_claims=shared if children.pod is None else {},
             children_assumed_absent=assumed_absent,
         )
+
+    async def _read_shared_claims(
+        self, kube: client_module.Kube, *, obj: sandbox_model.Sandbox, namespace: str
+    ) -> dict[str, dict[str, Any] | None]:
+        """The claims the sandbox names as shared volumes, by name (None: not found)."""
+        storage = obj.spec.storage
+        wanted = sorted({v.claim_name for v in (storage.shared_volumes or ())} if storage else ())
+        found = await asyncio.gather(
+            *(
+                objects.get_or_none(
+                    kube,
+                    resource=objects.PERSISTENT_VOLUME_CLAIM,
+                    name=claim_name,
+                    namespace=namespace,
+                    decode=objects.as_dict,
+                )
+                for claim_name in wanted
+            )
+        )
+        return dict(zip(wanted, found, strict=True))
 
     async def _resolved_for(
         self,

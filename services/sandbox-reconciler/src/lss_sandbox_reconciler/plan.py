@@ -39,7 +39,7 @@ from lss_common.models import kinds, labels, meta
 from lss_common.models import profile as profile_model
 from lss_common.models import runtime as runtime_model
 from lss_common.models import sandbox as sandbox_model
-from lss_sandbox_reconciler import lifecycle, merge, names, resolve
+from lss_sandbox_reconciler import lifecycle, merge, names, resolve, shared_volumes
 from lss_sandbox_reconciler import settings as settings_module
 from lss_sandbox_reconciler.render import account, namespace, network, pod, service, volume
 from lss_sandbox_reconciler.render import owner as owner_module
@@ -134,6 +134,9 @@ class Snapshot:
     """For a sandbox that started warm: the pod at the cold pod's name, when ``cold_pod_read``
     (observe read it anyway; ``warm.remove_stray_cold_pod`` uses it). The planner ignores it."""
     cold_pod_read: bool = False
+    shared_claims: Mapping[str, Object | None] = dataclasses.field(default_factory=dict)
+    """Claim name → the shared volume's claim as read (None: not found); read only while the
+    sandbox has no pod (``shared_volumes.check`` runs before one is created)."""
     children_assumed_absent: bool = False
     """The children were not read: the hint announced the Sandbox's creation and the Sandbox
     read is new (no finalizer, no phase past Pending), so none can exist — a child is created
@@ -191,6 +194,13 @@ def plan_sandbox(
     except merge.SpecConflict as error:
         draft.fail(_condition_for_field(error.field), reason=error.reason, message=str(error))
         return _plan_release(snapshot, draft=draft, owner=owner, settings=settings)
+    if effective.shared_volumes and snapshot.children.pod is None:
+        # Before a pod would mount them; a running pod keeps what it was allowed to mount.
+        try:
+            shared_volumes.check(effective, claims=snapshot.shared_claims)
+        except merge.SpecConflict as error:
+            draft.fail(ConditionType.READY, reason=error.reason, message=str(error))
+            return _plan_release(snapshot, draft=draft, owner=owner, settings=settings)
     left = lifecycle.seconds_until_expiry(
         current.start_time, timeout_seconds=effective.timeout_seconds, now=now
     )

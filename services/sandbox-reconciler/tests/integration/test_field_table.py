@@ -36,6 +36,7 @@ from reconciler_harness import Cluster, World, condition
 
 from lss_common import errors
 from lss_common.kube import client, objects
+from lss_common.models import labels
 from lss_common.observability import metrics
 from lss_common.testing import eventually
 from lss_dev import fixtures_kube
@@ -481,6 +482,22 @@ async def landed(
         await world.start_watcher()
         await cluster.create_runtime(image=IMAGE)
         await cluster.create_profile(PROFILE, spec=PROFILE_SPEC)
+        # The shared volume's claim, shared with sandboxes by whoever owns it.
+        await objects.create_object(
+            kube,
+            resource=objects.PERSISTENT_VOLUME_CLAIM,
+            namespace=namespace,
+            body={
+                "metadata": {
+                    "name": "shared-data",
+                    "labels": {labels.SHAREABLE: labels.SHAREABLE_READ_ONLY},
+                },
+                "spec": {
+                    "accessModes": ["ReadOnlyMany"],
+                    "resources": {"requests": {"storage": "1Gi"}},
+                },
+            },
+        )
         uids = {
             SPEC_BOX: (await cluster.create_sandbox(SPEC_BOX, **SPEC))["metadata"]["uid"],
             PROFILE_BOX: (await cluster.create_sandbox(PROFILE_BOX, **PROFILE_BOX_SPEC))[

@@ -221,9 +221,76 @@ async def test_claim_on_deletion(
         obj = await cluster.wait_phase("data", "Failed")
         assert condition(obj, "Ready")["reason"] == "NameConflict"
         assert claim_name in condition(obj, "Ready")["message"]
+        # Nor may another sandbox mount it as a shared volume: it is not shared.
+        await cluster.create_sandbox(
+            "thief",
+            storage={
+                "sharedVolumes": [
+                    {"claimName": claim_name, "mountPath": "/loot", "readOnly": False}
+                ]
+            },
+        )
+        thief = await cluster.wait_phase("thief", "Failed")
+        refused = condition(thief, "Ready")
+        assert refused["reason"] == "SharedVolumeNotAllowed"
+        assert "spec.storage.sharedVolumes[0].claimName" in refused["message"]
+        assert await cluster.child(objects.POD, names.pod_name("thief")) is None
         after = await _assert_retained(cluster, "data")
         assert after["metadata"]["uid"] == kept["metadata"]["uid"]
         assert after["metadata"]["labels"][owner_module.SANDBOX_UID] == uid
+
+
+async def test_only_a_claim_shared_with_sandboxes_is_mounted(
+    running: Callable[..., Awaitable[World]], cluster: Cluster, volumes: Volumes
+) -> None:
+    """A shared volume's claim must carry ``llmsafespace.dev/shareable``: ``read-only``
+    admits read-only mounts only; a claim without it, or missing, fails the sandbox before
+    any pod (``SharedVolumeNotAllowed`` naming the entry); a shared one is mounted."""
+    await running()
+    await cluster.create_runtime()
+    storage_class = f"lss-{uuid.uuid4().hex[:8]}"
+    for claim, shareable in (("datasets", labels.SHAREABLE_READ_ONLY), ("private", None)):
+        await objects.create_object(
+            cluster.kube,
+            resource=objects.PERSISTENT_VOLUME_CLAIM,
+            namespace=cluster.namespace,
+            body={
+                "metadata": {
+                    "name": claim,
+                    "labels": {labels.SHAREABLE: shareable} if shareable else {},
+                },
+                "spec": {
+                    "accessModes": ["ReadWriteOnce"],
+                    "storageClassName": storage_class,
+                    "resources": {"requests": {"storage": SIZE}},
+                },
+            },
+        )
+    await volumes.provide(claim="datasets", storage_class=storage_class)
+
+    def shared(claim: str, *, read_only: bool) -> dict[str, Any]:
+        mount = {"claimName": claim, "mountPath": "/shared", "readOnly": read_only}
+        return {"sharedVolumes": [mount]}
+
+    refusals = {
+        "writer": (shared("datasets", read_only=False), "sharedVolumes[0].readOnly"),
+        "private": (shared("private", read_only=True), "sharedVolumes[0].claimName"),
+        "missing": (shared("nope", read_only=True), "sharedVolumes[0].claimName"),
+    }
+    for name, (storage, _) in refusals.items():
+        await cluster.create_sandbox(name, storage=storage)
+    await cluster.create_sandbox("reader", storage=shared("datasets", read_only=True))
+    for name, (_, field) in refusals.items():
+        obj = await cluster.wait_phase(name, "Failed")
+        found = condition(obj, "Ready")
+        assert found["reason"] == "SharedVolumeNotAllowed", name
+        assert field in found["message"], found["message"]
+        assert await cluster.child(objects.POD, names.pod_name(name)) is None
+    await cluster.wait_phase("reader", "Running")
+    pod = await cluster.child(objects.POD, names.pod_name("reader"))
+    assert pod is not None
+    mounted = next(v for v in pod["spec"]["volumes"] if v["name"] == "shared-0")
+    assert mounted["persistentVolumeClaim"] == {"claimName": "datasets", "readOnly": True}
 
 
 @pytest.mark.parametrize("retention", RETENTIONS)

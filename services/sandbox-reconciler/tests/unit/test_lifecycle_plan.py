@@ -841,3 +841,19 @@ def test_a_ready_condition_reports_a_problem_unless_it_says_progress(
         )
         is problem
     )
+
+
+def test_a_shared_volume_is_checked_before_the_pod_and_not_after() -> None:
+    """An unshared claim fails the sandbox before any child; once its pod exists, the claim
+    it was allowed to mount is not looked at again (its label may change)."""
+    spec = {"storage": {"sharedVolumes": [{"claimName": "d", "mountPath": "/d"}]}}
+    refused = run(dataclasses.replace(snapshot(spec=spec), shared_claims={"d": None}))
+    assert refused.status.phase == "Failed"
+    assert condition(refused, "Ready") == ("False", "SharedVolumeNotAllowed")
+    assert not any(a.verb is plan.Verb.CREATE for a in refused.actions)
+    shared = {"d": {"metadata": {"labels": {"llmsafespace.dev/shareable": "read-only"}}}}
+    first = run(dataclasses.replace(snapshot(spec=spec), shared_claims=shared))
+    assert ("create", "Pod", "sandbox-demo") in summary(first)
+    children = dataclasses.replace(applied(first, plan.Children()), pod=pod_json(ready=True))
+    later = snapshot(spec=spec, finalizers=FIN, status=_dump(first), children=children)
+    assert run(later).status.phase == "Running"  # no claim read: a running pod is not judged

@@ -46,3 +46,10 @@ WARM_POD_UID: Final = f"{kinds.GROUP}/warmpod-uid"
 #: The WarmPool a WarmPod or a warm pod's pod was created for (informational; a WarmPod's
 #: authoritative pool is ``spec.poolRef``).
 WARM_POOL_NAME: Final = f"{kinds.GROUP}/warmpool-name"
+
+#: On a PersistentVolumeClaim someone made: it may be mounted into sandboxes of its namespace
+#: as a shared volume. ``"true"``: read-write or read-only; ``"read-only"``: read-only only.
+#: Without it a claim is never mounted (it may hold another sandbox's or another user's data).
+SHAREABLE: Final = f"{kinds.GROUP}/shareable"
+SHAREABLE_READ_WRITE: Final = "true"
+SHAREABLE_READ_ONLY: Final = "read-only"

@@ -30,6 +30,7 @@ import pytest
 import yaml
 from hypothesis import strategies as st
 
+from lss_common.logic import status_records
 from lss_common.models import (
     codec,
     kinds,
@@ -540,7 +541,7 @@ def test_generated_objects_round_trip(kind: str, obj_type: type[meta.TopLevel], 
 @hypothesis.given(
     st.datetimes(
         min_value=datetime.datetime(1970, 1, 1),
-        max_value=datetime.datetime(9999, 1, 1),
+        max_value=datetime.datetime(8999, 1, 1),
         timezones=st.sampled_from(
             [
                 datetime.UTC,
@@ -569,6 +570,26 @@ def test_timestamp_format_parse_round_trip_at_second_precision(moment: datetime.
 )
 def test_parse_timestamp(text: str, expected: datetime.datetime) -> None:
     assert meta.parse_timestamp(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # Valid RFC 3339 whose UTC form is outside Python's calendar (OverflowError).
+        ("0001-01-01T00:00:00+01:00", meta.EARLIEST),
+        ("9999-12-31T23:30:00-01:00", meta.LATEST),
+        ("0001-01-01T00:00:00Z", meta.EARLIEST),
+        ("9999-12-31T23:59:59Z", meta.LATEST),
+    ],
+)
+def test_a_timestamp_at_the_calendars_edge_is_clamped_not_raised(
+    text: str, expected: datetime.datetime
+) -> None:
+    """A status is written by others: a valid value at the edge of the calendar crashed the
+    watcher (and would every later pass adding a lifetime to it)."""
+    assert meta.parse_timestamp(text) == expected
+    assert status_records.parse_time(text) == expected
+    assert meta.parse_timestamp(text) + datetime.timedelta(days=3650) > expected
 
 
 def test_naive_timestamps_are_rejected() -> None:

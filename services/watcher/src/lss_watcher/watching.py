@@ -447,7 +447,9 @@ class ResourceWatcher:
         assert kind is not None  # only custom kinds publish status
         try:
             record = status.record_of(kind, view, observed_at=self._clock.now(), deleted=deleted)
-        except msgspec.DecodeError as error:
+        except (msgspec.DecodeError, ValueError, OverflowError) as error:
+            # A status others wrote that cannot become a record: skipped, never a crash
+            # (the next list would meet it again at every restart).
             self._skip("undecodable status", error=error, sample=bytes(view.status))
             return
         await self._window.submit(

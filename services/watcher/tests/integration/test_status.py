@@ -334,3 +334,62 @@ async def test_a_status_stream_deleted_under_a_running_watcher_is_declared_again
         assert running.exit_code is None
         info = await js.stream_info(settings.nats.status_stream)
         assert info.config.name == settings.nats.status_stream
+
+
+async def test_a_status_time_at_the_calendars_edge_neither_crashes_nor_stops_the_watcher(
+    nc: nats.aio.client.Client,
+    objects: testing.Objects,
+    make_settings: Callable[..., settings_module.WatcherSettings],
+    cleanup_streams: Callable[[settings_module.WatcherSettings], None],
+) -> None:
+    """A valid RFC 3339 time with no UTC form in Python (``0001-01-01T00:00:00+01:00``), as
+    whoever may write a Sandbox's status can store: the watcher crashed on it, and again on
+    every restart (the initial list met it first). Its record is published with the time
+    clamped, and the changes after it are published too."""
+    settings = make_settings(namespace=objects.namespace)
+    cleanup_streams(settings)
+    js = nc.jetstream()
+    ns = objects.namespace
+    where = {"stream": settings.nats.status_stream, "prefix": settings.nats.subject_prefix}
+    edge = running_status()
+    edge["startTime"] = "0001-01-01T00:00:00+01:00"
+    edge["conditions"] = [
+        {
+            "type": "Ready",
+            "status": "True",
+            "reason": "PodReady",
+            "lastTransitionTime": "9999-12-31T23:30:00-01:00",
+        }
+    ]
+    await objects.create("sandboxes", testing.custom_body("sandbox", "edge"))
+    for attempt in range(2):  # watching it change, then listing it at a restart
+        async with testing.RunningWatcher(settings):
+            if attempt == 0:
+                await objects.patch_status("sandboxes", "edge", edge)
+            record = await status_client.wait_for_phase(
+                js,
+                kind="sandbox",
+                namespace=ns,
+                name="edge",
+                phases={"Running"},
+                timeout_seconds=20,
+                **where,
+            )
+            assert record.start_time == datetime.datetime(1000, 1, 1, tzinfo=datetime.UTC)
+            assert record.conditions[0].last_transition_time == datetime.datetime(
+                9000, 1, 1, tzinfo=datetime.UTC
+            )
+            # The watcher goes on: the next change is published.
+            phase = "Terminated" if attempt == 0 else "Failed"
+            await objects.patch_status("sandboxes", "edge", {**running_status(), "phase": phase})
+            after = await status_client.wait_for_phase(
+                js,
+                kind="sandbox",
+                namespace=ns,
+                name="edge",
+                phases={phase},
+                timeout_seconds=20,
+                **where,
+            )
+            assert after.start_time == datetime.datetime(2025, 1, 1, 12, tzinfo=datetime.UTC)
+            await objects.patch_status("sandboxes", "edge", edge)  # the edge for the restart

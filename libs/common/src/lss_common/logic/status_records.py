@@ -29,7 +29,7 @@ import typing
 import msgspec
 
 from lss_common.logic import subjects
-from lss_common.models import codec, kinds, messages
+from lss_common.models import codec, kinds, messages, meta
 from lss_common.models import sandbox as sandbox_model
 
 DELETED_ROUND = "deleted"
@@ -215,8 +215,8 @@ def parse_time(text: str | None) -> datetime.datetime | None:
     except ValueError:
         return None
     if moment.tzinfo is None:
-        return moment.replace(tzinfo=datetime.UTC)
-    return moment.astimezone(datetime.UTC)
+        moment = moment.replace(tzinfo=datetime.UTC)
+    return meta.to_utc(moment)  # clamped: an edge of the calendar has no UTC form
 
 
 def _launch(status: StatusView) -> messages.Launch | None:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import datetime
 import enum
+from typing import Final
 
 import msgspec
 
@@ -131,9 +132,27 @@ def format_timestamp(moment: datetime.datetime) -> str:
     return moment.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+#: Timestamps are clamped into this range: a status is written by others, and a valid RFC
+#: 3339 value at the edge of the calendar (``0001-01-01T00:00:00+01:00``) has no UTC form in
+#: Python (OverflowError), nor has ``9999-12-31T23:59:59Z`` plus a lifetime. Inside it, any
+#: duration a controller adds or subtracts stays representable.
+EARLIEST: Final = datetime.datetime(1000, 1, 1, tzinfo=datetime.UTC)
+LATEST: Final = datetime.datetime(9000, 1, 1, tzinfo=datetime.UTC)
+
+
 def parse_timestamp(text: str) -> datetime.datetime:
-    """Parse an RFC 3339 timestamp (``Z`` or an offset, optional fraction) into aware UTC."""
+    """Parse an RFC 3339 timestamp (``Z`` or an offset, optional fraction) into aware UTC,
+    clamped to [:data:`EARLIEST`, :data:`LATEST`]."""
     moment = datetime.datetime.fromisoformat(text)
     if moment.tzinfo is None:
         raise ValueError(f"timestamp {text!r} has no time zone")
-    return moment.astimezone(datetime.UTC)
+    return to_utc(moment)
+
+
+def to_utc(moment: datetime.datetime) -> datetime.datetime:
+    """An aware datetime in UTC, clamped to [:data:`EARLIEST`, :data:`LATEST`]."""
+    try:
+        utc = moment.astimezone(datetime.UTC)
+    except OverflowError:  # within a day of the calendar's ends
+        return EARLIEST if moment.year < LATEST.year else LATEST
+    return min(max(utc, EARLIEST), LATEST)

@@ -82,6 +82,7 @@ class WatcherMetrics:
     objects_tracked: prometheus_client.Gauge
     undecodable_total: prometheus_client.Counter
     status_records_total: prometheus_client.Counter
+    status_records_dropped_total: prometheus_client.Counter
 
     @classmethod
     def register(cls, registry: prometheus_client.CollectorRegistry) -> typing.Self:
@@ -156,6 +157,12 @@ class WatcherMetrics:
                 "status_records_total",
                 "LSS_STATUS records by result (published, unchanged, stale, duplicate, conflict).",
                 ["result"],
+                **common,
+            ),
+            status_records_dropped_total=prometheus_client.Counter(
+                "status_records_dropped_total",
+                "LSS_STATUS records the server refuses as they are (too large, rejected by the "
+                "stream's limits): logged and dropped, not retried for ever.",
                 **common,
             ),
         )

@@ -195,6 +195,24 @@ class Announcer:
         while True:
             try:
                 result = await self._status.publish(record, msg_id=msg_id)
+            except errors.PermanentError as error:
+                if topology.is_stream_missing(error.__cause__):
+                    attempt += 1
+                    await self._after_failure(error, target=watcher_metrics.Target.STATUS)
+                    await self._clock.sleep(self._delay(attempt))
+                    continue
+                # The server refuses this record as it is (too large, rejected by the
+                # stream's limits): it would be refused for ever, and its retries held a
+                # publish slot and the object's turn — every later record of the object
+                # and, slot by slot, every hint waited behind it. Dropped, said loudly; the
+                # object's next status is published as usual.
+                self._metrics.status_records_dropped_total.inc()
+                with logs.bind(outcome="dropped"):
+                    _log.error(
+                        "status record refused, dropped",
+                        extra={"error": str(error), "subject_key": record.name},
+                    )
+                return
             except errors.LssError as error:
                 attempt += 1
                 await self._after_failure(error, target=watcher_metrics.Target.STATUS)

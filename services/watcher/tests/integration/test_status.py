@@ -393,3 +393,80 @@ async def test_a_status_time_at_the_calendars_edge_neither_crashes_nor_stops_the
             )
             assert after.start_time == datetime.datetime(2025, 1, 1, 12, tzinfo=datetime.UTC)
             await objects.patch_status("sandboxes", "edge", edge)  # the edge for the restart
+
+
+async def test_a_record_the_server_refuses_is_dropped_not_retried_for_ever(
+    nc: nats.aio.client.Client,
+    objects: testing.Objects,
+    make_settings: Callable[..., settings_module.WatcherSettings],
+    cleanup_streams: Callable[[settings_module.WatcherSettings], None],
+) -> None:
+    """A record LSS_STATUS refuses as it is (larger than its ``max_msg_size``, as one over
+    NATS's payload limit would be) was retried for ever: it held a publish slot and the
+    object's turn, so the object's later records, and slot by slot every hint, waited behind
+    it. Now it is dropped (counted, logged) and the object's next record is published; a
+    condition message is clipped to 4,096 characters in any record."""
+    settings = make_settings(namespace=objects.namespace)
+    cleanup_streams(settings)
+    js = nc.jetstream()
+    ns = objects.namespace
+    where = {"stream": settings.nats.status_stream, "prefix": settings.nats.subject_prefix}
+    async with testing.RunningWatcher(settings) as running:
+        info = await js.stream_info(settings.nats.status_stream)
+        config = info.config
+        config.max_msg_size = 4096
+        await js.update_stream(config)
+        await objects.create("sandboxes", testing.custom_body("sandbox", "big"))
+        loud = running_status()
+        loud["conditions"] = [
+            {
+                "type": "Ready",
+                "status": "True",
+                "reason": "PodReady",
+                "message": "x" * 3000,
+                "lastTransitionTime": T0,
+            },
+            {
+                "type": "PodScheduled",
+                "status": "True",
+                "reason": "Scheduled",
+                "message": "y" * 3000,
+                "lastTransitionTime": T0,
+            },
+        ]
+        await objects.patch_status("sandboxes", "big", loud)
+        await eventually.reaches(
+            lambda: running.sample("llmsafespace_watcher_status_records_dropped_total"),
+            1.0,
+            describe="the refused record dropped",
+        )
+        # The object's next record is published: nothing holds its turn.
+        await objects.patch_status("sandboxes", "big", {**running_status(), "phase": "Failed"})
+        record = await status_client.wait_for_phase(
+            js,
+            kind="sandbox",
+            namespace=ns,
+            name="big",
+            phases={"Failed"},
+            timeout_seconds=20,
+            **where,
+        )
+        assert record.conditions[0].message == "pod is ready"
+        # Restore the limit; a 32 KiB message is clipped, the record stored.
+        config.max_msg_size = -1
+        await js.update_stream(config)
+        huge = running_status()
+        huge["phase"] = "Terminated"
+        huge["conditions"] = [{**loud["conditions"][0], "message": "z" * 32768}]  # type: ignore[index]
+        await objects.patch_status("sandboxes", "big", huge)
+        clipped = await status_client.wait_for_phase(
+            js,
+            kind="sandbox",
+            namespace=ns,
+            name="big",
+            phases={"Terminated"},
+            timeout_seconds=20,
+            **where,
+        )
+        assert clipped.conditions[0].message == "z" * 4095 + "…"
+        assert running.sample("llmsafespace_watcher_status_records_dropped_total") == 1.0

@@ -283,4 +283,7 @@ class StatusPublisher:
 def _translate(subject: str, error: Exception) -> errors.LssError:
     if isinstance(error, nats.js.errors.BadRequestError):
         return errors.PermanentError(f"publish to {subject} rejected: {error}", reason="Rejected")
+    if isinstance(error, nats.errors.MaxPayloadError):
+        # The same record is as large on every retry.
+        return errors.PermanentError(f"publish to {subject}: {error}", reason="TooLarge")
     return errors.RetryableError(f"publish to {subject} failed: {error}")

@@ -35,6 +35,11 @@ from lss_common.models import sandbox as sandbox_model
 DELETED_ROUND = "deleted"
 _EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
 _CONDITION_STATUSES: frozenset[str] = frozenset(typing.get_args(messages.ConditionStatus))
+#: A condition message longer than this is clipped in the record. The CRDs allow 32
+#: conditions of 32 KiB each: a record of them exceeded NATS's 1 MiB payload limit, could
+#: never be stored, and its retries held the watcher's publish slots for good.
+MAX_MESSAGE_CHARS: typing.Final = 4096
+MAX_CONDITIONS: typing.Final = 32
 
 
 class ConditionView(msgspec.Struct, rename="camel", gc=False):
@@ -105,11 +110,11 @@ def record_of(
                 condition.status if condition.status in _CONDITION_STATUSES else "Unknown",
             ),
             reason=condition.reason,
-            message=condition.message,
+            message=_clip(condition.message),
             last_transition_time=parse_time(condition.last_transition_time),
             observed_generation=condition.observed_generation,
         )
-        for condition in view.conditions or ()
+        for condition in (view.conditions or ())[:MAX_CONDITIONS]
         if condition.type
     ]
     is_sandbox = kind == kinds.SANDBOX.singular
@@ -217,6 +222,12 @@ def parse_time(text: str | None) -> datetime.datetime | None:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=datetime.UTC)
     return meta.to_utc(moment)  # clamped: an edge of the calendar has no UTC form
+
+
+def _clip(message: str | None) -> str | None:
+    if message is None or len(message) <= MAX_MESSAGE_CHARS:
+        return message
+    return message[: MAX_MESSAGE_CHARS - 1] + "…"
 
 
 def _launch(status: StatusView) -> messages.Launch | None:

@@ -4,7 +4,12 @@
 FROM python:3.11-slim AS build
 COPY --from=ghcr.io/astral-sh/uv:0.13.9 /uv /bin/uv
 WORKDIR /src
-COPY . .
+# What the workspace's lock needs, nothing else (.dockerignore keeps out the rest: a
+# kubeconfig next to docker-compose.yml, .git, local environments).
+COPY pyproject.toml uv.lock ./
+COPY libs/common libs/common
+COPY tools/devtools tools/devtools
+COPY services services
 ARG SERVICE
 RUN uv sync --frozen --no-dev --no-editable --package "llmsafespace-${SERVICE}"
 

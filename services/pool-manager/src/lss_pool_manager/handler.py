@@ -52,6 +52,9 @@ _log = logging.getLogger(__name__)
 
 # How soon a pool waiting for a previous namesake's children to be collected looks again.
 _PREVIOUS_POOL_RECHECK_SECONDS = 1.0
+#: Child resources of a pool (singular, as hints name them) whose change is checked at once.
+_NETWORK_POLICY = "networkpolicy"
+_SERVICE_ACCOUNT = "serviceaccount"
 
 
 class Handler:
@@ -104,7 +107,11 @@ class Handler:
                     return batched
                 key = _pool_key(event.namespace, event.name)
                 try:
-                    return await self.handle_pool(namespace=event.namespace, name=event.name)
+                    return await self.handle_pool(
+                        namespace=event.namespace,
+                        name=event.name,
+                        children_changed=_is_pool_child_hint(event),
+                    )
                 except (errors.PermanentError, errors.InvalidObjectError) as error:
                     return self._refused(key, error)
             if event.kind == kinds.WARM_POD.singular:
@@ -143,13 +150,21 @@ class Handler:
             return outcomes.DONE
         return None
 
-    async def _ensure_children(self, pool: warmpool_model.WarmPool) -> list[str]:
-        """The pool's ServiceAccount and deny policy, checked once per pool_resync_seconds;
-        what is not the pool's yet (see ``apply.ensure_pool_children``)."""
+    async def _ensure_children(
+        self, pool: warmpool_model.WarmPool, *, changed: bool = False
+    ) -> list[str]:
+        """The pool's ServiceAccount and deny policy, checked once per pool_resync_seconds
+        or when a hint says one of them changed (``changed``: a deleted deny policy left
+        the warm pods open until the next check, up to 5 minutes); what is not the pool's
+        yet (see ``apply.ensure_pool_children``)."""
         uid = pool.metadata.uid or ""
         checked = self._ensured.get(uid)
         now = self._clock.monotonic()
-        if checked is not None and now - checked < self._options.pool_resync_seconds:
+        if (
+            not changed
+            and checked is not None
+            and now - checked < self._options.pool_resync_seconds
+        ):
             return []
         waiting = await apply.ensure_pool_children(self._kube.kube, pool=pool)
         if not waiting:
@@ -168,7 +183,9 @@ class Handler:
 
     # -- pools -----------------------------------------------------------------------------
 
-    async def handle_pool(self, *, namespace: str, name: str) -> outcomes.Outcome:
+    async def handle_pool(
+        self, *, namespace: str, name: str, children_changed: bool = False
+    ) -> outcomes.Outcome:
         kube = self._kube.kube
         key = _pool_key(namespace, name)
         pool = await observe.get_pool(kube, namespace=namespace, name=name)
@@ -195,7 +212,7 @@ class Handler:
         uid = pool.metadata.uid or ""
         try:
             inputs = await observe.build_inputs(kube, pool=pool, settings=self._settings.sandbox)
-            waiting = await self._ensure_children(pool)
+            waiting = await self._ensure_children(pool, changed=children_changed)
         except errors.PermanentError as error:
             await self._write_failed(pool, reason=error.reason, message=str(error))
             return self._requeue(key, self._options.invalid_pool_recheck_seconds)
@@ -792,6 +809,14 @@ def may_skip(event: messages.ChangeEvent) -> bool:
     if event.child is None:
         return event.event_type != "ADDED"
     return event.kind != kinds.WARM_POOL.singular
+
+
+def _is_pool_child_hint(event: messages.ChangeEvent) -> bool:
+    """Whether a WarmPool hint says its ServiceAccount or deny policy changed."""
+    return event.child is not None and event.child.resource in (
+        _NETWORK_POLICY,
+        _SERVICE_ACCOUNT,
+    )
 
 
 def is_service_hint(event: messages.ChangeEvent) -> bool:

@@ -1083,3 +1083,39 @@ async def test_a_warm_pod_claimed_after_it_was_listed_is_never_deleted_for_it(
     assert warmpod_model.status_of(kept).phase == "Assigned"
     pod_name = warmpod_model.status_of(kept).pod_name or ""
     assert await objects.get_or_none(kube, resource=objects.POD, namespace=namespace, name=pod_name)
+
+
+async def test_a_deleted_deny_policy_is_back_at_once(
+    stack: Stack, kube: client.Kube, namespace: str, runtime_name: str
+) -> None:
+    """The pool's deny policy (what keeps unclaimed warm pods closed) deleted by hand comes
+    back on the deletion's hint, not at the next periodic check of the pool's children (up to
+    pool_resync_seconds, here an hour: the warm pods were open meanwhile)."""
+    await stack.start_manager(pool_resync_seconds=3600.0)
+    await stack.start_watcher()
+    await create_pool(kube, namespace=namespace, name="py", runtime=runtime_name, minSize=1)
+    await wait_ready(kube, namespace, 1, what="1 Ready WarmPod")
+    policy = names.policy_name("py")
+    before = await objects.get_object(
+        kube, resource=objects.NETWORK_POLICY, name=policy, namespace=namespace
+    )
+    await objects.delete_object(
+        kube, resource=objects.NETWORK_POLICY, name=policy, namespace=namespace
+    )
+
+    async def recreated() -> dict[str, Any] | None:
+        found = await objects.get_or_none(
+            kube,
+            resource=objects.NETWORK_POLICY,
+            name=policy,
+            namespace=namespace,
+            decode=objects.as_dict,
+        )
+        if found is None or found["metadata"]["uid"] == before["metadata"]["uid"]:
+            return None
+        return found
+
+    again: dict[str, Any] = await eventually.eventually(
+        recreated, timeout_seconds=30, describe="the deny policy re-created"
+    )
+    assert again["spec"] == before["spec"]

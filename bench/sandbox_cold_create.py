@@ -61,6 +61,7 @@ RESULTS = pathlib.Path(__file__).resolve().parent / "results" / "sandbox_cold_cr
 PSS = {
     "pod-security.kubernetes.io/enforce": "restricted",
     "pod-security.kubernetes.io/enforce-version": "latest",
+    "llmsafespace.dev/sandboxes": "enabled",
 }
 IMAGE = "ghcr.io/llmsafespace/runtime-python:3.11"
 

@@ -71,7 +71,17 @@ from lss_common.models import sandbox as sandbox_model
 from lss_common.models import warmpod as warmpod_model
 from lss_common.observability import metrics as shared_metrics
 from lss_common.runtime import clock as clock_module
-from lss_sandbox_reconciler import adopt, apply, claim, lifecycle, merge, names, plan, resolve
+from lss_sandbox_reconciler import (
+    adopt,
+    apply,
+    claim,
+    conformance,
+    lifecycle,
+    merge,
+    names,
+    plan,
+    resolve,
+)
 from lss_sandbox_reconciler import metrics as metrics_module
 from lss_sandbox_reconciler import ready_queue as ready_queue_module
 from lss_sandbox_reconciler import settings as settings_module
@@ -132,6 +142,9 @@ class Result(enum.StrEnum):
     DISCARDED = "discarded"
     RESUMED = "resumed"
     REFUSED = "refused"
+    NONCONFORMING = "nonconforming"
+    """The claimed pod was not built as the sandbox's pod (a squatter, a patched image): the
+    claim is discarded, the sandbox starts cold, the namespace stops claiming for a while."""
     REFUSED_RECENTLY = "refused_recently"
     """Not tried: a warm pod's adoption in the namespace was refused less than
     ``refused_write_retry_seconds`` ago (each attempt would burn a warm pod; a refused CAS
@@ -254,6 +267,15 @@ def _pod_action(planned: plan.Plan) -> plan.Action | None:
 class AdoptionRefused(Exception):
     """The API server refused the adoption of a claimed pod or its Service for good (403, or
     a 422 that is not the patch's failed test)."""
+
+
+class PodNotConforming(Exception):
+    """The claimed pod is not the pod the sandbox would get cold (``conformance``)."""
+
+    def __init__(self, pod: dict[str, Any], deviations: list[str]) -> None:
+        super().__init__("; ".join(deviations))
+        self.pod = pod
+        self.deviations = deviations
 
 
 class WarmStarter:
@@ -411,11 +433,25 @@ class WarmStarter:
                 owner=owner,
                 chosen=chosen,
                 pod=pod,
+                expected=pod_action.body.get("spec") or {},
                 children=children,
                 early=early,
                 now=now,
                 progress=progress,
             )
+        except PodNotConforming as error:
+            # Whoever made or changed this pod is not the pool manager: it and its WarmPod go,
+            # the sandbox starts cold, and the namespace's next sandboxes skip the claim for
+            # a while (its other warm pods may be the same).
+            await self._discard(kube, sandbox=obj, chosen=chosen, pod=error.pod)
+            self._note_refusal(chosen.namespace)
+            self._metrics.claims_total.labels(result=Result.NONCONFORMING).inc()
+            _log.error(
+                "claimed warm pod is not the sandbox's pod; discarded, starting cold: %s",
+                error,
+                extra={"warm_pod": chosen.name, "deviations": error.deviations},
+            )
+            return await self._cold(kube, snapshot, planned=planned, early=children, rest=rest)
         except AdoptionRefused as error:
             refusal = error
         except BaseException as error:
@@ -625,6 +661,7 @@ class WarmStarter:
         owner: owner_module.Owner,
         chosen: ready_queue_module.Candidate,
         pod: dict[str, Any] | None,
+        expected: dict[str, Any],
         children: apply.Applied,
         early: tuple[plan.Action, ...],
         now: datetime.datetime,
@@ -633,7 +670,8 @@ class WarmStarter:
         """Adoption, then the Running status (see the module docstring).
 
         ``pod``: the claimed pod as read (a resumed claim), or None: not read, the adoption's
-        answer is the pod.
+        answer is the pod. ``expected``: the spec of the pod the sandbox would get cold; the
+        adopted pod must conform to it (``PodNotConforming``).
         """
         adopting = pod is None or not owner_module.is_owned_by(pod, owner=owner)
         if adopting:
@@ -678,6 +716,9 @@ class WarmStarter:
         if isinstance(adopted, BaseException):
             raise adopted
         pod = adopted
+        deviations = conformance.deviations(expected, pod.get("spec") or {})
+        if deviations:
+            raise PodNotConforming(pod, deviations)
         obj = snapshot.sandbox
         current = sandbox_model.status_of(obj)
         claimed_status = msgspec.structs.replace(

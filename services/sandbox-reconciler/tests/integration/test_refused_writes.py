@@ -30,12 +30,13 @@ import pytest
 from reconciler_harness import Cluster, RunningReconciler, World, condition, pod_name
 
 from lss_common import errors
-from lss_common.kube import objects
-from lss_common.models import kinds
+from lss_common.kube import client, objects
+from lss_common.models import kinds, labels
 from lss_common.testing import eventually
 from lss_common.testing.admission import REFUSAL_MESSAGE as _MESSAGE
 from lss_common.testing.admission import refusing
-from lss_dev import webhook
+from lss_dev import fixtures_kube, webhook
+from lss_dev import platform as platform_module
 from lss_sandbox_reconciler import names
 
 pytestmark = pytest.mark.integration
@@ -497,3 +498,46 @@ def _status_writes(reconciler: RunningReconciler) -> float:
         reconciler.sample("llmsafespace_sandbox_api_writes_total", kind="SandboxStatus", verb=verb)
         for verb in ("update-status", "patch")
     )
+
+
+async def test_a_sandbox_in_a_namespace_nobody_enabled_says_so(
+    platform: platform_module.Platform, nats_url: str, kube: client.Kube
+) -> None:
+    """The controllers write pods, Services, ServiceAccounts and policies only in namespaces
+    labelled ``llmsafespace.dev/sandboxes=enabled`` (deploy/rbac/scope.yaml, enforced by the
+    API server for the services' own accounts). A Sandbox elsewhere gets no child and a
+    ``Ready=False/Forbidden`` condition quoting the policy; once a platform team enables
+    the namespace, it runs without any edit."""
+    name = f"t-{uuid.uuid4().hex[:10]}"
+    pod_security = {
+        k: v for k, v in fixtures_kube.PSS_LABELS.items() if k != labels.NAMESPACE_ENABLED
+    }
+    await objects.create_object(
+        kube,
+        resource=objects.NAMESPACE,
+        body={"metadata": {"name": name, "labels": pod_security}},
+    )
+    world = World(platform=platform, nats_url=nats_url, namespace=name)
+    cluster = Cluster(kube, namespace=name, language=f"lang{uuid.uuid4().hex[:8]}")
+    try:
+        await world.start_reconciler(reconcile_options=_RETRY)
+        await world.start_watcher()
+        await cluster.create_runtime()
+        created = await cluster.create_sandbox("elsewhere", timeout=600)
+        obj = await _wait_ready_reason(cluster, "elsewhere", reason="Forbidden")
+        message = condition(obj, "Ready")["message"]
+        assert "is not enabled for LLMSafeSpace" in message, message
+        assert "llmsafespace.dev/sandboxes=enabled" in message
+        assert not any((await cluster.children(created["metadata"]["uid"])).values())
+        await objects.patch_object(
+            kube,
+            resource=objects.NAMESPACE,
+            name=name,
+            body={"metadata": {"labels": {labels.NAMESPACE_ENABLED: "enabled"}}},
+        )
+        await cluster.wait_phase("elsewhere", "Running")
+    finally:
+        await world.stop()
+        await cluster.cleanup()
+        with contextlib.suppress(errors.NotFoundError):
+            await objects.delete_object(kube, resource=objects.NAMESPACE, name=name)

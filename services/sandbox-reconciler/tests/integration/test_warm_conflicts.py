@@ -733,3 +733,56 @@ async def test_a_claim_kept_for_its_terminating_pod_is_not_resumed(
         await release_deletion(
             cluster.kube, resource=objects.POD, name=doomed[0], namespace=cluster.namespace
         )
+
+
+async def test_a_warm_pod_changed_behind_its_warmpods_back_is_never_run(
+    world: World, cluster: Cluster, pool_manager: PoolManager
+) -> None:
+    """Someone who may patch pods in the namespace changes a Ready warm pod's image (a pod
+    allows that) before a claim: the WarmPod still records the pool's pod, the claim matches
+    it and adopts the pod — whose spec is not the sandbox's. The sandbox starts cold in the
+    same pass, never on it; the pod and its WarmPod are discarded, and the namespace's next
+    sandboxes skip the claim for a while."""
+    reconciler, ready = await _pool_in_the_queue(
+        world, cluster, pool_manager, 1, stop_watcher=False
+    )
+    pod_name = ready[0]["status"]["podName"]
+    pod = await objects.get_object(
+        cluster.kube, resource=objects.POD, name=pod_name, namespace=cluster.namespace
+    )
+    before_uid = pod["metadata"]["uid"]
+    await objects.patch_object(
+        cluster.kube,
+        resource=objects.POD,
+        namespace=cluster.namespace,
+        name=pod_name,
+        body=[{"op": "replace", "path": "/spec/containers/0/image", "value": "evil:1"}],
+        patch_type=objects.PatchType.JSON,
+    )
+    await cluster.create_sandbox("tampered", timeout=600)
+    running = await cluster.wait_phase("tampered", "Running")
+    assert running["status"].get("warmPodRef") is None
+    assert running["status"]["podName"] == names.pod_name("tampered")
+    assert _claims(reconciler, "claimed") == 1
+    assert _claims(reconciler, "nonconforming") == 1
+    assert _claims(reconciler, "discarded") == 1
+
+    async def discarded() -> bool:
+        found = await objects.get_or_none(
+            cluster.kube,
+            resource=objects.POD,
+            name=pod_name,
+            namespace=cluster.namespace,
+            decode=objects.as_dict,
+        )
+        return (
+            found is None
+            or found["metadata"]["uid"] != before_uid
+            or bool(found["metadata"].get("deletionTimestamp"))
+        )
+
+    await eventually.eventually(discarded, timeout_seconds=30, describe="the pod discarded")
+    await cluster.create_sandbox("after", timeout=600)
+    after = await cluster.wait_phase("after", "Running")
+    assert after["status"].get("warmPodRef") is None
+    assert _claims(reconciler, "refused_recently") == 1

@@ -78,6 +78,7 @@ class Watcher:
         self._announced_start = asyncio.Event()
         self._requested_rounds = rounds.RequestedRounds(events_stream=nats_settings.events_stream)
         self._round_requested = asyncio.Event()
+        self._status_stream_recreated = asyncio.Event()
 
     @property
     def name(self) -> str:
@@ -136,6 +137,9 @@ class Watcher:
                 )
             )
         self._running.append(self._tasks.spawn(self._resync_periodically(), name="resync"))
+        self._running.append(
+            self._tasks.spawn(self._republish_when_recreated(), name="republish-status")
+        )
         if self._options.resync_on_reconnect:
             self._running.append(
                 self._tasks.spawn(self._resync_on_reconnect(), name="resync-on-reconnect")
@@ -250,18 +254,32 @@ class Watcher:
             )
             # A server that lost its store lost the status records too; where they survived,
             # this costs one read per object (the stored record is as new).
-            assert self._announcer is not None
-            self._announcer.forget_stored_status()
-            for resource_watcher in self._watchers:
-                while True:
-                    try:
-                        await resource_watcher.republish_status()
-                        break
-                    except errors.LssError as error:
-                        _log.warning(
-                            "republishing status failed, retrying", extra={"error": str(error)}
-                        )
-                        await self._clock.sleep(self._options.retry_backoff_seconds[-1])
+            await self._republish_all_status()
+
+    async def _republish_when_recreated(self) -> None:
+        """LSS_STATUS declared again while connected (an operator deleted it, a clustered
+        server lost the node that held it): every record it held is gone, but this process
+        remembered them as stored, and an object whose status did not change would never
+        have its record again (until a relist)."""
+        while True:
+            await self._status_stream_recreated.wait()
+            self._status_stream_recreated.clear()
+            _log.warning("status stream created again: republishing every status record")
+            await self._republish_all_status()
+
+    async def _republish_all_status(self) -> None:
+        assert self._announcer is not None
+        self._announcer.forget_stored_status()
+        for resource_watcher in self._watchers:
+            while True:
+                try:
+                    await resource_watcher.republish_status()
+                    break
+                except errors.LssError as error:
+                    _log.warning(
+                        "republishing status failed, retrying", extra={"error": str(error)}
+                    )
+                    await self._clock.sleep(self._options.retry_backoff_seconds[-1])
 
     def _reconnects(self) -> int:
         # nats-py counts reconnects in its stats; polling it keeps the connection's own
@@ -271,9 +289,16 @@ class Watcher:
     async def _redeclare_streams(self) -> None:
         """One attempt at declaring both streams (a publish found none)."""
         async with self._declaring:
-            await topology.declare_streams(
+            declared = await topology.declare_streams(
                 self._nats.connection.jetstream, settings=self._nats_settings
             )
+        if self._announced_start.is_set() and declared.get(self._nats_settings.status_stream) in (
+            topology.Declared.CREATED,
+            topology.Declared.RECREATED,
+        ):
+            # Not here: this runs inside a publish that holds a slot, and the republish
+            # publishes through the same slots.
+            self._status_stream_recreated.set()
 
     async def _declare_streams_until_done(self) -> None:
         attempt = 0

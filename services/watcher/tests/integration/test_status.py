@@ -300,7 +300,9 @@ async def test_a_status_stream_deleted_under_a_running_watcher_is_declared_again
     """LSS_STATUS is deleted while the watcher runs and stays connected (an operator, a lost
     replica): the first status to publish is a new sandbox's, whose subject the watcher does
     not remember, so it reads before it publishes and meets no stream there. The stream is
-    declared again and the record lands; hints went on meanwhile."""
+    declared again and the record lands; hints went on meanwhile. Every other record is
+    published again (they went with the stream; an unchanged status was never written
+    again until a relist)."""
     settings = make_settings(namespace=objects.namespace)
     cleanup_streams(settings)
     js = nc.jetstream()
@@ -334,6 +336,18 @@ async def test_a_status_stream_deleted_under_a_running_watcher_is_declared_again
         assert running.exit_code is None
         info = await js.stream_info(settings.nats.status_stream)
         assert info.config.name == settings.nats.status_stream
+        # The sandbox whose status never changed has its record again too: the watcher
+        # remembered it as stored and would have skipped it until a relist.
+        await objects.patch("sandboxes", "before", {"metadata": {"labels": {"touched": "1"}}})
+        again = await eventually.eventually(
+            lambda: status_client.get_status(
+                js, kind="sandbox", namespace=objects.namespace, name="before", **where
+            ),
+            timeout_seconds=30,
+            describe="the unchanged sandbox's record in the new stream",
+        )
+        assert again is not None
+        assert not again.deleted
 
 
 async def test_a_status_time_at_the_calendars_edge_neither_crashes_nor_stops_the_watcher(

@@ -21,10 +21,13 @@ from lss_dev import platform as platform_mod
 
 __all__ = ["kube_api", "namespace", "platform"]
 
+#: A tenant namespace as a platform team sets one up: Pod Security ``restricted`` enforced,
+#: and enabled for sandboxes (the controllers write only there: deploy/rbac/scope.yaml).
 PSS_LABELS = {
     "pod-security.kubernetes.io/enforce": "restricted",
     "pod-security.kubernetes.io/enforce-version": "latest",
     "pod-security.kubernetes.io/warn": "restricted",
+    "llmsafespace.dev/sandboxes": "enabled",
 }
 
 

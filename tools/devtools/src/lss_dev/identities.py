@@ -23,6 +23,9 @@ ACCOUNTS: dict[str, tuple[str, str]] = {
     "pool_manager": ("pool-manager.yaml", "llmsafespace-pool-manager"),
 }
 
+#: The ValidatingAdmissionPolicy confining the controllers' writes (deploy/rbac).
+SCOPE = "scope.yaml"
+
 # TokenRequest's own bound applies (the API server has no --service-account-max-token-
 # expiration here); a new token is issued whenever a service is started.
 TOKEN_DURATION = "720h"
@@ -37,10 +40,12 @@ def rbac_dir() -> Path:
 
 
 def apply_rbac(cp: controlplane.ControlPlane) -> None:
-    """The system namespace, then every service's ServiceAccount, roles and bindings."""
+    """The system namespace, every service's ServiceAccount, roles and bindings, and the
+    scope of the controllers' writes (namespaces enabled for sandboxes)."""
     cp.kubectl("apply", "--server-side", "-f", str(rbac_dir() / "namespace.yaml"))
     for manifest, _ in ACCOUNTS.values():
         cp.kubectl("apply", "--server-side", "-f", str(rbac_dir() / manifest))
+    cp.kubectl("apply", "--server-side", "-f", str(rbac_dir() / SCOPE))
 
 
 def service_account(service: str) -> str:

@@ -53,3 +53,9 @@ WARM_POOL_NAME: Final = f"{kinds.GROUP}/warmpool-name"
 SHAREABLE: Final = f"{kinds.GROUP}/shareable"
 SHAREABLE_READ_WRITE: Final = "true"
 SHAREABLE_READ_ONLY: Final = "read-only"
+
+#: On a namespace: a platform team enabled it for sandboxes. The controllers write pods,
+#: Services, ServiceAccounts, claims and network policies only in such namespaces
+#: (``deploy/rbac/scope.yaml``, enforced by the API server); isolation namespaces carry it.
+NAMESPACE_ENABLED: Final = f"{kinds.GROUP}/sandboxes"
+NAMESPACE_ENABLED_VALUE: Final = "enabled"

@@ -1,13 +1,16 @@
 """The per-sandbox namespace under namespace isolation (pure).
 
 It enforces Pod Security ``restricted`` itself, so a sandbox pod is admitted only if it meets
-the contract wherever it runs, and names its sandbox by label (no cross-namespace owners).
+the contract wherever it runs, names its sandbox by label (no cross-namespace owners), and is
+enabled for sandboxes (``labels.NAMESPACE_ENABLED``: the controllers write only in such
+namespaces, ``deploy/rbac/scope.yaml``).
 """
 
 from __future__ import annotations
 
 from typing import Any, Final
 
+from lss_common.models import labels
 from lss_sandbox_reconciler.render import owner as owner_module
 
 COMPONENT: Final = "namespace"
@@ -29,6 +32,7 @@ def render_namespace(owner: owner_module.Owner) -> dict[str, Any] | None:
             "labels": {
                 **owner_module.child_labels(owner, component=COMPONENT),
                 **POD_SECURITY_LABELS,
+                labels.NAMESPACE_ENABLED: labels.NAMESPACE_ENABLED_VALUE,
             },
         },
     }

@@ -1,0 +1,166 @@
+"""Whether a claimed warm pod is the pod the sandbox would get cold (pure).
+
+A claim matches a WarmPod by what the WarmPod *records* (its spec and the fingerprint of the
+pod the pool manager built). The pod itself is another object: whoever may create or patch
+pods in the namespace could create one under a WarmPod's pod name while the real one waits
+(a quota), with a forged owner reference, or change a warm pod's image before it is claimed —
+and a ``high`` sandbox would run in runc with a backdoored image. So the pod the adoption
+returns (the claim reads nothing more) is compared with the sandbox's own rendered pod
+before the sandbox is said Running; a deviation discards the claim and the sandbox starts
+cold.
+
+The comparison allows exactly what the API server and its default admission add to a pod
+(defaults inside containers and probes, scheduling fields, the two default tolerations,
+quantities in another spelling) and nothing else:
+
+- every field of the rendered spec is in the pod, equal (dicts: recursively; containers,
+  volumes, mounts, ports and env by name: the same set), or absent where it is false, zero
+  or empty (the API server omits those);
+- security contexts, pod and container, are equal as a whole (nothing defaults inside);
+- the pod spec and each container carry no field beyond the rendered ones but those
+  defaulted (:data:`_POD_DEFAULTED`, :data:`_CONTAINER_DEFAULTED`): no init or ephemeral
+  container, host namespace, DNS override, ``envFrom``, lifecycle hook or command the sandbox
+  did not ask for;
+- the ServiceAccount is not compared: a warm pod runs as its pool's, with no token mounted
+  (``automountServiceAccountToken: false`` is compared, and no volume can add one).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Final
+
+from lss_common import errors
+from lss_common.logic import quantities
+
+#: Pod spec fields the API server (or a default admission plugin) sets when the manifest
+#: does not: scheduling, defaults, RuntimeClass overhead, priority.
+_POD_DEFAULTED: Final = frozenset(
+    {
+        "dnsPolicy",
+        "schedulerName",
+        "nodeName",
+        "tolerations",
+        "priority",
+        "priorityClassName",
+        "preemptionPolicy",
+        "overhead",
+        "serviceAccount",
+        "serviceAccountName",
+    }
+)
+_POD_IGNORED: Final = frozenset({"serviceAccount", "serviceAccountName", "nodeName"})
+_CONTAINER_DEFAULTED: Final = frozenset(
+    {"terminationMessagePath", "terminationMessagePolicy", "imagePullPolicy"}
+)
+#: Tolerations the DefaultTolerationSeconds admission plugin adds to every pod.
+_DEFAULT_TOLERATION_KEYS: Final = frozenset(
+    {"node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable"}
+)
+_EXACT: Final = frozenset({"securityContext"})
+#: Lists whose items are matched by a key, not by position.
+_KEYED_LISTS: Final[dict[str, str]] = {
+    "containers": "name",
+    "volumes": "name",
+    "volumeMounts": "mountPath",
+    "ports": "containerPort",
+    "env": "name",
+}
+_MISSING: Final = object()
+
+
+def deviations(expected: dict[str, Any], actual: dict[str, Any]) -> list[str]:
+    """Where the pod spec ``actual`` is not the rendered spec ``expected`` (paths, each with
+    what differs); empty when the pod is the one the sandbox would get."""
+    found: list[str] = []
+    for key in sorted(set(actual) - set(expected) - _POD_DEFAULTED):
+        found.append(f"spec.{key}: not in the sandbox's pod")
+    # Checked whether rendered or not: they are defaulted, but only those two keys.
+    _tolerations(expected.get("tolerations") or [], actual.get("tolerations") or [], found)
+    for key, want in expected.items():
+        if key in _POD_IGNORED or key == "tolerations":
+            continue
+        have = actual.get(key, _MISSING)
+        if key == "containers":
+            _keyed(want, have, f"spec.{key}", found, item=_container)
+        else:
+            _compare(want, have, f"spec.{key}", found)
+    return found
+
+
+def _container(want: Any, have: Any, path: str, found: list[str]) -> None:
+    if not isinstance(have, dict) or not isinstance(want, dict):
+        _compare(want, have, path, found)
+        return
+    for key in sorted(set(have) - set(want) - _CONTAINER_DEFAULTED):
+        found.append(f"{path}.{key}: not in the sandbox's pod")
+    for key, value in want.items():
+        _compare(value, have.get(key, _MISSING), f"{path}.{key}", found)
+
+
+def _compare(want: Any, have: Any, path: str, found: list[str]) -> None:
+    name = path.rsplit(".", 1)[-1]
+    if have is _MISSING:
+        # The API server omits a false, zero or empty field it stores (``hostNetwork``).
+        if want not in (False, "", [], {}):
+            found.append(f"{path}: missing")
+    elif name in _EXACT:
+        if want != have:
+            found.append(f"{path}: {have!r}, not {want!r}")
+    elif isinstance(want, dict):
+        if not isinstance(have, dict):
+            found.append(f"{path}: {have!r}, not {want!r}")
+            return
+        for key, value in want.items():
+            _compare(value, have.get(key, _MISSING), f"{path}.{key}", found)
+    elif isinstance(want, list) and name in _KEYED_LISTS:
+        _keyed(want, have, path, found, item=_compare)
+    elif not _same(want, have):
+        found.append(f"{path}: {have!r}, not {want!r}")
+
+
+def _keyed(
+    want: Any,
+    have: Any,
+    path: str,
+    found: list[str],
+    *,
+    item: Callable[[Any, Any, str, list[str]], None],
+) -> None:
+    key = _KEYED_LISTS[path.rsplit(".", 1)[-1]]
+    if not isinstance(want, list) or not isinstance(have, list):
+        found.append(f"{path}: {have!r}, not {want!r}")
+        return
+    wanted = {entry.get(key): entry for entry in want if isinstance(entry, dict)}
+    present = {entry.get(key): entry for entry in have if isinstance(entry, dict)}
+    if set(wanted) != set(present) or len(present) != len(have):
+        found.append(f"{path}: {sorted(map(str, present))}, not {sorted(map(str, wanted))}")
+        return
+    for name, entry in wanted.items():
+        item(entry, present[name], f"{path}[{name}]", found)
+
+
+def _tolerations(want: list[Any], have: Any, found: list[str]) -> None:
+    present = have if isinstance(have, list) else [have]
+    missing = [t for t in want if t not in present]
+    extra = [
+        t
+        for t in present
+        if t not in want and not (isinstance(t, dict) and t.get("key") in _DEFAULT_TOLERATION_KEYS)
+    ]
+    if missing or extra:
+        found.append(f"spec.tolerations: {present!r}, not {want!r}")
+
+
+def _same(want: Any, have: Any) -> bool:
+    """Equal, or the same quantity in another spelling (``1Gi`` and ``1073741824``)."""
+    if want == have:
+        return True
+    if not isinstance(want, str | int) or not isinstance(have, str | int):
+        return False
+    try:
+        return quantities.parse_quantity(want, field="") == quantities.parse_quantity(
+            have, field=""
+        )
+    except errors.LssError:
+        return False

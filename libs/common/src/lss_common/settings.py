@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
+from typing import Self
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -73,6 +74,48 @@ class NatsSettings(BaseModel):
     file_storage: bool = Field(
         default=True, description="File storage (survives a nats-server restart) vs memory."
     )
+    credentials_file: str | None = Field(
+        default=None,
+        description="A NATS .creds file (a user JWT and its nkey seed), for servers with "
+        "decentralised authentication. One of credentials_file, user/password, token.",
+    )
+    user: str | None = Field(default=None, description="NATS user (with password).")
+    password: SecretStr | None = Field(
+        default=None, description="NATS password (with user); never logged."
+    )
+    token: SecretStr | None = Field(
+        default=None, description="NATS authentication token; never logged."
+    )
+    tls_ca_file: str | None = Field(
+        default=None,
+        description="CA bundle that verifies the NATS server's certificate (tls:// URLs; "
+        "unset: the system's trust store).",
+    )
+    tls_cert_file: str | None = Field(
+        default=None, description="Client certificate for mutual TLS (with tls_key_file)."
+    )
+    tls_key_file: str | None = Field(default=None, description="Key of tls_cert_file.")
+
+    @model_validator(mode="after")
+    def _one_way_to_authenticate(self) -> Self:
+        if (self.user is None) != (self.password is None):
+            missing = "password" if self.password is None else "user"
+            raise ValueError(f"nats.{missing} is required with nats.user/nats.password")
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            missing = "tls_key_file" if self.tls_key_file is None else "tls_cert_file"
+            raise ValueError(f"nats.{missing} is required with the other (mutual TLS)")
+        ways = [
+            name
+            for name, value in (
+                ("credentials_file", self.credentials_file),
+                ("user", self.user),
+                ("token", self.token),
+            )
+            if value is not None
+        ]
+        if len(ways) > 1:
+            raise ValueError(f"nats: one way to authenticate, not {' and '.join(ways)}")
+        return self
 
 
 class KubeSettings(BaseModel):

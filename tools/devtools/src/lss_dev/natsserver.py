@@ -25,6 +25,7 @@ import sysconfig
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
 
 BINARY_ENV = "LSS_NATS_SERVER_BIN"
@@ -74,6 +75,7 @@ class NatsServer:
         detach: bool = False,
         binary: Path | None = None,
         server_name: str = "lss-dev",
+        extra_args: Sequence[str] = (),
     ) -> None:
         self.store_dir = Path(store_dir)
         self.port = port
@@ -83,6 +85,8 @@ class NatsServer:
         self.detach = detach
         self.binary = binary if binary is not None else find_binary()
         self.server_name = server_name
+        self.extra_args = tuple(extra_args)
+        """More ``nats-server`` options (authentication, TLS), after the standard ones."""
         self._process: subprocess.Popen[bytes] | None = None
         self._pid: int | None = None
 
@@ -133,6 +137,7 @@ class NatsServer:
             str(ports_dir),
             "--server_name",
             self.server_name,
+            *self.extra_args,
         ]
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
         with self.log_file.open("ab") as log:

@@ -12,6 +12,8 @@ and declares streams only through ``topology``.
 from __future__ import annotations
 
 import logging
+import ssl
+from typing import Any
 
 import nats
 import nats.aio.client
@@ -71,6 +73,7 @@ async def connect(
     client = await nats.connect(
         servers=[url.strip() for url in settings.url.split(",") if url.strip()],
         name=client_name,
+        **_authentication(settings),
         connect_timeout=settings.connect_timeout_seconds,
         reconnect_time_wait=settings.reconnect_wait_seconds,
         max_reconnect_attempts=-1,
@@ -83,6 +86,24 @@ async def connect(
     metrics.connected.set(1)
     _log.info("nats connected", extra={"url": _connected_url(client)})
     return Connection(client, metrics=metrics)
+
+
+def _authentication(settings: settings_module.NatsSettings) -> dict[str, Any]:
+    """nats-py's options for the configured credentials and TLS (none: anonymous, plain)."""
+    options: dict[str, Any] = {}
+    if settings.credentials_file is not None:
+        options["user_credentials"] = settings.credentials_file
+    if settings.user is not None and settings.password is not None:
+        options["user"] = settings.user
+        options["password"] = settings.password.get_secret_value()
+    if settings.token is not None:
+        options["token"] = settings.token.get_secret_value()
+    if settings.tls_ca_file is not None or settings.tls_cert_file is not None:
+        context = ssl.create_default_context(cafile=settings.tls_ca_file)
+        if settings.tls_cert_file is not None and settings.tls_key_file is not None:
+            context.load_cert_chain(settings.tls_cert_file, settings.tls_key_file)
+        options["tls"] = context
+    return options
 
 
 class _Callbacks:

@@ -1,0 +1,107 @@
+"""The services authenticate to a NATS server that requires it, over TLS when asked
+(``LSS_NATS__USER``/``PASSWORD``, ``TOKEN``, ``TLS_CA_FILE``; real nats-server).
+
+A server started with a user and password, with a token, or with TLS and a certificate of a
+CA of the test's own: the bus connects, declares its streams and stores a message with the
+right settings; without them (or with wrong ones, or without the CA) it never connects.
+Wrong settings are refused before any connection, naming the field.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import nats.errors
+import prometheus_client
+import pytest
+from pydantic import ValidationError
+
+from lss_common import settings as settings_module
+from lss_common.bus import connection as bus_connection
+from lss_common.bus import metrics as bus_metrics
+from lss_common.bus import topology
+from lss_common.testing import bus as testing_bus
+from lss_dev import natsserver, pki
+
+pytestmark = pytest.mark.integration
+
+
+def _server(tmp_path: Path, args: Sequence[str]) -> Iterator[natsserver.NatsServer]:
+    server = natsserver.NatsServer(tmp_path / "nats", extra_args=args).start()
+    try:
+        yield server
+    finally:
+        server.stop(timeout_seconds=5.0)
+
+
+async def _stores_a_message(url: str, **options: object) -> bool:
+    """Whether a bus with these NATS settings connects and stores a message (within 5 s)."""
+    base = testing_bus.isolated_settings(url)
+    # Validated like the environment would be (model_copy does not validate).
+    fields = {**base.nats.model_dump(exclude_none=True), **options}
+    settings = base.model_copy(update={"nats": settings_module.NatsSettings(**fields)})
+    metrics = bus_metrics.BusMetrics.register(prometheus_client.CollectorRegistry())
+    try:
+        async with asyncio.timeout(5.0):
+            connection = await bus_connection.connect(
+                settings.nats, metrics=metrics, client_name="auth-test"
+            )
+    except (TimeoutError, OSError, nats.errors.Error):
+        return False
+    try:
+        await topology.declare_streams(connection.jetstream, settings=settings.nats)
+        subject = f"{settings.nats.subject_prefix}.evt.sandbox.ns.probe"
+        ack = await connection.jetstream.publish(subject, b"{}", timeout=5.0)
+        return ack.seq >= 1
+    finally:
+        await connection.close()
+
+
+async def test_user_and_password(tmp_path: Path) -> None:
+    for server in _server(tmp_path, ["--user", "lss", "--pass", "s3cret"]):
+        assert await _stores_a_message(server.url, user="lss", password="s3cret")
+        assert not await _stores_a_message(server.url)
+        assert not await _stores_a_message(server.url, user="lss", password="wrong")
+
+
+async def test_token(tmp_path: Path) -> None:
+    for server in _server(tmp_path, ["--auth", "t0ken"]):
+        assert await _stores_a_message(server.url, token="t0ken")
+        assert not await _stores_a_message(server.url)
+        assert not await _stores_a_message(server.url, token="other")
+
+
+async def test_tls_verified_by_the_configured_ca(tmp_path: Path) -> None:
+    pair = pki.loopback_serving(tmp_path / "tls", common_name="nats")
+    ca = tmp_path / "tls" / "ca.crt"
+    ca.write_bytes(pair.ca_pem)
+    args = ["--tls", "--tlscert", str(pair.cert), "--tlskey", str(pair.key)]
+    for server in _server(tmp_path, args):
+        url = server.url.replace("nats://", "tls://")
+        assert await _stores_a_message(url, tls_ca_file=str(ca))
+        # Not trusted by the system's store: no connection.
+        assert not await _stores_a_message(url)
+
+
+@pytest.mark.parametrize(
+    ("values", "named"),
+    [
+        ({"user": "lss"}, "nats.password"),
+        ({"password": "x"}, "nats.user"),
+        ({"tls_cert_file": "c.pem"}, "nats.tls_key_file"),
+        ({"user": "lss", "password": "x", "token": "t"}, "user and token"),
+    ],
+)
+def test_incomplete_or_conflicting_credentials_are_refused_by_name(
+    values: dict[str, str], named: str
+) -> None:
+    with pytest.raises(ValidationError, match=named):
+        settings_module.NatsSettings(**values)
+
+
+def test_secrets_never_show_in_the_settings() -> None:
+    nats = settings_module.NatsSettings(user="lss", password="s3cret")
+    assert "s3cret" not in repr(nats)
+    assert "s3cret" not in nats.model_dump_json()

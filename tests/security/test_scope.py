@@ -26,7 +26,7 @@ from lss_dev import platform as platform_mod
 pytestmark = pytest.mark.integration
 
 NOT_ENABLED = "is not enabled for LLMSafeSpace"
-NOT_ISOLATION = "create and delete only isolation namespaces"
+NOT_ISOLATION = "and delete only isolation namespaces"
 CONTROLLERS = ("sandbox_reconciler", "pool_manager")
 
 
@@ -40,14 +40,33 @@ def cp(platform: platform_mod.Platform) -> controlplane.ControlPlane:
 def namespaces(cp: controlplane.ControlPlane) -> Iterator[dict[str, str]]:
     """An enabled and a plain namespace (both Pod Security restricted)."""
     suffix = uuid.uuid4().hex[:8]
-    found = {"enabled": f"scope-on-{suffix}", "plain": f"scope-off-{suffix}"}
-    for kind, name in found.items():
-        labels = {"pod-security.kubernetes.io/enforce": "restricted"}
-        if kind == "enabled":
-            labels["llmsafespace.dev/sandboxes"] = "enabled"
+    restricted = {"pod-security.kubernetes.io/enforce": "restricted"}
+    enabled = {"llmsafespace.dev/sandboxes": "enabled"}
+    made = {
+        "enabled": (f"scope-on-{suffix}", {**restricted, **enabled}),
+        "plain": (f"scope-off-{suffix}", restricted),
+        # Enabled, but a pod there would not be held to Pod Security restricted.
+        "unrestricted": (f"scope-open-{suffix}", enabled),
+        # Made by an earlier reconciler: isolation labels, not the enabled one.
+        "old-isolation": (
+            f"sandbox-old-{suffix}",
+            {**restricted, "app": "llmsafespace", "llmsafespace.dev/sandbox-namespace": "x"},
+        ),
+    }
+    found = {kind: name for kind, (name, _) in made.items()}
+    for name, labels in made.values():
         _apply(
             cp,
             {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": labels}},
+        )
+        # The account a sandbox pod runs as (admission looks it up, token or not).
+        _apply(
+            cp,
+            {
+                "apiVersion": "v1",
+                "kind": "ServiceAccount",
+                "metadata": {"name": "sandbox-probe", "namespace": name},
+            },
         )
     try:
         yield found
@@ -79,7 +98,7 @@ def _as(
     )
 
 
-def _pod(name: str, *, service_account: str = "default") -> dict[str, Any]:
+def _pod(name: str, *, service_account: str = "sandbox-probe") -> dict[str, Any]:
     return {
         "apiVersion": "v1",
         "kind": "Pod",
@@ -134,9 +153,13 @@ def test_a_controllers_write_lands_only_in_an_enabled_namespace(
 ) -> None:
     body = make(f"probe-{uuid.uuid4().hex[:6]}")
     create = ("create", "-f", "-", "--dry-run=server", "-o", "name")
-    allowed = _as(cp, service, *create, f"--namespace={namespaces['enabled']}", body=body)
-    assert allowed.returncode == 0, allowed.stderr
+    for namespace in (namespaces["enabled"], namespaces["old-isolation"]):
+        allowed = _as(cp, service, *create, f"--namespace={namespace}", body=body)
+        assert allowed.returncode == 0, allowed.stderr
     for namespace in (namespaces["plain"], "kube-system", "default"):
+        if make is _pod and namespace != namespaces["plain"]:
+            # An account that exists there (admission looks it up before the policy).
+            body = _pod(body["metadata"]["name"], service_account="default")
         refused = _as(cp, service, *create, f"--namespace={namespace}", body=body)
         assert refused.returncode != 0, f"{service} wrote in {namespace}"
         assert NOT_ENABLED in refused.stderr, refused.stderr
@@ -164,27 +187,78 @@ def test_a_privileged_service_accounts_pod_in_kube_system_is_refused(
         assert NOT_ENABLED in refused.stderr, refused.stderr
 
 
+def test_a_pod_only_under_pod_security_restricted_tokenless_as_its_own_account(
+    cp: controlplane.ControlPlane, namespaces: dict[str, str]
+) -> None:
+    create = ("create", "-f", "-", "--dry-run=server", "-o", "name")
+    unrestricted = _as(
+        cp, "pool_manager", *create, f"--namespace={namespaces['unrestricted']}", body=_pod("p")
+    )
+    assert unrestricted.returncode != 0
+    assert "does not enforce Pod Security restricted" in unrestricted.stderr, unrestricted.stderr
+    token = _pod("t")
+    token["spec"]["automountServiceAccountToken"] = True
+    other = _pod("o", service_account="default")
+    for body in (token, other):
+        refused = _as(
+            cp, "sandbox_reconciler", *create, f"--namespace={namespaces['enabled']}", body=body
+        )
+        assert refused.returncode != 0
+        assert "mount no ServiceAccount token" in refused.stderr, refused.stderr
+
+
+def test_deleting_its_own_child_is_allowed_anywhere_nothing_else(
+    cp: controlplane.ControlPlane, namespaces: dict[str, str]
+) -> None:
+    """A namespace that lost its label must not hold a sandbox's finalizer for ever."""
+    ours = _service(f"ours-{uuid.uuid4().hex[:6]}")
+    ours["metadata"]["labels"] = {"app": "llmsafespace"}
+    theirs = _service(f"theirs-{uuid.uuid4().hex[:6]}")
+    for body in (ours, theirs):
+        body["metadata"]["namespace"] = namespaces["plain"]
+        _apply(cp, body)
+    delete = ("delete", "service", f"--namespace={namespaces['plain']}", "--dry-run=server")
+    allowed = _as(cp, "sandbox_reconciler", *delete, ours["metadata"]["name"])
+    assert allowed.returncode == 0, allowed.stderr
+    refused = _as(cp, "sandbox_reconciler", *delete, theirs["metadata"]["name"])
+    assert refused.returncode != 0
+    assert NOT_ENABLED in refused.stderr, refused.stderr
+
+
 def test_namespaces_are_created_and_deleted_only_as_isolation_namespaces(
     cp: controlplane.ControlPlane, namespaces: dict[str, str]
 ) -> None:
     name = f"sandbox-{uuid.uuid4().hex[:8]}"
-    isolation = {
+    isolation: dict[str, Any] = {
         "apiVersion": "v1",
         "kind": "Namespace",
         "metadata": {
             "name": name,
-            "labels": {"app": "llmsafespace", "llmsafespace.dev/sandbox-namespace": "team-a"},
+            "labels": {
+                "app": "llmsafespace",
+                "llmsafespace.dev/sandbox-namespace": "team-a",
+                "pod-security.kubernetes.io/enforce": "restricted",
+            },
         },
     }
     create = ("create", "-f", "-", "--dry-run=server", "-o", "name")
     allowed = _as(cp, "sandbox_reconciler", *create, body=isolation)
     assert allowed.returncode == 0, allowed.stderr
+    # An isolation namespace without Pod Security restricted would take privileged pods.
+    privileged = {**isolation, "metadata": {**isolation["metadata"]}}
+    privileged["metadata"]["labels"] = {
+        **isolation["metadata"]["labels"],
+        "pod-security.kubernetes.io/enforce": "privileged",
+    }
+    refused_open = _as(cp, "sandbox_reconciler", *create, body=privileged)
+    assert refused_open.returncode != 0
+    assert NOT_ISOLATION in refused_open.stderr, refused_open.stderr
     plain = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": f"x-{name}"}}
     refused = _as(cp, "sandbox_reconciler", *create, body=plain)
     assert refused.returncode != 0
     assert NOT_ISOLATION in refused.stderr, refused.stderr
     # A tenant's namespace, enabled or not (default and kube-system the API server protects).
-    for victim in namespaces.values():
+    for victim in (namespaces["enabled"], namespaces["plain"]):
         deleted = _as(cp, "sandbox_reconciler", "delete", "namespace", victim, "--dry-run=server")
         assert deleted.returncode != 0, f"the reconciler could delete {victim}"
         assert NOT_ISOLATION in deleted.stderr, deleted.stderr

@@ -151,3 +151,21 @@ def test_a_delivery_is_skippable_only_if_every_hint_in_it_is() -> None:
     # A redelivered hint riding along (a requeued re-check) is due, whatever it announces.
     with bus.delivering(rider_data=(codec.encode(modified),), rider_redelivered=True):
         assert not own_writes.is_current_delivery_skippable(modified, skip=skip)
+
+
+def test_a_delivery_announces_what_any_hint_in_it_announces() -> None:
+    """``current_delivery_announces``: the hint or any rider (one that cannot be read may
+    announce anything); outside a consume loop, the hint alone."""
+
+    def deleted(event: messages.ChangeEvent) -> bool:
+        return event.event_type == "DELETED"
+
+    modified, gone = hint("MODIFIED", "1"), hint("DELETED", "2")
+    assert own_writes.current_delivery_announces(gone, what=deleted)
+    assert not own_writes.current_delivery_announces(modified, what=deleted)
+    with bus.delivering(rider_data=(codec.encode(modified), codec.encode(gone))):
+        assert own_writes.current_delivery_announces(modified, what=deleted)
+    with bus.delivering(rider_data=(codec.encode(modified),)):
+        assert not own_writes.current_delivery_announces(modified, what=deleted)
+    with bus.delivering(rider_data=(b"not a hint",)):
+        assert own_writes.current_delivery_announces(modified, what=deleted)

@@ -102,7 +102,12 @@ class Handler:
             return outcomes.DONE
         with logs.bind(kind=event.kind, namespace=event.namespace, name=event.name):
             if event.kind == kinds.WARM_POOL.singular:
-                batched = self._batch(event)
+                # A deny policy or account change, riding along included, is checked now:
+                # never batched away behind a WarmPod's hint.
+                children_changed = own_writes.current_delivery_announces(
+                    event, what=_is_pool_child_hint
+                )
+                batched = None if children_changed else self._batch(event)
                 if batched is not None:
                     return batched
                 key = _pool_key(event.namespace, event.name)
@@ -110,7 +115,7 @@ class Handler:
                     return await self.handle_pool(
                         namespace=event.namespace,
                         name=event.name,
-                        children_changed=_is_pool_child_hint(event),
+                        children_changed=children_changed,
                     )
                 except (errors.PermanentError, errors.InvalidObjectError) as error:
                     return self._refused(key, error)
@@ -766,6 +771,7 @@ def _member(
         or _fingerprint_of(warm_pod) != fingerprint,
         refused=lifecycle.refusal_of(warm_pod) is not None,
         resource_version=metadata.resource_version or "",
+        failure=preload.deletion_reason(warm_pod),
     )
 
 

@@ -110,6 +110,9 @@ class Member:
     to go when the pool shrinks."""
     resource_version: str = ""
     """Deletions decided from this observation apply only to this version of the WarmPod."""
+    failure: DeleteReason = DeleteReason.POD_FAILED
+    """Why it is Failed, when it is (its preload, or its pod): the pool pass and the
+    WarmPod's own pass, whichever deletes it first, count the same reason."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -316,7 +319,7 @@ def plan_sizing(
             continue
         phase = member.phase or Phase.PENDING
         if phase in (Phase.FAILED, Phase.TERMINATING):
-            deletions.append(_deletion(member, DeleteReason.POD_FAILED))
+            deletions.append(_deletion(member, member.failure))
         elif phase == Phase.ASSIGNED:
             assigned += 1
         elif member.outdated:

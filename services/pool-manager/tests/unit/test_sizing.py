@@ -275,6 +275,20 @@ def test_every_deletion_is_of_the_observed_version() -> None:
     assert all(d.resource_version == observed[d.name] for d in result.delete)
 
 
+def test_a_failed_warm_pod_is_deleted_for_why_it_failed_whichever_pass_deletes_it() -> None:
+    """The pool pass may find a WarmPod its preload failed before the preloader deletes it:
+    it counts the preload's reason, not the pod's (CI met this race)."""
+    members = [
+        member(0, "Failed", failure=sizing.DeleteReason.PRELOAD_FAILED),
+        member(1, "Failed"),
+    ]
+    result = plan(sizing.Shape(min_size=0), members)
+    assert {d.name: d.reason for d in result.delete} == {
+        members[0].name: sizing.DeleteReason.PRELOAD_FAILED,
+        members[1].name: sizing.DeleteReason.POD_FAILED,
+    }
+
+
 def test_a_deletion_that_did_not_happen_is_no_longer_expected() -> None:
     open_expectations = sizing.Expectations().expecting(
         deletes=["uid-1", "uid-2"], now=NOW, timeout_seconds=60

@@ -16,13 +16,20 @@ quantities in another spelling) and nothing else:
 - every field of the rendered spec is in the pod, equal (dicts: recursively; containers,
   volumes, mounts, ports and env by name: the same set), or absent where it is false, zero
   or empty (the API server omits those);
-- security contexts, pod and container, are equal as a whole (nothing defaults inside);
+- security contexts, pod and container: every rendered field equal, and nothing more but
+  the SELinux and supplemental-group fields a platform's admission sets
+  (:data:`_CONTEXT_ADDED`);
 - the pod spec and each container carry no field beyond the rendered ones but those
-  defaulted (:data:`_POD_DEFAULTED`, :data:`_CONTAINER_DEFAULTED`): no init or ephemeral
+  defaulted or added for scheduling (:data:`_POD_DEFAULTED`, :data:`_CONTAINER_DEFAULTED`:
+  a RuntimeClass's node selector and tolerations, image pull secrets): no init or ephemeral
   container, host namespace, DNS override, ``envFrom``, lifecycle hook or command the sandbox
-  did not ask for;
+  did not ask for; containers a mesh injects into every pod only when named in
+  ``warm.injected_containers``;
+- an image may be pinned to its digest (``image@sha256:...``, an admission policy's doing);
+- no annotation a container runtime acts on (:data:`_RUNTIME_ANNOTATION_PREFIXES`);
 - the ServiceAccount is not compared: a warm pod runs as its pool's, with no token mounted
-  (``automountServiceAccountToken: false`` is compared, and no volume can add one).
+  (``automountServiceAccountToken: false`` is compared, and no volume can add one; the API
+  server's scope policy admits controller pods only as ``sandbox-*`` or ``warmpool-*``).
 """
 
 from __future__ import annotations
@@ -40,6 +47,7 @@ _POD_DEFAULTED: Final = frozenset(
         "dnsPolicy",
         "schedulerName",
         "nodeName",
+        "nodeSelector",
         "tolerations",
         "priority",
         "priorityClassName",
@@ -47,15 +55,24 @@ _POD_DEFAULTED: Final = frozenset(
         "overhead",
         "serviceAccount",
         "serviceAccountName",
+        "imagePullSecrets",
     }
+)
+#: Fields a platform's admission adds to security contexts (OpenShift's SCCs, for one).
+_CONTEXT_ADDED: Final = frozenset(
+    {"seLinuxOptions", "seLinuxChangePolicy", "supplementalGroups", "supplementalGroupsPolicy"}
+)
+#: Annotations container runtimes act on (a Kata, gVisor or CRI-O knob on a pod).
+_RUNTIME_ANNOTATION_PREFIXES: Final = (
+    "io.katacontainers.",
+    "dev.gvisor.",
+    "io.kubernetes.cri-o.",
+    "io.kubernetes.cri.",
+    "io.containerd.",
 )
 _POD_IGNORED: Final = frozenset({"serviceAccount", "serviceAccountName", "nodeName"})
 _CONTAINER_DEFAULTED: Final = frozenset(
     {"terminationMessagePath", "terminationMessagePolicy", "imagePullPolicy"}
-)
-#: Tolerations the DefaultTolerationSeconds admission plugin adds to every pod.
-_DEFAULT_TOLERATION_KEYS: Final = frozenset(
-    {"node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable"}
 )
 _EXACT: Final = frozenset({"securityContext"})
 #: Lists whose items are matched by a key, not by position.
@@ -69,14 +86,27 @@ _KEYED_LISTS: Final[dict[str, str]] = {
 _MISSING: Final = object()
 
 
-def deviations(expected: dict[str, Any], actual: dict[str, Any]) -> list[str]:
+def deviations(
+    expected: dict[str, Any],
+    actual: dict[str, Any],
+    *,
+    annotations: dict[str, str] | None = None,
+    injected: frozenset[str] = frozenset(),
+) -> list[str]:
     """Where the pod spec ``actual`` is not the rendered spec ``expected`` (paths, each with
-    what differs); empty when the pod is the one the sandbox would get."""
+    what differs); empty when the pod is the one the sandbox would get. ``annotations``: the
+    pod's; ``injected``: names of containers admission adds to every pod."""
     found: list[str] = []
+    for key in sorted((annotations or {}).keys()):
+        if key.startswith(_RUNTIME_ANNOTATION_PREFIXES):
+            found.append(f"metadata.annotations[{key}]: a container runtime option")
+    actual = _without_injected(actual, injected)
     for key in sorted(set(actual) - set(expected) - _POD_DEFAULTED):
         found.append(f"spec.{key}: not in the sandbox's pod")
-    # Checked whether rendered or not: they are defaulted, but only those two keys.
-    _tolerations(expected.get("tolerations") or [], actual.get("tolerations") or [], found)
+    want_tolerations = expected.get("tolerations") or []
+    have_tolerations = actual.get("tolerations") or []
+    if any(t not in have_tolerations for t in want_tolerations):
+        found.append(f"spec.tolerations: {have_tolerations!r}, not {want_tolerations!r}")
     for key, want in expected.items():
         if key in _POD_IGNORED or key == "tolerations":
             continue
@@ -86,6 +116,22 @@ def deviations(expected: dict[str, Any], actual: dict[str, Any]) -> list[str]:
         else:
             _compare(want, have, f"spec.{key}", found)
     return found
+
+
+def _without_injected(actual: dict[str, Any], injected: frozenset[str]) -> dict[str, Any]:
+    if not injected:
+        return actual
+    trimmed = dict(actual)
+    for key in ("containers", "initContainers"):
+        if isinstance(actual.get(key), list):
+            kept = [
+                c for c in actual[key] if not (isinstance(c, dict) and c.get("name") in injected)
+            ]
+            if kept:
+                trimmed[key] = kept
+            else:
+                trimmed.pop(key)
+    return trimmed
 
 
 def _container(want: Any, have: Any, path: str, found: list[str]) -> None:
@@ -105,7 +151,16 @@ def _compare(want: Any, have: Any, path: str, found: list[str]) -> None:
         if want not in (False, "", [], {}):
             found.append(f"{path}: missing")
     elif name in _EXACT:
-        if want != have:
+        extra = set(have) - set(want) - _CONTEXT_ADDED if isinstance(have, dict) else set()
+        if (
+            not isinstance(have, dict)
+            or extra
+            or any(have.get(key, _MISSING) != value for key, value in want.items())
+        ):
+            found.append(f"{path}: {have!r}, not {want!r}")
+    elif name == "image" and isinstance(want, str) and isinstance(have, str):
+        # Pinned to its digest by an admission policy: the same image.
+        if have != want and not (have.startswith(want + "@sha256:") and "@" not in want):
             found.append(f"{path}: {have!r}, not {want!r}")
     elif isinstance(want, dict):
         if not isinstance(have, dict):
@@ -138,18 +193,6 @@ def _keyed(
         return
     for name, entry in wanted.items():
         item(entry, present[name], f"{path}[{name}]", found)
-
-
-def _tolerations(want: list[Any], have: Any, found: list[str]) -> None:
-    present = have if isinstance(have, list) else [have]
-    missing = [t for t in want if t not in present]
-    extra = [
-        t
-        for t in present
-        if t not in want and not (isinstance(t, dict) and t.get("key") in _DEFAULT_TOLERATION_KEYS)
-    ]
-    if missing or extra:
-        found.append(f"spec.tolerations: {present!r}, not {want!r}")
 
 
 def _same(want: Any, have: Any) -> bool:

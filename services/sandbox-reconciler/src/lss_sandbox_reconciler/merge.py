@@ -171,8 +171,14 @@ def merge_spec(
     profile: profile_model.SandboxProfile | None,
     runtime: runtime_model.RuntimeEnvironment,
     settings: settings_module.SandboxOptions,
+    started: bool = False,
 ) -> EffectiveSpec:
-    """The effective spec of ``obj``; SpecConflict when the three cannot be reconciled."""
+    """The effective spec of ``obj``; SpecConflict when the three cannot be reconciled.
+
+    ``started``: the sandbox runs on a pod already. A Localhost seccomp profile outside
+    ``seccomp_localhost_prefixes`` is then not refused: the pod was admitted with it (by an
+    earlier version, or before the setting changed), and failing the sandbox for it would
+    end it mid-run; it is refused before any pod is made."""
     spec = obj.spec
     pspec = profile.spec if profile is not None else None
     rspec = runtime.spec
@@ -228,7 +234,12 @@ def merge_spec(
         run_as_user=run_as_user,
         run_as_group=run_as_group,
         seccomp=_seccomp(
-            context, pspec, rspec, namespace=obj.metadata.namespace or "", settings=settings
+            context,
+            pspec,
+            rspec,
+            namespace=obj.metadata.namespace or "",
+            settings=settings,
+            checked=not started,
         ),
         app_armor=_app_armor(rspec) if settings.app_armor_enabled else None,
         egress_domains=egress_domains,
@@ -530,6 +541,7 @@ def _seccomp(
     *,
     namespace: str,
     settings: settings_module.SandboxOptions,
+    checked: bool,
 ) -> SecurityProfile:
     field = "spec.securityContext.seccompProfile"
     own = (
@@ -537,15 +549,16 @@ def _seccomp(
         if context.seccomp_profile is None
         else _security_profile(context.seccomp_profile, field=field)
     )
-    if own is not None:
+    if own is not None and checked:
         _check_localhost_allowed(own, field=field, namespace=namespace, settings=settings)
     binding: SecurityProfile | None = None
     source = ""
     if pspec is not None and pspec.seccomp_profile is not None:
         binding = _security_profile(pspec.seccomp_profile, field="spec.profileRef")
-        _check_localhost_allowed(
-            binding, field="spec.profileRef", namespace=namespace, settings=settings
-        )
+        if checked:
+            _check_localhost_allowed(
+                binding, field="spec.profileRef", namespace=namespace, settings=settings
+            )
         source = "profile"
     elif rspec.seccomp_profile is not None:
         binding = _security_profile(rspec.seccomp_profile, field="spec.runtime")

@@ -303,18 +303,8 @@ class Observer:
             cached = await self._read_runtimes(kube)
             return await self._confirmed_runtimes(kube, obj=obj, cached=cached)
 
-        children, runtimes, profile, shared = await asyncio.gather(
-            children_task,
-            runtimes_for(),
-            self._read_profile(kube, obj=obj),
-            # The pod's namespace (a claim mounts only there): the isolation namespace.
-            self._read_shared_claims(
-                kube,
-                obj=obj,
-                namespace=names.isolation_namespace(
-                    obj.metadata.uid or "", prefix=self._options.isolation_namespace_prefix
-                ),
-            ),
+        children, runtimes, profile = await asyncio.gather(
+            children_task, runtimes_for(), self._read_profile(kube, obj=obj)
         )
         return plan.Snapshot(
             sandbox=obj,
@@ -323,7 +313,8 @@ class Observer:
             children=children,
             cilium_available=cilium,
             resolved=await self._resolved_for(obj, profile=profile, cilium=cilium),
-            shared_claims=shared if children.pod is None else {},
+            # No shared claims read: a pod in an isolation namespace can mount none
+            # (``shared_volumes.check`` says so).
             children_assumed_absent=assumed_absent,
         )
 

@@ -197,7 +197,9 @@ def plan_sandbox(
     if effective.shared_volumes and snapshot.children.pod is None:
         # Before a pod would mount them; a running pod keeps what it was allowed to mount.
         try:
-            shared_volumes.check(effective, claims=snapshot.shared_claims)
+            shared_volumes.check(
+                effective, claims=snapshot.shared_claims, isolated=owner.is_cross_namespace
+            )
         except merge.SpecConflict as error:
             draft.fail(ConditionType.READY, reason=error.reason, message=str(error))
             return _plan_release(snapshot, draft=draft, owner=owner, settings=settings)
@@ -381,7 +383,14 @@ def _resolve_and_merge(
             reason=Reason.RESOLVED,
             message=f"SandboxProfile {key[0]}/{key[1]}",
         )
-    return merge.merge_spec(obj, profile=found, runtime=runtime, settings=settings)
+    # A pod that exists was admitted with its seccomp profile: it is not judged again.
+    return merge.merge_spec(
+        obj,
+        profile=found,
+        runtime=runtime,
+        settings=settings,
+        started=snapshot.children.pod is not None,
+    )
 
 
 # -- desired children -----------------------------------------------------------------------

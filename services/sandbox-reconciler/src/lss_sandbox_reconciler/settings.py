@@ -323,6 +323,19 @@ class WarmOptions(BaseModel):
         le=1000,
         description="WarmPod reads in flight at once while feeding the ready queue from hints.",
     )
+    verify_claimed_pods: bool = Field(
+        default=True,
+        description="Compare a claimed warm pod with the pod the sandbox would get cold before "
+        "running the sandbox on it (a pod made or changed by someone else is discarded). "
+        "Turn off only where mutating admission changes pods beyond what the comparison "
+        'allows (warm_claims_total{result="nonconforming"} says so) and accept the risk.',
+    )
+    injected_containers: list[str] = Field(
+        default_factory=list,
+        description="Names of containers (and init containers) that mutating admission adds "
+        "to every pod (a service mesh's sidecar): a claimed warm pod may carry them. Any "
+        "other extra container discards the claim.",
+    )
     recycle: bool = Field(
         default=False,
         description="When a warm sandbox ends, publish its WarmPod on the recycler subject "

@@ -21,11 +21,25 @@ from lss_sandbox_reconciler import merge
 _ALLOWED = (labels.SHAREABLE_READ_WRITE, labels.SHAREABLE_READ_ONLY)
 
 
-def check(spec: merge.EffectiveSpec, *, claims: Mapping[str, dict[str, Any] | None]) -> None:
+def check(
+    spec: merge.EffectiveSpec,
+    *,
+    claims: Mapping[str, dict[str, Any] | None],
+    isolated: bool = False,
+) -> None:
     """Raise ``SpecConflict`` for the first shared volume the sandbox may not mount.
 
     ``claims``: claim name → the claim as read (``None``: not found); a name missing from
-    the mapping was not read and counts as not found (fail closed)."""
+    the mapping was not read and counts as not found (fail closed). ``isolated``: the pod
+    runs in its own isolation namespace, where no claim of anyone else's can be."""
+    if isolated and spec.shared_volumes:
+        raise merge.SpecConflict(
+            "shared volumes cannot be mounted under namespace isolation: a pod mounts only "
+            "claims of its own namespace, and a sandbox's isolation namespace holds nothing "
+            "but the sandbox's own objects",
+            reason=merge.Reason.SHARED_VOLUME_NOT_ALLOWED,
+            field="spec.storage.sharedVolumes",
+        )
     for index, shared in enumerate(spec.shared_volumes):
         field = f"spec.storage.sharedVolumes[{index}].claimName"
         claim = claims.get(shared.claim_name)

@@ -443,7 +443,19 @@ class WarmStarter:
             # Whoever made or changed this pod is not the pool manager: it and its WarmPod go,
             # the sandbox starts cold, and the namespace's next sandboxes skip the claim for
             # a while (its other warm pods may be the same).
-            await self._discard(kube, sandbox=obj, chosen=chosen, pod=error.pod)
+            # Unconditionally (not ``_discard``, which keeps a claim whose sandbox it cannot
+            # read): the pod carries the sandbox's labels since the adoption.
+            self._metrics.claims_total.labels(result=Result.DISCARDED).inc()
+            released = await asyncio.shield(
+                adopt.discard_claim(
+                    kube,
+                    candidate=chosen,
+                    pod_uid=(error.pod.get("metadata") or {}).get("uid"),
+                    sandbox_uid=obj.metadata.uid or "",
+                )
+            )
+            if released:
+                self.queue.remove(chosen.key)
             self._note_refusal(chosen.namespace)
             self._metrics.claims_total.labels(result=Result.NONCONFORMING).inc()
             _log.error(
@@ -716,7 +728,17 @@ class WarmStarter:
         if isinstance(adopted, BaseException):
             raise adopted
         pod = adopted
-        deviations = conformance.deviations(expected, pod.get("spec") or {})
+        options = self._options
+        deviations = (
+            conformance.deviations(
+                expected,
+                pod.get("spec") or {},
+                annotations=(pod.get("metadata") or {}).get("annotations") or {},
+                injected=frozenset(options.injected_containers),
+            )
+            if options.verify_claimed_pods
+            else []
+        )
         if deviations:
             raise PodNotConforming(pod, deviations)
         obj = snapshot.sandbox

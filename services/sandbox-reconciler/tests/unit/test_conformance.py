@@ -108,12 +108,12 @@ TAMPERED: list[tuple[str, Callable[[dict[str, Any]], None], str]] = [
     ("hook", _set("containers.0.lifecycle", {"postStart": {}}), "lifecycle"),
     ("dns", _set("dnsConfig", {"nameservers": ["1.2.3.4"]}), "spec.dnsConfig"),
     (
-        "control plane",
-        lambda pod: pod["tolerations"].append(
-            {"key": "node-role.kubernetes.io/control-plane", "operator": "Exists"}
-        ),
-        "spec.tolerations",
+        "runtime annotation",
+        lambda pod: None,  # set on the metadata below
+        "io.katacontainers.config.hypervisor",
     ),
+    ("sysctls", _set("securityContext.sysctls", [{"name": "x", "value": "1"}]), "securityContext"),
+    ("other image digest", _set("containers.0.image", "evil@sha256:" + "0" * 64), "image"),
     ("less memory", _set("containers.0.resources.limits.memory", "1Gi"), "limits.memory"),
     ("mount moved", _set("containers.0.volumeMounts.0.mountPath", "/etc"), "volumeMounts"),
 ]
@@ -127,9 +127,34 @@ def test_every_tampering_is_found_and_named(
     assert expected["runtimeClassName"] == "gvisor"
     pod = _stored(expected)
     change(pod)
-    found = conformance.deviations(expected, pod)
+    annotations = (
+        {"io.katacontainers.config.hypervisor.kernel_params": "x"}
+        if what == "runtime annotation"
+        else {}
+    )
+    found = conformance.deviations(expected, pod, annotations=annotations)
     assert found, what
     assert any(named in line for line in found), found
+
+
+def test_what_a_platforms_admission_adds_for_scheduling_or_identity_conforms() -> None:
+    """A RuntimeClass's scheduling (node selector, tolerations), a ServiceAccount's image pull
+    secrets, SELinux options, an image pinned to its digest, a mesh's named sidecar."""
+    expected = _rendered({"securityLevel": "high"})
+    pod = _stored(expected)
+    pod["nodeSelector"] = {"sandbox.gke.io/runtime": "gvisor"}
+    pod["tolerations"].append({"key": "sandbox.gke.io/runtime", "value": "gvisor"})
+    pod["imagePullSecrets"] = [{"name": "registry"}]
+    pod["securityContext"]["seLinuxOptions"] = {"level": "s0:c1,c2"}
+    container = pod["containers"][0]
+    container["image"] = f"{container['image']}@sha256:{'a' * 64}"
+    pod["containers"].append({"name": "istio-proxy", "image": "proxy:1"})
+    pod["initContainers"] = [{"name": "istio-init", "image": "proxy:1"}]
+    injected = frozenset({"istio-proxy", "istio-init"})
+    assert conformance.deviations(expected, pod, injected=injected) == []
+    # Not named: a sidecar is an extra container.
+    unnamed = conformance.deviations(expected, pod, injected=frozenset({"istio-proxy"}))
+    assert any("initContainers" in line for line in unnamed), unnamed
 
 
 def test_a_false_or_empty_field_the_api_server_omits_is_no_deviation() -> None:

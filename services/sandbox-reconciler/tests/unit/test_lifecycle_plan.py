@@ -857,3 +857,21 @@ def test_a_shared_volume_is_checked_before_the_pod_and_not_after() -> None:
     children = dataclasses.replace(applied(first, plan.Children()), pod=pod_json(ready=True))
     later = snapshot(spec=spec, finalizers=FIN, status=_dump(first), children=children)
     assert run(later).status.phase == "Running"  # no claim read: a running pod is not judged
+
+
+def test_a_running_sandbox_keeps_a_seccomp_profile_no_longer_allowed() -> None:
+    """Refused before a pod exists; a pod admitted with it (an earlier version, an older
+    setting) is not failed for it mid-run."""
+    spec = {
+        "securityContext": {
+            "seccompProfile": {"type": "Localhost", "localhostProfile": "profiles/old.json"}
+        }
+    }
+    refused = run(snapshot(spec=spec))
+    assert condition(refused, "Ready") == ("False", "SeccompProfileNotAllowed")
+    allowed_then = OPTIONS.model_copy(update={"seccomp_localhost_prefixes": ["profiles/"]})
+    first = run(snapshot(spec=spec), allowed_then)
+    children = dataclasses.replace(applied(first, plan.Children()), pod=pod_json(ready=True))
+    later = run(snapshot(spec=spec, finalizers=FIN, status=_dump(first), children=children))
+    assert later.status.phase == "Running"
+    assert not any(a.verb is plan.Verb.DELETE for a in later.actions)

@@ -69,3 +69,10 @@ def test_a_missing_or_unread_claim_is_refused_and_the_first_refusal_is_named() -
         shared_volumes.check(spec, claims={"ok": _claim("true"), "gone": _claim("true")})
     assert caught.value.field == "spec.storage.sharedVolumes[2].claimName"
     shared_volumes.check(_spec(), claims={})  # no shared volume: nothing to check
+
+
+def test_under_namespace_isolation_shared_volumes_are_refused_as_such() -> None:
+    with pytest.raises(merge.SpecConflict) as caught:
+        shared_volumes.check(_spec(("data", True)), claims={}, isolated=True)
+    assert caught.value.field == "spec.storage.sharedVolumes"
+    assert "namespace isolation" in str(caught.value)

@@ -97,7 +97,7 @@ class Watcher:
             bus=self._bus,
             metrics=self._metrics,
             clock=self._clock,
-            ensure_streams=self._redeclare_streams,
+            ensure_streams=self._stream_missing,
         )
         for resource in resources.watched_resources(self._options):
             window = publishing.Window(slots, name=resource.name)
@@ -289,13 +289,17 @@ class Watcher:
     async def _redeclare_streams(self) -> None:
         """One attempt at declaring both streams (a publish found none)."""
         async with self._declaring:
-            declared = await topology.declare_streams(
+            await topology.declare_streams(
                 self._nats.connection.jetstream, settings=self._nats_settings
             )
-        if self._announced_start.is_set() and declared.get(self._nats_settings.status_stream) in (
-            topology.Declared.CREATED,
-            topology.Declared.RECREATED,
-        ):
+
+    async def _stream_missing(self) -> None:
+        """A publish or a read found a stream missing: declare them again, and republish
+        every status record — whoever created LSS_STATUS anew (this watcher, another
+        replica, a service starting), the records this watcher remembers as stored are
+        gone."""
+        await self._redeclare_streams()
+        if self._announced_start.is_set():
             # Not here: this runs inside a publish that holds a slot, and the republish
             # publishes through the same slots.
             self._status_stream_recreated.set()

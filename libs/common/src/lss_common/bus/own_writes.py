@@ -98,6 +98,23 @@ def is_current_delivery_skippable(
     return all(rider is not None and skip(rider) for rider in riders)
 
 
+def current_delivery_announces(
+    event: messages.ChangeEvent, *, what: Callable[[messages.ChangeEvent], bool]
+) -> bool:
+    """Whether ``what`` holds for the hint or for any hint riding along (one that cannot be
+    read counts: it may announce anything). The riders are settled with this pass, so a
+    pass that must do more for some hints (a child's deletion) asks here, not of the first
+    hint alone."""
+    if what(event):
+        return True
+    try:
+        delivery = consuming.current_delivery()
+    except RuntimeError:
+        return False
+    riders = [_decoded(data) for data in delivery.rider_data]
+    return any(rider is None or what(rider) for rider in riders)
+
+
 def _decoded(data: bytes) -> messages.ChangeEvent | None:
     try:
         return codec.decode(data, message_type=messages.ChangeEvent)

@@ -13,7 +13,6 @@ import asyncio
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-import nats.errors
 import prometheus_client
 import pytest
 from pydantic import ValidationError
@@ -42,13 +41,28 @@ async def _stores_a_message(url: str, **options: object) -> bool:
     # Validated like the environment would be (model_copy does not validate).
     fields = {**base.nats.model_dump(exclude_none=True), **options}
     settings = base.model_copy(update={"nats": settings_module.NatsSettings(**fields)})
-    metrics = bus_metrics.BusMetrics.register(prometheus_client.CollectorRegistry())
+    registry = prometheus_client.CollectorRegistry()
+    metrics = bus_metrics.BusMetrics.register(registry)
+
+    def errors() -> float:
+        value = registry.get_sample_value(
+            "llmsafespace_bus_connection_events_total", {"event": "error"}
+        )
+        return 0.0 if value is None else value
+
     try:
         async with asyncio.timeout(5.0):
             connection = await bus_connection.connect(
                 settings.nats, metrics=metrics, client_name="auth-test"
             )
-    except (TimeoutError, OSError, nats.errors.Error):
+    except TimeoutError:
+        # Refused, retried until the timeout; then nothing retries behind the caller's back
+        # (nats-py's own loop kept a client retrying for ever, and could swallow the
+        # cancellation: a stopping service never got control back).
+        before = errors()
+        await asyncio.sleep(2 * settings.nats.reconnect_wait_seconds + 0.5)
+        assert errors() == before, "a client kept retrying after the caller gave up"
+        assert before >= 1  # the refusals were reported
         return False
     try:
         await topology.declare_streams(connection.jetstream, settings=settings.nats)

@@ -11,6 +11,8 @@ and declares streams only through ``topology``.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import ssl
 from typing import Any
@@ -68,27 +70,62 @@ async def connect(
 
     Every failed attempt is logged and counted by the error callback. Wrap the call in
     ``asyncio.timeout`` to bound the wait.
+
+    The first connection is retried here, one client per attempt, not by nats-py: its own
+    loop retries a refused connection (wrong credentials) for ever, and on Python 3.11 a
+    cancellation can be lost inside it (``asyncio.wait_for``), so a service told to stop, or
+    a caller's timeout, never got control back and the client kept retrying in the
+    background. Once connected, the client reconnects by itself without limit.
     """
     callbacks = _Callbacks(metrics)
-    client = await nats.connect(
-        servers=[url.strip() for url in settings.url.split(",") if url.strip()],
-        name=client_name,
-        **_authentication(settings),
-        connect_timeout=settings.connect_timeout_seconds,
-        reconnect_time_wait=settings.reconnect_wait_seconds,
-        max_reconnect_attempts=-1,
-        drain_timeout=settings.drain_timeout_seconds,
-        error_cb=callbacks.on_error,
-        disconnected_cb=callbacks.on_disconnected,
-        reconnected_cb=callbacks.on_reconnected,
-        closed_cb=callbacks.on_closed,
-    )
+    options: dict[str, Any] = {
+        "servers": [url.strip() for url in settings.url.split(",") if url.strip()],
+        "name": client_name,
+        **authentication_options(settings),
+        "connect_timeout": settings.connect_timeout_seconds,
+        "reconnect_time_wait": settings.reconnect_wait_seconds,
+        "max_reconnect_attempts": -1,
+        "drain_timeout": settings.drain_timeout_seconds,
+        "error_cb": callbacks.on_error,
+        "disconnected_cb": callbacks.on_disconnected,
+        "reconnected_cb": callbacks.on_reconnected,
+        "closed_cb": callbacks.on_closed,
+    }
+    while True:
+        _raise_if_cancelled()
+        client = nats.aio.client.Client()
+        try:
+            await client.connect(**options, allow_reconnect=False)
+        except (OSError, TimeoutError, nats.errors.Error):
+            await _close_quietly(client)
+            _raise_if_cancelled()
+            await asyncio.sleep(settings.reconnect_wait_seconds)
+            continue
+        except BaseException:
+            await _close_quietly(client)
+            raise
+        break
+    # Connected: from now on nats-py reconnects by itself (the option is read at each loss).
+    client.options["allow_reconnect"] = True
+    callbacks.connected_once = True
     metrics.connected.set(1)
     _log.info("nats connected", extra={"url": _connected_url(client)})
     return Connection(client, metrics=metrics)
 
 
-def _authentication(settings: settings_module.NatsSettings) -> dict[str, Any]:
+def _raise_if_cancelled() -> None:
+    """Re-raise a cancellation the awaited library swallowed (the task still says so)."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
+async def _close_quietly(client: nats.aio.client.Client) -> None:
+    with contextlib.suppress(Exception):
+        await client.close()
+
+
+def authentication_options(settings: settings_module.NatsSettings) -> dict[str, Any]:
     """nats-py's options for the configured credentials and TLS (none: anonymous, plain)."""
     options: dict[str, Any] = {}
     if settings.credentials_file is not None:
@@ -111,12 +148,17 @@ class _Callbacks:
 
     def __init__(self, metrics: bus_metrics.BusMetrics) -> None:
         self._metrics = metrics
+        self.connected_once = False
+        """Until the first connection, a failed attempt's client is closed quietly: it was
+        never connected, so neither a disconnect nor a close is reported (its error is)."""
 
     async def on_error(self, exc: Exception) -> None:
         self._metrics.connection_events_total.labels(bus_metrics.ConnectionEvent.ERROR).inc()
         _log.warning("nats client error", extra={"error": repr(exc)})
 
     async def on_disconnected(self) -> None:
+        if not self.connected_once:
+            return
         self._metrics.connected.set(0)
         self._metrics.connection_events_total.labels(bus_metrics.ConnectionEvent.DISCONNECTED).inc()
         _log.warning("nats disconnected")
@@ -127,6 +169,8 @@ class _Callbacks:
         _log.info("nats reconnected")
 
     async def on_closed(self) -> None:
+        if not self.connected_once:
+            return
         self._metrics.connected.set(0)
         self._metrics.connection_events_total.labels(bus_metrics.ConnectionEvent.CLOSED).inc()
         _log.info("nats connection closed")

@@ -471,7 +471,15 @@ async def test_a_record_the_server_refuses_is_dropped_not_retried_for_ever(
         await js.update_stream(config)
         huge = running_status()
         huge["phase"] = "Terminated"
-        huge["conditions"] = [{**loud["conditions"][0], "message": "z" * 32768}]  # type: ignore[index]
+        huge["conditions"] = [
+            {
+                "type": "Ready",
+                "status": "True",
+                "reason": "PodReady",
+                "message": "z" * 32768,
+                "lastTransitionTime": T0,
+            }
+        ]
         await objects.patch_status("sandboxes", "big", huge)
         clipped = await status_client.wait_for_phase(
             js,

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from lss_dev import controlplane, identities
+from lss_dev import controlplane, fixtures_kube, identities
 from lss_dev import platform as platform_mod
 
 pytestmark = pytest.mark.integration
@@ -99,30 +99,7 @@ def _as(
 
 
 def _pod(name: str, *, service_account: str = "sandbox-probe") -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": name},
-        "spec": {
-            "serviceAccountName": service_account,
-            "automountServiceAccountToken": False,
-            "securityContext": {
-                "runAsNonRoot": True,
-                "runAsUser": 1000,
-                "seccompProfile": {"type": "RuntimeDefault"},
-            },
-            "containers": [
-                {
-                    "name": "c",
-                    "image": "probe:1",
-                    "securityContext": {
-                        "allowPrivilegeEscalation": False,
-                        "capabilities": {"drop": ["ALL"]},
-                    },
-                }
-            ],
-        },
-    }
+    return fixtures_kube.restricted_pod_body(name, service_account=service_account)
 
 
 def _service(name: str) -> dict[str, Any]:

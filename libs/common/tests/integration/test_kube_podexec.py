@@ -17,6 +17,7 @@ from lss_common import errors
 from lss_common.kube import client, objects, podexec
 from lss_common.observability import metrics
 from lss_common.testing import eventually
+from lss_dev import fixtures_kube
 
 pytestmark = pytest.mark.integration
 
@@ -36,29 +37,9 @@ async def running_pod(kube: client.Kube, namespace: str) -> str:
         kube,
         resource=objects.POD,
         namespace=namespace,
-        body={
-            "apiVersion": "v1",
-            "kind": "Pod",
-            "metadata": {"name": "target"},
-            "spec": {
-                "automountServiceAccountToken": False,
-                "securityContext": {
-                    "runAsNonRoot": True,
-                    "runAsUser": 1000,
-                    "seccompProfile": {"type": "RuntimeDefault"},
-                },
-                "containers": [
-                    {
-                        "name": "sandbox",
-                        "image": "registry.example/python:3.11",
-                        "securityContext": {
-                            "allowPrivilegeEscalation": False,
-                            "capabilities": {"drop": ["ALL"]},
-                        },
-                    }
-                ],
-            },
-        },
+        body=fixtures_kube.restricted_pod_body(
+            "target", container="sandbox", image="registry.example/python:3.11"
+        ),
     )
 
     async def running() -> bool:

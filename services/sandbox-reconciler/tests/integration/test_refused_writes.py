@@ -432,28 +432,8 @@ async def test_a_refused_pod_create_is_said_once_however_often_it_is_re_checked(
     await world.start_watcher()
     await cluster.create_runtime()
     probe_name = f"probe-{uuid.uuid4().hex[:6]}"
-    probe_pod = {  # admissible under Pod Security restricted once the refusal is lifted
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": probe_name},
-        "spec": {
-            "securityContext": {
-                "runAsNonRoot": True,
-                "runAsUser": 1000,
-                "seccompProfile": {"type": "RuntimeDefault"},
-            },
-            "containers": [
-                {
-                    "name": "c",
-                    "image": "probe:1",
-                    "securityContext": {
-                        "allowPrivilegeEscalation": False,
-                        "capabilities": {"drop": ["ALL"]},
-                    },
-                }
-            ],
-        },
-    }
+    # Admissible under Pod Security restricted once the refusal is lifted.
+    probe_pod = fixtures_kube.restricted_pod_body(probe_name)
     probe = functools.partial(_create_then_delete, cluster, objects.POD, probe_pod)
     rule = {
         "apiGroups": [""],

@@ -13,6 +13,7 @@ import shutil
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from kubernetes_asyncio import client, config
@@ -29,6 +30,38 @@ PSS_LABELS = {
     "pod-security.kubernetes.io/warn": "restricted",
     "llmsafespace.dev/sandboxes": "enabled",
 }
+
+
+def restricted_pod_body(
+    name: str,
+    *,
+    container: str = "c",
+    image: str = "probe:1",
+    service_account: str | None = None,
+) -> dict[str, Any]:
+    """A minimal pod admissible under Pod Security ``restricted``, without a token (a probe
+    or an exec target of a test's own)."""
+    spec: dict[str, Any] = {
+        "automountServiceAccountToken": False,
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": 1000,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "containers": [
+            {
+                "name": container,
+                "image": image,
+                "securityContext": {
+                    "allowPrivilegeEscalation": False,
+                    "capabilities": {"drop": ["ALL"]},
+                },
+            }
+        ],
+    }
+    if service_account is not None:
+        spec["serviceAccountName"] = service_account
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name}, "spec": spec}
 
 
 @pytest.fixture(scope="session")

@@ -76,9 +76,16 @@ async def create_service(kube: client.Kube, *, service: dict[str, Any]) -> bool:
     return await _create(kube, resource=objects.SERVICE, body=service)
 
 
-async def create_pod(kube: client.Kube, *, pod: dict[str, Any]) -> bool:
-    """Create the warm pod; False if it exists already."""
-    return await _create(kube, resource=objects.POD, body=pod)
+async def create_pod(kube: client.Kube, *, pod: dict[str, Any]) -> dict[str, Any] | None:
+    """Create the warm pod; returns it as stored (what its record is taken from), None if
+    it exists already."""
+    try:
+        created: dict[str, Any] = await objects.create_object(
+            kube, resource=objects.POD, namespace=pod["metadata"]["namespace"], body=pod
+        )
+    except errors.AlreadyExistsError:
+        return None
+    return created
 
 
 async def _create(

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from typing import Any
 
 import msgspec
@@ -52,6 +52,8 @@ _log = logging.getLogger(__name__)
 
 # How soon a pool waiting for a previous namesake's children to be collected looks again.
 _PREVIOUS_POOL_RECHECK_SECONDS = 1.0
+#: Status writes tried to record a created pod when other passes' writes conflict.
+_RECORD_ATTEMPTS = 3
 #: Child resources of a pool (singular, as hints name them) whose change is checked at once.
 _NETWORK_POLICY = "networkpolicy"
 _SERVICE_ACCOUNT = "serviceaccount"
@@ -405,7 +407,43 @@ class Handler:
         self._metrics.pods_created_total.inc()
         # Created right away (not on the WarmPod's own hint) to save a round trip; the
         # warmpod handler creates them instead if this process dies in between.
-        await self._create_pod_and_service(created, pool=pool, inputs=inputs)
+        pod = await self._create_pod_and_service(created, pool=pool, inputs=inputs)
+        if pod is not None:
+            await self._record_pod(created, pod=pod)
+
+    async def _record_pod(self, warm_pod: warmpod_model.WarmPod, *, pod: dict[str, Any]) -> None:
+        """Record the pod this process has just created in its WarmPod's status (Pending):
+        no other process can (``lifecycle``: without the record the WarmPod never gets Ready).
+        A conflict is another pass's status write (a refusal noted): recorded on top of it."""
+        kube = self._kube.kube
+        current: warmpod_model.WarmPod | None = warm_pod
+        for _ in range(_RECORD_ATTEMPTS):
+            if current is None or current.metadata.uid != warm_pod.metadata.uid:
+                return  # deleted since: its pod goes with it
+            status = warmpod_model.status_of(current)
+            if status.pod_uid:
+                return  # recorded already
+            new = (
+                lifecycle.created_status(current, pod=pod, now=self._clock.now())
+                if not status.phase
+                else lifecycle.recorded(status, pod=pod)
+            )
+            try:
+                await apply.write_warm_pod_status(kube, warm_pod=current, status=new)
+                return
+            except errors.NotFoundError:
+                return
+            except errors.ConflictError:
+                current = await observe.get_warm_pod(
+                    kube,
+                    namespace=warm_pod.metadata.namespace or "",
+                    name=warm_pod.metadata.name or "",
+                )
+        # Not recorded: the WarmPod fails as unverified after the grace and is replaced.
+        _log.warning(
+            "warm pod's pod not recorded: conflicts",
+            extra={"pod": (pod.get("metadata") or {}).get("name")},
+        )
 
     def _fingerprint(self, pool: warmpool_model.WarmPool, *, inputs: observe.BuildInputs) -> str:
         """The fingerprint of the pod the pool's inputs build now (what a claim compares),
@@ -429,19 +467,20 @@ class Handler:
         *,
         pool: warmpool_model.WarmPool,
         inputs: observe.BuildInputs,
-    ) -> None:
+    ) -> dict[str, Any] | None:
         """The warm pod and the Service prepared with it, together (one after the other,
         or the Service with the WarmPod's Ready status, they cost a round trip per WarmPod
         and the refill rate dropped from ≈ 25 to 12 to 15 WarmPods/s, measured). A claim
         adopts the Service with the pod; one that finds no Service yet (or a pool manager with
         ``prepare_services`` off) creates it (``lss_sandbox_reconciler.adopt.adopt_service``).
+        Returns the pod as created (None: it existed already).
         """
         kube = self._kube.kube
         pool_uid = pool.metadata.uid or ""
         pod = podspec.render_warm_pod(
             inputs.spec, warm_pod=warm_pod, pool_uid=pool_uid, settings=self._settings.sandbox
         )
-        writes = [apply.create_pod(kube, pod=pod)]
+        writes: list[Awaitable[object]] = [apply.create_pod(kube, pod=pod)]
         if self._options.prepare_services:
             service = podspec.render_warm_service(warm_pod)
             writes.append(apply.create_service(kube, service=service))
@@ -449,6 +488,8 @@ class Handler:
         for result in results:
             if isinstance(result, BaseException):
                 raise result
+        created = results[0]
+        return created if isinstance(created, dict) else None
 
     async def _delete(self, pool: warmpool_model.WarmPool, deletion: sizing.Deletion) -> None:
         deleted = await apply.delete_warm_pod(
@@ -597,6 +638,7 @@ class Handler:
             heartbeat_interval_seconds=self._options.heartbeat_interval_seconds,
             ready_timeout_seconds=self._options.ready_timeout_seconds,
         )
+        status_to_write = plan.status
         if plan.create_pod:
             try:
                 created = await self._create_missing_pod(warm_pod)
@@ -613,8 +655,11 @@ class Handler:
                     except errors.NotFoundError:
                         return self._gone(key)
                 return self._requeue(key, self._options.refused_write_retry_seconds)
-            if not created:
+            if created is None:
+                # Deleted as outdated, or the pod existed: whoever created it records it.
                 return outcomes.DONE
+            if status_to_write is not None:
+                status_to_write = lifecycle.recorded(status_to_write, pod=created)
         if plan.status is not None and preload.needs_preload(
             warm_pod, becoming_ready=plan.status.phase == warmpod_model.Phase.READY
         ):  # Ready only after its preload scripts ran (preloading.py)
@@ -628,10 +673,10 @@ class Handler:
             # On the pool first, like a preload failure: a pool pass that sees this WarmPod
             # Failed or gone (and wants a replacement) then finds the failure too.
             await self._record_failure(warm_pod, reason=failure[0], message=failure[1])
-        if plan.status is not None:
+        if status_to_write is not None:
             try:
                 warm_pod = await apply.write_warm_pod_status(
-                    kube, warm_pod=warm_pod, status=plan.status
+                    kube, warm_pod=warm_pod, status=status_to_write
                 )
             except errors.NotFoundError:
                 return self._gone(key)
@@ -688,8 +733,9 @@ class Handler:
         self._book.forget(key)
         return outcomes.DONE
 
-    async def _create_missing_pod(self, warm_pod: warmpod_model.WarmPod) -> bool:
-        """Create the pod of a WarmPod whose creator died before it; False if it was deleted."""
+    async def _create_missing_pod(self, warm_pod: warmpod_model.WarmPod) -> dict[str, Any] | None:
+        """Create the pod of a WarmPod whose creator died before it; returns the pod as
+        created (None: the WarmPod was deleted as outdated, or the pod exists already)."""
         kube = self._kube.kube
         pool = await observe.get_pool_of(kube, warm_pod)
         orphaned = pool is None or bool(pool.metadata.deletion_timestamp)
@@ -722,9 +768,8 @@ class Handler:
             )
             if deleted:
                 self._metrics.pods_deleted_total.labels(sizing.DeleteReason.OUTDATED.value).inc()
-            return False
-        await self._create_pod_and_service(warm_pod, pool=pool, inputs=inputs)
-        return True
+            return None
+        return await self._create_pod_and_service(warm_pod, pool=pool, inputs=inputs)
 
 
 def _is_refusal(error: BaseException) -> bool:

@@ -3,7 +3,14 @@
 Phases (``warmpod.Phase``), and who moves them:
 
 - *(no status)* → ``Pending``: the pool manager creates the WarmPod, then its pod
-  (``names.pod_name``), and records ``podName`` with phase ``Pending``.
+  (``names.pod_name``), and records ``podName`` with phase ``Pending`` and the pod as the
+  API server stored it (``podUID``, ``podSpecHash``: ``lss_common.logic.pod_records``), from
+  the create's answer. Only the process that created the pod can record it: a pass that finds
+  the pod unrecorded waits ``RECORD_GRACE_SECONDS`` for that record, then fails the WarmPod
+  (``PodUnverified``: made by someone else, or its creator stopped in between).
+- A pod that is not the recorded one (another UID: ``PodConflict``) or whose spec changed
+  since (``PodModified``: a new image, an ephemeral container) fails the WarmPod, whatever
+  its phase before: it is never Ready, and a claim would refuse it too.
 - ``Pending`` → ``Ready`` only when the pod is Ready **and** has an IP; ``lastHeartbeat`` and
   the ``Ready`` condition are set. While the pod stays Ready the heartbeat is refreshed every
   ``heartbeat_interval_seconds`` (0: only on transitions). ``Ready`` → ``Pending`` if the pod
@@ -26,17 +33,21 @@ import dataclasses
 import datetime
 import enum
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Final
 
 import msgspec
 
-from lss_common.logic import conditions
+from lss_common.logic import conditions, pod_records
 from lss_common.models import meta
 from lss_common.models import warmpod as warmpod_model
 from lss_pool_manager import names, podspec
 
 Phase = warmpod_model.Phase
 READY_CONDITION = "Ready"
+#: How long a pass waits for the pod's creator to record it (normally the next round trip).
+RECORD_GRACE_SECONDS: Final = 30.0
+#: How often it looks again meanwhile: the record's own hint may be skipped as an own write.
+RECORD_POLL_SECONDS: Final = 0.5
 
 
 class Reason(enum.StrEnum):
@@ -50,6 +61,14 @@ class Reason(enum.StrEnum):
     NOT_READY_IN_TIME = "NotReadyInTime"
     POD_CONFLICT = "PodConflict"
     POD_REFUSED = "PodRefused"
+    POD_UNVERIFIED = "PodUnverified"
+    POD_MODIFIED = "PodModified"
+
+
+#: Reasons of a WarmPod failed because its pod is not (or no longer) the one it recorded.
+UNVERIFIED_REASONS: Final = frozenset(
+    {Reason.POD_CONFLICT.value, Reason.POD_UNVERIFIED.value, Reason.POD_MODIFIED.value}
+)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -81,6 +100,40 @@ def idle_since(obj: warmpod_model.WarmPod) -> datetime.datetime | None:
 def has_ip(pod: Mapping[str, Any]) -> bool:
     status = pod.get("status") or {}
     return bool(status.get("podIP") or status.get("podIPs"))
+
+
+def recorded(
+    status: warmpod_model.WarmPodStatus, *, pod: Mapping[str, Any]
+) -> warmpod_model.WarmPodStatus:
+    """``status`` with the record of ``pod`` as the create's answer stored it."""
+    return msgspec.structs.replace(
+        status,
+        pod_uid=pod_records.uid_of(pod),
+        pod_spec_hash=pod_records.stored_spec_hash(pod),
+    )
+
+
+def created_status(
+    obj: warmpod_model.WarmPod, *, pod: Mapping[str, Any], now: datetime.datetime
+) -> warmpod_model.WarmPodStatus:
+    """The status of a WarmPod whose pod this process has just created (``pod``: the create's
+    answer): Pending, with the pod's record."""
+    return recorded(_starting(obj, now=now), pod=pod)
+
+
+def _starting(obj: warmpod_model.WarmPod, *, now: datetime.datetime) -> warmpod_model.WarmPodStatus:
+    pod_name = names.pod_name(obj.metadata.name or "", uid=obj.metadata.uid or "")
+    return _with(
+        obj,
+        msgspec.structs.replace(
+            warmpod_model.status_of(obj), pod_name=pod_name, pod_namespace=obj.metadata.namespace
+        ),
+        phase=Phase.PENDING,
+        ready=False,
+        reason=Reason.POD_STARTING,
+        message=f"pod {pod_name} is being created",
+        now=now,
+    )
 
 
 def is_own_pod(pod: Mapping[str, Any], *, warm_pod_uid: str) -> bool:
@@ -182,6 +235,11 @@ def _not_ready_since(
     return (meta.parse_timestamp(created) if created else now), "creation"
 
 
+def _created(pod: Mapping[str, Any], *, now: datetime.datetime) -> datetime.datetime:
+    created = (pod.get("metadata") or {}).get("creationTimestamp")
+    return meta.parse_timestamp(created) if created else now
+
+
 def plan_warm_pod(
     obj: warmpod_model.WarmPod,
     *,
@@ -211,18 +269,34 @@ def plan_warm_pod(
     if pod is None:
         if status.pod_name:
             return fail(Reason.POD_GONE, f"pod {status.pod_name} no longer exists")
-        new = _with(
-            obj,
-            msgspec.structs.replace(status, pod_name=pod_name, pod_namespace=metadata.namespace),
-            phase=Phase.PENDING,
-            ready=False,
-            reason=Reason.POD_STARTING,
-            message=f"pod {pod_name} is being created",
-            now=now,
-        )
-        return WarmPodPlan(create_pod=True, status=new)
+        return WarmPodPlan(create_pod=True, status=_starting(obj, now=now))
     if not is_own_pod(pod, warm_pod_uid=metadata.uid):
         return fail(Reason.POD_CONFLICT, f"pod {pod_name} exists but does not belong to it")
+    if not status.pod_uid or not status.pod_spec_hash:
+        age = (now - _created(pod, now=now)).total_seconds()
+        if age < RECORD_GRACE_SECONDS:
+            # Its creator records it right after its create: nothing to say before that.
+            return WarmPodPlan(
+                requeue_after_seconds=min(RECORD_POLL_SECONDS, RECORD_GRACE_SECONDS - age)
+            )
+        return fail(
+            Reason.POD_UNVERIFIED,
+            f"pod {pod_name} was not recorded by its creator within "
+            f"{int(RECORD_GRACE_SECONDS)} s (made by someone else, or the pool manager "
+            "stopped in between)",
+        )
+    if pod_records.uid_of(pod) != status.pod_uid:
+        return fail(
+            Reason.POD_CONFLICT,
+            f"pod {pod_name} is not the pod created for it (UID "
+            f"{pod_records.uid_of(pod) or '?'}, recorded {status.pod_uid})",
+        )
+    if pod_records.stored_spec_hash(pod) != status.pod_spec_hash:
+        return fail(
+            Reason.POD_MODIFIED,
+            f"pod {pod_name}'s spec changed since it was created (its image, containers or "
+            "resources): not the pod the pool built",
+        )
     if not status.pod_name:
         status = msgspec.structs.replace(
             status, pod_name=pod_name, pod_namespace=metadata.namespace

@@ -371,8 +371,12 @@ def deletion_reason(obj: warmpod_model.WarmPod) -> sizing.DeleteReason:
     """Why a Failed WarmPod is deleted, whichever pass deletes it: the preloader right after
     failing it, or a pass of the WarmPod's own that found it Failed first."""
     for condition in warmpod_model.status_of(obj).conditions or ():
-        if condition.type == lifecycle.READY_CONDITION and condition.reason == PRELOAD_FAILED:
+        if condition.type != lifecycle.READY_CONDITION:
+            continue
+        if condition.reason == PRELOAD_FAILED:
             return sizing.DeleteReason.PRELOAD_FAILED
+        if condition.reason in lifecycle.UNVERIFIED_REASONS:
+            return sizing.DeleteReason.UNVERIFIED
     return sizing.DeleteReason.POD_FAILED
 
 

@@ -67,6 +67,8 @@ class DeleteReason(enum.StrEnum):
     POOL_DELETION = "pool_deletion"
     PRELOAD_FAILED = "preload_failed"
     LEAKED_CLAIM = "leaked_claim"
+    UNVERIFIED = "unverified"
+    """Its pod is not (or no longer) the pod it recorded at creation (``lifecycle``)."""
 
 
 class Limit(enum.StrEnum):

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from lss_common.kube import client, objects
+from lss_common.logic import pod_records
 from lss_common.models import labels, meta
 from lss_common.models import warmpod as warmpod_model
 from lss_common.models import warmpool as warmpool_model
@@ -22,6 +23,7 @@ from lss_common.testing.finalizers import hold_deletion, release_deletion
 from lss_dev import controlplane
 from lss_dev import platform as platform_module
 from lss_pool_manager import apply as apply_module
+from lss_pool_manager import handler as handler_module
 from lss_pool_manager import lifecycle, names, observe, podspec
 from lss_pool_manager import settings as settings_module
 from lss_sandbox_reconciler import names as reconciler_names
@@ -1119,3 +1121,92 @@ async def test_a_deleted_deny_policy_is_back_at_once(
         recreated, timeout_seconds=30, describe="the deny policy re-created"
     )
     assert again["spec"] == before["spec"]
+
+
+async def test_warm_pods_record_their_pods_and_a_changed_pod_is_replaced(
+    stack: Stack, kube: client.Kube, namespace: str, runtime_name: str
+) -> None:
+    """Each Ready WarmPod records its pod as the API server stored it (UID, spec hash). A
+    Ready warm pod whose image someone patches (a pod allows that) is failed on its next
+    pass and replaced: no claim could take it."""
+    manager = await stack.start_manager()
+    await stack.start_watcher()
+    await create_pool(kube, namespace=namespace, name="py", runtime=runtime_name, minSize=2)
+    ready = await wait_ready(kube, namespace, 2, what="2 Ready WarmPods")
+    stored = {p["metadata"]["name"]: p for p in await pods(kube, namespace=namespace)}
+    for warm_pod in ready:
+        status = warmpod_model.status_of(warm_pod)
+        pod = stored[status.pod_name or ""]
+        assert status.pod_uid == pod["metadata"]["uid"]
+        assert status.pod_spec_hash == pod_records.stored_spec_hash(pod)
+    victim = ready[0]
+    await objects.patch_object(
+        kube,
+        resource=objects.POD,
+        namespace=namespace,
+        name=warmpod_model.status_of(victim).pod_name or "",
+        body=[{"op": "replace", "path": "/spec/containers/0/image", "value": "evil:1"}],
+        patch_type=objects.PatchType.JSON,
+    )
+
+    async def replaced() -> bool:
+        items = await warm_pods(kube, namespace=namespace)
+        uids = {wp.metadata.uid for wp in by_phase(items, "Ready")}
+        return len(uids) == 2 and victim.metadata.uid not in uids and len(items) == 2
+
+    await eventually.eventually(replaced, timeout_seconds=60, describe="changed pod replaced")
+    assert manager.sample("llmsafespace_warmpool_pods_deleted_total", reason="unverified") == 1
+
+
+async def test_a_pod_its_creator_never_recorded_is_never_ready_and_is_replaced(
+    stack: Stack,
+    kube: client.Kube,
+    namespace: str,
+    runtime_name: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The pool manager stops between its pod create and the status write that records the
+    pod (simulated: the first record is skipped), or someone else made the pod: nobody can
+    vouch for it. The WarmPod waits for the record for the grace, is never Ready (though its
+    pod is), then fails as unverified and is replaced by one that records its pod."""
+    monkeypatch.setattr(lifecycle, "RECORD_GRACE_SECONDS", 2.0)
+    real_record = handler_module.Handler._record_pod
+    skipped: list[str] = []
+
+    async def first_record_lost(
+        self: handler_module.Handler, warm_pod: warmpod_model.WarmPod, *, pod: dict[str, Any]
+    ) -> None:
+        if skipped:
+            await real_record(self, warm_pod, pod=pod)
+            return
+        skipped.append(warm_pod.metadata.name or "")
+        # Kept after its deletion, to read how it ended.
+        await hold_deletion(kube, resource=objects.WARM_POD, name=skipped[0], namespace=namespace)
+
+    monkeypatch.setattr(handler_module.Handler, "_record_pod", first_record_lost)
+    manager = await stack.start_manager()
+    await stack.start_watcher()
+    await create_pool(kube, namespace=namespace, name="py", runtime=runtime_name, minSize=1)
+
+    async def failed() -> warmpod_model.WarmPod | None:
+        if not skipped:
+            return None
+        found = await objects.get_or_none(
+            kube,
+            resource=objects.WARM_POD,
+            namespace=namespace,
+            name=skipped[0],
+            decode=warmpod_model.decode,
+        )
+        return found if found is not None and found.metadata.deletion_timestamp else None
+
+    lost = await eventually.eventually(failed, timeout_seconds=30, describe="unverified deleted")
+    status = warmpod_model.status_of(lost)
+    assert status.phase == "Failed"
+    assert [c.reason for c in status.conditions or []] == ["PodUnverified"]
+    assert status.last_heartbeat is None  # never Ready
+    assert manager.sample("llmsafespace_warmpool_pods_deleted_total", reason="unverified") == 1
+    await release_deletion(kube, resource=objects.WARM_POD, name=skipped[0], namespace=namespace)
+    (ready,) = await wait_ready(kube, namespace, 1, what="a recorded WarmPod Ready")
+    assert ready.metadata.uid != lost.metadata.uid
+    assert warmpod_model.status_of(ready).pod_uid

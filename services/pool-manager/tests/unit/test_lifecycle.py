@@ -10,6 +10,7 @@ from typing import Any
 import msgspec
 import pytest
 
+from lss_common.logic import pod_records
 from lss_common.models import meta
 from lss_common.models import warmpod as warmpod_model
 from lss_pool_manager import lifecycle, names, pod_failures
@@ -17,6 +18,12 @@ from lss_pool_manager import lifecycle, names, pod_failures
 NOW = datetime.datetime(2025, 6, 1, 12, 0, tzinfo=datetime.UTC)
 UID = "abcdef12-0000-4000-8000-000000000000"
 POD = names.pod_name("py-0", uid=UID)
+POD_UID = "0d3c3c8e-1111-4000-8000-000000000000"
+SPEC: dict[str, Any] = {
+    "containers": [{"name": "sandbox", "image": "python:3.11", "resources": {}}],
+    "automountServiceAccountToken": False,
+}
+RECORD = {"podUID": POD_UID, "podSpecHash": pod_records.stored_spec_hash({"spec": SPEC})}
 
 
 def ts(seconds_ago: float) -> str:
@@ -24,8 +31,10 @@ def ts(seconds_ago: float) -> str:
 
 
 def warm_pod(
-    status: dict[str, Any] | None = None, *, created_ago: float = 10
+    status: dict[str, Any] | None = None, *, created_ago: float = 10, recorded: bool = True
 ) -> warmpod_model.WarmPod:
+    """A WarmPod; with a status, the record of :func:`pod`'s pod unless ``recorded`` is
+    False (the pool manager records its pod with the first status it writes)."""
     data: dict[str, Any] = {
         "apiVersion": "llmsafespace.dev/v1",
         "kind": "WarmPod",
@@ -44,7 +53,7 @@ def warm_pod(
         },
     }
     if status is not None:
-        data["status"] = status
+        data["status"] = {**RECORD, **status} if recorded else status
     return warmpod_model.from_dict(data)
 
 
@@ -67,11 +76,14 @@ def pod(
         "metadata": {
             "name": POD,
             "namespace": "ns",
+            "uid": POD_UID,
             "creationTimestamp": ts(created_ago),
             "ownerReferences": [
                 {"kind": "WarmPod", "name": "py-0", "uid": UID, "controller": True}
             ],
         },
+        # Bound to a node after its creation: not part of the record.
+        "spec": {**SPEC, "nodeName": "kwok-node-0"},
         "status": status,
     }
 
@@ -349,3 +361,99 @@ def test_a_pod_being_deleted_is_gone_not_failed() -> None:
     assert result.status.conditions is not None
     assert result.status.conditions[0].reason == "PodGone"
     assert pod_failures.counts(result.status) is None
+
+
+# -- the record of the pod as created (lss_common.logic.pod_records) -------------------------
+
+
+def reason_of(result: lifecycle.WarmPodPlan) -> str | None:
+    assert result.status is not None
+    assert result.status.conditions is not None
+    return result.status.conditions[0].reason
+
+
+def test_the_creator_records_its_pod_with_the_pending_status() -> None:
+    created = pod(ready=False, created_ago=0)
+    status = lifecycle.created_status(warm_pod(), pod=created, now=NOW)
+    assert status.phase == "Pending"
+    assert status.pod_name == POD
+    assert status.pod_uid == POD_UID
+    assert status.pod_spec_hash == RECORD["podSpecHash"]
+    # What the scheduler sets afterwards is not part of the record.
+    bound = pod()
+    assert pod_records.stored_spec_hash(bound) == status.pod_spec_hash
+
+
+@pytest.mark.parametrize("ready", [True, False])
+def test_an_unrecorded_pod_waits_for_its_creator_then_fails(ready: bool) -> None:
+    """Another pass finds the pod before its creator's status write: it writes nothing and
+    looks again soon (the record's hint may be skipped as an own write); past the grace the
+    WarmPod fails as unverified, Ready pod or not."""
+    unrecorded = warm_pod(None)
+    waiting = run(unrecorded, pod(ready=ready, created_ago=1))
+    assert waiting == lifecycle.WarmPodPlan(requeue_after_seconds=lifecycle.RECORD_POLL_SECONDS)
+    almost = run(unrecorded, pod(ready=ready, created_ago=lifecycle.RECORD_GRACE_SECONDS - 1))
+    assert almost == waiting
+    late = run(
+        warm_pod({"phase": "Pending", "podName": POD}, recorded=False),
+        pod(ready=ready, created_ago=lifecycle.RECORD_GRACE_SECONDS),
+    )
+    assert late.delete
+    assert late.status is not None
+    assert late.status.phase == "Failed"
+    assert reason_of(late) == "PodUnverified"
+
+
+def test_a_pod_that_is_not_the_recorded_one_fails_the_warm_pod() -> None:
+    """Same name, forged owner reference, another UID: the pod was deleted and squatted."""
+    squatter = pod()
+    squatter["metadata"]["uid"] = "f00f00f0-0000-4000-8000-000000000000"
+    result = run(warm_pod({"phase": "Ready", "podName": POD}), squatter)
+    assert result.delete
+    assert reason_of(result) == "PodConflict"
+    assert result.status is not None
+    assert "f00f00f0" in (result.status.conditions or [])[0].message
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda spec: spec["containers"][0].update(image="evil:latest"),
+        lambda spec: spec.update(ephemeralContainers=[{"name": "debug", "image": "busybox"}]),
+        lambda spec: spec["containers"][0].update(resources={"limits": {"cpu": "8"}}),
+        lambda spec: spec.update(activeDeadlineSeconds=5),
+    ],
+    ids=["image", "ephemeral-container", "resize", "deadline"],
+)
+@pytest.mark.parametrize("phase", ["Pending", "Ready"])
+def test_a_pod_changed_since_its_creation_fails_the_warm_pod(change: Any, phase: str) -> None:
+    changed = pod()
+    change(changed["spec"])
+    result = run(warm_pod({"phase": phase, "podName": POD}), changed)
+    assert result.delete
+    assert result.status is not None
+    assert result.status.phase == "Failed"
+    assert reason_of(result) == "PodModified"
+
+
+def test_an_unverified_warm_pod_is_deleted_for_that_reason() -> None:
+    from lss_pool_manager import preload, sizing
+
+    for reason in sorted(lifecycle.UNVERIFIED_REASONS):
+        failed = warm_pod(
+            {
+                "phase": "Failed",
+                "conditions": [
+                    {
+                        "type": "Ready",
+                        "status": "False",
+                        "reason": reason,
+                        "message": "",
+                        "lastTransitionTime": ts(0),
+                    }
+                ],
+            }
+        )
+        assert preload.deletion_reason(failed) is sizing.DeleteReason.UNVERIFIED
+        # Not a failure of the pool's pods: no creation backoff for someone else's doing.
+        assert pod_failures.counts(warmpod_model.status_of(failed)) is None

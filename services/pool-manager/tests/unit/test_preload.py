@@ -15,6 +15,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from lss_common.logic import pod_records
 from lss_common.models import meta
 from lss_common.models import warmpod as warmpod_model
 from lss_common.models import warmpool as warmpool_model
@@ -60,7 +61,13 @@ def warm_pod(
                 "securityLevel": "standard",
                 "resources": {"cpu": "500m", "memory": "512Mi", "ephemeralStorage": "1Gi"},
             },
-            "status": {"phase": "Pending", "podName": "p-0-u1", "conditions": conditions or []},
+            "status": {
+                "phase": "Pending",
+                "podName": "p-0-u1",
+                "podUID": "pod-uid-1",
+                "podSpecHash": pod_records.stored_spec_hash({"spec": {}}),
+                "conditions": conditions or [],
+            },
         }
     )
 
@@ -251,6 +258,7 @@ def _ready_pod(obj: warmpod_model.WarmPod) -> dict[str, Any]:
     return {
         "metadata": {
             "name": warmpod_model.status_of(obj).pod_name,
+            "uid": "pod-uid-1",
             "ownerReferences": [{"uid": obj.metadata.uid, "controller": True, "kind": "WarmPod"}],
         },
         "status": {

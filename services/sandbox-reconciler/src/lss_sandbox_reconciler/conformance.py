@@ -1,13 +1,12 @@
 """Whether a claimed warm pod is the pod the sandbox would get cold (pure).
 
-A claim matches a WarmPod by what the WarmPod *records* (its spec and the fingerprint of the
-pod the pool manager built). The pod itself is another object: whoever may create or patch
-pods in the namespace could create one under a WarmPod's pod name while the real one waits
-(a quota), with a forged owner reference, or change a warm pod's image before it is claimed —
-and a ``high`` sandbox would run in runc with a backdoored image. So the pod the adoption
-returns (the claim reads nothing more) is compared with the sandbox's own rendered pod
-before the sandbox is said Running; a deviation discards the claim and the sandbox starts
-cold.
+The check of ``warm.verify_claimed_pods=strict``, on top of the default one: the claim
+always checks that the adopted pod is the one the pool manager created and recorded,
+unchanged (``lss_common.logic.pod_records``), which holds whatever mutating admission added
+at creation. This comparison also guards against a pool manager that built the wrong pod,
+at the price of refusing most of what a platform's admission adds: the pod the adoption
+returns (the claim reads nothing more) is compared with the sandbox's own rendered pod before
+the sandbox is said Running; a deviation discards the claim and the sandbox starts cold.
 
 The comparison allows exactly what the API server and its default admission add to a pod
 (defaults inside containers and probes, scheduling fields, the two default tolerations,

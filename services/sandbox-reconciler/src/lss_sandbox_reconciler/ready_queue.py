@@ -49,6 +49,10 @@ class Candidate:
     pod_name: str
     spec_hash: str
     record: warmpod_model.WarmPodSpec
+    pod_uid: str
+    """The pod as its creator recorded it (``lss_common.logic.pod_records``): its UID …"""
+    stored_spec_hash: str
+    """… and its stored spec's hash; the adopted pod must match both."""
 
     @property
     def key(self) -> Key:
@@ -63,6 +67,8 @@ class Assignment:
     name: str
     uid: str
     pod_name: str
+    pod_uid: str
+    stored_spec_hash: str
 
 
 def candidate_of(obj: warmpod_model.WarmPod) -> Candidate | None:
@@ -74,6 +80,10 @@ def candidate_of(obj: warmpod_model.WarmPod) -> Candidate | None:
         status.phase != warmpod_model.Phase.READY
         or not status.pod_name
         or not spec_hash
+        # The pool manager marks a WarmPod Ready only with the record of its pod; one
+        # without is not a pod anyone can vouch for.
+        or not status.pod_uid
+        or not status.pod_spec_hash
         or meta.deletion_timestamp
         or not meta.namespace
         or not meta.name
@@ -90,6 +100,8 @@ def candidate_of(obj: warmpod_model.WarmPod) -> Candidate | None:
         pod_name=status.pod_name,
         spec_hash=spec_hash,
         record=obj.spec,
+        pod_uid=status.pod_uid,
+        stored_spec_hash=status.pod_spec_hash,
     )
 
 
@@ -129,7 +141,12 @@ class ReadyQueue:
             and not meta.deletion_timestamp
         ):
             self._assigned[status.assigned_to] = Assignment(
-                namespace=key[0], name=key[1], uid=meta.uid or "", pod_name=status.pod_name or ""
+                namespace=key[0],
+                name=key[1],
+                uid=meta.uid or "",
+                pod_name=status.pod_name or "",
+                pod_uid=status.pod_uid or "",
+                stored_spec_hash=status.pod_spec_hash or "",
             )
             self._assigned_key[key] = status.assigned_to
         found = candidate_of(obj)

@@ -27,6 +27,19 @@ class EgressMode(enum.StrEnum):
     """Always NetworkPolicy ipBlocks of the resolved addresses, refreshed on a schedule."""
 
 
+class ClaimedPodCheck(enum.StrEnum):
+    """How a claimed warm pod is checked before a sandbox runs on it."""
+
+    RECORDED = "recorded"
+    """It is the pod the pool manager created and recorded, unchanged since (its UID and
+    stored spec's hash): whatever admission added at creation is allowed."""
+    STRICT = "strict"
+    """``recorded``, and it is the pod the sandbox would get cold, apart from what the
+    API server's defaulting adds (``conformance``): refuses mutating admission's additions."""
+    OFF = "off"
+    """Not checked."""
+
+
 class PvcRetention(enum.StrEnum):
     """What happens to a sandbox's own PersistentVolumeClaim when the sandbox ends."""
 
@@ -323,18 +336,20 @@ class WarmOptions(BaseModel):
         le=1000,
         description="WarmPod reads in flight at once while feeding the ready queue from hints.",
     )
-    verify_claimed_pods: bool = Field(
-        default=True,
-        description="Compare a claimed warm pod with the pod the sandbox would get cold before "
-        "running the sandbox on it (a pod made or changed by someone else is discarded). "
-        "Turn off only where mutating admission changes pods beyond what the comparison "
-        'allows (warm_claims_total{result="nonconforming"} says so) and accept the risk.',
+    verify_claimed_pods: ClaimedPodCheck = Field(
+        default=ClaimedPodCheck.RECORDED,
+        description="How a claimed warm pod is checked before a sandbox runs on it (a pod "
+        "that fails is discarded and the sandbox starts cold): `recorded`, it is the pod the "
+        "pool manager created, unchanged since (its UID and stored spec, recorded in the "
+        "WarmPod's status; works with any mutating admission); `strict`, also the pod the "
+        "sandbox would get cold, allowing only the API server's defaults and "
+        "`injected_containers` (refuses a mesh's or policy engine's additions); `off`.",
     )
     injected_containers: list[str] = Field(
         default_factory=list,
-        description="Names of containers (and init containers) that mutating admission adds "
-        "to every pod (a service mesh's sidecar): a claimed warm pod may carry them. Any "
-        "other extra container discards the claim.",
+        description="With `verify_claimed_pods=strict`: names of containers (and init "
+        "containers) that mutating admission adds to every pod (a service mesh's sidecar), "
+        "which a claimed warm pod may carry. Any other extra container discards the claim.",
     )
     recycle: bool = Field(
         default=False,

@@ -64,7 +64,7 @@ from lss_common.bus import codec, own_writes, publishing
 from lss_common.bus import connection as bus_connection
 from lss_common.kube import client as client_module
 from lss_common.kube import objects, writes
-from lss_common.logic import conditions, revisions, subjects
+from lss_common.logic import conditions, pod_records, revisions, subjects
 from lss_common.models import kinds, messages
 from lss_common.models import profile as profile_model
 from lss_common.models import sandbox as sandbox_model
@@ -267,6 +267,34 @@ def _pod_action(planned: plan.Plan) -> plan.Action | None:
 class AdoptionRefused(Exception):
     """The API server refused the adoption of a claimed pod or its Service for good (403, or
     a 422 that is not the patch's failed test)."""
+
+
+def claimed_pod_deviations(
+    pod: dict[str, Any],
+    *,
+    candidate: ready_queue_module.Candidate,
+    expected: dict[str, Any],
+    options: settings_module.WarmOptions,
+) -> list[str]:
+    """Why the adopted ``pod`` is not one the sandbox may run on (``warm.verify_claimed_pods``);
+    empty when it is. ``expected``: the spec of the pod the sandbox would get cold."""
+    check = options.verify_claimed_pods
+    if check is settings_module.ClaimedPodCheck.OFF:
+        return []
+    found: list[str] = []
+    problem = pod_records.mismatch(pod, uid=candidate.pod_uid, spec_hash=candidate.stored_spec_hash)
+    if problem is not None:
+        found.append(problem)
+    if check is settings_module.ClaimedPodCheck.STRICT:
+        found.extend(
+            conformance.deviations(
+                expected,
+                pod.get("spec") or {},
+                annotations=(pod.get("metadata") or {}).get("annotations") or {},
+                injected=frozenset(options.injected_containers),
+            )
+        )
+    return found
 
 
 class PodNotConforming(Exception):
@@ -599,6 +627,8 @@ class WarmStarter:
             pool="",
             pod_name=resumed.pod_name,
             spec_hash=wanted.spec_hash,
+            pod_uid=resumed.pod_uid,
+            stored_spec_hash=resumed.stored_spec_hash,
             record=warmpod_model.WarmPodSpec(
                 pool_ref=warmpod_model.PoolRef(name=""),
                 runtime=wanted.runtime,
@@ -728,16 +758,8 @@ class WarmStarter:
         if isinstance(adopted, BaseException):
             raise adopted
         pod = adopted
-        options = self._options
-        deviations = (
-            conformance.deviations(
-                expected,
-                pod.get("spec") or {},
-                annotations=(pod.get("metadata") or {}).get("annotations") or {},
-                injected=frozenset(options.injected_containers),
-            )
-            if options.verify_claimed_pods
-            else []
+        deviations = claimed_pod_deviations(
+            pod, candidate=chosen, expected=expected, options=self._options
         )
         if deviations:
             raise PodNotConforming(pod, deviations)

@@ -47,11 +47,13 @@ def reconciler_settings(
     nats: common_settings.NatsSettings,
     tag: str,
     reconcile_options: Mapping[str, Any] | None = None,
+    warm_options: Mapping[str, Any] | None = None,
     **sandbox_options: Any,
 ) -> settings_module.SandboxReconcilerSettings:
     """Reconciler settings on the given (isolated) NATS settings; fast test timings.
 
-    ``sandbox_options`` override ``SandboxOptions``, ``reconcile_options`` ``ReconcileOptions``.
+    ``sandbox_options`` override ``SandboxOptions``, ``reconcile_options`` ``ReconcileOptions``,
+    ``warm_options`` ``WarmOptions``.
     """
     options: dict[str, Any] = {"deletion_poll_seconds": 0.5}
     options.update(sandbox_options)
@@ -71,6 +73,7 @@ def reconciler_settings(
         ),
         sandbox=settings_module.SandboxOptions.model_validate(options),
         reconcile=settings_module.ReconcileOptions.model_validate(reconcile),
+        warm=settings_module.WarmOptions.model_validate(dict(warm_options or {})),
     )
 
 
@@ -78,7 +81,7 @@ def environment(settings: settings_module.SandboxReconcilerSettings) -> dict[str
     """``settings`` as the ``LSS_*`` environment of a ``python -m lss_sandbox_reconciler``."""
     return {
         **common_settings.environment_of(
-            settings, groups=("nats", "kube", "http", "consumer", "sandbox", "reconcile")
+            settings, groups=("nats", "kube", "http", "consumer", "sandbox", "reconcile", "warm")
         ),
         "LSS_LOG__JSON_FORMAT": "true",
     }
@@ -451,21 +454,32 @@ class World:
         self.reconcilers: list[RunningReconciler] = []
 
     def settings(
-        self, *, reconcile_options: Mapping[str, Any] | None = None, **sandbox_options: Any
+        self,
+        *,
+        reconcile_options: Mapping[str, Any] | None = None,
+        warm_options: Mapping[str, Any] | None = None,
+        **sandbox_options: Any,
     ) -> settings_module.SandboxReconcilerSettings:
         return reconciler_settings(
             kubeconfig=self.kubeconfig,
             nats=self.nats,
             tag=self.tag,
             reconcile_options=reconcile_options,
+            warm_options=warm_options,
             **sandbox_options,
         )
 
     async def start_reconciler(
-        self, *, reconcile_options: Mapping[str, Any] | None = None, **sandbox_options: Any
+        self,
+        *,
+        reconcile_options: Mapping[str, Any] | None = None,
+        warm_options: Mapping[str, Any] | None = None,
+        **sandbox_options: Any,
     ) -> RunningReconciler:
         running = RunningReconciler(
-            self.settings(reconcile_options=reconcile_options, **sandbox_options)
+            self.settings(
+                reconcile_options=reconcile_options, warm_options=warm_options, **sandbox_options
+            )
         )
         await running.start()
         self.reconcilers.append(running)

@@ -42,10 +42,10 @@ from lss_common.kube import objects
 from lss_common.logic import subjects
 from lss_common.models import kinds, labels, messages
 from lss_common.observability import metrics as shared_metrics
-from lss_common.testing import eventually
+from lss_common.testing import admission, eventually
 from lss_common.testing.admission import refusing
 from lss_common.testing.finalizers import hold_deletion, release_deletion
-from lss_dev import webhook
+from lss_dev import fixtures_kube, webhook
 from lss_sandbox_reconciler import adopt, names
 from lss_sandbox_reconciler.render import owner as owner_module
 
@@ -742,10 +742,12 @@ async def test_a_warm_pod_changed_behind_its_warmpods_back_is_never_run(
     allows that) before a claim: the WarmPod still records the pool's pod, the claim matches
     it and adopts the pod — whose spec is not the sandbox's. The sandbox starts cold in the
     same pass, never on it; the pod and its WarmPod are discarded, and the namespace's next
-    sandboxes skip the claim for a while."""
+    sandboxes skip the claim for a while. (The pool manager, which fails such a WarmPod on
+    its pod's next hint, is stopped first: this is the claim's own check.)"""
     reconciler, ready = await _pool_in_the_queue(
         world, cluster, pool_manager, 1, stop_watcher=False
     )
+    await pool_manager.stop()
     pod_name = ready[0]["status"]["podName"]
     pod = await objects.get_object(
         cluster.kube, resource=objects.POD, name=pod_name, namespace=cluster.namespace
@@ -786,3 +788,81 @@ async def test_a_warm_pod_changed_behind_its_warmpods_back_is_never_run(
     after = await cluster.wait_phase("after", "Running")
     assert after["status"].get("warmPodRef") is None
     assert _claims(reconciler, "refused_recently") == 1
+
+
+_MESH_ANNOTATION = "mesh.test.llmsafespace.dev/injected"
+#: What a mesh's injector adds to every pod at creation (a volume for its sidecar, a mark).
+_MESH = (
+    "Object{"
+    f'metadata: Object.metadata{{annotations: {{"{_MESH_ANNOTATION}": "true"}}}}, '
+    "spec: Object.spec{volumes: ["
+    'Object.spec.volumes{name: "mesh-envoy", emptyDir: Object.spec.volumes.emptyDir{}}'
+    "]}}"
+)
+
+
+async def test_a_platform_that_changes_every_pod_at_creation_still_starts_sandboxes_warm(
+    world: World, cluster: Cluster, pool_manager: PoolManager
+) -> None:
+    """Mutating admission adds a volume and an annotation to every pod of the namespace (a
+    mesh, a policy engine). The pool manager records its pods as stored, so the default
+    check (``recorded``) lets claims run warm; ``strict``, which compares the pod with the
+    sandbox's cold one, discards such a claim and starts the sandbox cold."""
+    probes = 0
+
+    async def mutated() -> bool:
+        nonlocal probes
+        probes += 1
+        name = f"mesh-probe-{probes}"
+        created = await objects.create_object(
+            cluster.kube,
+            resource=objects.POD,
+            namespace=cluster.namespace,
+            body=fixtures_kube.restricted_pod_body(name),
+        )
+        await objects.delete_object(
+            cluster.kube,
+            resource=objects.POD,
+            namespace=cluster.namespace,
+            name=name,
+            grace_period_seconds=0,
+        )
+        return _MESH_ANNOTATION in (created["metadata"].get("annotations") or {})
+
+    async with admission.mutating(
+        cluster.kube,
+        namespace=cluster.namespace,
+        rule={
+            "apiGroups": [""],
+            "apiVersions": ["v1"],
+            "operations": ["CREATE"],
+            "resources": ["pods"],
+        },
+        apply_configuration=_MESH,
+        probe=mutated,
+    ):
+        reconciler, ready = await _pool_in_the_queue(
+            world, cluster, pool_manager, 2, stop_watcher=False
+        )
+        warm_pod = await cluster.child(objects.POD, ready[0]["status"]["podName"])
+        assert warm_pod is not None
+        assert "mesh-envoy" in {v["name"] for v in warm_pod["spec"]["volumes"]}
+        await cluster.create_sandbox("meshed", timeout=600)
+        meshed = await cluster.wait_phase("meshed", "Running")
+        assert meshed["status"].get("warmPodRef") is not None
+        assert _claims(reconciler, "claimed") == 1
+        assert _claims(reconciler, "nonconforming") == 0
+
+        await reconciler.stop()
+        world.reconcilers.remove(reconciler)
+        strict = await world.start_reconciler(warm_options={"verify_claimed_pods": "strict"})
+
+        async def queued() -> bool:
+            return strict.sample("llmsafespace_sandbox_ready_queue_size") >= 1
+
+        await eventually.eventually(queued, timeout_seconds=30, describe="a candidate queued")
+        await cluster.create_sandbox("strict", timeout=600)
+        cold = await cluster.wait_phase("strict", "Running")
+        assert cold["status"].get("warmPodRef") is None
+        assert cold["status"]["podName"] == names.pod_name("strict")
+        assert _claims(strict, "nonconforming") == 1

@@ -66,7 +66,12 @@ def warm_pod_for(
                 "annotations": {ready_queue.POD_SPEC_HASH: spec_hash},
             },
             "spec": _builtins(record),
-            "status": {"phase": phase, "podName": f"{name}-pod"},
+            "status": {
+                "phase": phase,
+                "podName": f"{name}-pod",
+                "podUID": f"pod-uid-{name}",
+                "podSpecHash": "c" * 64,
+            },
         }
     )
 
@@ -233,6 +238,16 @@ def test_queue_drops_what_is_not_ready(phase: str) -> None:
     assert len(queue) == 0
 
 
+@pytest.mark.parametrize("missing", ["podUID", "podSpecHash"])
+def test_a_ready_warm_pod_without_the_record_of_its_pod_is_no_candidate(missing: str) -> None:
+    """Nobody can vouch for its pod (an older pool manager's, or a forged status)."""
+    data = _dict(warm_pod_for({}, name="py-0"))
+    del data["status"][missing]
+    queue = ready_queue.ReadyQueue()
+    assert queue.offer(warmpod_model.from_dict(data)) is None
+    assert len(queue) == 0
+
+
 def test_queue_indexes_assignments_and_forgets_removed() -> None:
     queue = ready_queue.ReadyQueue()
     warm = warm_pod_for({}, name="py-0")
@@ -240,13 +255,19 @@ def test_queue_indexes_assignments_and_forgets_removed() -> None:
     assigned = warmpod_model.from_dict(
         {
             **_dict(warm),
-            "status": {"phase": "Assigned", "podName": "py-0-pod", "assignedTo": "sandbox-uid"},
+            "status": {
+                **_dict(warm)["status"],
+                "phase": "Assigned",
+                "assignedTo": "sandbox-uid",
+            },
         }
     )
     queue.offer(assigned)
     found = queue.assignment("sandbox-uid")
     assert found is not None
     assert (found.name, found.pod_name) == ("py-0", "py-0-pod")
+    # A resumed claim checks the adopted pod against the record like a new one.
+    assert (found.pod_uid, found.stored_spec_hash) == ("pod-uid-py-0", "c" * 64)
     assert len(queue) == 0
     queue.remove(("team-a", "py-0"))
     assert queue.assignment("sandbox-uid") is None

@@ -8,9 +8,12 @@ import copy
 from collections.abc import Callable
 from typing import Any
 
+import pydantic
 import pytest
 
-from lss_sandbox_reconciler import conformance, merge, testing
+from lss_common.logic import pod_records
+from lss_common.models import warmpod as warmpod_model
+from lss_sandbox_reconciler import conformance, merge, ready_queue, testing, warm
 from lss_sandbox_reconciler import settings as settings_module
 from lss_sandbox_reconciler.render import owner as owner_module
 from lss_sandbox_reconciler.render import pod as pod_render
@@ -165,3 +168,87 @@ def test_a_false_or_empty_field_the_api_server_omits_is_no_deviation() -> None:
     assert conformance.deviations(expected, pod) == []
     pod["hostPID"] = True
     assert conformance.deviations(expected, pod) == ["spec.hostPID: True, not False"]
+
+
+# -- warm.verify_claimed_pods: the record first, the cold spec only when strict --------------
+
+
+def _candidate(pod: dict[str, Any]) -> ready_queue.Candidate:
+    return ready_queue.Candidate(
+        namespace="team-a",
+        name="py-0",
+        uid="warm-pod-uid",
+        resource_version="7",
+        pool="pool-uid",
+        pod_name="py-0-pod",
+        spec_hash="a" * 64,
+        record=warmpod_model.WarmPodSpec(
+            pool_ref=warmpod_model.PoolRef(name="py"),
+            runtime="python:3.11",
+            security_level="standard",
+            resources=warmpod_model.WarmPodResources(
+                cpu="1", memory="1Gi", ephemeral_storage="1Gi"
+            ),
+        ),
+        pod_uid=pod["metadata"]["uid"],
+        stored_spec_hash=pod_records.stored_spec_hash(pod),
+    )
+
+
+def _claimed(spec: dict[str, Any]) -> dict[str, Any]:
+    return {"metadata": {"name": "py-0-pod", "uid": "pod-uid-1"}, "spec": spec}
+
+
+def _check(
+    pod: dict[str, Any], candidate: ready_queue.Candidate, check: str, expected: dict[str, Any]
+) -> list[str]:
+    return warm.claimed_pod_deviations(
+        pod,
+        candidate=candidate,
+        expected=expected,
+        options=settings_module.WarmOptions(verify_claimed_pods=check),
+    )
+
+
+def test_a_mesh_injected_pod_passes_the_record_check_and_fails_the_strict_one() -> None:
+    """Istio-like admission at creation (a sidecar, an init container, volumes, an
+    annotation): the pool manager recorded the pod with them, so a claim runs on it unless
+    the operator asked for ``strict``."""
+    expected = _rendered()
+    stored = _stored(expected)
+    stored["initContainers"] = [{"name": "istio-init", "image": "proxyv2"}]
+    stored["containers"].append({"name": "istio-proxy", "image": "proxyv2"})
+    stored["volumes"] = [*stored.get("volumes", []), {"name": "istio-envoy", "emptyDir": {}}]
+    pod = _claimed(stored)
+    candidate = _candidate(pod)
+    assert _check(pod, candidate, "recorded", expected) == []
+    strict = _check(pod, candidate, "strict", expected)
+    assert any("spec.volumes" in d for d in strict), strict
+    assert _check(pod, candidate, "off", expected) == []
+
+
+def test_a_pod_changed_after_its_record_fails_every_check_but_off() -> None:
+    expected = _rendered()
+    pod = _claimed(_stored(expected))
+    candidate = _candidate(pod)
+    pod["spec"]["containers"][0]["image"] = "evil:latest"
+    for check in ("recorded", "strict"):
+        found = _check(pod, candidate, check, expected)
+        assert "pod py-0-pod's spec changed since it was created" in found, (check, found)
+    assert _check(pod, candidate, "off", expected) == []
+
+
+def test_a_squatted_pod_identical_to_the_recorded_one_is_refused() -> None:
+    """Same spec, forged owner, another UID: the record's UID tells them apart."""
+    expected = _rendered()
+    pod = _claimed(_stored(expected))
+    candidate = _candidate(pod)
+    pod["metadata"]["uid"] = "squatter-uid"
+    (found,) = _check(pod, candidate, "recorded", expected)
+    assert "not the pod created for it" in found
+    assert "squatter-uid" in found
+
+
+def test_the_setting_names_its_field_on_bad_input() -> None:
+    with pytest.raises(pydantic.ValidationError, match="verify_claimed_pods"):
+        settings_module.WarmOptions.model_validate({"verify_claimed_pods": "true"})

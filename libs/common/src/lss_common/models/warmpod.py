@@ -60,6 +60,10 @@ class WarmPodStatus(meta.Model):
     phase: str | None = None
     pod_name: str | None = None
     pod_namespace: str | None = None
+    pod_uid: str | None = msgspec.field(default=None, name="podUID")
+    """The pod as its creator stored it (``lss_common.logic.pod_records``): its UID …"""
+    pod_spec_hash: str | None = None
+    """… and the hash of its spec; a claim adopts only the pod that matches both."""
     assigned_to: str | None = None
     assigned_at: str | None = None
     last_heartbeat: str | None = None

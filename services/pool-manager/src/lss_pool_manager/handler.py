@@ -639,6 +639,7 @@ class Handler:
             ready_timeout_seconds=self._options.ready_timeout_seconds,
         )
         status_to_write = plan.status
+        created: dict[str, Any] | None = None
         if plan.create_pod:
             try:
                 created = await self._create_missing_pod(warm_pod)
@@ -680,6 +681,12 @@ class Handler:
                 )
             except errors.NotFoundError:
                 return self._gone(key)
+            except errors.ConflictError:
+                if created is not None:
+                    # Only this pass can record the pod it created: on top of whatever
+                    # changed the WarmPod (else it would fail as unverified), then retried.
+                    await self._record_pod(warm_pod, pod=created)
+                raise
         if plan.delete:
             deleted = await apply.delete_warm_pod(
                 kube,

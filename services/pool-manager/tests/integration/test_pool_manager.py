@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from lss_common import errors
 from lss_common.kube import client, objects
 from lss_common.logic import pod_records
 from lss_common.models import labels, meta
@@ -1210,3 +1211,37 @@ async def test_a_pod_its_creator_never_recorded_is_never_ready_and_is_replaced(
     (ready,) = await wait_ready(kube, namespace, 1, what="a recorded WarmPod Ready")
     assert ready.metadata.uid != lost.metadata.uid
     assert warmpod_model.status_of(ready).pod_uid
+
+
+async def test_a_record_write_that_conflicts_is_recorded_on_top(
+    stack: Stack,
+    kube: client.Kube,
+    namespace: str,
+    runtime_name: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The status write that records a new pod meets a conflict (another write to the
+    WarmPod came first): the creator reads the WarmPod again and records the pod on top of
+    it, so the WarmPod gets Ready and nothing is replaced as unverified."""
+    real_write = apply_module.write_warm_pod_status
+    conflicts: list[str] = []
+
+    async def first_record_conflicts(
+        kube_: client.Kube,
+        *,
+        warm_pod: warmpod_model.WarmPod,
+        status: warmpod_model.WarmPodStatus,
+    ) -> warmpod_model.WarmPod:
+        if status.pod_uid and not conflicts:
+            conflicts.append(warm_pod.metadata.name or "")
+            raise errors.ConflictError("the object has been modified (test)")
+        return await real_write(kube_, warm_pod=warm_pod, status=status)
+
+    monkeypatch.setattr(apply_module, "write_warm_pod_status", first_record_conflicts)
+    manager = await stack.start_manager()
+    await stack.start_watcher()
+    await create_pool(kube, namespace=namespace, name="py", runtime=runtime_name, minSize=1)
+    (ready,) = await wait_ready(kube, namespace, 1, what="the WarmPod Ready")
+    assert conflicts == [ready.metadata.name]
+    assert warmpod_model.status_of(ready).pod_uid
+    assert manager.sample("llmsafespace_warmpool_pods_deleted_total", reason="unverified") == 0

@@ -95,6 +95,14 @@ class NatsSettings(BaseModel):
         default=None, description="Client certificate for mutual TLS (with tls_key_file)."
     )
     tls_key_file: str | None = Field(default=None, description="Key of tls_cert_file.")
+    inbox_prefix: str = Field(
+        default="_INBOX",
+        pattern=r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$",
+        description="Subject prefix of this client's reply inboxes (JetStream answers and "
+        "pulled messages arrive there). Give each service its own, `_INBOX.<user>`, so "
+        "that NATS permissions keep it from reading other services' replies "
+        "(deploy/nats/authorization.conf).",
+    )
 
     @model_validator(mode="after")
     def _one_way_to_authenticate(self) -> Self:

@@ -101,3 +101,10 @@ def test_environment_of_reproduces_the_settings_in_another_process(
     assert rebuilt.service_name == original.service_name
     for group in groups:
         assert getattr(rebuilt, group) == getattr(original, group)
+
+
+@pytest.mark.parametrize("prefix", ["", "_INBOX.", "_INBOX..x", "_INBOX.>", "_INBOX.*", "a b"])
+def test_an_inbox_prefix_that_is_not_a_literal_subject_is_refused(prefix: str) -> None:
+    with pytest.raises(pydantic.ValidationError, match="inbox_prefix"):
+        settings.NatsSettings(inbox_prefix=prefix)
+    assert settings.NatsSettings(inbox_prefix="_INBOX.sandbox-reconciler").inbox_prefix

@@ -13,6 +13,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Mapping
 
 from lss_dev import identities, platform, processes
 
@@ -23,8 +24,14 @@ def _installed(service: str) -> bool:
     return importlib.util.find_spec(f"lss_{service}") is not None
 
 
-def start_all(plat: platform.Platform, *, timeout_seconds: float = 60) -> list[str]:
-    """Start the installed services; the watcher last.
+def start_all(
+    plat: platform.Platform,
+    *,
+    timeout_seconds: float = 60,
+    environment: Mapping[str, Mapping[str, str]] | None = None,
+) -> list[str]:
+    """Start the installed services; the watcher last. ``environment``: more variables per
+    service (``"watcher"``, ...), over the defaults (another NATS with its users, say).
 
     Not needed for correctness: LSS_EVENTS keeps a hint only for consumers that exist when it
     is published, but a service that creates its durable consumer after the watcher has
@@ -36,17 +43,18 @@ def start_all(plat: platform.Platform, *, timeout_seconds: float = 60) -> list[s
     installed = [s for s in SERVICES if _installed(s)]
     if installed:
         identities.apply_rbac(plat.control_plane)
+    extra = environment or {}
     consumers = [s for s in installed if s != "watcher"]
     for service in consumers:
-        _start(plat, service)
+        _start(plat, service, extra=extra.get(service, {}))
     _wait_ready(plat, consumers, timeout_seconds=timeout_seconds)
     if "watcher" in installed:
-        _start(plat, "watcher")
+        _start(plat, "watcher", extra=extra.get("watcher", {}))
         _wait_ready(plat, ["watcher"], timeout_seconds=timeout_seconds)
     return installed
 
 
-def _start(plat: platform.Platform, service: str) -> None:
+def _start(plat: platform.Platform, service: str, *, extra: Mapping[str, str]) -> None:
     name = f"svc-{service}"
     if processes.pid_of(name, state_dir=plat.state_dir) is not None:
         return
@@ -61,6 +69,7 @@ def _start(plat: platform.Platform, service: str) -> None:
         "LSS_SERVICE_NAME": service.replace("_", "-"),
         # As in the images (deploy/docker/service.Dockerfile): big buffers go back to the OS.
         "MALLOC_MMAP_THRESHOLD_": "131072",
+        **extra,
     }
     processes.start(
         name, [sys.executable, "-m", f"lss_{service}"], state_dir=plat.state_dir, env=env

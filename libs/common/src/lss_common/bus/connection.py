@@ -81,6 +81,7 @@ async def connect(
     options: dict[str, Any] = {
         "servers": [url.strip() for url in settings.url.split(",") if url.strip()],
         "name": client_name,
+        "inbox_prefix": settings.inbox_prefix,
         **authentication_options(settings),
         "connect_timeout": settings.connect_timeout_seconds,
         "reconnect_time_wait": settings.reconnect_wait_seconds,

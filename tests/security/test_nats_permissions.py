@@ -1,0 +1,292 @@
+"""Each service talks to NATS as its own user, allowed only what it uses
+(``deploy/nats/authorization.conf``, real nats-server).
+
+The whole system — watcher, sandbox reconciler and pool manager as their own processes, on
+the real platform — runs against a nats-server configured with exactly that file: a pool
+fills, a sandbox starts warm (the reconciler's ready queue follows the WarmPod hints), the API
+service's user reads its ``Running`` record with ``status_client``, and the sandbox is
+deleted; the server logs no permission violation. Then, as each user, what it must not do is
+refused: publishing a status record (pool manager, API), a status of another kind (the
+reconciler), a hint of another service's kind, deleting or purging a stream, reading
+another service's inbox or consumer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import nats
+import prometheus_client
+import pytest
+from kubernetes_asyncio import client as k8s_client
+
+from lss_common import errors
+from lss_common.bus import status_client
+from lss_common.kube import client, objects
+from lss_common.models import kinds, labels
+from lss_common.observability import metrics as shared_metrics
+from lss_common.testing import eventually
+from lss_dev import natsserver, paths, processes, services
+from lss_dev import platform as platform_mod
+
+pytestmark = pytest.mark.integration
+
+USERS = ("watcher", "sandbox-reconciler", "pool-manager", "api")
+SERVICE_USERS = {
+    "watcher": "watcher",
+    "sandbox_reconciler": "sandbox-reconciler",
+    "pool_manager": "pool-manager",
+}
+VIOLATION = "Permissions Violation"
+
+
+def _password(user: str) -> str:
+    return f"{user}-{uuid.uuid4().hex[:12]}"
+
+
+@dataclasses.dataclass(frozen=True)
+class SecuredNats:
+    url: str
+    passwords: dict[str, str]
+    log_file: Path
+
+
+@pytest.fixture(scope="module")
+def secured_nats(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecuredNats]:
+    """nats-server with the shipped authorization file, and each user's password."""
+    directory = tmp_path_factory.mktemp("nats-auth")
+    shutil.copy(paths.repo_root() / "deploy" / "nats" / "authorization.conf", directory)
+    config = directory / "nats.conf"
+    config.write_text("include ./authorization.conf\n")
+    passwords = {user: _password(user) for user in USERS}
+    mp = pytest.MonkeyPatch()
+    for user, password in passwords.items():
+        # nats-server reads them from its environment (the file's $LSS_NATS_<USER>_PASSWORD).
+        mp.setenv(f"LSS_NATS_{user.upper().replace('-', '_')}_PASSWORD", password)
+    server = natsserver.NatsServer(directory / "store", extra_args=["--config", str(config)])
+    try:
+        server.start()
+        yield SecuredNats(url=server.url, passwords=passwords, log_file=server.log_file)
+    finally:
+        server.stop(timeout_seconds=5.0)
+        mp.undo()
+
+
+def _violations(log: Path) -> list[str]:
+    return [line for line in log.read_text().splitlines() if VIOLATION in line]
+
+
+async def _connect(url: str, user: str, password: str, seen: list[str]) -> nats.NATS:
+    async def on_error(error: Exception) -> None:
+        seen.append(str(error))
+
+    return await nats.connect(
+        url,
+        user=user,
+        password=password,
+        inbox_prefix=f"_INBOX.{user}",
+        error_cb=on_error,
+        allow_reconnect=False,
+    )
+
+
+@pytest.fixture
+def kube(kube_api: k8s_client.ApiClient) -> client.Kube:
+    return client.Kube(
+        api=kube_api,
+        request_timeout_seconds=10.0,
+        metrics=shared_metrics.KubeMetrics.register(prometheus_client.CollectorRegistry()),
+    )
+
+
+async def test_the_system_runs_with_a_user_per_service_and_no_violation(
+    platform: platform_mod.Platform,
+    secured_nats: SecuredNats,
+    kube: client.Kube,
+) -> None:
+    url, passwords = secured_nats.url, secured_nats.passwords
+    environment = {
+        service: {
+            "LSS_NATS__URL": url,
+            "LSS_NATS__USER": user,
+            "LSS_NATS__PASSWORD": passwords[user],
+            "LSS_NATS__INBOX_PREFIX": f"_INBOX.{user}",
+        }
+        for service, user in SERVICE_USERS.items()
+    }
+    namespace = f"nats-perm-{uuid.uuid4().hex[:6]}"
+    language = f"natsperm{uuid.uuid4().hex[:6]}"
+    running = services.start_all(platform, environment=environment)
+    api_errors: list[str] = []
+    api = await _connect(url, "api", passwords["api"], api_errors)
+    try:
+        assert {"watcher", "sandbox_reconciler", "pool_manager"} <= set(running)
+        await _sample_objects(kube, namespace=namespace, language=language)
+        record = await status_client.wait_for_phase(
+            api.jetstream(),
+            kind="sandbox",
+            namespace=namespace,
+            name="box",
+            phases={"Running"},
+            timeout_seconds=90,
+        )
+        assert record.launch == "warm", record
+        latest = await status_client.get_status(
+            api.jetstream(), kind="sandbox", namespace=namespace, name="box"
+        )
+        assert latest is not None
+        assert latest.phase == "Running"
+        await objects.delete_object(kube, resource=objects.SANDBOX, namespace=namespace, name="box")
+
+        async def gone() -> bool:
+            found = await objects.get_or_none(
+                kube, resource=objects.SANDBOX, namespace=namespace, name="box"
+            )
+            return found is None
+
+        await eventually.eventually(gone, timeout_seconds=60, describe="sandbox deleted")
+        assert api_errors == []
+        logs = {s: processes.tail(f"svc-{s}", state_dir=platform.state_dir) for s in running}
+        for service, tail in logs.items():
+            assert VIOLATION.lower() not in tail.lower(), (service, tail)
+    finally:
+        await api.close()
+        services.stop_all(platform)
+        await _delete_objects(kube, namespace=namespace, language=language)
+    assert _violations(secured_nats.log_file) == []
+
+
+async def _sample_objects(kube: client.Kube, *, namespace: str, language: str) -> None:
+    await objects.create_object(
+        kube,
+        resource=objects.NAMESPACE,
+        body={
+            "apiVersion": "v1",
+            "kind": "Namespace",
+            "metadata": {
+                "name": namespace,
+                "labels": {
+                    "pod-security.kubernetes.io/enforce": "restricted",
+                    labels.NAMESPACE_ENABLED: labels.NAMESPACE_ENABLED_VALUE,
+                },
+            },
+        },
+    )
+    await objects.create_object(
+        kube,
+        resource=objects.RUNTIME_ENVIRONMENT,
+        body={
+            "apiVersion": kinds.API_VERSION,
+            "kind": "RuntimeEnvironment",
+            "metadata": {"name": f"{language}-1.0"},
+            "spec": {"image": f"{language}:1.0", "language": language, "version": "1.0"},
+        },
+    )
+    await objects.create_object(
+        kube,
+        resource=objects.WARM_POOL,
+        namespace=namespace,
+        body={
+            "apiVersion": kinds.API_VERSION,
+            "kind": "WarmPool",
+            "metadata": {"name": "pool", "namespace": namespace},
+            "spec": {"runtime": f"{language}:1.0", "minSize": 1},
+        },
+    )
+
+    async def ready() -> bool:
+        found = await objects.list_objects(kube, resource=objects.WARM_POD, namespace=namespace)
+        return any((wp.get("status") or {}).get("phase") == "Ready" for wp in found.items)
+
+    await eventually.eventually(ready, timeout_seconds=60, describe="a Ready WarmPod")
+    await objects.create_object(
+        kube,
+        resource=objects.SANDBOX,
+        namespace=namespace,
+        body={
+            "apiVersion": kinds.API_VERSION,
+            "kind": "Sandbox",
+            "metadata": {"name": "box", "namespace": namespace},
+            "spec": {"runtime": f"{language}:1.0", "timeout": 600},
+        },
+    )
+
+
+async def _delete_objects(kube: client.Kube, *, namespace: str, language: str) -> None:
+    with contextlib.suppress(errors.NotFoundError):
+        await objects.delete_object(kube, resource=objects.NAMESPACE, name=namespace)
+    with contextlib.suppress(errors.NotFoundError):
+        await objects.delete_object(
+            kube, resource=objects.RUNTIME_ENVIRONMENT, name=f"{language}-1.0"
+        )
+
+
+FORBIDDEN_PUBLISHES: dict[str, tuple[str, ...]] = {
+    # Status records are what API clients trust for a sandbox's endpoint.
+    "pool-manager": ("lss.status.sandbox.ns.box", "lss.evt.sandbox.ns.box", "lss.recycle.ns.w"),
+    "sandbox-reconciler": ("lss.status.warmpool.ns.pool", "lss.evt.warmpool.ns.pool"),
+    "api": ("lss.status.sandbox.ns.box", "lss.evt.sandbox.ns.box", "lss.ctl.resync"),
+    "watcher": ("lss.recycle.ns.w",),
+}
+FORBIDDEN_API = (
+    "$JS.API.STREAM.DELETE.LSS_STATUS",
+    "$JS.API.STREAM.PURGE.LSS_STATUS",
+    "$JS.API.STREAM.DELETE.LSS_EVENTS",
+    "$JS.API.STREAM.MSG.DELETE.LSS_STATUS",
+)
+FORBIDDEN_SUBSCRIPTIONS: dict[str, tuple[str, ...]] = {
+    "pool-manager": ("_INBOX.sandbox-reconciler.>", "lss.evt.>", "lss.status.>"),
+    "sandbox-reconciler": ("_INBOX.watcher.>", "lss.evt.sandbox.>"),
+    "api": ("_INBOX.>", "lss.status.>"),
+    "watcher": ("_INBOX.api.>",),
+}
+FORBIDDEN_CONSUMERS: dict[str, str] = {
+    "pool-manager": "$JS.API.CONSUMER.MSG.NEXT.LSS_EVENTS.sandbox-reconciler",
+    "sandbox-reconciler": "$JS.API.CONSUMER.DELETE.LSS_EVENTS.pool-manager",
+    "api": "$JS.API.CONSUMER.MSG.NEXT.LSS_EVENTS.sandbox-reconciler",
+}
+
+
+@pytest.mark.parametrize("user", USERS)
+async def test_what_each_user_must_not_do_is_refused(user: str, secured_nats: SecuredNats) -> None:
+    url, passwords = secured_nats.url, secured_nats.passwords
+    seen: list[str] = []
+    connection = await _connect(url, user, passwords[user], seen)
+    try:
+        refused = [*FORBIDDEN_PUBLISHES.get(user, ()), *FORBIDDEN_API]
+        consumer = FORBIDDEN_CONSUMERS.get(user)
+        if consumer is not None:
+            refused.append(consumer)
+        for subject in refused:
+            await connection.publish(subject, b"{}")
+        for subject in FORBIDDEN_SUBSCRIPTIONS.get(user, ()):
+            await connection.subscribe(subject)
+        await connection.flush()
+
+        def all_refused() -> bool:
+            text = "\n".join(seen).lower()
+            return all(f'publish to "{s}"'.lower() in text for s in refused) and all(
+                f'subscription to "{s}"'.lower() in text
+                for s in FORBIDDEN_SUBSCRIPTIONS.get(user, ())
+            )
+
+        await eventually.eventually(
+            _async(all_refused), timeout_seconds=10, describe=f"{user}'s refusals"
+        )
+    finally:
+        await connection.close()
+
+
+def _async(check: Any) -> Any:
+    async def run() -> bool:
+        await asyncio.sleep(0)
+        return bool(check())
+
+    return run

@@ -235,6 +235,18 @@ FORBIDDEN_PUBLISHES: dict[str, tuple[str, ...]] = {
     "api": ("lss.status.sandbox.ns.box", "lss.evt.sandbox.ns.box", "lss.ctl.resync"),
     "watcher": ("lss.recycle.ns.w",),
 }
+#: What each may publish besides the JetStream API (a consumer hands a re-check over by
+#: re-publishing its hint on the hint's own subject).
+ALLOWED_PUBLISHES: dict[str, tuple[str, ...]] = {
+    "watcher": ("lss.evt.sandbox.ns.box", "lss.evt.warmpod.ns.w", "lss.status.warmpool.ns.p"),
+    "sandbox-reconciler": (
+        "lss.status.sandbox.ns.box",
+        "lss.evt.sandbox.ns.box",
+        "lss.recycle.ns.w",
+    ),
+    "pool-manager": ("lss.evt.warmpool.ns.pool", "lss.evt.warmpod.ns.w", "lss.ctl.resync"),
+    "api": (),
+}
 FORBIDDEN_API = (
     "$JS.API.STREAM.DELETE.LSS_STATUS",
     "$JS.API.STREAM.PURGE.LSS_STATUS",
@@ -264,7 +276,9 @@ async def test_what_each_user_must_not_do_is_refused(user: str, secured_nats: Se
         consumer = FORBIDDEN_CONSUMERS.get(user)
         if consumer is not None:
             refused.append(consumer)
-        for subject in refused:
+        # The allowed first: one connection's messages are answered in order, so once every
+        # refusal has arrived, a refusal of an allowed one would have too.
+        for subject in (*ALLOWED_PUBLISHES[user], *refused):
             await connection.publish(subject, b"{}")
         for subject in FORBIDDEN_SUBSCRIPTIONS.get(user, ()):
             await connection.subscribe(subject)
@@ -280,6 +294,8 @@ async def test_what_each_user_must_not_do_is_refused(user: str, secured_nats: Se
         await eventually.eventually(
             _async(all_refused), timeout_seconds=10, describe=f"{user}'s refusals"
         )
+        text = "\n".join(seen).lower()
+        assert not [s for s in ALLOWED_PUBLISHES[user] if f'publish to "{s}"' in text], seen
     finally:
         await connection.close()
 

@@ -22,7 +22,7 @@ from lss_common.bus import connection as bus_connection
 from lss_common.bus import metrics as bus_metrics
 from lss_common.bus import topology
 from lss_common.testing import bus as testing_bus
-from lss_dev import natsserver, pki
+from lss_dev import nats_jwt, natsserver, pki
 
 pytestmark = pytest.mark.integration
 
@@ -119,3 +119,18 @@ def test_secrets_never_show_in_the_settings() -> None:
     nats = settings_module.NatsSettings(user="lss", password="s3cret")
     assert "s3cret" not in repr(nats)
     assert "s3cret" not in nats.model_dump_json()
+
+
+async def test_credentials_file(tmp_path: Path) -> None:
+    """Decentralised JWT authentication (``LSS_NATS__CREDENTIALS_FILE``, a ``.creds`` file as
+    ``nsc`` writes it): a user of the trusted operator's account connects and stores a
+    message; no credentials, or a user of an operator the server does not trust, never."""
+    trusted = nats_jwt.new_operator()
+    config = tmp_path / "operator.conf"
+    config.write_text(trusted.server_config())
+    good = trusted.creds(tmp_path / "good.creds")
+    stranger = nats_jwt.new_operator().creds(tmp_path / "stranger.creds")
+    for server in _server(tmp_path, ["--config", str(config)]):
+        assert await _stores_a_message(server.url, credentials_file=str(good))
+        assert not await _stores_a_message(server.url)
+        assert not await _stores_a_message(server.url, credentials_file=str(stranger))

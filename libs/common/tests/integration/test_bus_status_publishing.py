@@ -101,9 +101,9 @@ class Publisher:
         value = self.registry.get_sample_value("status_records_total", {"result": result})
         return value or 0.0
 
-    def errors(self, stream: str) -> float:
+    def errors(self, stream: str, *, result: str = "error") -> float:
         value = self.registry.get_sample_value(
-            "llmsafespace_bus_published_total", {"stream": stream, "result": "error"}
+            "llmsafespace_bus_published_total", {"stream": stream, "result": result}
         )
         return value or 0.0
 
@@ -175,6 +175,10 @@ async def test_newer_wins_and_older_is_refused(bus: testing_bus.Bus) -> None:
     assert await second.publish(record(13)) is Result.PUBLISHED
     assert await first.publish(record(14, phase="Terminated")) is Result.PUBLISHED
     assert first.count("conflict") == 2
+    # The refused CAS is the design at work, not a failed publish.
+    stream = bus.settings.nats.status_stream
+    assert first.errors(stream, result="conflict") == 2
+    assert first.errors(stream) == 0
     current = await stored(bus)
     assert current is not None
     assert current.resource_version == "14"

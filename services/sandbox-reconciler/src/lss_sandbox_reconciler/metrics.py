@@ -98,6 +98,7 @@ class SandboxMetrics:
     hint_delay_seconds: prometheus_client.Histogram
     pass_stage_seconds: prometheus_client.Histogram
     own_write_hints_total: prometheus_client.Counter
+    vanished_total: prometheus_client.Counter
 
     @classmethod
     def register(cls, registry: prometheus_client.CollectorRegistry) -> typing.Self:
@@ -169,6 +170,12 @@ class SandboxMetrics:
                 f"{_PREFIX}_own_write_hints_total",
                 "Hints that announced a write this reconciler made itself, acknowledged "
                 "without a pass.",
+                registry=registry,
+            ),
+            vanished_total=prometheus_client.Counter(
+                f"{_PREFIX}_vanished_during_pass_total",
+                "Passes whose Sandbox was deleted while they ran (a write answered 404): "
+                "ended with nothing left to do.",
                 registry=registry,
             ),
         )

@@ -447,8 +447,14 @@ class WarmStarter:
             # The claim stays the sandbox's: its pod is untouched (the adoption comes after),
             # and the next pass resumes it (no second CAS). Discarding it here made each
             # retry of a refused write (a quota, an admission policy) claim and delete
-            # another warm pod. A sandbox that never gets there (deleted, started
-            # otherwise) gives it back as a stray claim; the pool manager's sweep is last.
+            # another warm pod. A sandbox that never gets there (started otherwise) gives it
+            # back as a stray claim; the pool manager's sweep is last.
+            if isinstance(children, errors.NotFoundError) and chosen is not None:
+                # The Sandbox is gone (deleted before its finalizer landed): no pass of it
+                # will come to resume the claim or give it back, which left the WarmPod
+                # Assigned until the sweep's grace ran out. Given back now, unless the stored
+                # sandbox (a fresh read) says it is still new.
+                await self._discard(kube, sandbox=obj, chosen=chosen, pod=pod, resumable=True)
             raise children
         if chosen is None:
             return await self._cold(kube, snapshot, planned=planned, early=children, rest=rest)

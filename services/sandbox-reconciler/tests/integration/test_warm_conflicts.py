@@ -38,7 +38,7 @@ from test_warm_claim import PoolManager, create_pool, phase_of, wait_ready_warm_
 
 from lss_common import errors
 from lss_common.bus import codec
-from lss_common.kube import objects
+from lss_common.kube import objects, writes
 from lss_common.logic import subjects
 from lss_common.models import kinds, labels, messages
 from lss_common.observability import metrics as shared_metrics
@@ -866,3 +866,53 @@ async def test_a_platform_that_changes_every_pod_at_creation_still_starts_sandbo
         assert cold["status"].get("warmPodRef") is None
         assert cold["status"]["podName"] == names.pod_name("strict")
         assert _claims(strict, "nonconforming") == 1
+
+
+async def test_a_sandbox_deleted_before_its_finalizer_lands_gives_its_claim_back(
+    world: World,
+    cluster: Cluster,
+    pool_manager: PoolManager,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Deleted milliseconds after its create (found by bench/chaos.py): the pass's finalizer
+    patch, concurrent with the claim's CAS, answers 404. No pass of the gone Sandbox comes
+    back to resume or give back the claim, so its WarmPod stayed Assigned until the pool
+    manager's sweep (two minutes by default). Now the pass discards the claim at once, and
+    the 404 ends the pass as done, not as an error retried with a traceback."""
+    reconciler, ready = await _pool_in_the_queue(
+        world, cluster, pool_manager, 1, stop_watcher=False
+    )
+    real_add_finalizer = writes.add_finalizer
+    deleted: list[str] = []
+
+    async def deleted_just_before(kube: Any, **kwargs: Any) -> Any:
+        if kwargs["resource"] == objects.SANDBOX and not deleted:
+            deleted.append(kwargs["obj"].metadata.name)
+            await cluster.delete_sandbox(deleted[0])
+        return await real_add_finalizer(kube, **kwargs)
+
+    monkeypatch.setattr(writes, "add_finalizer", deleted_just_before)
+    await cluster.create_sandbox("fleeting", timeout=600)
+    claimed = ready[0]
+
+    async def given_back() -> bool:
+        found = await objects.get_or_none(
+            cluster.kube,
+            resource=objects.WARM_POD,
+            namespace=cluster.namespace,
+            name=claimed["metadata"]["name"],
+            decode=objects.as_dict,
+        )
+        return found is None or found["metadata"]["uid"] != claimed["metadata"]["uid"]
+
+    # Well within the sweep's grace (120 s): the reconciler gave it back.
+    await eventually.eventually(given_back, timeout_seconds=20, describe="the claim given back")
+    assert deleted == ["fleeting"]
+    assert await cluster.sandbox("fleeting") is None
+    assert _claims(reconciler, "claimed") == 1
+    assert _claims(reconciler, "discarded") == 1
+    await reconciler.counted("llmsafespace_sandbox_vanished_during_pass_total", 1)
+    errors_seen = reconciler.sample(
+        "llmsafespace_bus_messages_total", stream=world.nats.events_stream, outcome="error"
+    )
+    assert errors_seen == 0

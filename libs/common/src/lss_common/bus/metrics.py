@@ -86,7 +86,8 @@ class BusMetrics:
             ),
             published_total=prometheus_client.Counter(
                 "published_total",
-                "Messages published, by stream and result (stored, duplicate, error).",
+                "Messages published, by stream and result (stored, duplicate, conflict: a status "
+                "record another writer stored first; error).",
                 ["stream", "result"],
                 **common,
             ),

@@ -254,8 +254,12 @@ class StatusPublisher:
                     headers=headers,
                     msg_ttl=self._deleted_ttl_seconds if record.deleted else None,
                 )
-            except nats.js.errors.APIError:
-                self._count_publish(shared_metrics.PublishResult.ERROR)
+            except nats.js.errors.APIError as error:
+                self._count_publish(
+                    shared_metrics.PublishResult.CONFLICT
+                    if error.err_code == ERR_WRONG_LAST_SEQUENCE
+                    else shared_metrics.PublishResult.ERROR
+                )
                 raise
             except (nats.errors.Error, nats.js.errors.Error) as error:
                 self._count_publish(shared_metrics.PublishResult.ERROR)

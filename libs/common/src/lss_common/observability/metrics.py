@@ -105,6 +105,9 @@ class PublishResult(enum.StrEnum):
 
     STORED = "stored"
     DUPLICATE = "duplicate"
+    CONFLICT = "conflict"
+    """Refused by its expected-sequence condition: another writer stored a record of the
+    subject first (the status records' compare-and-set; expected, not an error)."""
     ERROR = "error"
 
 

@@ -13,6 +13,7 @@ ensured, and the requeue book.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 from collections.abc import Awaitable, Sequence
@@ -52,8 +53,10 @@ _log = logging.getLogger(__name__)
 
 # How soon a pool waiting for a previous namesake's children to be collected looks again.
 _PREVIOUS_POOL_RECHECK_SECONDS = 1.0
-#: Status writes tried to record a created pod when other passes' writes conflict.
-_RECORD_ATTEMPTS = 3
+#: Status writes tried to record a created pod (other passes' writes conflict, the API
+#: server has a blip): only this pass can record it, and a lost record replaces the pod.
+_RECORD_ATTEMPTS = 5
+_RECORD_RETRY_SECONDS = 0.2
 #: Child resources of a pool (singular, as hints name them) whose change is checked at once.
 _NETWORK_POLICY = "networkpolicy"
 _SERVICE_ACCOUNT = "serviceaccount"
@@ -415,9 +418,13 @@ class Handler:
         """Record the pod this process has just created in its WarmPod's status (Pending):
         no other process can (``lifecycle``: without the record the WarmPod never gets Ready).
         A conflict is another pass's status write (a refusal noted): recorded on top of it."""
+        # Shielded: a pass cancelled now (a shutdown's deadline) would lose the record.
+        await asyncio.shield(self._write_record(warm_pod, pod=pod))
+
+    async def _write_record(self, warm_pod: warmpod_model.WarmPod, *, pod: dict[str, Any]) -> None:
         kube = self._kube.kube
         current: warmpod_model.WarmPod | None = warm_pod
-        for _ in range(_RECORD_ATTEMPTS):
+        for attempt in range(_RECORD_ATTEMPTS):
             if current is None or current.metadata.uid != warm_pod.metadata.uid:
                 return  # deleted since: its pod goes with it
             status = warmpod_model.status_of(current)
@@ -433,12 +440,15 @@ class Handler:
                 return
             except errors.NotFoundError:
                 return
-            except errors.ConflictError:
-                current = await observe.get_warm_pod(
-                    kube,
-                    namespace=warm_pod.metadata.namespace or "",
-                    name=warm_pod.metadata.name or "",
-                )
+            except (errors.ConflictError, errors.RetryableError) as error:
+                if isinstance(error, errors.RetryableError):
+                    await self._clock.sleep(_RECORD_RETRY_SECONDS * (attempt + 1))
+                with contextlib.suppress(errors.RetryableError):
+                    current = await observe.get_warm_pod(
+                        kube,
+                        namespace=warm_pod.metadata.namespace or "",
+                        name=warm_pod.metadata.name or "",
+                    )
         # Not recorded: the WarmPod fails as unverified after the grace and is replaced.
         _log.warning(
             "warm pod's pod not recorded: conflicts",
@@ -485,10 +495,19 @@ class Handler:
             service = podspec.render_warm_service(warm_pod)
             writes.append(apply.create_service(kube, service=service))
         results = await asyncio.gather(*writes, return_exceptions=True)
-        for result in results:
-            if isinstance(result, BaseException):
-                raise result
         created = results[0]
+        if isinstance(created, BaseException):
+            raise created
+        if len(results) > 1 and isinstance(results[1], Exception):
+            # The Service is a shortcut (a claim that finds none creates it): a refused or
+            # failed create must not lose the pod created beside it, whose record only this
+            # pass can write (raised, the WarmPod was replaced as unverified 30 s later, and
+            # under a Services quota again and again).
+            self._metrics.service_create_failures_total.inc()
+            _log.warning(
+                "warm pod's Service not created; a claim will create it",
+                extra={"error": str(results[1])},
+            )
         return created if isinstance(created, dict) else None
 
     async def _delete(self, pool: warmpool_model.WarmPool, deletion: sizing.Deletion) -> None:
@@ -681,10 +700,11 @@ class Handler:
                 )
             except errors.NotFoundError:
                 return self._gone(key)
-            except errors.ConflictError:
+            except (errors.ConflictError, errors.RetryableError):
                 if created is not None:
                     # Only this pass can record the pod it created: on top of whatever
-                    # changed the WarmPod (else it would fail as unverified), then retried.
+                    # changed the WarmPod, or once the API server answers again (else it
+                    # would fail as unverified), then the pass is retried.
                     await self._record_pod(warm_pod, pod=created)
                 raise
         if plan.delete:

@@ -35,6 +35,7 @@ class PoolManagerMetrics:
     pools_deleted_total: prometheus_client.Counter
     preloads_total: prometheus_client.Counter
     pod_failures_total: prometheus_client.Counter
+    service_create_failures_total: prometheus_client.Counter
     leaked_claims_released_total: prometheus_client.Counter
     own_write_hints_total: prometheus_client.Counter
     service_hints_total: prometheus_client.Counter
@@ -112,8 +113,15 @@ class PoolManagerMetrics:
             pod_failures_total=prometheus_client.Counter(
                 "pod_failures_total",
                 "WarmPods failed by their pod (reason PodFailed: failed, crash loop, image "
-                "pull back-off; NotReadyInTime), each recorded on its pool's creation backoff.",
+                "pull back-off; NotReadyInTime; PodModified, PodUnverified: not the pod "
+                "recorded at creation), each recorded on its pool's creation backoff.",
                 ["reason"],
+                **common,
+            ),
+            service_create_failures_total=prometheus_client.Counter(
+                "service_create_failures_total",
+                "Services prepared with a warm pod whose create failed (the pod is kept; a "
+                "claim creates the Service).",
                 **common,
             ),
             preloads_total=prometheus_client.Counter(

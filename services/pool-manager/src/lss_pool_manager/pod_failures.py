@@ -26,8 +26,16 @@ from lss_common.models import warmpool as warmpool_model
 from lss_pool_manager import lifecycle, preload, sizing
 
 #: The WarmPod failures that count (not a pod deleted by hand, a name conflict, a refusal).
+#: A pod changed after its creation counts: when something in the platform does it to every
+#: pod (an in-place resize, a field an upgraded API server defaults), the pool would
+#: otherwise re-create its pods at full rate for ever.
 COUNTED: frozenset[str] = frozenset(
-    {lifecycle.Reason.POD_FAILED.value, lifecycle.Reason.NOT_READY_IN_TIME.value}
+    {
+        lifecycle.Reason.POD_FAILED.value,
+        lifecycle.Reason.NOT_READY_IN_TIME.value,
+        lifecycle.Reason.POD_MODIFIED.value,
+        lifecycle.Reason.POD_UNVERIFIED.value,
+    }
 )
 
 

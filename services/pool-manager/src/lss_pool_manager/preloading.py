@@ -148,7 +148,8 @@ class Preloader:
         _log.warning("preload ended by its pod's end", extra={"pod_deleting": pod is not None})
         self._metrics.preloads_total.labels(preload.Result.INTERRUPTED.value).inc()
         if plan.delete:
-            return await self._delete(written, reason=sizing.DeleteReason.POD_FAILED)
+            # Failed by the plan: its pod died, or is not (or no longer) the recorded one.
+            return await self._delete(written, reason=preload.deletion_reason(written))
         return Outcome(requeue_after_seconds=plan.requeue_after_seconds)
 
     async def _exec(
@@ -236,7 +237,8 @@ class Preloader:
         if cleared is not None:
             await self._record(pool, update=lambda _: cleared)
         if plan.delete:
-            return await self._delete(written, reason=sizing.DeleteReason.POD_FAILED)
+            # Failed by the plan: its pod died, or is not (or no longer) the recorded one.
+            return await self._delete(written, reason=preload.deletion_reason(written))
         return Outcome(requeue_after_seconds=plan.requeue_after_seconds)
 
     async def _fail(

@@ -1245,3 +1245,40 @@ async def test_a_record_write_that_conflicts_is_recorded_on_top(
     assert conflicts == [ready.metadata.name]
     assert warmpod_model.status_of(ready).pod_uid
     assert manager.sample("llmsafespace_warmpool_pods_deleted_total", reason="unverified") == 0
+
+
+async def test_a_refused_service_never_costs_the_pod_created_beside_it(
+    stack: Stack, kube: client.Kube, namespace: str, runtime_name: str
+) -> None:
+    """An admission policy (or a Services quota) refuses the Service prepared with each warm
+    pod. The pod was created beside it and is recorded anyway: the pool fills, nothing is
+    replaced as unverified, and claims create the Service themselves."""
+
+    async def probe() -> None:
+        await objects.create_object(
+            kube,
+            resource=objects.SERVICE,
+            namespace=namespace,
+            body={
+                "apiVersion": "v1",
+                "kind": "Service",
+                "metadata": {"name": f"probe-{uuid.uuid4().hex[:6]}"},
+                "spec": {"selector": {"x": "y"}, "ports": [{"port": 80}]},
+            },
+        )
+
+    rule = {
+        "apiGroups": [""],
+        "apiVersions": ["v1"],
+        "operations": ["CREATE"],
+        "resources": ["services"],
+    }
+    async with admission.refusing(kube, namespace=namespace, rule=rule, probe=probe):
+        manager = await stack.start_manager()
+        await stack.start_watcher()
+        await create_pool(kube, namespace=namespace, name="py", runtime=runtime_name, minSize=2)
+        ready = await wait_ready(kube, namespace, 2, what="2 Ready WarmPods without Services")
+        for warm_pod in ready:
+            assert warmpod_model.status_of(warm_pod).pod_uid
+        assert manager.sample("llmsafespace_warmpool_service_create_failures_total") >= 2
+        assert manager.sample("llmsafespace_warmpool_pods_deleted_total", reason="unverified") == 0

@@ -345,6 +345,15 @@ class WarmOptions(BaseModel):
         "sandbox would get cold, allowing only the API server's defaults and "
         "`injected_containers` (refuses a mesh's or policy engine's additions); `off`.",
     )
+
+    @field_validator("verify_claimed_pods", mode="before")
+    @classmethod
+    def _boolean_of_earlier_versions(cls, value: object) -> object:
+        # Earlier versions took a boolean: on meant checked, which `recorded` is now.
+        if isinstance(value, bool) or str(value).lower() in ("true", "false"):
+            return "recorded" if str(value).lower() == "true" else "off"
+        return value
+
     injected_containers: list[str] = Field(
         default_factory=list,
         description="With `verify_claimed_pods=strict`: names of containers (and init "

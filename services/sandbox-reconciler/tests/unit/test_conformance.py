@@ -251,4 +251,8 @@ def test_a_squatted_pod_identical_to_the_recorded_one_is_refused() -> None:
 
 def test_the_setting_names_its_field_on_bad_input() -> None:
     with pytest.raises(pydantic.ValidationError, match="verify_claimed_pods"):
-        settings_module.WarmOptions.model_validate({"verify_claimed_pods": "true"})
+        settings_module.WarmOptions.model_validate({"verify_claimed_pods": "yes"})
+    # The boolean of earlier versions still works: on is the record check.
+    for value, check in (("true", "recorded"), ("False", "off"), (True, "recorded")):
+        options = settings_module.WarmOptions.model_validate({"verify_claimed_pods": value})
+        assert options.verify_claimed_pods == check

@@ -22,10 +22,11 @@ import json
 from collections.abc import Mapping
 from typing import Any, Final
 
-#: Spec fields set after creation by the platform, not by whoever wants to change the pod:
-#: the scheduler's binding. (An ephemeral container, an in-place resize, a new image are
-#: changes the record must catch.)
-_SET_AFTER_CREATION: Final = frozenset({"nodeName"})
+#: Spec fields the platform changes after creation, not whoever wants to change the pod:
+#: the scheduler's binding, and the scheduling gates a queueing controller removes (they
+#: only hold a pod back). An ephemeral container, an in-place resize, a new image are changes
+#: the record must catch.
+_SET_AFTER_CREATION: Final = frozenset({"nodeName", "schedulingGates"})
 
 
 def stored_spec_hash(pod: Mapping[str, Any]) -> str:

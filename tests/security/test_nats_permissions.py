@@ -16,19 +16,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import os
 import shutil
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import nats
+import nats.js.api
+import nats.js.errors
 import prometheus_client
 import pytest
 from kubernetes_asyncio import client as k8s_client
 
 from lss_common import errors
-from lss_common.bus import status_client
+from lss_common import settings as settings_module
+from lss_common.bus import status_client, topology
 from lss_common.kube import client, objects
 from lss_common.models import kinds, labels
 from lss_common.observability import metrics as shared_metrics
@@ -38,7 +44,7 @@ from lss_dev import platform as platform_mod
 
 pytestmark = pytest.mark.integration
 
-USERS = ("watcher", "sandbox-reconciler", "pool-manager", "api")
+USERS = ("watcher", "sandbox-reconciler", "pool-manager", "api", "setup")
 SERVICE_USERS = {
     "watcher": "watcher",
     "sandbox_reconciler": "sandbox-reconciler",
@@ -112,12 +118,15 @@ async def test_the_system_runs_with_a_user_per_service_and_no_violation(
     kube: client.Kube,
 ) -> None:
     url, passwords = secured_nats.url, secured_nats.passwords
+    # The topology first, as `setup` (the services' own users may not declare it).
+    for service in SERVICE_USERS:
+        _declare_topology(platform, service, url=url, password=passwords["setup"])
     environment = {
         service: {
             "LSS_NATS__URL": url,
             "LSS_NATS__USER": user,
             "LSS_NATS__PASSWORD": passwords[user],
-            "LSS_NATS__INBOX_PREFIX": f"_INBOX.{user}",
+            "LSS_NATS__DECLARE_TOPOLOGY": "false",
         }
         for service, user in SERVICE_USERS.items()
     }
@@ -161,6 +170,28 @@ async def test_the_system_runs_with_a_user_per_service_and_no_violation(
         services.stop_all(platform)
         await _delete_objects(kube, namespace=namespace, language=language)
     assert _violations(secured_nats.log_file) == []
+
+
+def _declare_topology(
+    platform: platform_mod.Platform, service: str, *, url: str, password: str
+) -> None:
+    """``python -m lss_<service> --declare-topology`` as the ``setup`` user."""
+    environment = {
+        **os.environ,
+        "KUBECONFIG": str(platform.kubeconfig),
+        "LSS_NATS__URL": url,
+        "LSS_NATS__USER": "setup",
+        "LSS_NATS__PASSWORD": password,
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", f"lss_{service}", "--declare-topology"],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, (service, done.stdout[-2000:], done.stderr[-2000:])
 
 
 async def _sample_objects(kube: client.Kube, *, namespace: str, language: str) -> None:
@@ -231,6 +262,7 @@ async def _delete_objects(kube: client.Kube, *, namespace: str, language: str) -
 FORBIDDEN_PUBLISHES: dict[str, tuple[str, ...]] = {
     # Status records are what API clients trust for a sandbox's endpoint.
     "pool-manager": ("lss.status.sandbox.ns.box", "lss.evt.sandbox.ns.box", "lss.recycle.ns.w"),
+    "setup": ("lss.status.sandbox.ns.box", "lss.evt.sandbox.ns.box", "lss.ctl.resync"),
     "sandbox-reconciler": ("lss.status.warmpool.ns.pool", "lss.evt.warmpool.ns.pool"),
     "api": ("lss.status.sandbox.ns.box", "lss.evt.sandbox.ns.box", "lss.ctl.resync"),
     "watcher": ("lss.recycle.ns.w",),
@@ -246,7 +278,18 @@ ALLOWED_PUBLISHES: dict[str, tuple[str, ...]] = {
     ),
     "pool-manager": ("lss.evt.warmpool.ns.pool", "lss.evt.warmpod.ns.w", "lss.ctl.resync"),
     "api": (),
+    "setup": (),
 }
+#: Only `setup` declares: a stream's sources or subject transforms, or a consumer's deliver
+#: subject, could write into LSS_STATUS.
+DECLARATIONS = (
+    "$JS.API.STREAM.CREATE.LSS_STATUS",
+    "$JS.API.STREAM.UPDATE.LSS_STATUS",
+    "$JS.API.STREAM.UPDATE.LSS_EVENTS",
+    "$JS.API.CONSUMER.CREATE.LSS_EVENTS.sandbox-reconciler",
+    "$JS.API.CONSUMER.DURABLE.CREATE.LSS_EVENTS.pool-manager",
+    "$JS.API.CONSUMER.CREATE.LSS_EVENTS.pool-manager.lss_evt_warmpod_>",
+)
 FORBIDDEN_API = (
     "$JS.API.STREAM.DELETE.LSS_STATUS",
     "$JS.API.STREAM.PURGE.LSS_STATUS",
@@ -258,6 +301,7 @@ FORBIDDEN_SUBSCRIPTIONS: dict[str, tuple[str, ...]] = {
     "sandbox-reconciler": ("_INBOX.watcher.>", "lss.evt.sandbox.>"),
     "api": ("_INBOX.>", "lss.status.>"),
     "watcher": ("_INBOX.api.>",),
+    "setup": ("_INBOX.api.>", "lss.status.>", "lss.evt.>"),
 }
 FORBIDDEN_CONSUMERS: dict[str, str] = {
     "pool-manager": "$JS.API.CONSUMER.MSG.NEXT.LSS_EVENTS.sandbox-reconciler",
@@ -273,6 +317,8 @@ async def test_what_each_user_must_not_do_is_refused(user: str, secured_nats: Se
     connection = await _connect(url, user, passwords[user], seen)
     try:
         refused = [*FORBIDDEN_PUBLISHES.get(user, ()), *FORBIDDEN_API]
+        if user != "setup":
+            refused.extend(DECLARATIONS)
         consumer = FORBIDDEN_CONSUMERS.get(user)
         if consumer is not None:
             refused.append(consumer)
@@ -306,3 +352,28 @@ def _async(check: Any) -> Any:
         return bool(check())
 
     return run
+
+
+async def test_the_api_users_consumers_never_deliver_into_the_status_stream(
+    secured_nats: SecuredNats,
+) -> None:
+    """The API service may create ordered consumers of its own on LSS_STATUS (to wait for a
+    phase); the server refuses one whose deliver subject would write into LSS_STATUS (a
+    sandbox's record republished as another's), so that permission forges nothing."""
+    setup = await _connect(secured_nats.url, "setup", secured_nats.passwords["setup"], [])
+    try:
+        await topology.declare_streams(setup.jetstream(), settings=settings_module.NatsSettings())
+    finally:
+        await setup.close()
+    api = await _connect(secured_nats.url, "api", secured_nats.passwords["api"], [])
+    try:
+        with pytest.raises(nats.js.errors.BadRequestError, match="cycle"):
+            await api.jetstream().add_consumer(
+                "LSS_STATUS",
+                config=nats.js.api.ConsumerConfig(
+                    filter_subject="lss.status.sandbox.ns.attacker",
+                    deliver_subject="lss.status.sandbox.ns.victim",
+                ),
+            )
+    finally:
+        await api.close()

@@ -8,6 +8,7 @@ explicitly; there is no global. ``docs/configuration.md`` is generated from thes
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable
 from typing import Self
 
@@ -99,10 +100,30 @@ class NatsSettings(BaseModel):
         default="_INBOX",
         pattern=r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$",
         description="Subject prefix of this client's reply inboxes (JetStream answers and "
-        "pulled messages arrive there). Give each service its own, `_INBOX.<user>`, so "
-        "that NATS permissions keep it from reading other services' replies "
-        "(deploy/nats/authorization.conf).",
+        "pulled messages arrive there). Each service needs its own, so that NATS "
+        "permissions keep it from reading other services' replies "
+        "(deploy/nats/authorization.conf): unset, it is `_INBOX.<user>` when `user` is set "
+        "and is one subject token, else `_INBOX`.",
     )
+
+    declare_topology: bool = Field(
+        default=True,
+        description="Create the streams and this service's durable consumer at start, and "
+        "correct their configuration. Off where the service's NATS user may not "
+        "(deploy/nats/authorization.conf): the service then only checks that they exist, and "
+        "they are declared once with `python -m lss_<service> --declare-topology` under a "
+        "user that may.",
+    )
+
+    @model_validator(mode="after")
+    def _inbox_of_the_user(self) -> Self:
+        if (
+            "inbox_prefix" not in self.model_fields_set
+            and self.user is not None
+            and re.fullmatch(r"[A-Za-z0-9_-]+", self.user)
+        ):
+            self.inbox_prefix = f"_INBOX.{self.user}"
+        return self
 
     @model_validator(mode="after")
     def _one_way_to_authenticate(self) -> Self:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime
 
+import nats.js.errors
 import pytest
 from nats.js import api
 
@@ -180,3 +181,41 @@ async def test_status_stream_keeps_the_latest_record_per_subject(nats_url: str) 
 
         assert info.state.messages == 1
         assert codec.decode(last.data or b"", message_type=messages.StatusRecord).phase == "Running"
+
+
+async def test_without_declaring_only_existence_is_checked(nats_url: str) -> None:
+    """``nats.declare_topology`` off (the services' NATS users may not declare): a missing
+    stream or consumer is a retryable error saying how to declare it, and drift is left as
+    it is (only ``--declare-topology``, under a user that may, corrects it)."""
+    settings = testing_bus.isolated_settings(nats_url)
+    verify = settings.nats.model_copy(update={"declare_topology": False})
+    async with testing_bus.open_bus(settings, declare=False) as bus:
+        js = bus.connection.jetstream
+        with pytest.raises(errors.RetryableError, match="--declare-topology") as missing:
+            await topology.declare_streams(js, settings=verify)
+        assert settings.nats.events_stream in str(missing.value)
+        with pytest.raises(nats.js.errors.NotFoundError):
+            await js.stream_info(settings.nats.events_stream)  # nothing was created
+
+        await topology.declare_streams(js, settings=settings.nats)
+        spec = spec_for(settings)
+        stream = settings.nats.events_stream
+        with pytest.raises(errors.RetryableError, match=spec.durable):
+            await topology.declare_consumer(
+                js, spec, stream=stream, settings=settings.consumer, create=False
+            )
+        await topology.declare_consumer(js, spec, stream=stream, settings=settings.consumer)
+        longer = settings.consumer.model_copy(update={"ack_wait_seconds": 45.0})
+        result = await topology.declare_consumer(
+            js, spec, stream=stream, settings=longer, create=False
+        )
+        assert result is topology.Declared.UNCHANGED
+        assert (await js.consumer_info(stream, spec.durable)).config.ack_wait != 45.0
+        drifted = settings.nats.model_copy(
+            update={"declare_topology": False, "duplicate_window_seconds": 30.0}
+        )
+        assert set((await topology.declare_streams(js, settings=drifted)).values()) == {
+            topology.Declared.UNCHANGED
+        }
+        info = await js.stream_info(settings.nats.events_stream)
+        assert info.config.duplicate_window == settings.nats.duplicate_window_seconds

@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 import aiohttp
 import pytest
 
+from lss_common import errors
 from lss_common import settings as settings_module
 from lss_common.runtime import clock, service
 from lss_common.testing import eventually
@@ -283,3 +284,48 @@ def test_component_names_must_be_unique() -> None:
             service.create_runtime(make_settings()),
             components=[Probe("a", journal), Probe("a", journal)],
         )
+
+
+class Declarer(Probe):
+    """A component that declares what it uses on NATS (``--declare-topology``)."""
+
+    def __init__(self, name: str, journal: list[str], *, error: Exception | None = None) -> None:
+        super().__init__(name, journal)
+        self.declare_error = error
+
+    async def declare_topology(self) -> None:
+        self.journal.append(f"declare {self.name}")
+        if self.declare_error is not None:
+            raise self.declare_error
+
+
+async def test_declaring_the_topology_declares_in_order_stops_and_starts_nothing() -> None:
+    journal: list[str] = []
+    runtime = service.create_runtime(make_settings())
+    svc = service.Service(
+        runtime,
+        components=[Declarer("nats", journal), Probe("kube", journal), Declarer("c", journal)],
+    )
+    assert await svc.declare_topology() == 0
+    assert journal == ["declare nats", "declare c", "stop c", "stop nats"]
+
+    journal.clear()
+    failing = service.Service(
+        runtime,
+        components=[
+            Declarer("nats", journal, error=errors.RetryableError("no NATS")),
+            Declarer("c", journal),
+        ],
+    )
+    assert await failing.declare_topology() == 1
+    assert journal == ["declare nats", "stop c", "stop nats"]
+
+
+def test_an_unknown_argument_is_refused_before_anything_runs(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    def build(_: settings_module.CommonSettings) -> service.Service:
+        raise AssertionError("built")
+
+    assert service.main(build, make_settings(), argv=["--declare"]) == 2
+    assert "--declare-topology" in capsys.readouterr().err

@@ -108,3 +108,13 @@ def test_an_inbox_prefix_that_is_not_a_literal_subject_is_refused(prefix: str) -
     with pytest.raises(pydantic.ValidationError, match="inbox_prefix"):
         settings.NatsSettings(inbox_prefix=prefix)
     assert settings.NatsSettings(inbox_prefix="_INBOX.sandbox-reconciler").inbox_prefix
+
+
+def test_a_user_gets_an_inbox_of_its_own_unless_one_is_given() -> None:
+    def inbox(**values: str) -> str:
+        return settings.NatsSettings.model_validate(values).inbox_prefix
+
+    assert inbox() == "_INBOX"
+    assert inbox(user="pool-manager", password="x") == "_INBOX.pool-manager"
+    assert inbox(user="a@b", password="x") == "_INBOX"  # not a subject token
+    assert inbox(user="watcher", password="x", inbox_prefix="_I.w") == "_I.w"

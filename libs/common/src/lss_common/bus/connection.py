@@ -228,6 +228,17 @@ class NatsConnection:
         if self._declare_streams:
             await topology.declare_streams(self._connection.jetstream, settings=self._settings)
 
+    async def declare_topology(self) -> None:
+        """Connect and create (or correct) the streams, whatever ``declare_topology`` says:
+        what ``--declare-topology`` runs, under a NATS user that may. The connection stays
+        open for the consumers' declarations."""
+        if self._connection is None:
+            self._connection = await connect(
+                self._settings, metrics=self._metrics, client_name=self._client_name
+            )
+        forced = self._settings.model_copy(update={"declare_topology": True})
+        await topology.declare_streams(self._connection.jetstream, settings=forced)
+
     async def stop(self) -> None:
         if self._connection is not None:
             await self._connection.close()

@@ -182,8 +182,12 @@ class Consumer(typing.Generic[T]):
         metrics: bus_metrics.BusMetrics,
         on_declared: OnDeclared | None = None,
         publish_timeout_seconds: float = 5.0,
+        declare: bool = True,
     ) -> None:
-        """``publish_timeout_seconds``: for the copy of a handed-over re-check."""
+        """``publish_timeout_seconds``: for the copy of a handed-over re-check; ``declare``
+        False: the consumer is only checked, never created or changed
+        (``nats.declare_topology``)."""
+        self._declare_topology = declare
         self._js = js
         self._spec = spec
         self._stream = stream
@@ -318,7 +322,11 @@ class Consumer(typing.Generic[T]):
 
     async def _declare(self) -> None:
         declared = await topology.declare_consumer(
-            self._js, self._spec, stream=self._stream, settings=self._settings
+            self._js,
+            self._spec,
+            stream=self._stream,
+            settings=self._settings,
+            create=self._declare_topology,
         )
         try:
             self._max_age_seconds = await topology.stream_max_age(self._js, self._stream)
@@ -767,10 +775,21 @@ class ConsumerComponent(typing.Generic[T]):
     def name(self) -> str:
         return f"consumer:{self._spec.durable}"
 
+    async def declare_topology(self) -> None:
+        """Create (or correct) this consumer, whatever ``nats.declare_topology`` says: what
+        ``--declare-topology`` runs, under a NATS user that may."""
+        await topology.declare_consumer(
+            self._nats.connection.jetstream,
+            self._spec,
+            stream=self._stream,
+            settings=self._settings,
+        )
+
     async def start(self) -> None:
         js = self._nats.connection.jetstream
+        declare = self._nats.settings.declare_topology
         declared = await topology.declare_consumer(
-            js, self._spec, stream=self._stream, settings=self._settings
+            js, self._spec, stream=self._stream, settings=self._settings, create=declare
         )
         await self._request_resync_if_needed(declared)
         self._consumer = Consumer(
@@ -783,6 +802,7 @@ class ConsumerComponent(typing.Generic[T]):
             metrics=self._metrics,
             on_declared=self._request_resync_if_needed,
             publish_timeout_seconds=self._nats.settings.publish_timeout_seconds,
+            declare=declare,
         )
         self._task = self._tasks.spawn(self._consumer.run(), name=self.name)
 

@@ -168,13 +168,23 @@ async def declare_streams(
 ) -> dict[str, Declared]:
     """Declare LSS_EVENTS and LSS_STATUS; returns what happened to each, by stream name."""
     return {
-        config.name or "": await declare_stream(js, config)
+        config.name or "": await declare_stream(js, config, create=settings.declare_topology)
         for config in (events_stream_config(settings), status_stream_config(settings))
     }
 
 
-async def declare_stream(js: nats.js.JetStreamContext, config: api.StreamConfig) -> Declared:
-    """Create ``config``'s stream, or bring the managed fields of an existing one in line."""
+_HOW_TO_DECLARE = (
+    "declare it with `python -m lss_<service> --declare-topology` under a NATS user that "
+    "may (nats.declare_topology is off here)"
+)
+
+
+async def declare_stream(
+    js: nats.js.JetStreamContext, config: api.StreamConfig, *, create: bool = True
+) -> Declared:
+    """Create ``config``'s stream, or bring the managed fields of an existing one in line;
+    with ``create`` False only check that it exists (a retryable error if not) and warn of
+    drift."""
     name = config.name or ""
     try:
         try:
@@ -182,6 +192,10 @@ async def declare_stream(js: nats.js.JetStreamContext, config: api.StreamConfig)
         except nats.js.errors.APIError as exc:
             if exc.err_code != ERR_STREAM_NOT_FOUND:
                 raise
+            if not create:
+                raise errors.RetryableError(
+                    f"stream {name} does not exist: {_HOW_TO_DECLARE}"
+                ) from exc
             try:
                 await js.add_stream(config)
             except nats.js.errors.APIError as add_exc:
@@ -194,6 +208,12 @@ async def declare_stream(js: nats.js.JetStreamContext, config: api.StreamConfig)
                 return Declared.CREATED
         drift = _drift(config, info.config, _STREAM_FIELDS)
         if not drift:
+            return Declared.UNCHANGED
+        if not create:
+            _log.warning(
+                "stream config drift, not corrected (nats.declare_topology is off)",
+                extra={"stream": name, "fields": drift},
+            )
             return Declared.UNCHANGED
         merged = info.config.evolve(**{field: getattr(config, field) for field in drift})
         try:
@@ -218,8 +238,10 @@ async def declare_consumer(
     *,
     stream: str,
     settings: settings_module.ConsumerSettings,
+    create: bool = True,
 ) -> Declared:
-    """Create the durable consumer ``spec`` on ``stream``, or correct its drift."""
+    """Create the durable consumer ``spec`` on ``stream``, or correct its drift; with
+    ``create`` False only check that it exists (a retryable error if not) and warn of drift."""
     config = consumer_config(spec, settings=settings)
     extra = {"stream": stream, "consumer": spec.durable}
     try:
@@ -228,12 +250,22 @@ async def declare_consumer(
         except nats.js.errors.APIError as exc:
             if exc.err_code != ERR_CONSUMER_NOT_FOUND:
                 raise
+            if not create:
+                raise errors.RetryableError(
+                    f"consumer {spec.durable} on {stream} does not exist: {_HOW_TO_DECLARE}"
+                ) from exc
             # Create-or-update on the server: a concurrent identical create is a no-op.
             await js.add_consumer(stream, config)
             _log.info("consumer created", extra=extra)
             return Declared.CREATED
         drift = _drift(config, info.config, _CONSUMER_FIELDS)
         if not drift:
+            return Declared.UNCHANGED
+        if not create:
+            _log.warning(
+                "consumer config drift, not corrected (nats.declare_topology is off)",
+                extra={**extra, "fields": drift},
+            )
             return Declared.UNCHANGED
         try:
             await js.add_consumer(stream, config)

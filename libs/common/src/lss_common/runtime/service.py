@@ -24,13 +24,15 @@ import contextlib
 import dataclasses
 import logging
 import signal
+import sys
 from collections.abc import Callable, Sequence
-from typing import Protocol, TypeVar
+from typing import Final, Protocol, TypeVar, runtime_checkable
 
 import prometheus_client
 import prometheus_client.exposition
 from aiohttp import web
 
+from lss_common import errors
 from lss_common import settings as settings_module
 from lss_common.observability import logs, metrics, tracing
 from lss_common.runtime import clock as clock_module
@@ -65,6 +67,13 @@ class Component(Protocol):
     async def stop(self) -> None: ...
 
     async def is_ready(self) -> bool: ...
+
+
+@runtime_checkable
+class TopologyDeclarer(Component, Protocol):
+    """A component that can declare what it uses on NATS (``Service.declare_topology``)."""
+
+    async def declare_topology(self) -> None: ...
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -141,6 +150,24 @@ class Service:
         self._stop_reason = reason
         logger.info("stop requested", extra={"reason": reason})
         self._stop_requested.set()
+
+    async def declare_topology(self) -> int:
+        """Declare what the components use on NATS (the streams, each consumer), then stop:
+        ``--declare-topology``, run once under a NATS user that may, where the service's own
+        user may not (``nats.declare_topology`` off). Returns the exit code."""
+        declarers = [c for c in self._components if isinstance(c, TopologyDeclarer)]
+        try:
+            for component in declarers:
+                await component.declare_topology()
+                logger.info("topology declared", extra={"component": component.name})
+        except errors.LssError as error:
+            logger.error("declaring the topology failed", extra={"error": str(error)})
+            return 1
+        finally:
+            for component in reversed(declarers):
+                with contextlib.suppress(Exception):
+                    await component.stop()
+        return 0
 
     async def run(self, *, handle_signals: bool = True) -> int:
         """Run until stopped; returns the process exit code.
@@ -337,20 +364,34 @@ def _bound_port(runner: web.AppRunner) -> int:
     raise RuntimeError("the HTTP server has no TCP address")
 
 
+DECLARE_TOPOLOGY_FLAG: Final = "--declare-topology"
+
+
 def main(
     build: Callable[[SettingsT], Service],
     settings: SettingsT,
+    argv: Sequence[str] | None = None,
 ) -> int:
     """The whole of a service's ``__main__``: logging, tracing, build inside the loop, run.
+
+    ``argv`` (default: the process's arguments): empty, or ``--declare-topology`` to declare
+    the service's NATS streams and consumers and exit (``Service.declare_topology``).
 
     ``build`` runs inside the event loop so that components may create loop-bound objects.
     Spans still buffered at exit are flushed (bounded by the SDK's own export timeout).
     """
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args not in ([], [DECLARE_TOPOLOGY_FLAG]):
+        print(f"usage: python -m <service> [{DECLARE_TOPOLOGY_FLAG}]", file=sys.stderr)
+        return 2
     logs.configure_logging(settings.log, service=settings.service_name)
     provider = tracing.configure_tracing(settings.tracing, service_name=settings.service_name)
 
     async def _main() -> int:
-        return await build(settings).run()
+        service = build(settings)
+        if args:
+            return await service.declare_topology()
+        return await service.run()
 
     try:
         return asyncio.run(_main())

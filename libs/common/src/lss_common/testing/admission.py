@@ -18,21 +18,72 @@ from lss_common import errors
 from lss_common.kube import client, objects
 from lss_common.testing import eventually
 
-POLICY: Final = objects.ApiResource(
-    group="admissionregistration.k8s.io",
-    version="v1",
-    plural="validatingadmissionpolicies",
-    kind="ValidatingAdmissionPolicy",
-    namespaced=False,
-)
-BINDING: Final = objects.ApiResource(
-    group="admissionregistration.k8s.io",
-    version="v1",
-    plural="validatingadmissionpolicybindings",
-    kind="ValidatingAdmissionPolicyBinding",
-    namespaced=False,
-)
+
+def _admission_kind(kind: str) -> objects.ApiResource:
+    plural = kind.lower().removesuffix("y") + ("ies" if kind.endswith("y") else "s")
+    return objects.ApiResource(
+        group="admissionregistration.k8s.io",
+        version="v1",
+        plural=plural,
+        kind=kind,
+        namespaced=False,
+    )
+
+
+POLICY: Final = _admission_kind("ValidatingAdmissionPolicy")
+BINDING: Final = _admission_kind("ValidatingAdmissionPolicyBinding")
+MUTATING_POLICY: Final = _admission_kind("MutatingAdmissionPolicy")
+MUTATING_BINDING: Final = _admission_kind("MutatingAdmissionPolicyBinding")
 REFUSAL_MESSAGE: Final = "refused by the test's admission policy"
+
+
+@contextlib.asynccontextmanager
+async def _policy_in(
+    kube: client.Kube,
+    *,
+    kinds: tuple[objects.ApiResource, objects.ApiResource],
+    namespace: str,
+    spec: dict[str, Any],
+    binding: dict[str, Any],
+    in_effect: Callable[[], Awaitable[bool]],
+) -> AsyncIterator[None]:
+    """An admission policy (``kinds``: policy and binding) bound to ``namespace`` by its name
+    label, from once ``in_effect`` says so until the block ends."""
+    policy_kind, binding_kind = kinds
+    name = f"lss-test-{uuid.uuid4().hex[:8]}"
+    for resource, body_spec in (
+        (policy_kind, spec),
+        (
+            binding_kind,
+            {
+                "policyName": name,
+                "matchResources": {
+                    "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}}
+                },
+                **binding,
+            },
+        ),
+    ):
+        await objects.create_object(
+            kube,
+            resource=resource,
+            body={
+                "apiVersion": resource.api_version,
+                "kind": resource.kind,
+                "metadata": {"name": name},
+                "spec": body_spec,
+            },
+        )
+    try:
+        took: bool = await eventually.eventually(
+            in_effect, timeout_seconds=30, describe=f"{policy_kind.kind} in effect"
+        )
+        assert took
+        yield
+    finally:
+        for resource in (binding_kind, policy_kind):
+            with contextlib.suppress(errors.NotFoundError):
+                await objects.delete_object(kube, resource=resource, name=name)
 
 
 @contextlib.asynccontextmanager
@@ -52,39 +103,6 @@ async def refusing(
     one object only. ``probe`` makes one refused write; the block starts once the API server
     refuses it (the policy takes effect asynchronously) and ends once it is allowed again.
     """
-    name = f"lss-test-refuse-{uuid.uuid4().hex[:8]}"
-    await objects.create_object(
-        kube,
-        resource=POLICY,
-        body={
-            "apiVersion": POLICY.api_version,
-            "kind": POLICY.kind,
-            "metadata": {"name": name},
-            "spec": {
-                "failurePolicy": "Fail",
-                "matchConstraints": {"resourceRules": [rule]},
-                "validations": [
-                    {"expression": allow, "message": REFUSAL_MESSAGE, "reason": reason}
-                ],
-            },
-        },
-    )
-    await objects.create_object(
-        kube,
-        resource=BINDING,
-        body={
-            "apiVersion": BINDING.api_version,
-            "kind": BINDING.kind,
-            "metadata": {"name": name},
-            "spec": {
-                "policyName": name,
-                "validationActions": ["Deny"],
-                "matchResources": {
-                    "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}}
-                },
-            },
-        },
-    )
 
     async def refused() -> bool:
         try:
@@ -93,16 +111,19 @@ async def refusing(
             return True
         return False
 
-    try:
-        in_effect: bool = await eventually.eventually(
-            refused, timeout_seconds=30, describe="policy in effect"
-        )
-        assert in_effect
+    async with _policy_in(
+        kube,
+        kinds=(POLICY, BINDING),
+        namespace=namespace,
+        spec={
+            "failurePolicy": "Fail",
+            "matchConstraints": {"resourceRules": [rule]},
+            "validations": [{"expression": allow, "message": REFUSAL_MESSAGE, "reason": reason}],
+        },
+        binding={"validationActions": ["Deny"]},
+        in_effect=refused,
+    ):
         yield
-    finally:
-        for resource in (BINDING, POLICY):
-            with contextlib.suppress(errors.NotFoundError):
-                await objects.delete_object(kube, resource=resource, name=name)
 
     async def allowed() -> bool:
         return not await refused()
@@ -111,22 +132,6 @@ async def refusing(
         allowed, timeout_seconds=30, describe="policy lifted"
     )
     assert lifted
-
-
-MUTATING_POLICY: Final = objects.ApiResource(
-    group="admissionregistration.k8s.io",
-    version="v1",
-    plural="mutatingadmissionpolicies",
-    kind="MutatingAdmissionPolicy",
-    namespaced=False,
-)
-MUTATING_BINDING: Final = objects.ApiResource(
-    group="admissionregistration.k8s.io",
-    version="v1",
-    plural="mutatingadmissionpolicybindings",
-    kind="MutatingAdmissionPolicyBinding",
-    namespaced=False,
-)
 
 
 @contextlib.asynccontextmanager
@@ -146,49 +151,22 @@ async def mutating(
     ``probe`` makes one matching write and says whether it came back mutated; the block
     starts once it does (the policy takes effect asynchronously).
     """
-    name = f"lss-test-mutate-{uuid.uuid4().hex[:8]}"
-    await objects.create_object(
+    async with _policy_in(
         kube,
-        resource=MUTATING_POLICY,
-        body={
-            "apiVersion": MUTATING_POLICY.api_version,
-            "kind": MUTATING_POLICY.kind,
-            "metadata": {"name": name},
-            "spec": {
-                "failurePolicy": "Fail",
-                "reinvocationPolicy": "Never",
-                "matchConstraints": {"resourceRules": [rule]},
-                "mutations": [
-                    {
-                        "patchType": "ApplyConfiguration",
-                        "applyConfiguration": {"expression": apply_configuration},
-                    }
-                ],
-            },
+        kinds=(MUTATING_POLICY, MUTATING_BINDING),
+        namespace=namespace,
+        spec={
+            "failurePolicy": "Fail",
+            "reinvocationPolicy": "Never",
+            "matchConstraints": {"resourceRules": [rule]},
+            "mutations": [
+                {
+                    "patchType": "ApplyConfiguration",
+                    "applyConfiguration": {"expression": apply_configuration},
+                }
+            ],
         },
-    )
-    await objects.create_object(
-        kube,
-        resource=MUTATING_BINDING,
-        body={
-            "apiVersion": MUTATING_BINDING.api_version,
-            "kind": MUTATING_BINDING.kind,
-            "metadata": {"name": name},
-            "spec": {
-                "policyName": name,
-                "matchResources": {
-                    "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}}
-                },
-            },
-        },
-    )
-    try:
-        in_effect: bool = await eventually.eventually(
-            probe, timeout_seconds=30, describe="mutating policy in effect"
-        )
-        assert in_effect
+        binding={},
+        in_effect=probe,
+    ):
         yield
-    finally:
-        for resource in (MUTATING_BINDING, MUTATING_POLICY):
-            with contextlib.suppress(errors.NotFoundError):
-                await objects.delete_object(kube, resource=resource, name=name)

@@ -343,7 +343,8 @@ class WarmOptions(BaseModel):
         "pool manager created, unchanged since (its UID and stored spec, recorded in the "
         "WarmPod's status; works with any mutating admission); `strict`, also the pod the "
         "sandbox would get cold, allowing only the API server's defaults and "
-        "`injected_containers` (refuses a mesh's or policy engine's additions); `off`.",
+        "`injected_containers` (refuses a mesh's or policy engine's additions); `off`. "
+        "Whatever this says, a WarmPod without the record is never a candidate.",
     )
 
     @field_validator("verify_claimed_pods", mode="before")

@@ -46,6 +46,6 @@ def stop_after_adoption() -> None:
 
 
 if __name__ == "__main__":
-    stage = sys.argv[1]
+    stage = sys.argv.pop(1)  # the service's own main takes no other argument
     {"claimed": stop_after_claim, "adopted": stop_after_adoption}[stage]()
     entry.main()

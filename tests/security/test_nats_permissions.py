@@ -28,16 +28,13 @@ from typing import Any
 import nats
 import nats.js.api
 import nats.js.errors
-import prometheus_client
 import pytest
-from kubernetes_asyncio import client as k8s_client
 
 from lss_common import errors
 from lss_common import settings as settings_module
 from lss_common.bus import status_client, topology
 from lss_common.kube import client, objects
 from lss_common.models import kinds, labels
-from lss_common.observability import metrics as shared_metrics
 from lss_common.testing import eventually
 from lss_dev import natsserver, paths, processes, services
 from lss_dev import platform as platform_mod
@@ -100,15 +97,6 @@ async def _connect(url: str, user: str, password: str, seen: list[str]) -> nats.
         inbox_prefix=f"_INBOX.{user}",
         error_cb=on_error,
         allow_reconnect=False,
-    )
-
-
-@pytest.fixture
-def kube(kube_api: k8s_client.ApiClient) -> client.Kube:
-    return client.Kube(
-        api=kube_api,
-        request_timeout_seconds=10.0,
-        metrics=shared_metrics.KubeMetrics.register(prometheus_client.CollectorRegistry()),
     )
 
 

@@ -16,31 +16,19 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import nats
-import prometheus_client
 import pytest
-from kubernetes_asyncio import client as k8s
 
 from lss_common import settings as common_settings
 from lss_common.kube import client, objects
 from lss_common.models import kinds, meta
 from lss_common.models import warmpod as warmpod_model
 from lss_common.models import warmpool as warmpool_model
-from lss_common.observability import metrics as shared_metrics
 from lss_common.testing import eventually
 from lss_dev import identities
 from lss_dev import platform as platform_module
 from lss_pool_manager import service as pool_service
 from lss_pool_manager import settings as settings_module
 from lss_watcher import testing as watcher_testing
-
-
-@pytest.fixture
-def kube(kube_api: k8s.ApiClient) -> client.Kube:
-    return client.Kube(
-        api=kube_api,
-        request_timeout_seconds=10.0,
-        metrics=shared_metrics.KubeMetrics.register(prometheus_client.CollectorRegistry()),
-    )
 
 
 @pytest.fixture

@@ -36,15 +36,6 @@ import reconciler_harness as harness
 
 
 @pytest.fixture
-def kube(kube_api: k8s_client.ApiClient) -> client.Kube:
-    return client.Kube(
-        api=kube_api,
-        request_timeout_seconds=10.0,
-        metrics=metrics.KubeMetrics.register(prometheus_client.CollectorRegistry()),
-    )
-
-
-@pytest.fixture
 async def cluster(kube: client.Kube, namespace: str) -> AsyncIterator[harness.Cluster]:
     language = f"lang{uuid.uuid4().hex[:8]}"
     found = harness.Cluster(kube, namespace=namespace, language=language)

@@ -15,12 +15,15 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import prometheus_client
 import pytest
 from kubernetes_asyncio import client, config
 
+from lss_common.kube import client as kube_client
+from lss_common.observability import metrics as shared_metrics
 from lss_dev import platform as platform_mod
 
-__all__ = ["kube_api", "namespace", "platform"]
+__all__ = ["kube", "kube_api", "namespace", "platform"]
 
 #: A tenant namespace as a platform team sets one up: Pod Security ``restricted`` enforced,
 #: and enabled for sandboxes (the controllers write only there: deploy/rbac/scope.yaml).
@@ -94,6 +97,17 @@ async def kube_api(platform: platform_mod.Platform) -> AsyncIterator[client.ApiC
         yield api
     finally:
         await api.close()
+
+
+@pytest.fixture
+def kube(kube_api: client.ApiClient) -> kube_client.Kube:
+    """The product's Kubernetes access (``lss_common.kube``) as the platform's administrator,
+    with metrics of its own."""
+    return kube_client.Kube(
+        api=kube_api,
+        request_timeout_seconds=10.0,
+        metrics=shared_metrics.KubeMetrics.register(prometheus_client.CollectorRegistry()),
+    )
 
 
 @pytest.fixture

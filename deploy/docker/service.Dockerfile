@@ -23,4 +23,5 @@ ENV MALLOC_MMAP_THRESHOLD_=131072
 COPY --from=build /src/.venv /app/.venv
 USER 65532:65532
 EXPOSE 8081
-ENTRYPOINT ["sh", "-c", "exec python -m \"$LSS_MODULE\""]
+# The container's args reach the service (the chart's topology Jobs pass --declare-topology).
+ENTRYPOINT ["sh", "-c", "exec python -m \"$LSS_MODULE\" \"$@\"", "lss"]

@@ -15,13 +15,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import os
-import shutil
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,50 +33,18 @@ from lss_common.bus import status_client, topology
 from lss_common.kube import client, objects
 from lss_common.models import kinds, labels
 from lss_common.testing import eventually
-from lss_dev import natsserver, paths, processes, services
+from lss_dev import fixtures_nats, processes, services
 from lss_dev import platform as platform_mod
 
 pytestmark = pytest.mark.integration
 
-USERS = ("watcher", "sandbox-reconciler", "pool-manager", "api", "setup")
+USERS = fixtures_nats.NATS_USERS
 SERVICE_USERS = {
     "watcher": "watcher",
     "sandbox_reconciler": "sandbox-reconciler",
     "pool_manager": "pool-manager",
 }
 VIOLATION = "Permissions Violation"
-
-
-def _password(user: str) -> str:
-    return f"{user}-{uuid.uuid4().hex[:12]}"
-
-
-@dataclasses.dataclass(frozen=True)
-class SecuredNats:
-    url: str
-    passwords: dict[str, str]
-    log_file: Path
-
-
-@pytest.fixture(scope="module")
-def secured_nats(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecuredNats]:
-    """nats-server with the shipped authorization file, and each user's password."""
-    directory = tmp_path_factory.mktemp("nats-auth")
-    shutil.copy(paths.repo_root() / "deploy" / "nats" / "authorization.conf", directory)
-    config = directory / "nats.conf"
-    config.write_text("include ./authorization.conf\n")
-    passwords = {user: _password(user) for user in USERS}
-    mp = pytest.MonkeyPatch()
-    for user, password in passwords.items():
-        # nats-server reads them from its environment (the file's $LSS_NATS_<USER>_PASSWORD).
-        mp.setenv(f"LSS_NATS_{user.upper().replace('-', '_')}_PASSWORD", password)
-    server = natsserver.NatsServer(directory / "store", extra_args=["--config", str(config)])
-    try:
-        server.start()
-        yield SecuredNats(url=server.url, passwords=passwords, log_file=server.log_file)
-    finally:
-        server.stop(timeout_seconds=5.0)
-        mp.undo()
 
 
 def _violations(log: Path) -> list[str]:
@@ -102,7 +67,7 @@ async def _connect(url: str, user: str, password: str, seen: list[str]) -> nats.
 
 async def test_the_system_runs_with_a_user_per_service_and_no_violation(
     platform: platform_mod.Platform,
-    secured_nats: SecuredNats,
+    secured_nats: fixtures_nats.SecuredNats,
     kube: client.Kube,
 ) -> None:
     url, passwords = secured_nats.url, secured_nats.passwords
@@ -299,7 +264,9 @@ FORBIDDEN_CONSUMERS: dict[str, str] = {
 
 
 @pytest.mark.parametrize("user", USERS)
-async def test_what_each_user_must_not_do_is_refused(user: str, secured_nats: SecuredNats) -> None:
+async def test_what_each_user_must_not_do_is_refused(
+    user: str, secured_nats: fixtures_nats.SecuredNats
+) -> None:
     url, passwords = secured_nats.url, secured_nats.passwords
     seen: list[str] = []
     connection = await _connect(url, user, passwords[user], seen)
@@ -343,7 +310,7 @@ def _async(check: Any) -> Any:
 
 
 async def test_the_api_users_consumers_never_deliver_into_the_status_stream(
-    secured_nats: SecuredNats,
+    secured_nats: fixtures_nats.SecuredNats,
 ) -> None:
     """The API service may create ordered consumers of its own on LSS_STATUS (to wait for a
     phase); the server refuses one whose deliver subject would write into LSS_STATUS (a

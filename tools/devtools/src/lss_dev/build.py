@@ -1,8 +1,9 @@
 """Builds the local platform's binaries from pinned Go modules, once per content key.
 
-Two modules under ``tools/platform``: ``kubernetes`` (kube-apiserver, kube-controller-manager,
-kube-scheduler, kubectl and etcd from k8s.io/kubernetes and go.etcd.io/etcd at the versions in
-its go.mod) and ``kwok`` (kwok, kwokctl). The cache key hashes go.mod, go.sum, the build flags
+Three modules under ``tools/platform``: ``kubernetes`` (kube-apiserver,
+kube-controller-manager, kube-scheduler, kubectl and etcd from k8s.io/kubernetes and
+go.etcd.io/etcd at the versions in its go.mod), ``kwok`` (kwok, kwokctl) and ``helm`` (which
+renders and installs the chart in deploy/helm). The cache key hashes go.mod, go.sum, the build flags
 and the Go version, so editing a pin rebuilds and nothing else does. Progress is shown as the
 count of compiled packages against ``go list -deps``.
 """
@@ -71,7 +72,8 @@ KWOK = GoModule(
     name="kwok",
     commands={"sigs.k8s.io/kwok/cmd/kwok": "kwok", "sigs.k8s.io/kwok/cmd/kwokctl": "kwokctl"},
 )
-MODULES = (KUBERNETES, KWOK)
+HELM = GoModule(name="helm", commands={"helm.sh/helm/v3/cmd/helm": "helm"})
+MODULES = (KUBERNETES, KWOK, HELM)
 
 
 def _go() -> str:
@@ -81,8 +83,18 @@ def _go() -> str:
     return go
 
 
+def _helm_ldflags() -> str:
+    # Unstamped, helm calls itself v3.x+unreleased; charts' version checks read this one.
+    version = HELM.version_of("helm.sh/helm/v3")
+    return f"-s -w -X helm.sh/helm/v3/internal/version.version={version}"
+
+
 def _ldflags(module: GoModule) -> str:
-    return _kubernetes_ldflags() if module is KUBERNETES else module.ldflags
+    if module is KUBERNETES:
+        return _kubernetes_ldflags()
+    if module is HELM:
+        return _helm_ldflags()
+    return module.ldflags
 
 
 def cache_key(module: GoModule) -> str:
@@ -188,14 +200,18 @@ def build(module: GoModule, *, out: Path, log: Path | None = None) -> None:
     )
 
 
+def ensure(module: GoModule) -> dict[str, Path]:
+    """Return binary name → path for ``module``'s binaries, building them when missing."""
+    directory = bin_dir(module)
+    if not _is_complete(directory, module):
+        directory.parent.mkdir(parents=True, exist_ok=True)
+        build(module, out=directory, log=directory.parent / "build.log")
+    return {binary: directory / binary for binary in module.commands.values()}
+
+
 def ensure_binaries() -> dict[str, Path]:
     """Return binary name → path for every platform binary, building what is missing."""
     found: dict[str, Path] = {}
     for module in MODULES:
-        directory = bin_dir(module)
-        if not _is_complete(directory, module):
-            directory.parent.mkdir(parents=True, exist_ok=True)
-            build(module, out=directory, log=directory.parent / "build.log")
-        for binary in module.commands.values():
-            found[binary] = directory / binary
+        found.update(ensure(module))
     return found

@@ -26,6 +26,10 @@ ACCOUNTS: dict[str, tuple[str, str]] = {
 #: The ValidatingAdmissionPolicy confining the controllers' writes (deploy/rbac).
 SCOPE = "scope.yaml"
 
+#: The reconciler's namespace role for namespace-per-sandbox isolation, which the local
+#: platform allows (its tests turn isolation on); a cluster applies it only with isolation.
+ISOLATION = "sandbox-reconciler-isolation.yaml"
+
 # TokenRequest's own bound applies (the API server has no --service-account-max-token-
 # expiration here); a new token is issued whenever a service is started.
 TOKEN_DURATION = "720h"
@@ -45,6 +49,7 @@ def apply_rbac(cp: controlplane.ControlPlane) -> None:
     cp.kubectl("apply", "--server-side", "-f", str(rbac_dir() / "namespace.yaml"))
     for manifest, _ in ACCOUNTS.values():
         cp.kubectl("apply", "--server-side", "-f", str(rbac_dir() / manifest))
+    cp.kubectl("apply", "--server-side", "-f", str(rbac_dir() / ISOLATION))
     cp.kubectl("apply", "--server-side", "-f", str(rbac_dir() / SCOPE))
 
 

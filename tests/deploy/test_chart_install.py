@@ -23,8 +23,6 @@ import shutil
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -32,7 +30,7 @@ from typing import Any
 import pytest
 import yaml
 
-from lss_dev import controlplane, fixtures_nats, helm, kubeconfig, paths, processes
+from lss_dev import controlplane, fixtures_nats, helm, identities, paths, processes, services
 from lss_dev import platform as platform_mod
 
 pytestmark = pytest.mark.integration
@@ -100,14 +98,6 @@ def _module(workload: dict[str, Any]) -> str:
     return "lss_" + component.replace("-", "_")
 
 
-def _ready(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as resp:
-            return bool(resp.status == 200)
-    except (urllib.error.URLError, OSError):
-        return False
-
-
 def _manifest_docs(text: str) -> list[dict[str, Any]]:
     return [d for d in yaml.safe_load_all(text) if d]
 
@@ -171,15 +161,11 @@ def test_the_chart_installs_on_a_fresh_cluster_and_the_system_runs_from_what_it_
         component = deployment["metadata"]["labels"]["app.kubernetes.io/component"]
         pod = deployment["spec"]["template"]["spec"]
         (container,) = pod["containers"]
-        account = pod["serviceAccountName"]
-        token = cp.kubectl("create", "token", account, f"--namespace={NAMESPACE}").strip()
-        config = kubeconfig.write_token(
-            cp.state_dir / "identities" / f"{component}.kubeconfig",
-            server=cp.server,
-            ca=cp.pki.ca_cert,
-            token=token,
-            name="chart",
-            user=f"system:serviceaccount:{NAMESPACE}:{account}",
+        config = identities.account_kubeconfig(
+            cp,
+            pod["serviceAccountName"],
+            namespace=NAMESPACE,
+            path=cp.state_dir / "identities" / f"{component}.kubeconfig",
         )
         ports[component] = controlplane.free_port()
         env = {
@@ -199,7 +185,7 @@ def test_the_chart_installs_on_a_fresh_cluster_and_the_system_runs_from_what_it_
         url = f"http://127.0.0.1:{port}/readyz"
         name = f"svc-{component}"
         _wait(
-            functools.partial(_ready, url),
+            functools.partial(services.is_ready, url),
             what=f"{component} ready",
             log=functools.partial(processes.tail, name, state_dir=cp.state_dir),
         )

@@ -65,19 +65,30 @@ def service_account(service: str) -> str:
 
 def kubeconfig_for(cp: controlplane.ControlPlane, service: str) -> Path:
     """A kubeconfig authenticating as ``service``'s ServiceAccount (after ``apply_rbac``)."""
-    account = service_account(service)
+    return account_kubeconfig(
+        cp,
+        service_account(service),
+        namespace=NAMESPACE,
+        path=cp.state_dir / "identities" / f"{service}.kubeconfig",
+    )
+
+
+def account_kubeconfig(
+    cp: controlplane.ControlPlane, account: str, *, namespace: str, path: Path
+) -> Path:
+    """A kubeconfig at ``path`` with a new token of ServiceAccount ``namespace/account``."""
     token = cp.kubectl(
-        "create", "token", account, f"--namespace={NAMESPACE}", f"--duration={TOKEN_DURATION}"
+        "create", "token", account, f"--namespace={namespace}", f"--duration={TOKEN_DURATION}"
     ).strip()
     if not token:
-        raise RuntimeError(f"the API server issued no token for {NAMESPACE}/{account}")
+        raise RuntimeError(f"the API server issued no token for {namespace}/{account}")
     return kubeconfig.write_token(
-        cp.state_dir / "identities" / f"{service}.kubeconfig",
+        path,
         server=cp.server,
         ca=cp.pki.ca_cert,
         token=token,
         name="llmsafespace-dev",
-        user=f"system:serviceaccount:{NAMESPACE}:{account}",
+        user=f"system:serviceaccount:{namespace}:{account}",
     )
 
 

@@ -80,7 +80,7 @@ def _wait_ready(plat: platform.Platform, services: list[str], *, timeout_seconds
     deadline = time.monotonic() + timeout_seconds
     for service in services:
         url = f"http://127.0.0.1:{plat.port(f'svc-{service}')}/readyz"
-        while not _ready(url):
+        while not is_ready(url):
             if processes.pid_of(f"svc-{service}", state_dir=plat.state_dir) is None:
                 raise RuntimeError(
                     f"{service} exited; its log ends with:\n"
@@ -91,7 +91,8 @@ def _wait_ready(plat: platform.Platform, services: list[str], *, timeout_seconds
             time.sleep(0.1)
 
 
-def _ready(url: str) -> bool:
+def is_ready(url: str) -> bool:
+    """Whether a service's ``/readyz`` at ``url`` answers 200."""
     try:
         with urllib.request.urlopen(url, timeout=2) as resp:
             return bool(resp.status == 200)

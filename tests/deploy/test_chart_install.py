@@ -23,6 +23,7 @@ import shutil
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,16 @@ from typing import Any
 import pytest
 import yaml
 
-from lss_dev import controlplane, fixtures_nats, helm, identities, paths, processes, services
+from lss_dev import (
+    controlplane,
+    fixtures_nats,
+    helm,
+    identities,
+    paths,
+    processes,
+    prometheus_rules,
+    services,
+)
 from lss_dev import platform as platform_mod
 
 pytestmark = pytest.mark.integration
@@ -211,6 +221,20 @@ def test_the_chart_installs_on_a_fresh_cluster_and_the_system_runs_from_what_it_
     pod = _get(cp, "pod", box["status"]["podName"], f"--namespace={SAMPLES_NAMESPACE}")
     (owner,) = [o for o in pod["metadata"]["ownerReferences"] if o.get("controller")]
     assert (owner["kind"], owner["name"]) == ("Sandbox", "hello")
+    # Every metric the alert rules select is one the services export.
+    exported: set[str] = set()
+    for port in ports.values():
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+            exposition = resp.read().decode()
+        exported |= {
+            line.split()[2] for line in exposition.splitlines() if line.startswith("# TYPE ")
+        }
+    for rule, metrics in prometheus_rules.selected_metrics(prometheus_rules.alerts_file()).items():
+        # A counter's TYPE line names it without its _total sample suffix.
+        missing = [
+            m for m in metrics if m not in exported and m.removesuffix("_total") not in exported
+        ]
+        assert missing == [], rule
     violations = [
         line
         for line in secured_nats.log_file.read_text().splitlines()

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
-from lss_dev import helm, paths
+from lss_dev import helm, paths, prometheus_rules
 
 NAMESPACE = "lss-system"
 SECRET = "nats-users"
@@ -324,6 +324,15 @@ def test_the_controllers_own_traffic_is_denied_but_dns_nats_and_the_api_server()
         {"from": scraper, "ports": [{"port": 8081, "protocol": "TCP"}]}
     ]
     assert _of_kind(_render(_values(networkPolicy={"enabled": False})), "NetworkPolicy") == {}
+
+
+def test_the_alert_rules_are_installed_as_they_are_when_asked() -> None:
+    assert _of_kind(_render(BASE), "PrometheusRule") == {}
+    docs = _render(_values(alerts={"prometheusRule": True, "labels": {"release": "prometheus"}}))
+    (rule,) = _of_kind(docs, "PrometheusRule").values()
+    assert rule["apiVersion"] == "monitoring.coreos.com/v1"
+    assert rule["metadata"]["labels"]["release"] == "prometheus"
+    assert rule["spec"] == yaml.safe_load(prometheus_rules.alerts_file().read_text())
 
 
 def test_a_component_with_one_replica_has_no_disruption_budget() -> None:

@@ -1,9 +1,10 @@
 """Builds the local platform's binaries from pinned Go modules, once per content key.
 
-Three modules under ``tools/platform``: ``kubernetes`` (kube-apiserver,
+Four modules under ``tools/platform``: ``kubernetes`` (kube-apiserver,
 kube-controller-manager, kube-scheduler, kubectl and etcd from k8s.io/kubernetes and
-go.etcd.io/etcd at the versions in its go.mod), ``kwok`` (kwok, kwokctl) and ``helm`` (which
-renders and installs the chart in deploy/helm). The cache key hashes go.mod, go.sum, the build flags
+go.etcd.io/etcd at the versions in its go.mod), ``kwok`` (kwok, kwokctl), ``helm`` (which
+renders and installs the chart in deploy/helm) and ``promrules`` (which loads the alert rules
+in deploy/prometheus as Prometheus does). The cache key hashes go.mod, go.sum, the build flags
 and the Go version, so editing a pin rebuilds and nothing else does. Progress is shown as the
 count of compiled packages against ``go list -deps``.
 """
@@ -73,7 +74,11 @@ KWOK = GoModule(
     commands={"sigs.k8s.io/kwok/cmd/kwok": "kwok", "sigs.k8s.io/kwok/cmd/kwokctl": "kwokctl"},
 )
 HELM = GoModule(name="helm", commands={"helm.sh/helm/v3/cmd/helm": "helm"})
-MODULES = (KUBERNETES, KWOK, HELM)
+PROMRULES = GoModule(
+    name="promrules",
+    commands={"github.com/llmsafespace/llmsafespace/tools/platform/promrules": "promrules"},
+)
+MODULES = (KUBERNETES, KWOK, HELM, PROMRULES)
 
 
 def _go() -> str:

@@ -1,0 +1,31 @@
+"""The alert rules in ``deploy/prometheus``, loaded as Prometheus loads them, by ``promrules``
+(built from ``tools/platform/promrules`` like the rest of the local platform)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+from lss_dev import build, paths
+
+
+def alerts_file() -> Path:
+    return paths.repo_root() / "deploy" / "prometheus" / "alerts.yaml"
+
+
+def check(path: Path) -> subprocess.CompletedProcess[str]:
+    """``promrules <path>``: exit 0 and a JSON summary, or 1 and Prometheus's errors."""
+    binary = build.ensure(build.PROMRULES)["promrules"]
+    return subprocess.run(
+        [str(binary), str(path)], capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+def selected_metrics(path: Path) -> dict[str, list[str]]:
+    """Rule name → the metric names its expression selects; raises if the file is refused."""
+    done = check(path)
+    if done.returncode != 0:
+        raise RuntimeError(f"{path} does not load: {done.stderr}")
+    rules = json.loads(done.stdout)["rules"]
+    return {rule["name"]: list(rule["metrics"]) for rule in rules}

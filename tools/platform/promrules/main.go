@@ -17,9 +17,24 @@ import (
 	"github.com/prometheus/prometheus/promql/parser"
 )
 
+type matcher struct {
+	Label string `json:"label"`
+	Op    string `json:"op"`
+	Value string `json:"value"`
+}
+
+type selector struct {
+	Metric   string    `json:"metric"`
+	Matchers []matcher `json:"matchers"`
+}
+
 type rule struct {
-	Name    string   `json:"name"`
-	Metrics []string `json:"metrics"`
+	Name      string     `json:"name"`
+	Metrics   []string   `json:"metrics"`
+	Selectors []selector `json:"selectors"`
+	// The labels of every "by (...)" aggregation, and whether any aggregation is "without".
+	By      []string `json:"by"`
+	Without bool     `json:"without"`
 }
 
 func main() {
@@ -49,9 +64,31 @@ func main() {
 					continue
 				}
 				names := map[string]bool{}
+				selectors := []selector{}
+				by := map[string]bool{}
+				without := false
 				parser.Inspect(expr, func(node parser.Node, _ []parser.Node) error {
-					if vs, ok := node.(*parser.VectorSelector); ok && vs.Name != "" {
-						names[vs.Name] = true
+					switch n := node.(type) {
+					case *parser.VectorSelector:
+						if n.Name == "" {
+							return nil
+						}
+						names[n.Name] = true
+						matchers := []matcher{}
+						for _, m := range n.LabelMatchers {
+							if m.Name != model.MetricNameLabel {
+								matchers = append(matchers, matcher{m.Name, m.Type.String(), m.Value})
+							}
+						}
+						selectors = append(selectors, selector{Metric: n.Name, Matchers: matchers})
+					case *parser.AggregateExpr:
+						if n.Without {
+							without = true
+						} else {
+							for _, label := range n.Grouping {
+								by[label] = true
+							}
+						}
 					}
 					return nil
 				})
@@ -60,7 +97,15 @@ func main() {
 					metrics = append(metrics, name)
 				}
 				sort.Strings(metrics)
-				found = append(found, rule{Name: r.Alert + r.Record, Metrics: metrics})
+				byLabels := []string{}
+				for label := range by {
+					byLabels = append(byLabels, label)
+				}
+				sort.Strings(byLabels)
+				found = append(found, rule{
+					Name: r.Alert + r.Record, Metrics: metrics, Selectors: selectors,
+					By: byLabels, Without: without,
+				})
 			}
 		}
 	}

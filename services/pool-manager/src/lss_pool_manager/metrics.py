@@ -23,6 +23,10 @@ from lss_pool_manager import sizing
 _SUBSYSTEM = "warmpool"
 
 
+SIZE_STATUSES = ("available", "assigned", "pending")
+"""The ``status`` label values of ``llmsafespace_warmpool_size``, in ``record_sizing``'s order."""
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class PoolManagerMetrics:
     """Everything the pool manager counts."""
@@ -142,11 +146,8 @@ class PoolManagerMetrics:
 
     def record_sizing(self, *, namespace: str, pool: str, counts: sizing.Counts) -> None:
         """Set the pool's gauges from a sizing pass."""
-        for status, value in (
-            ("available", counts.available),
-            ("assigned", counts.assigned),
-            ("pending", counts.pending),
-        ):
+        values = (counts.available, counts.assigned, counts.pending)
+        for status, value in zip(SIZE_STATUSES, values, strict=True):
             self.size.labels(namespace, pool, status).set(value)
         if counts.utilization is not None:
             self.utilization_ratio.labels(namespace, pool).set(counts.utilization)

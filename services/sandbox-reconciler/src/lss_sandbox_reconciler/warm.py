@@ -173,8 +173,7 @@ class WarmMetrics:
             ),
             claims_total=prometheus_client.Counter(
                 "llmsafespace_sandbox_warm_claims_total",
-                "Warm claim attempts by result (claimed, conflict, no_candidate, ineligible, "
-                "conflicts_exhausted, discarded, resumed, refused).",
+                f"Warm claim attempts by result ({', '.join(Result)}).",
                 ["result"],
                 registry=registry,
             ),

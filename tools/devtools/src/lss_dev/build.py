@@ -4,8 +4,9 @@ Four modules under ``tools/platform``: ``kubernetes`` (kube-apiserver,
 kube-controller-manager, kube-scheduler, kubectl and etcd from k8s.io/kubernetes and
 go.etcd.io/etcd at the versions in its go.mod), ``kwok`` (kwok, kwokctl), ``helm`` (which
 renders and installs the chart in deploy/helm) and ``promrules`` (which loads the alert rules
-in deploy/prometheus as Prometheus does). The cache key hashes go.mod, go.sum, the build flags
-and the Go version, so editing a pin rebuilds and nothing else does. Progress is shown as the
+in deploy/prometheus as Prometheus does). The cache key hashes go.mod, go.sum, the module's own
+Go files, the build flags and the Go version, so editing a pin or a command rebuilds and
+nothing else does. Progress is shown as the
 count of compiled packages against ``go list -deps``.
 """
 
@@ -106,6 +107,11 @@ def cache_key(module: GoModule) -> str:
     digest = hashlib.sha256()
     for name in ("go.mod", "go.sum"):
         digest.update((module.directory / name).read_bytes())
+    # A command of the module's own (promrules) is source too; tools.go only records pins.
+    for path in sorted(module.directory.glob("*.go")):
+        if path.name != "tools.go":
+            digest.update(path.name.encode())
+            digest.update(path.read_bytes())
     digest.update(_ldflags(module).encode())
     go_version = subprocess.run(
         [_go(), "env", "GOVERSION"], capture_output=True, text=True, check=True

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime
 
+import nats
 import nats.js.errors
 import pytest
 from nats.js import api
@@ -20,6 +21,8 @@ from lss_common.bus import codec, publishing, topology
 from lss_common.logic import subjects
 from lss_common.models import messages
 from lss_common.testing import bus as testing_bus
+from lss_common.testing import eventually
+from lss_dev import natsserver
 
 pytestmark = pytest.mark.integration
 
@@ -219,3 +222,45 @@ async def test_without_declaring_only_existence_is_checked(nats_url: str) -> Non
         }
         info = await js.stream_info(settings.nats.events_stream)
         assert info.config.duplicate_window == settings.nats.duplicate_window_seconds
+
+
+async def test_stream_subjects_reads_every_page(nats_server: natsserver.NatsServer) -> None:
+    """The server lists 100,000 subjects per stream-info answer: the rest come page by page
+    (the watcher marks records of objects deleted while it was down from this list)."""
+    count = 100_250
+    nc = await nats.connect(nats_server.url)
+    try:
+        js = nc.jetstream()
+        await js.add_stream(
+            api.StreamConfig(
+                name="MANY",
+                subjects=["many.>"],
+                storage=api.StorageType.MEMORY,
+                max_msgs_per_subject=1,
+            )
+        )
+        for i in range(count):
+            await nc.publish(f"many.{i}", b"")
+            if i % 5000 == 0:
+                await nc.flush()
+        await nc.flush()
+
+        async def stored() -> bool:
+            return (await js.stream_info("MANY")).state.messages == count
+
+        await eventually.eventually(stored, timeout_seconds=60, describe="every message stored")
+        first_page = (await js.stream_info("MANY", subjects_filter="many.>")).state.subjects
+        assert first_page is not None
+        assert len(first_page) < count
+
+        found = await topology.stream_subjects(js, "MANY", filter_subject="many.>")
+
+        assert len(found) == count
+        assert set(found) == {f"many.{i}" for i in range(count)}
+        few = await topology.stream_subjects(js, "MANY", filter_subject="many.7")
+        assert few == ["many.7"]
+        assert await topology.stream_subjects(js, "MANY", filter_subject="many.x") == []
+        with pytest.raises(nats.js.errors.NotFoundError):
+            await topology.stream_subjects(js, "GONE", filter_subject="many.>")
+    finally:
+        await nc.close()

@@ -243,13 +243,15 @@ class Announcer:
             )
         )
         try:
-            info = await self._js.stream_info(self._status_stream, subjects_filter=filter_subject)
+            stored = await topology.stream_subjects(
+                self._js, self._status_stream, filter_subject=filter_subject
+            )
         except (nats.errors.Error, nats.js.errors.Error) as error:
             if topology.is_stream_missing(error):
                 await self._redeclare_streams()
             raise errors.RetryableError(f"listing status subjects: {error}") from error
         keys = []
-        for subject in info.state.subjects or {}:
+        for subject in stored:
             try:
                 keys.append(subjects.parse_status_subject(subject, prefix=self._prefix))
             except errors.InvalidMessage:

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import json
 import logging
 import math
 import re
@@ -280,6 +281,30 @@ async def declare_consumer(
         return Declared.UPDATED
     except (nats.js.errors.Error, nats.errors.Error) as exc:
         raise _translate(f"declaring consumer {spec.durable} on {stream}", exc) from exc
+
+
+async def stream_subjects(
+    js: nats.js.JetStreamContext, stream: str, *, filter_subject: str
+) -> list[str]:
+    """Every subject of ``stream`` matching ``filter_subject`` that holds a message.
+
+    The server lists at most 100,000 subjects per stream-info answer, with ``total`` and
+    ``offset`` for the rest; nats-py's ``stream_info`` reads only the first page, so this
+    asks page by page. Errors are nats-py's, as ``stream_info`` raises them.
+    """
+    found: list[str] = []
+    while True:
+        request = json.dumps({"subjects_filter": filter_subject, "offset": len(found)})
+        # nats-py has no paged stream info; its request helper raises the API's errors.
+        answer = await js._api_request(
+            f"{js._prefix}.STREAM.INFO.{stream}",
+            request.encode(),
+            timeout=js._timeout,
+        )
+        page = list((answer.get("state") or {}).get("subjects") or {})
+        found.extend(page)
+        if not page or len(found) >= int(answer.get("total") or 0):
+            return found
 
 
 async def stream_max_age(js: nats.js.JetStreamContext, stream: str) -> float | None:

@@ -2,7 +2,8 @@
 starting, running (all ready / one not ready / check raises / check hangs) and the JSON body;
 /healthz alive and stalled (fake clock); /metrics in Prometheus text; exit codes for stop
 request, SIGTERM, failed start, stop during start and a guarded task's unexpected exit; a
-component overrunning the grace period is cancelled and the rest still stop."""
+transient start failure retried (and a stop while retrying); a component overrunning the
+grace period is cancelled and the rest still stop."""
 
 from __future__ import annotations
 
@@ -30,6 +31,8 @@ class Probe:
         self.ready = True
         self.start_gate: asyncio.Event | None = None
         self.start_error: Exception | None = None
+        self.start_errors: list[Exception] = []
+        """Raised by the next starts, one each, before ``start_error``."""
         self.stop_hangs = False
         self.ready_raises = False
         self.ready_hangs = False
@@ -38,6 +41,8 @@ class Probe:
         self.journal.append(f"start {self.name}")
         if self.start_gate is not None:
             await self.start_gate.wait()
+        if self.start_errors:
+            raise self.start_errors.pop(0)
         if self.start_error is not None:
             raise self.start_error
 
@@ -214,6 +219,52 @@ async def test_failed_start_stops_what_started_and_exits_1() -> None:
     )
     assert await svc.run(handle_signals=False) == 1
     assert journal == ["start a", "start b", "stop b", "stop a"]
+
+
+async def test_a_start_that_fails_transiently_is_retried_not_ready_until_it_starts(
+    http: aiohttp.ClientSession,
+) -> None:
+    journal: list[str] = []
+    first, flaky, last = Probe("a", journal), Probe("b", journal), Probe("c", journal)
+    flaky.start_errors = [errors.RetryableError("API server away"), errors.RetryableError("again")]
+    svc = service.Service(service.create_runtime(make_settings()), components=[first, flaky, last])
+    run = asyncio.create_task(svc.run(handle_signals=False))
+    await eventually.eventually(
+        lambda: journal.count("start b") == 2, timeout_seconds=10, describe="a first retry"
+    )
+    status, _ = await get(http, svc, "/readyz")
+    assert status == 503
+    await wait_ready(http, svc)
+    svc.request_stop("test")
+    assert await run == 0
+    # Each failed start is undone before the next; the components after it start once.
+    assert journal == [
+        "start a",
+        "start b",
+        "stop b",
+        "start b",
+        "stop b",
+        "start b",
+        "start c",
+        "stop c",
+        "stop b",
+        "stop a",
+    ]
+
+
+async def test_a_stop_while_a_start_is_retried_exits_0() -> None:
+    journal: list[str] = []
+    first, away = Probe("a", journal), Probe("b", journal)
+    away.start_error = errors.RetryableError("NATS away")
+    svc = service.Service(service.create_runtime(make_settings()), components=[first, away])
+    run = asyncio.create_task(svc.run(handle_signals=False))
+    await eventually.eventually(
+        lambda: journal.count("start b") == 2, timeout_seconds=10, describe="retried"
+    )
+    svc.request_stop("test")
+    assert await run == 0
+    assert journal[:4] == ["start a", "start b", "stop b", "start b"]
+    assert journal[-2:] == ["stop b", "stop a"]
 
 
 async def test_stop_during_start_cancels_it_and_exits_0() -> None:

@@ -4,8 +4,10 @@ A service's ``build(settings)`` creates a ``Runtime`` (registry, runtime metrics
 supervisor, clock), builds its components with it, and returns a ``Service``. ``Service.run``:
 
 1. serves HTTP first, so ``/healthz`` answers during a slow start (``/readyz`` says 503);
-2. starts the components in the given order; a failure, SIGTERM/SIGINT or a guarded task's
-   unexpected exit ends the start early;
+2. starts the components in the given order. A component whose start fails transiently
+   (``RetryableError``: the API server or NATS away) is stopped and started again with
+   backoff, the service not ready meanwhile; any other failure, SIGTERM/SIGINT or a guarded
+   task's unexpected exit ends the start early;
 3. waits for SIGTERM/SIGINT or a guarded task's unexpected exit;
 4. stops the components that were started (or were starting) in reverse order, all within
    ``consumer.shutdown_grace_seconds``. A component still stopping at the deadline is
@@ -34,6 +36,7 @@ from aiohttp import web
 
 from lss_common import errors
 from lss_common import settings as settings_module
+from lss_common.logic import backoff
 from lss_common.observability import logs, metrics, tracing
 from lss_common.runtime import clock as clock_module
 from lss_common.runtime import tasks as tasks_module
@@ -45,6 +48,9 @@ HEARTBEAT_INTERVAL_SECONDS = 1.0
 _HTTP_SHUTDOWN_TIMEOUT_SECONDS = 1.0
 
 SYSTEM_CLOCK: clock_module.Clock = clock_module.SystemClock()
+
+#: Pauses between attempts to start a component that failed transiently; the last repeats.
+START_RETRY_SECONDS = (0.5, 1.0, 2.0, 5.0, 10.0)
 
 SettingsT = TypeVar("SettingsT", bound=settings_module.CommonSettings)
 
@@ -229,7 +235,33 @@ class Service:
             # Registered before start() so that a failed or cancelled start is cleaned up too.
             self._to_stop.append(component)
             logger.info("starting component", extra={"component": component.name})
-            await component.start()
+            await self._start_component(component)
+
+    async def _start_component(self, component: Component) -> None:
+        """``component.start()``, again after a transient failure (the API server or NATS
+        away while the service starts: a replica started beside an outage waits it out, not
+        ready, instead of exiting); any other failure fails the start."""
+        failures = 0
+        while True:
+            try:
+                await component.start()
+                return
+            except errors.RetryableError as error:
+                failures += 1
+                delay = backoff.delay_for_delivery(failures, delays_seconds=START_RETRY_SECONDS)
+                logger.warning(
+                    "component failed to start, retrying",
+                    extra={"component": component.name, "error": str(error), "retry_in": delay},
+                )
+            # Undo the partial start so that the next start() begins clean.
+            try:
+                await component.stop()
+            except Exception:
+                logger.exception(
+                    "component failed to stop after a failed start",
+                    extra={"component": component.name},
+                )
+            await self._runtime.clock.sleep(delay)
 
     async def _shutdown(self) -> None:
         self._phase = _Phase.STOPPING

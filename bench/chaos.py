@@ -3,6 +3,7 @@ the invariants read back from the API server and LSS_STATUS.
 
     uv run python bench/chaos.py [--seed N] [--state-dir /tmp/lss-chaos] [--chaos-seconds 600]
         [--converge-seconds 180] [--max-live 24] [--keep-platform]
+        [--no-nats-faults] [--no-apiserver-faults] [--no-pauses]
 
 What runs: the local platform (kube-apiserver, kube-controller-manager with its garbage
 collector, kube-scheduler, kwok nodes, nats-server; started in ``--state-dir`` if needed), a
@@ -25,16 +26,33 @@ of actions is reproducible; their timing against the services is not):
   into it (mid-claim, mid-creation, mid-refill, mid-release);
 * delete a child by hand: a sandbox's pod, Service or deny NetworkPolicy, a WarmPod's pod;
 * change a pool's minSize; once (``--pool-recreates``) delete the ``std`` pool and create
-  it again under its name once it is gone.
+  it again under its name once it is gone;
+* infrastructure faults (each on by default), in the background while the other actions go
+  on: ``kill -9`` the nats-server and start it again 0-5 s later (same store, same ports;
+  ``--no-nats-faults``); stop the kube-apiserver and start it again 0-5 s after it is gone
+  (``--no-apiserver-faults``): ``kill -9``, or SIGTERM (its listener closes at once, but
+  this build may linger for more than 30 s: SIGKILL after 10 s); SIGSTOP a service for
+  1-10 s, then SIGCONT, as a GC pause or a starved CPU would (``--no-pauses``). Nothing
+  touches the services around an outage: after each restart the soak times how long they
+  take to answer ``/readyz`` again by themselves (more than ``--recovery-seconds`` is a
+  violation). No nats-server or API server fault in the last ``--infra-quiet-seconds`` of
+  the phase, and no API server fault within ``--apiserver-gap-seconds`` of its last
+  restart (back-to-back outages let kwok's node leases expire: see "platform" below). A
+  create or delete whose request failed while the API server was away is looked up again
+  once it is back (a create that landed is adopted) or sent again (a delete). A platform
+  component that goes down by itself (controller manager, scheduler, kwok) is recorded
+  and started again.
 
 A sampler checks the safety properties every ``--sample-seconds`` meanwhile (two sandboxes
 on one pod, a pod owned by one sandbox and labelled for another, a pod with two controllers,
 a pool above its maxSize). A process that exits without having been killed is a violation
 (it is restarted so the soak goes on).
 
-**Convergence** (``--converge-seconds``): every service running, no more actions; the full
-check is repeated until it passes twice in a row or the deadline passes, and the last result
-is what is reported:
+**Convergence** (``--converge-seconds``, counted from the moment the platform is back, every
+paused process continued and every service ready): every service running, no more actions;
+the full check is repeated until it passes twice in a row (an exit of a service on its
+own, invariant 7, is history and does not hold it up) or the deadline passes, and the last
+result is what is reported:
 
 1. every sandbox that exists and has not expired is ``Running`` on ``status.podName``: an
    existing, Ready pod controlled by it and labelled with its UID, the only pod that is; an
@@ -52,14 +70,24 @@ is what is reported:
 6. the last LSS_STATUS record of every sandbox agrees with the API server (phase, pod,
    UID); a deleted sandbox's last record says ``deleted``;
 7. no service died on its own; counters of errors, failures, refusals and conflicts are
-   scraped from every process's ``/metrics`` (before each kill and at the end) and reported.
+   scraped from every process's ``/metrics`` (before each kill and at the end) and reported;
+8. every service process is running and answers ``/readyz`` (it recovered from the outages
+   by itself), and after every nats-server or API server restart all of them were ready
+   again within ``--recovery-seconds``.
+
+Violations marked ``platform`` are the local platform's, not the services': a platform
+component down on its own, or kwok nodes NotReady (seen by the sampler, or in the
+controller manager's log of the run) — their leases were not renewed while the API server
+was away, the node lifecycle controller marked every pod on them not Ready, and kwok never
+makes those pods Ready again, so invariants 1 and 5 fail on them until the end.
 
 Output: the timeline on stdout and in ``/tmp/chaos-timeline-<seed>.jsonl`` (seconds since
 the start and UTC, to find the moment in the services' logs); the violations, each with
 object excerpts, the service log lines and timeline entries naming it; a JSON summary in
-``--out`` (``/tmp/chaos-result.json``: counts of actions, sandboxes and kills, the error
-counters, the services' ERROR/WARNING log lines grouped by message, error and innermost
-frames, and the violations of the *first* convergence check, which shows what took a while
+``--out`` (``/tmp/chaos-result.json``: counts of actions, sandboxes, kills, pauses and
+infrastructure faults (each with its downtime and the services' time to be ready again),
+the error counters, the services' ERROR/WARNING log lines grouped by message, error and
+innermost frames, and the violations of the *first* convergence check, which shows what took a while
 to heal); every object of the namespace at the final check in ``/tmp/chaos-dump-<seed>.json``.
 The seed fixes the sequence of actions, not their timing against the services: a re-run
 with the same seed exercises the same scenario, not the same interleaving.
@@ -100,7 +128,8 @@ from lss_common.bus import codec, topology
 from lss_common.kube import objects
 from lss_common.logic import subjects
 from lss_common.models import kinds, labels, messages
-from lss_dev import controlplane
+from lss_dev import controlplane, processes
+from lss_dev import platform as platform_module
 from lss_pool_manager import settings as pool_settings
 from lss_sandbox_reconciler import names as sandbox_names
 from lss_sandbox_reconciler import settings as reconciler_settings
@@ -112,6 +141,7 @@ import sandbox_cold_create as cold_bench
 import warmpods
 
 SANDBOX_UID = render_owner.SANDBOX_UID
+NODE = objects.ApiResource(group="", version="v1", plural="nodes", kind="Node", namespaced=False)
 WARM_POOL_UID = f"{kinds.GROUP}/warmpool-uid"
 FINALIZER = f"{kinds.GROUP}/cleanup"
 CHILD_RESOURCES = {
@@ -131,6 +161,12 @@ ERROR_METRIC = re.compile(
     r"error|fail|refused|conflict|undecodable|exits|dropped|leaked|nonconforming|cleanup"
 )
 ERROR_LABEL_VALUES = {"error", "failed", "nak", "term", "refused", "conflict", "crashed"}
+NATS = platform_module.NATS
+APISERVER = "kube-apiserver"
+APISERVER_STOP_SECONDS = 10.0
+"""After SIGTERM, how long kube-apiserver may take to exit before it is killed."""
+INFRA_WEIGHTS = {"nats": 3, "apiserver": 3, "pause": 3}
+"""Weights of the infrastructure faults among the actions (the others sum to 79)."""
 
 
 def _utc_now() -> datetime.datetime:
@@ -184,12 +220,18 @@ class Service:
     """Killed by the soak and not started again yet."""
     starts: int = 0
     kills: int = 0
+    paused: bool = False
+    """Stopped by SIGSTOP, not continued yet."""
+    started_at: float = 0.0
+    """When (monotonic) the current process was started."""
+    pauses: int = 0
     unexpected_exits: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     error_counters: Counter[str] = dataclasses.field(default_factory=Counter)
     """Error-like counters summed over the process's lives (scraped before each kill)."""
 
     def start(self) -> None:
         self.process = cold_bench._start(self.module, self.env, self.log)
+        self.started_at = time.monotonic()
         self.starts += 1
         self.killed = False
 
@@ -331,6 +373,24 @@ class Chaos:
         self.stopping = False
         self.first_check: list[str] = []
         """The violations of the first convergence check (those that healed later, too)."""
+        self.first_clean_at: float | None = None
+        self.infra_tasks: set[asyncio.Task[Any]] = set()
+        """Restarts of platform components and SIGCONTs: awaited, never cancelled (the
+        platform must come back, a paused process must go on)."""
+        self.infra_down: set[str] = set()
+        """Platform components stopped here and not back yet."""
+        self.infra_faults: list[dict[str, Any]] = []
+        self.platform_exits: list[dict[str, Any]] = []
+        self.recovery_failures: list[dict[str, Any]] = []
+        self.uncertain_creates: dict[str, Box] = {}
+        """Creates that failed in a way that may have landed (the API server went away):
+        looked up again once it is back, and adopted if they did."""
+        self.pending_deletes: dict[str, Box] = {}
+        """Deletes that failed (the API server away): sent again until they land."""
+        self.infra_until = 0.0
+        """No infrastructure fault from this moment (monotonic) on."""
+        self.apiserver_back_at = 0.0
+        """When (monotonic) the API server was last started again."""
 
     # -- set-up ------------------------------------------------------------------------
 
@@ -404,7 +464,25 @@ class Chaos:
                 port=port,
                 log=logs / f"{self.namespace}-pool-manager-{replica}.log",
             )
-        self.nc = await nats.connect(self.setup.plat.nats_url)
+        if self.args.service_log_level:
+            for service in self.services.values():
+                service.env["LSS_LOG__LEVEL"] = self.args.service_log_level
+        self.control_plane = self.setup.plat.control_plane
+        self.kcm_log = self.setup.plat.state_dir / "logs" / "kube-controller-manager.log"
+        self.kcm_log_start = self.kcm_log.stat().st_size if self.kcm_log.exists() else 0
+
+        # The soak's own connection outlives nats-server restarts (nats-py's default gives up
+        # after 60 attempts), without a traceback on stderr per failed attempt.
+        async def quiet(error: Exception) -> None:
+            self.soak_nats_errors += 1
+
+        self.soak_nats_errors = 0
+        self.nc = await nats.connect(
+            self.setup.plat.nats_url,
+            max_reconnect_attempts=-1,
+            reconnect_time_wait=1,
+            error_cb=quiet,
+        )
         self.js = self.nc.jetstream()
         await topology.declare_streams(self.js, settings=watcher.nats)
         self.timeline.log(
@@ -503,14 +581,49 @@ class Chaos:
                 )
                 self.timeline.log("UNEXPECTED EXIT", service=service.name, returncode=code)
                 service.start()
+            await self._check_platform()
             await asyncio.sleep(1)
+
+    async def _check_platform(self) -> None:
+        """A platform component that is down without having been stopped here (the
+        controller manager, the scheduler or kwok after an API server outage, say) is
+        recorded and started again: the soak is about the services, not the platform."""
+        state_dir = self.setup.plat.state_dir
+        for name in (NATS, *controlplane.ORDER):
+            if name in self.infra_down:
+                continue
+            if processes.pid_of(name, state_dir=state_dir) is not None:
+                continue
+            tail = processes.tail(name, state_dir=state_dir, lines=15).splitlines()
+            self.platform_exits.append({"t": self.timeline.now(), "component": name, "tail": tail})
+            self.timeline.log("PLATFORM COMPONENT DOWN", component=name)
+            self.infra_down.add(name)
+            try:
+                await asyncio.to_thread(self._start_component, name)
+            except (RuntimeError, OSError) as error:
+                self.timeline.log("platform restart failed", component=name, error=repr(error))
+            finally:
+                self.infra_down.discard(name)
+
+    def _start_component(self, name: str) -> None:
+        """Start a platform component again (same ports, same data) and wait until it
+        serves."""
+        if name == NATS:
+            self.setup.plat.start_nats()
+            self.setup.plat.wait_nats()
+        else:
+            self.control_plane.start_component(name)
+            if name == APISERVER:
+                self.control_plane.wait_apiserver()
 
     async def sample_safety(self) -> None:
         """Safety properties that must hold at every moment, checked every few seconds."""
         while not self.stopping:
             with contextlib.suppress(errors.LssError, OSError, TimeoutError):
                 snap = await self.snapshot()
-                for key, message, evidence in self._safety(snap):
+                nodes = await objects.list_objects(self.kube, resource=NODE)
+                found = [*self._safety(snap), *self._node_problems(nodes.items)]
+                for key, message, evidence in found:
                     seen = self.transient.setdefault(
                         key,
                         {
@@ -525,6 +638,22 @@ class Chaos:
                     seen["count"] += 1
                     seen["last_t"] = self.timeline.now()
             await asyncio.sleep(self.args.sample_seconds)
+
+    def _node_problems(
+        self, nodes: list[dict[str, Any]]
+    ) -> Iterable[tuple[str, str, dict[str, Any]]]:
+        """A kwok node NotReady (its lease not renewed during an API server outage longer
+        than the node grace period): the node lifecycle controller then marks every pod on
+        it not Ready, and kwok never makes them Ready again — a platform artefact that fails
+        invariants 1 and 5 for the rest of the run, reported as such."""
+        for node in nodes:
+            conditions = (node.get("status") or {}).get("conditions") or ()
+            if not any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions):
+                yield (
+                    f"platform:node-not-ready:{_name(node)}",
+                    f"node {_name(node)} NotReady (its pods are marked not Ready)",
+                    {},
+                )
 
     def _safety(self, snap: Snapshot) -> Iterable[tuple[str, str, dict[str, Any]]]:
         on_pod: dict[str, list[str]] = defaultdict(list)
@@ -616,6 +745,9 @@ class Chaos:
             box.uid = _uid(created)
         except errors.LssError as error:
             box.create_error = repr(error)
+            if isinstance(error, errors.RetryableError):
+                # The API server may have stored it before the connection went away.
+                self.uncertain_creates[box.name] = box
             self.timeline.log("create failed", sandbox=box.name, error=repr(error))
             return box
         self.timeline.log(
@@ -631,11 +763,36 @@ class Chaos:
 
     async def delete_box(self, box: Box, *, why: str = "") -> None:
         box.deleted_at = self.timeline.now()
-        with contextlib.suppress(errors.NotFoundError):
-            await objects.delete_object(
-                self.kube, resource=objects.SANDBOX, name=box.name, namespace=self.namespace
-            )
+        try:
+            with contextlib.suppress(errors.NotFoundError):
+                await objects.delete_object(
+                    self.kube, resource=objects.SANDBOX, name=box.name, namespace=self.namespace
+                )
+        except errors.LssError as error:
+            # Decided: it is sent again until it lands (resolve_uncertain).
+            self.pending_deletes[box.name] = box
+            self.timeline.log("delete failed, will retry", sandbox=box.name, error=repr(error))
+            return
         self.timeline.log("deleted", sandbox=box.name, uid=box.uid, why=why)
+
+    async def resolve_uncertain(self) -> None:
+        """Adopt the creates that landed although their request failed; send the failed
+        deletes again. Raises (and keeps the rest) while the API server is still away."""
+        for name, box in list(self.uncertain_creates.items()):
+            found = await objects.get_or_none(
+                self.kube, resource=objects.SANDBOX, name=name, namespace=self.namespace
+            )
+            del self.uncertain_creates[name]
+            if found is not None and box.uid is None:
+                box.uid = _uid(found)
+                self.timeline.log("create landed despite its error", sandbox=name, uid=box.uid)
+        for name, box in list(self.pending_deletes.items()):
+            with contextlib.suppress(errors.NotFoundError):
+                await objects.delete_object(
+                    self.kube, resource=objects.SANDBOX, name=name, namespace=self.namespace
+                )
+            del self.pending_deletes[name]
+            self.timeline.log("deleted", sandbox=name, uid=box.uid, why="retried")
 
     async def act_create(self) -> None:
         if len(self._live()) >= self.args.max_live:
@@ -680,7 +837,7 @@ class Chaos:
         await self.create_box(delete_after=self.rng.choice([0.0, 0.02, 0.1, 0.3, 1.0]))
 
     async def act_kill(self, victim: Service | None = None) -> None:
-        up = [s for s in self.services.values() if s.alive() and not s.killed]
+        up = [s for s in self.services.values() if s.alive() and not s.killed and not s.paused]
         if victim is not None:
             up = [victim] if victim in up else []
         if not up:
@@ -705,6 +862,188 @@ class Chaos:
             self.timeline.log("restarted", service=service.name, pid=service.process.pid)
 
         self._spawn(restart())
+
+    # -- infrastructure faults ---------------------------------------------------------
+
+    def _spawn_infra(self, coro: Awaitable[Any]) -> None:
+        task: asyncio.Task[Any] = asyncio.ensure_future(coro)
+        self.infra_tasks.add(task)
+        task.add_done_callback(self._infra_done)
+
+    def _infra_done(self, task: asyncio.Task[Any]) -> None:
+        self.infra_tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            self.timeline.log("infrastructure task failed", error=repr(task.exception()))
+
+    def _infra_allowed(self, component: str) -> bool:
+        """Not while that component is still down from an earlier fault, not in the last
+        ``--infra-quiet-seconds`` of the chaos phase, and an API server fault not within
+        ``--apiserver-gap-seconds`` of its last restart: back-to-back outages keep kwok from
+        renewing its node leases, the nodes go NotReady and the node lifecycle controller
+        marks every pod not Ready, which kwok never undoes (a platform artefact)."""
+        now = time.monotonic()
+        if (
+            component == APISERVER
+            and now < self.apiserver_back_at + self.args.apiserver_gap_seconds
+        ):
+            return False
+        return component not in self.infra_down and now < self.infra_until
+
+    async def act_nats_fault(self) -> None:
+        """``kill -9`` the nats-server; start it again (same store, same ports) 0-5 s later."""
+        if not self._infra_allowed(NATS):
+            await self.act_create()
+            return
+        delay = round(self.rng.uniform(0, self.args.infra_down_max_seconds), 2)
+        state_dir = self.setup.plat.state_dir
+        self.infra_down.add(NATS)
+        pid = processes.pid_of(NATS, state_dir=state_dir)
+        await asyncio.to_thread(processes.kill, NATS, state_dir=state_dir)
+        fault = {"kind": "nats-kill-9", "t": self.timeline.now(), "pid": pid, "down_for": delay}
+        self.infra_faults.append(fault)
+        self.timeline.log("nats-server kill -9", pid=pid, restart_in=delay)
+        self._spawn_infra(self._restore(NATS, fault, delay))
+
+    async def act_apiserver_fault(self) -> None:
+        """Stop kube-apiserver (SIGTERM, a graceful shutdown, or ``kill -9``); start it again
+        0-5 s after it is gone."""
+        if not self._infra_allowed(APISERVER):
+            await self.act_create()
+            return
+        how = self.rng.choice(["SIGTERM", "SIGKILL"])
+        delay = round(self.rng.uniform(0, self.args.infra_down_max_seconds), 2)
+        state_dir = self.setup.plat.state_dir
+        self.infra_down.add(APISERVER)
+        pid = processes.pid_of(APISERVER, state_dir=state_dir)
+        fault: dict[str, Any] = {
+            "kind": f"apiserver-{how.lower()}",
+            "t": self.timeline.now(),
+            "pid": pid,
+            "down_for": delay,
+        }
+        self.infra_faults.append(fault)
+        self.timeline.log(f"kube-apiserver {how}", pid=pid, restart_in=delay)
+
+        async def outage() -> None:
+            # In the background: the other actions go on while it is away.
+            began = time.monotonic()
+            try:
+                if how == "SIGKILL":
+                    await asyncio.to_thread(processes.kill, APISERVER, state_dir=state_dir)
+                else:
+                    # The graceful shutdown: its listener closes at once, but the process
+                    # may linger (it did for more than 30 s here): SIGKILL after 10 s.
+                    await asyncio.to_thread(
+                        processes.stop,
+                        APISERVER,
+                        state_dir=state_dir,
+                        timeout_seconds=APISERVER_STOP_SECONDS,
+                    )
+            except OSError as error:
+                self.timeline.log("kube-apiserver stop failed", error=repr(error))
+            fault["stop_seconds"] = round(time.monotonic() - began, 2)
+            self.timeline.log("kube-apiserver gone", pid=pid, stop_seconds=fault["stop_seconds"])
+            await self._restore(APISERVER, fault, delay)
+
+        self._spawn_infra(outage())
+
+    async def _restore(self, component: str, fault: dict[str, Any], delay: float) -> None:
+        """Start ``component`` again after ``delay``, then time how long the services take
+        to be ready again (each by itself: nothing here touches them)."""
+        try:
+            await asyncio.sleep(delay)
+            for attempt in range(1, 4):
+                started = time.monotonic()
+                try:
+                    await asyncio.to_thread(self._start_component, component)
+                    break
+                except (RuntimeError, OSError) as error:
+                    self.timeline.log(
+                        "PLATFORM RESTART FAILED", component=component, error=repr(error)[:300]
+                    )
+                    if attempt == 3:
+                        raise
+                    await asyncio.sleep(5)
+            fault["start_seconds"] = round(time.monotonic() - started, 2)
+            fault["back_at"] = self.timeline.now()
+            if component == APISERVER:
+                self.apiserver_back_at = time.monotonic()
+            self.timeline.log(
+                f"{component} back",
+                pid=processes.pid_of(component, state_dir=self.setup.plat.state_dir),
+                down_seconds=round(fault["back_at"] - fault["t"], 2),
+            )
+        finally:
+            self.infra_down.discard(component)
+        recovered, overlapped = await self._wait_recovered()
+        fault["services_ready_after"] = recovered
+        if overlapped:
+            # Another outage during the wait: the time counts that one too.
+            fault["overlapped"] = sorted(overlapped)
+        if recovered is None:
+            not_ready = [
+                s.name
+                for s in self.services.values()
+                if not await watcher_testing.readyz(f"http://127.0.0.1:{s.port}")
+            ]
+            failure = {**fault, "not_ready": not_ready}
+            self.recovery_failures.append(failure)
+            self.timeline.log("NOT RECOVERED", component=component, not_ready=not_ready)
+        else:
+            self.timeline.log("services ready again", after=component, seconds=recovered)
+        if component == APISERVER:
+            with contextlib.suppress(errors.LssError):
+                await self.resolve_uncertain()
+
+    async def _wait_recovered(self) -> tuple[float | None, set[str]]:
+        """Seconds until every service that runs (not killed, not paused, not started
+        since: a new process's own start-up is not a recovery) answers /readyz, or None
+        after ``--recovery-seconds``; and the components down meanwhile."""
+        began = time.monotonic()
+        overlapped: set[str] = set()
+        while time.monotonic() - began < self.args.recovery_seconds:
+            overlapped |= self.infra_down & {NATS, APISERVER}
+            waiting = [
+                s
+                for s in self.services.values()
+                if s.alive()
+                and not s.killed
+                and not s.paused
+                and s.started_at < began
+                and not await watcher_testing.readyz(f"http://127.0.0.1:{s.port}")
+            ]
+            if not waiting and not self.infra_down & {NATS, APISERVER}:
+                return round(time.monotonic() - began, 2), overlapped
+            await asyncio.sleep(0.5)
+        return None, overlapped
+
+    async def act_pause(self) -> None:
+        """SIGSTOP a service for 1-10 s, then SIGCONT (a GC pause, a starved CPU)."""
+        up = [s for s in self.services.values() if s.alive() and not s.killed and not s.paused]
+        if not up:
+            return
+        service = self.rng.choice(up)
+        seconds = round(self.rng.uniform(1, self.args.pause_max_seconds), 2)
+        process = service.process
+        assert process is not None
+        service.paused = True
+        process.send_signal(signal.SIGSTOP)
+        service.pauses += 1
+        self.infra_faults.append(
+            {"kind": "pause", "t": self.timeline.now(), "service": service.name, "for": seconds}
+        )
+        self.timeline.log("SIGSTOP", service=service.name, pid=process.pid, seconds=seconds)
+
+        async def resume() -> None:
+            try:
+                await asyncio.sleep(seconds)
+            finally:
+                if process.poll() is None:
+                    process.send_signal(signal.SIGCONT)
+                service.paused = False
+                self.timeline.log("SIGCONT", service=service.name, pid=process.pid)
+
+        self._spawn_infra(resume())
 
     async def act_delete_child(self) -> None:
         what = self.rng.choice(["pod", "service", "deny-policy", "warm-pod"])
@@ -757,7 +1096,6 @@ class Chaos:
         name = self.rng.choice(list(POOLS))
         spec = self.pool_spec[name]
         size = self.rng.randint(2, spec["maxSize"])
-        spec["minSize"] = size
         with contextlib.suppress(errors.NotFoundError):
             await objects.patch_object(
                 self.kube,
@@ -766,6 +1104,7 @@ class Chaos:
                 namespace=self.namespace,
                 body={"spec": {"minSize": size}},
             )
+        spec["minSize"] = size
         self.timeline.log("pool resized", pool=name, minSize=size)
 
     async def act_recreate_pool(self) -> None:
@@ -774,23 +1113,48 @@ class Chaos:
             return
         self.pool_recreates += 1
         name = "std"
-        await objects.delete_object(
-            self.kube, resource=objects.WARM_POOL, name=name, namespace=self.namespace
-        )
-        self.timeline.log("pool deleted", pool=name)
+        deleted = False
 
-        async def recreate() -> None:
-            while True:
-                found = await objects.get_or_none(
+        async def delete() -> None:
+            nonlocal deleted
+            with contextlib.suppress(errors.NotFoundError):
+                await objects.delete_object(
                     self.kube, resource=objects.WARM_POOL, name=name, namespace=self.namespace
                 )
-                if found is None:
-                    break
+            deleted = True
+            self.timeline.log("pool deleted", pool=name)
+
+        async def recreate() -> None:
+            # Every step is retried while the API server is away (a step whose request
+            # failed may have landed: a second delete is a 404, a second create a 409).
+            while True:
+                try:
+                    if not deleted:
+                        await delete()
+                    found = await objects.get_or_none(
+                        self.kube, resource=objects.WARM_POOL, name=name, namespace=self.namespace
+                    )
+                    if found is None:
+                        break
+                except errors.RetryableError as error:
+                    self.timeline.log("pool re-create: retrying", pool=name, error=repr(error))
                 await asyncio.sleep(2)
             self.timeline.log("pool gone", pool=name)
-            await self._create_pool(name)
+            while True:
+                try:
+                    await self._create_pool(name)
+                    return
+                except errors.AlreadyExistsError:
+                    self.timeline.log("pool re-created (its create landed before)", pool=name)
+                    return
+                except errors.RetryableError as error:
+                    self.timeline.log("pool re-create: retrying", pool=name, error=repr(error))
+                await asyncio.sleep(2)
 
-        self.pool_recreate_task = asyncio.ensure_future(recreate())
+        try:
+            await delete()
+        finally:
+            self.pool_recreate_task = asyncio.ensure_future(recreate())
 
     async def chaos(self) -> None:
         actions: list[tuple[Callable[[], Awaitable[None]], int]] = [
@@ -803,11 +1167,23 @@ class Chaos:
             (self.act_delete_child, 12),
             (self.act_resize_pool, 4),
             (self.act_recreate_pool, 1),
+            (self.act_nats_fault, INFRA_WEIGHTS["nats"] if self.args.nats_faults else 0),
+            (
+                self.act_apiserver_fault,
+                INFRA_WEIGHTS["apiserver"] if self.args.apiserver_faults else 0,
+            ),
+            (self.act_pause, INFRA_WEIGHTS["pause"] if self.args.pauses else 0),
         ]
         # The first recreate no earlier than a third of the way in: claims exist by then.
         deadline = time.monotonic() + self.args.chaos_seconds
         recreate_from = time.monotonic() + self.args.chaos_seconds / 3
+        self.infra_until = deadline - self.args.infra_quiet_seconds
         while time.monotonic() < deadline:
+            if (self.uncertain_creates or self.pending_deletes) and APISERVER not in (
+                self.infra_down
+            ):
+                with contextlib.suppress(errors.LssError):
+                    await self.resolve_uncertain()
             action = self.rng.choices([a for a, _ in actions], weights=[w for _, w in actions])[0]
             if action == self.act_recreate_pool and time.monotonic() < recreate_from:
                 action = self.act_create
@@ -1077,15 +1453,29 @@ class Chaos:
         for pool in snap.pools:
             if _meta(pool).get("deletionTimestamp"):
                 held = [w for w in snap.warm_pods if _uid(pool) in _owner_uids(w)]
-                blocked = all(
-                    (w.get("status") or {}).get("assignedTo") in uids
-                    and (w.get("status") or {}).get("phase") == "Assigned"
+                blocking = [
+                    w
                     for w in held
-                )
-                if not (held and blocked):
-                    # By design a pool waits for its Assigned WarmPods' sandboxes to end
-                    # (DeletionBlocked); anything else should have let it go.
+                    if (w.get("status") or {}).get("assignedTo") in uids
+                    and (w.get("status") or {}).get("phase") == "Assigned"
+                ]
+                # By design (docs/pool-manager.md, Deletion) a pool waits, DeletionBlocked,
+                # while any of its WarmPods is Assigned to a sandbox, and deletes nothing
+                # meanwhile: its Ready WarmPods stay (claimable) until the last claim ends.
+                # Anything else should have let it go.
+                if not blocking:
                     fail("5", _name(pool), "pool still being deleted", pool=_excerpt(pool))
+                elif not any(
+                    c.get("reason") == "DeletionBlocked"
+                    for c in (pool.get("status") or {}).get("conditions") or ()
+                ):
+                    fail(
+                        "5",
+                        _name(pool),
+                        f"deletion held by {len(blocking)} Assigned WarmPods, but its status "
+                        "does not say DeletionBlocked",
+                        pool=_excerpt(pool),
+                    )
                 continue
             spec = pool.get("spec") or {}
             mine = [w for w in snap.warm_pods if _uid(pool) in _owner_uids(w)]
@@ -1188,7 +1578,29 @@ class Chaos:
                     f"exited on its own (code {exit_['returncode']}) at t={exit_['t']}",
                     log_tail=exit_["log_tail"],
                 )
+
+        # 8: every service recovered from the outages by itself: running, and ready.
+        for process in self.services.values():
+            if not process.alive() or process.paused:
+                fail("8", process.name, "not running (or still stopped) at the end")
+            elif not await watcher_testing.readyz(f"http://127.0.0.1:{process.port}"):
+                tail = process.log.read_text(errors="replace").splitlines()[-10:]
+                fail("8", process.name, "running but not ready (/readyz)", log_tail=tail)
         return found
+
+    def nodes_lost(self) -> list[str]:
+        """The controller manager's log lines of this run saying nodes went NotReady (and
+        their pods were marked not Ready)."""
+        if not self.kcm_log.exists():
+            return []
+        with self.kcm_log.open("rb") as log:
+            log.seek(self.kcm_log_start)
+            text = log.read().decode(errors="replace")
+        return [
+            line[:300]
+            for line in text.splitlines()
+            if "Nodes are not-Ready" in line or "mark all pods NotReady" in line
+        ]
 
     def _box_by_uid(self, uid: str) -> dict[str, Any] | None:
         for box in self.boxes.values():
@@ -1201,25 +1613,46 @@ class Chaos:
         return None
 
     async def converge(self) -> tuple[list[Violation], Snapshot, float]:
-        started = time.monotonic()
+        began = time.monotonic()
         for task in list(self.background):
             with contextlib.suppress(Exception):
                 await task
+        # The platform back and every paused process continued before the clock starts.
+        while self.infra_tasks:
+            await asyncio.gather(*list(self.infra_tasks), return_exceptions=True)
         for service in self.services.values():
             if not service.alive():
                 service.start()
                 self.timeline.log("started for convergence", service=service.name)
         for service in self.services.values():
-            if not await self._wait_ready(service):
+            if not await self._wait_ready(service, timeout_seconds=self.args.recovery_seconds):
                 self.timeline.log("not ready", service=service.name)
+        resolve_until = time.monotonic() + 60
+        while self.uncertain_creates or self.pending_deletes:
+            try:
+                await self.resolve_uncertain()
+            except errors.LssError as error:
+                if time.monotonic() > resolve_until:
+                    raise
+                self.timeline.log("resolving failed creates/deletes", error=repr(error))
+                await asyncio.sleep(2)
         # A pool re-create still waiting for its predecessor goes on meanwhile: a pool whose
         # deletion is held by Assigned WarmPods of live sandboxes (DeletionBlocked) waits
         # for them by design, and the check accepts it.
+        started = time.monotonic()
+        self.timeline.log("converging from here", waited_for_recovery=round(started - began, 1))
         deadline = started + self.args.converge_seconds
         clean = 0
         while True:
-            snap = await self.snapshot()
-            violations = await self.check(snap)
+            try:
+                snap = await self.snapshot()
+                violations = await self.check(snap)
+            except (errors.LssError, OSError, TimeoutError) as error:
+                if time.monotonic() >= deadline:
+                    raise
+                self.timeline.log("convergence check failed", error=repr(error))
+                await asyncio.sleep(5)
+                continue
             self.timeline.log(
                 "convergence check",
                 violations=len(violations),
@@ -1229,7 +1662,12 @@ class Chaos:
                 self.first_check = [
                     f"[{v.invariant}] {v.subject}: {v.message}" for v in violations
                 ] or ["none"]
-            clean = clean + 1 if not violations else 0
+            # A service's exit on its own (7) is history: it never heals, and says nothing
+            # about whether the state converged.
+            settled = all(v.invariant == "7" for v in violations)
+            clean = clean + 1 if settled else 0
+            if clean == 1 and self.first_clean_at is None:
+                self.first_clean_at = time.monotonic() - started
             if clean >= 2 or time.monotonic() >= deadline:
                 return violations, snap, time.monotonic() - started
             await asyncio.sleep(10)
@@ -1280,6 +1718,18 @@ class Chaos:
             task.cancel()
         if self.pool_recreate_task is not None:
             self.pool_recreate_task.cancel()
+        # Platform restarts and SIGCONTs are waited for, never cancelled.
+        if self.infra_tasks:
+            await asyncio.wait(list(self.infra_tasks), timeout=180)
+        for service in self.services.values():
+            if service.paused and service.process is not None and service.alive():
+                service.process.send_signal(signal.SIGCONT)
+                service.paused = False
+        for name in (NATS, APISERVER):
+            if processes.pid_of(name, state_dir=self.setup.plat.state_dir) is None:
+                self.timeline.log("platform component down at the end: starting", component=name)
+                with contextlib.suppress(RuntimeError, OSError):
+                    await asyncio.to_thread(self._start_component, name)
         codes: dict[str, Any] = {}
         for service in self.services.values():
             service.error_counters.update(await _scrape_errors(service.port))
@@ -1353,7 +1803,13 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 or (box is not None and box.uid and box.uid in json.dumps(e))
             ]
         for key, seen in chaos.transient.items():
-            invariant = "safety" if not key.startswith("over-max") else "5"
+            invariant = (
+                "5"
+                if key.startswith("over-max")
+                else "platform"
+                if key.startswith("platform:")
+                else "safety"
+            )
             violations.append(
                 Violation(
                     invariant,
@@ -1363,8 +1819,43 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     seen["evidence"],
                 )
             )
+        for failure in chaos.recovery_failures:
+            violations.append(
+                Violation(
+                    "8",
+                    f"recovery:{failure['kind']}@t={failure['t']}",
+                    f"services {failure['not_ready']} not ready {args.recovery_seconds:.0f} s "
+                    "after the platform was back",
+                    {"fault": failure},
+                )
+            )
+        lost = chaos.nodes_lost()
+        if lost:
+            violations.append(
+                Violation(
+                    "platform",
+                    "nodes",
+                    "nodes went NotReady during the run (their leases not renewed while the "
+                    "API server was away): the node lifecycle controller marked their pods "
+                    "not Ready and kwok never makes them Ready again, so invariants 1 and 5 "
+                    "fail on those pods for a reason outside the services",
+                    {"kube_controller_manager": lost[:20]},
+                )
+            )
+        for exit_ in chaos.platform_exits:
+            violations.append(
+                Violation(
+                    "platform",
+                    exit_["component"],
+                    f"platform component down at t={exit_['t']} without a fault (restarted)",
+                    {"log_tail": exit_["tail"]},
+                )
+            )
         result = {
             "converge_seconds": round(converge_seconds, 1),
+            "first_clean_check_seconds": (
+                None if chaos.first_clean_at is None else round(chaos.first_clean_at, 1)
+            ),
             "dump": str(dump),
         }
     finally:
@@ -1398,6 +1889,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "short_lifetime": sum(1 for b in boxes if b.spec["timeout"] < 3600),
         },
         "kills": {s.name: s.kills for s in chaos.services.values()},
+        "pauses": {s.name: s.pauses for s in chaos.services.values()},
+        "infra_faults": dict(Counter(f["kind"] for f in chaos.infra_faults)),
+        "infra_fault_log": chaos.infra_faults,
+        "create_errors_adopted": sum(1 for b in boxes if b.create_error and b.uid),
         "starts": {s.name: s.starts for s in chaos.services.values()},
         "error_counters": {
             s.name: dict(sorted(s.error_counters.items())) for s in chaos.services.values()
@@ -1427,6 +1922,51 @@ def main() -> int:
     parser.add_argument("--leaked-claim-check-seconds", type=float, default=20.0)
     parser.add_argument(
         "--keep-platform", action="store_true", help="leave the platform running at the end"
+    )
+    parser.add_argument(
+        "--service-log-level",
+        default=None,
+        help="the services' log level (LSS_LOG__LEVEL), e.g. DEBUG to follow every request",
+    )
+    parser.add_argument(
+        "--no-nats-faults",
+        dest="nats_faults",
+        action="store_false",
+        help="never kill -9 the nats-server",
+    )
+    parser.add_argument(
+        "--no-apiserver-faults",
+        dest="apiserver_faults",
+        action="store_false",
+        help="never stop the kube-apiserver",
+    )
+    parser.add_argument(
+        "--no-pauses", dest="pauses", action="store_false", help="never SIGSTOP a service"
+    )
+    parser.add_argument(
+        "--infra-down-max-seconds",
+        type=float,
+        default=5.0,
+        help="a stopped nats-server or kube-apiserver is started again 0..this later",
+    )
+    parser.add_argument("--pause-max-seconds", type=float, default=10.0)
+    parser.add_argument(
+        "--infra-quiet-seconds",
+        type=float,
+        default=30.0,
+        help="no nats-server or kube-apiserver fault in the last seconds of the chaos phase",
+    )
+    parser.add_argument(
+        "--apiserver-gap-seconds",
+        type=float,
+        default=45.0,
+        help="no API server fault sooner than this after its last restart (node leases)",
+    )
+    parser.add_argument(
+        "--recovery-seconds",
+        type=float,
+        default=120.0,
+        help="after a platform restart every service must be ready again within this",
     )
     parser.add_argument("--out", type=pathlib.Path, default=pathlib.Path("/tmp/chaos-result.json"))
     args = parser.parse_args()

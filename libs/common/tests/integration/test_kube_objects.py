@@ -7,16 +7,20 @@ request metrics are counted by verb and result."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import msgspec
 import prometheus_client
 import pytest
 from kubernetes_asyncio import client as k8s_client
+from kubernetes_asyncio import config as k8s_config
 
 from lss_common import errors
 from lss_common.kube import client, objects
 from lss_common.observability import metrics
+from lss_dev import identities
+from lss_dev import platform as platform_mod
 
 pytestmark = pytest.mark.integration
 
@@ -365,3 +369,57 @@ async def test_requests_are_counted(
         )
         == 1
     )
+
+
+async def test_a_role_the_authorizer_cannot_find_is_retryable_and_a_denial_is_not(
+    platform: platform_mod.Platform,
+    kube: client.Kube,
+    namespace: str,
+    tmp_path: Path,
+) -> None:
+    """An API server answers 403 "RBAC: clusterrole ... not found" while its RBAC caches load
+    after a start (and for a binding to a role that does not exist, made here): retryable. A
+    role that simply does not allow the request stays a permanent refusal."""
+    account = "no-role-yet"
+    await objects.create_object(
+        kube,
+        resource=objects.SERVICE_ACCOUNT,
+        namespace=namespace,
+        body={"metadata": {"name": account}},
+    )
+    binding = f"{namespace}-missing-role"
+    platform.control_plane.kubectl(
+        "create",
+        "clusterrolebinding",
+        binding,
+        f"--clusterrole={namespace}-does-not-exist",
+        f"--serviceaccount={namespace}:{account}",
+    )
+    try:
+        path = identities.account_kubeconfig(
+            platform.control_plane, account, namespace=namespace, path=tmp_path / "kubeconfig"
+        )
+        configuration = k8s_client.Configuration()
+        await k8s_config.load_kube_config(config_file=str(path), client_configuration=configuration)
+        async with k8s_client.ApiClient(configuration) as api:
+            as_account = client.Kube(
+                api=api,
+                request_timeout_seconds=10.0,
+                metrics=metrics.KubeMetrics.register(prometheus_client.CollectorRegistry()),
+            )
+            with pytest.raises(errors.RetryableError) as unresolved:
+                await objects.get_object(
+                    as_account, resource=objects.CONFIG_MAP, namespace=namespace, name="x"
+                )
+            assert "could not resolve the caller's roles" in str(unresolved.value)
+            platform.control_plane.kubectl("delete", "clusterrolebinding", binding)
+            binding = ""
+            # No binding at all: RBAC denies, nothing to resolve.
+            with pytest.raises(errors.PermanentError) as denied:
+                await objects.get_object(
+                    as_account, resource=objects.CONFIG_MAP, namespace=namespace, name="x"
+                )
+            assert denied.value.reason == "Forbidden"
+    finally:
+        if binding:
+            platform.control_plane.kubectl("delete", "clusterrolebinding", binding)

@@ -150,6 +150,41 @@ def test_403_is_permanent_forbidden() -> None:
     assert error.reason == "Forbidden"
 
 
+@pytest.mark.parametrize(
+    "message",
+    [
+        # One role the authorizer could not find, and the bracketed list of several (as an
+        # API server answers for the first second after its start).
+        'sandboxes.llmsafespace.dev "b" is forbidden: User "system:serviceaccount:s:r" cannot '
+        'get resource "sandboxes": RBAC: clusterrole.rbac.authorization.k8s.io "r" not found',
+        'warmpods.llmsafespace.dev is forbidden: User "u" cannot list resource "warmpods": '
+        'RBAC: [clusterrole.rbac.authorization.k8s.io "system:public-info-viewer" not found, '
+        'clusterrole.rbac.authorization.k8s.io "llmsafespace-pool-manager" not found]',
+        'pods is forbidden: User "u" cannot list resource "pods": RBAC: '
+        'role.rbac.authorization.k8s.io "local" not found',
+    ],
+)
+def test_403_with_roles_the_authorizer_could_not_resolve_is_retryable(message: str) -> None:
+    error = objects.translate_error(
+        403, status_body(403, "Forbidden", message), what="Sandbox ns/b"
+    )
+    assert isinstance(error, errors.RetryableError)
+    assert error.delay_seconds is not None
+    assert "could not resolve the caller's roles" in str(error)
+
+
+def test_403_that_rbac_denies_or_admission_refuses_stays_permanent() -> None:
+    for message in (
+        'pods is forbidden: User "u" cannot create resource "pods" in API group "" in the '
+        'namespace "kube-system"',
+        "pods \"p\" is forbidden: ValidatingAdmissionPolicy 'llmsafespace-controller-scope' "
+        "denied request: namespace kube-system is not enabled for LLMSafeSpace",
+    ):
+        error = objects.translate_error(403, status_body(403, "Forbidden", message), what="Pod")
+        assert isinstance(error, errors.PermanentError), message
+        assert error.reason == "Forbidden"
+
+
 @pytest.mark.parametrize("status", [401, 408, 410, 425, 429, 500, 503, 504])
 def test_transient_statuses_are_retryable(status: int) -> None:
     error = objects.translate_error(status, b"<html>oops</html>", what="Pod ns/p")

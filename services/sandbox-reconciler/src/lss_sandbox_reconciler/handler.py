@@ -213,6 +213,8 @@ class Handler:
             return False
         self._metrics.vanished_total.inc()
         _log.info("sandbox gone during its pass")
+        if self.warm is not None:
+            await self.warm.release_vanished(metadata.uid or "")
         return True
 
     async def _pass(

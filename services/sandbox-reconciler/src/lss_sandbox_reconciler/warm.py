@@ -950,6 +950,30 @@ class WarmStarter:
         self.queue.remove((found.namespace, found.name))
         return ()
 
+    async def release_vanished(self, sandbox_uid: str) -> None:
+        """Give back the claim this replica holds for a sandbox that vanished during its pass.
+
+        Another replica may delete a sandbox (release its children, remove its finalizer)
+        while this one adopts a warm pod for it, before the claim is in the sandbox's status:
+        the other replica's queue may not know the claim yet, this pass's status write answers
+        404, and no pass of the gone sandbox comes to give the claim back, which left the
+        WarmPod Assigned until the pool manager's sweep (found by bench/chaos.py). Its pod goes
+        with it: owned by the WarmPod, or by the gone Sandbox once adopted.
+        """
+        found = self.queue.assignment(sandbox_uid)
+        if found is None:
+            return
+        kube = self._kube()
+        held = await adopt.release_warm_pod(
+            kube, namespace=found.namespace, name=found.name, sandbox_uid=sandbox_uid
+        )
+        if held is not None and await adopt.delete_warm_pod(
+            kube, namespace=found.namespace, name=found.name, uid=held.metadata.uid or ""
+        ):
+            self._metrics.released_total.labels(how="stray_claim").inc()
+            _log.info("claim of a vanished sandbox released", extra={"warm_pod": found.name})
+        self.queue.remove((found.namespace, found.name))
+
     async def remove_stray_cold_pod(self, snapshot: plan.Snapshot) -> None:
         """Delete a cold pod of a sandbox that started warm on another replica's pass.
 

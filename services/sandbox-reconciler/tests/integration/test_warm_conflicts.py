@@ -916,3 +916,73 @@ async def test_a_sandbox_deleted_before_its_finalizer_lands_gives_its_claim_back
         "llmsafespace_bus_messages_total", stream=world.nats.events_stream, outcome="error"
     )
     assert errors_seen == 0
+
+
+async def test_a_sandbox_gone_before_its_running_status_gives_its_claim_back(
+    world: World,
+    cluster: Cluster,
+    pool_manager: PoolManager,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Another replica released the sandbox (its finalizer removed, the Sandbox gone) while
+    this one adopted a warm pod for it: the claim is not yet in the sandbox's status, so the
+    other replica could not give it back, and this pass's Running write answers 404. The
+    discard keeps the claim while the adopted pod's deletion is pending (its grace period,
+    held here), for the sandbox's own release to wait on; but no pass of a gone sandbox
+    comes, and the WarmPod stayed Assigned until the pool manager's sweep (found by
+    bench/chaos.py). The pass that finds the sandbox gone gives back the claim it holds."""
+    reconciler, ready = await _pool_in_the_queue(
+        world, cluster, pool_manager, 1, stop_watcher=False
+    )
+    claimed = ready[0]
+    pod_name = claimed["status"]["podName"]
+    await hold_deletion(
+        cluster.kube, resource=objects.POD, name=pod_name, namespace=cluster.namespace
+    )
+    real_update_status = writes.update_status
+    removed: list[str] = []
+
+    async def released_elsewhere_just_before(kube: Any, **kwargs: Any) -> Any:
+        obj = kwargs["obj"]
+        if kwargs["resource"] == objects.SANDBOX and not removed:
+            name = obj.metadata.name
+            removed.append(name)
+            await cluster.delete_sandbox(name)
+            # What the other replica's release ends with: the finalizer removed.
+            await objects.patch_object(
+                cluster.kube,
+                resource=objects.SANDBOX,
+                namespace=cluster.namespace,
+                name=name,
+                body={"metadata": {"finalizers": None}},
+            )
+        return await real_update_status(kube, **kwargs)
+
+    monkeypatch.setattr(writes, "update_status", released_elsewhere_just_before)
+    try:
+        await cluster.create_sandbox("fleeting", timeout=600)
+
+        async def given_back() -> bool:
+            found = await objects.get_or_none(
+                cluster.kube,
+                resource=objects.WARM_POD,
+                namespace=cluster.namespace,
+                name=claimed["metadata"]["name"],
+                decode=objects.as_dict,
+            )
+            return found is None or found["metadata"]["uid"] != claimed["metadata"]["uid"]
+
+        # Well within the sweep's grace (120 s): the reconciler gave it back.
+        await eventually.eventually(given_back, timeout_seconds=20, describe="the claim given back")
+        assert removed == ["fleeting"]
+        assert await cluster.sandbox("fleeting") is None
+        assert _claims(reconciler, "claimed") == 1
+        await reconciler.counted("llmsafespace_sandbox_vanished_during_pass_total", 1)
+        released = reconciler.sample(
+            "llmsafespace_sandbox_warm_pods_released_total", how="stray_claim"
+        )
+        assert released == 1
+    finally:
+        await release_deletion(
+            cluster.kube, resource=objects.POD, name=pod_name, namespace=cluster.namespace
+        )

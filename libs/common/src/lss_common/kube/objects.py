@@ -717,6 +717,13 @@ async def _request(
             )
 
 
+#: How the RBAC authorizer reports a role or binding it could not find (appended to a 403).
+_ROLES_UNRESOLVED = re.compile(
+    r'RBAC: \[?[a-z]*role(binding)?\.rbac\.authorization\.k8s\.io "[^"]*" not found'
+)
+_ROLES_UNRESOLVED_RETRY_SECONDS = 1.0
+
+
 def translate_error(
     status: int, body: bytes, *, what: str, retry_after: str | None = None
 ) -> errors.LssError:
@@ -744,6 +751,15 @@ def translate_error(
             f"{what} is invalid: {detail or message}", field=field or "(request)"
         )
     if status == 403:
+        if _ROLES_UNRESOLVED.search(message):
+            # The RBAC authorizer could not load a role or binding it needed: an API server
+            # serves requests before its RBAC caches are filled after a start, so this is
+            # transient there (a role that is really missing is an install error, retried
+            # and logged until it is applied, not a verdict on the object).
+            return errors.RetryableError(
+                f"{what}: {message} (the API server could not resolve the caller's roles)",
+                delay_seconds=_ROLES_UNRESOLVED_RETRY_SECONDS,
+            )
         return errors.PermanentError(f"{what}: {message}", reason="Forbidden")
     # 408 and 425 come from a proxy in front of the API server (which itself answers 504).
     if status in (401, 408, 410, 425, 429) or status >= 500:

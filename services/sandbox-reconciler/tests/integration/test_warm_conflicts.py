@@ -868,6 +868,22 @@ async def test_a_platform_that_changes_every_pod_at_creation_still_starts_sandbo
         assert _claims(strict, "nonconforming") == 1
 
 
+async def _wait_given_back(cluster: Cluster, claimed: Mapping[str, Any]) -> None:
+    """Until the claimed WarmPod is gone (or a new one holds its name)."""
+
+    async def given_back() -> bool:
+        found = await objects.get_or_none(
+            cluster.kube,
+            resource=objects.WARM_POD,
+            namespace=cluster.namespace,
+            name=claimed["metadata"]["name"],
+            decode=objects.as_dict,
+        )
+        return found is None or found["metadata"]["uid"] != claimed["metadata"]["uid"]
+
+    await eventually.eventually(given_back, timeout_seconds=20, describe="the claim given back")
+
+
 async def test_a_sandbox_deleted_before_its_finalizer_lands_gives_its_claim_back(
     world: World,
     cluster: Cluster,
@@ -893,20 +909,8 @@ async def test_a_sandbox_deleted_before_its_finalizer_lands_gives_its_claim_back
 
     monkeypatch.setattr(writes, "add_finalizer", deleted_just_before)
     await cluster.create_sandbox("fleeting", timeout=600)
-    claimed = ready[0]
-
-    async def given_back() -> bool:
-        found = await objects.get_or_none(
-            cluster.kube,
-            resource=objects.WARM_POD,
-            namespace=cluster.namespace,
-            name=claimed["metadata"]["name"],
-            decode=objects.as_dict,
-        )
-        return found is None or found["metadata"]["uid"] != claimed["metadata"]["uid"]
-
     # Well within the sweep's grace (120 s): the reconciler gave it back.
-    await eventually.eventually(given_back, timeout_seconds=20, describe="the claim given back")
+    await _wait_given_back(cluster, ready[0])
     assert deleted == ["fleeting"]
     assert await cluster.sandbox("fleeting") is None
     assert _claims(reconciler, "claimed") == 1
@@ -961,19 +965,8 @@ async def test_a_sandbox_gone_before_its_running_status_gives_its_claim_back(
     monkeypatch.setattr(writes, "update_status", released_elsewhere_just_before)
     try:
         await cluster.create_sandbox("fleeting", timeout=600)
-
-        async def given_back() -> bool:
-            found = await objects.get_or_none(
-                cluster.kube,
-                resource=objects.WARM_POD,
-                namespace=cluster.namespace,
-                name=claimed["metadata"]["name"],
-                decode=objects.as_dict,
-            )
-            return found is None or found["metadata"]["uid"] != claimed["metadata"]["uid"]
-
         # Well within the sweep's grace (120 s): the reconciler gave it back.
-        await eventually.eventually(given_back, timeout_seconds=20, describe="the claim given back")
+        await _wait_given_back(cluster, claimed)
         assert removed == ["fleeting"]
         assert await cluster.sandbox("fleeting") is None
         assert _claims(reconciler, "claimed") == 1

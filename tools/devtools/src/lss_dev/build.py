@@ -79,7 +79,10 @@ PROMRULES = GoModule(
     name="promrules",
     commands={"github.com/llmsafespace/llmsafespace/tools/platform/promrules": "promrules"},
 )
-MODULES = (KUBERNETES, KWOK, HELM, PROMRULES)
+#: What the local platform runs (``./lss up``, the test fixtures).
+PLATFORM_MODULES = (KUBERNETES, KWOK)
+#: Everything, the tools the tests use included (``llmsafespace dev build``).
+MODULES = (*PLATFORM_MODULES, HELM, PROMRULES)
 
 
 def _go() -> str:
@@ -220,9 +223,10 @@ def ensure(module: GoModule) -> dict[str, Path]:
     return {binary: directory / binary for binary in module.commands.values()}
 
 
-def ensure_binaries() -> dict[str, Path]:
-    """Return binary name → path for every platform binary, building what is missing."""
+def ensure_binaries(modules: tuple[GoModule, ...] = PLATFORM_MODULES) -> dict[str, Path]:
+    """Return binary name → path for the binaries of ``modules`` (the platform's), building
+    what is missing."""
     found: dict[str, Path] = {}
-    for module in MODULES:
+    for module in modules:
         found.update(ensure(module))
     return found

@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from lss_dev import paths, platform, services
+from lss_dev import build, paths, platform, services
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,7 +37,9 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("status", help="show what runs, as JSON")
     commands.add_parser("env", help="print the KUBECONFIG=... NATS_URL=... lines")
     commands.add_parser("samples", help="apply deploy/samples and show them")
-    commands.add_parser("build", help="build the control plane binaries if not cached")
+    commands.add_parser(
+        "build", help="build the control plane binaries and the tests' tools if not cached"
+    )
     kubectl = commands.add_parser("kubectl", help="run the platform's kubectl")
     kubectl.add_argument("args", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
@@ -83,7 +85,8 @@ def _run(args: argparse.Namespace, plat: platform.Platform) -> int:
         _samples(plat)
         return 0
     if args.command == "build":
-        for name, path in plat.binaries.items():
+        # The platform's binaries and the tools the tests use (helm, promrules).
+        for name, path in build.ensure_binaries(build.MODULES).items():
             print(f"{name}: {path}")
         return 0
     if args.command == "kubectl":

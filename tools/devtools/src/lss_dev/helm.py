@@ -68,11 +68,12 @@ def run(
     )
 
 
-def template(
+def render(
     values: Mapping[str, Any], *, namespace: str, release: str = RELEASE
-) -> list[dict[str, Any]]:
-    """The chart's objects for ``values`` (hooks included); raises with helm's message."""
-    done = run(
+) -> subprocess.CompletedProcess[str]:
+    """``helm template`` of the chart for ``values`` (hooks included), for this platform's
+    Kubernetes version; the caller reads ``returncode``, ``stdout`` and ``stderr``."""
+    return run(
         "template",
         release,
         str(chart_dir()),
@@ -80,6 +81,13 @@ def template(
         f"--kube-version={kube_version()}",
         values=values,
     )
+
+
+def template(
+    values: Mapping[str, Any], *, namespace: str, release: str = RELEASE
+) -> list[dict[str, Any]]:
+    """The chart's objects for ``values`` (hooks included); raises with helm's message."""
+    done = render(values, namespace=namespace, release=release)
     if done.returncode != 0:
         raise RuntimeError(done.stderr)
     return [doc for doc in yaml.safe_load_all(done.stdout) if doc]

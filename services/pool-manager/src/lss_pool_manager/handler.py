@@ -24,7 +24,7 @@ import msgspec
 from lss_common import errors
 from lss_common.bus import consuming, outcomes, own_writes
 from lss_common.kube import client, podexec
-from lss_common.logic import revisions, subjects
+from lss_common.logic import owners, revisions, subjects
 from lss_common.models import kinds, messages, meta
 from lss_common.models import warmpod as warmpod_model
 from lss_common.models import warmpool as warmpool_model
@@ -42,6 +42,7 @@ from lss_pool_manager import (
     preload,
     preloading,
     requeue,
+    retire,
     sizing,
     status,
     sweeping,
@@ -511,12 +512,13 @@ class Handler:
         return created if isinstance(created, dict) else None
 
     async def _delete(self, pool: warmpool_model.WarmPool, deletion: sizing.Deletion) -> None:
-        deleted = await apply.delete_warm_pod(
+        deleted = await retire.retire_warm_pod(
             self._kube.kube,
             namespace=pool.metadata.namespace or "",
             name=deletion.name,
             uid=deletion.uid,
-            resource_version=deletion.resource_version or None,
+            resource_version=deletion.resource_version,
+            metrics=self._metrics,
         )
         if deleted:
             self._metrics.pods_deleted_total.labels(deletion.reason.value).inc()
@@ -708,12 +710,13 @@ class Handler:
                     await self._record_pod(warm_pod, pod=created)
                 raise
         if plan.delete:
-            deleted = await apply.delete_warm_pod(
+            deleted = await retire.retire_warm_pod(
                 kube,
                 namespace=namespace,
                 name=name,
                 uid=warm_pod.metadata.uid or "",
-                resource_version=warm_pod.metadata.resource_version or None,
+                resource_version=warm_pod.metadata.resource_version or "",
+                metrics=self._metrics,
             )
             if deleted:
                 reason = preload.deletion_reason(warm_pod)
@@ -786,12 +789,13 @@ class Handler:
             # fingerprint would let a claim take it for the pod it recorded.
             # With its resourceVersion: the WarmPod was read from the watch cache, and one
             # changed since (its pod made by another replica, claimed) is not ours to delete.
-            deleted = await apply.delete_warm_pod(
+            deleted = await retire.retire_warm_pod(
                 kube,
                 namespace=warm_pod.metadata.namespace or "",
                 name=warm_pod.metadata.name or "",
                 uid=warm_pod.metadata.uid or "",
-                resource_version=warm_pod.metadata.resource_version or None,
+                resource_version=warm_pod.metadata.resource_version or "",
+                metrics=self._metrics,
             )
             if deleted:
                 self._metrics.pods_deleted_total.labels(sizing.DeleteReason.OUTDATED.value).inc()
@@ -855,20 +859,13 @@ def _pool_key(namespace: str, name: str) -> str:
     return subjects.message_id("warmpool", namespace=namespace, name=name, resource_version="-")
 
 
-def _controller(pod: dict[str, Any]) -> dict[str, Any]:
-    for ref in (pod.get("metadata") or {}).get("ownerReferences") or ():
-        if ref.get("controller"):
-            return dict(ref)
-    return {}
-
-
 def _controller_kind(pod: dict[str, Any]) -> str | None:
-    kind = _controller(pod).get("kind")
+    kind = (owners.controller_of(pod) or {}).get("kind")
     return None if kind is None else str(kind)
 
 
 def _controller_uid(pod: dict[str, Any]) -> str | None:
-    uid = _controller(pod).get("uid")
+    uid = (owners.controller_of(pod) or {}).get("uid")
     return None if uid is None else str(uid)
 
 

@@ -41,6 +41,7 @@ class PoolManagerMetrics:
     pod_failures_total: prometheus_client.Counter
     service_create_failures_total: prometheus_client.Counter
     leaked_claims_released_total: prometheus_client.Counter
+    retired_pods_total: prometheus_client.Counter
     own_write_hints_total: prometheus_client.Counter
     service_hints_total: prometheus_client.Counter
     batched_pool_passes_total: prometheus_client.Counter
@@ -132,6 +133,15 @@ class PoolManagerMetrics:
                 "preloads_total",
                 "Preloads of warm pods that ended, by result (succeeded, script_failed, "
                 "script_timed_out, exec_failed, interrupted).",
+                ["result"],
+                **common,
+            ),
+            retired_pods_total=prometheus_client.Counter(
+                "retired_pods_total",
+                "Pods of WarmPods the pool manager deleted (scale-down, expiry, failure, "
+                "outdated), by what became of the pod: deleted by the pool manager, gone "
+                "already, not_its_own (adopted or someone else's), changed since read, or "
+                "failed (left to the garbage collector).",
                 ["result"],
                 **common,
             ),

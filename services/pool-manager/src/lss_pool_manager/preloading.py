@@ -40,7 +40,7 @@ from lss_common.models import warmpod as warmpod_model
 from lss_common.models import warmpool as warmpool_model
 from lss_common.observability import logs
 from lss_common.runtime import clock as clock_module
-from lss_pool_manager import apply, lifecycle, names, observe, podspec, preload, sizing
+from lss_pool_manager import apply, lifecycle, names, observe, podspec, preload, retire, sizing
 from lss_pool_manager import metrics as metrics_module
 from lss_pool_manager import settings as settings_module
 
@@ -331,12 +331,13 @@ class Preloader:
         # With the resourceVersion decided on: the read may come from the watch cache, and
         # a WarmPod changed since (claimed, Ready) is not this decision's to delete; its
         # change's hint brings a pass that decides again.
-        deleted = await apply.delete_warm_pod(
+        deleted = await retire.retire_warm_pod(
             self._kube(),
             namespace=warm_pod.metadata.namespace or "",
             name=warm_pod.metadata.name or "",
             uid=warm_pod.metadata.uid or "",
-            resource_version=warm_pod.metadata.resource_version or None,
+            resource_version=warm_pod.metadata.resource_version or "",
+            metrics=self._metrics,
         )
         if deleted:
             self._metrics.pods_deleted_total.labels(reason.value).inc()

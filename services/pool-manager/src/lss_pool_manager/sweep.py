@@ -33,6 +33,7 @@ import enum
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from lss_common.logic import owners
 from lss_common.models import meta
 from lss_common.models import warmpod as warmpod_model
 
@@ -182,13 +183,6 @@ def next_check_seconds(
     return min(waits) if waits else None
 
 
-def _controller(pod: Mapping[str, Any]) -> Mapping[str, Any] | None:
-    for ref in (pod.get("metadata") or {}).get("ownerReferences") or ():
-        if ref.get("controller"):
-            return dict(ref)
-    return None
-
-
 def holds_for_its_pod(
     pod: Mapping[str, Any] | None,
     *,
@@ -203,7 +197,7 @@ def holds_for_its_pod(
         return False
     if not (pod.get("metadata") or {}).get("deletionTimestamp"):
         return False
-    controller = _controller(pod)
+    controller = owners.controller_of(pod)
     return (
         controller is not None
         and controller.get("kind") == "Sandbox"
@@ -220,7 +214,7 @@ def may_delete_pod(
     """Whether a leaked claim's pod goes with it (see the module docstring)."""
     if pod is None or (pod.get("metadata") or {}).get("deletionTimestamp"):
         return False
-    controller = _controller(pod)
+    controller = owners.controller_of(pod)
     if controller is None:
         return False
     if controller.get("kind") == warmpod_model.KIND:

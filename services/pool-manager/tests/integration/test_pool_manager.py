@@ -23,6 +23,7 @@ from lss_common.testing import admission, eventually
 from lss_common.testing.finalizers import hold_deletion, release_deletion
 from lss_dev import controlplane
 from lss_dev import platform as platform_module
+from lss_dev.fixtures_kube import restricted_pod_body
 from lss_pool_manager import apply as apply_module
 from lss_pool_manager import handler as handler_module
 from lss_pool_manager import lifecycle, names, observe, podspec
@@ -629,6 +630,122 @@ async def test_a_pool_whose_runtime_appears_later_fills_by_itself(
         await wait_ready(kube, namespace, 1, what="1 Ready once the runtime exists")
     finally:
         await objects.delete_object(kube, resource=objects.RUNTIME_ENVIRONMENT, name=language)
+
+
+async def _scale_to(kube: client.Kube, *, namespace: str, name: str, size: int) -> None:
+    await objects.patch_object(
+        kube,
+        resource=objects.WARM_POOL,
+        namespace=namespace,
+        name=name,
+        body={"spec": {"minSize": size}},
+    )
+
+
+async def _pods_left(kube: client.Kube, *, namespace: str, names: set[str]) -> set[str]:
+    """Those of ``names`` that still exist and are not being deleted."""
+    return {
+        pod["metadata"]["name"]
+        for pod in await pods(kube, namespace=namespace)
+        if pod["metadata"]["name"] in names and not pod["metadata"].get("deletionTimestamp")
+    }
+
+
+async def test_a_retired_warm_pods_pod_goes_without_the_garbage_collector(
+    stack: Stack,
+    kube: client.Kube,
+    namespace: str,
+    runtime_name: str,
+    platform: platform_module.Platform,
+) -> None:
+    """A scale-down while kube-controller-manager does nothing (its garbage collector can miss
+    a WarmPod's deletion around an API server restart): the pool manager deletes the retired
+    WarmPods' pods itself. The Services prepared with them are still the collector's, and go
+    once it runs again."""
+    manager = await stack.start_manager()
+    await stack.start_watcher()
+    await create_pool(kube, namespace=namespace, name="py", runtime=runtime_name, minSize=2)
+    ready = await wait_ready(kube, namespace, 2, what="2 Ready WarmPods")
+    pod_names = {warmpod_model.status_of(wp).pod_name or "" for wp in ready}
+    services = {reconciler_names.warm_service_name(name) for name in pod_names}
+    with platform.control_plane.paused("kube-controller-manager"):
+        await _scale_to(kube, namespace=namespace, name="py", size=0)
+
+        async def retired() -> bool:
+            return not await warm_pods(kube, namespace=namespace) and not await _pods_left(
+                kube, namespace=namespace, names=pod_names
+            )
+
+        await eventually.eventually(
+            retired, timeout_seconds=60, describe="WarmPods and their pods gone, no collector"
+        )
+        assert manager.sample("llmsafespace_warmpool_retired_pods_total", result="deleted") == 2
+        assert manager.sample("llmsafespace_warmpool_pods_deleted_total", reason="scale_down") == 2
+
+    async def services_collected() -> bool:
+        for name in services:
+            if await objects.get_or_none(
+                kube, resource=objects.SERVICE, namespace=namespace, name=name
+            ):
+                return False
+        return True
+
+    await eventually.eventually(
+        services_collected, timeout_seconds=60, describe="the warm Services collected"
+    )
+
+
+async def test_a_retired_warm_pods_pod_whose_delete_is_refused_is_left_to_the_collector(
+    stack: Stack, kube: client.Kube, namespace: str, runtime_name: str
+) -> None:
+    """The pod's delete is refused (an admission policy): the WarmPod is gone all the same,
+    the failure is counted and logged, the pool converges, and the pod goes once deletes are
+    allowed again (the garbage collector)."""
+    manager = await stack.start_manager()
+    await stack.start_watcher()
+    await create_pool(kube, namespace=namespace, name="py", runtime=runtime_name, minSize=1)
+    ready = await wait_ready(kube, namespace, 1, what="1 Ready WarmPod")
+    pod_names = {warmpod_model.status_of(wp).pod_name or "" for wp in ready}
+
+    async def probe() -> None:
+        # A pod of its own each time: one whose delete went through before the policy took
+        # effect is gone (kwok finishes deletions at once).
+        name = f"probe-{uuid.uuid4().hex[:8]}"
+        created = await objects.create_object(
+            kube, resource=objects.POD, namespace=namespace, body=restricted_pod_body(name)
+        )
+        await objects.delete_object(
+            kube,
+            resource=objects.POD,
+            namespace=namespace,
+            name=name,
+            uid=created["metadata"]["uid"],
+        )
+
+    rule = {
+        "apiGroups": [""],
+        "apiVersions": ["v1"],
+        "operations": ["DELETE"],
+        "resources": ["pods"],
+    }
+    async with admission.refusing(kube, namespace=namespace, rule=rule, probe=probe):
+        await _scale_to(kube, namespace=namespace, name="py", size=0)
+        await eventually.eventually(
+            lambda: (
+                manager.sample("llmsafespace_warmpool_retired_pods_total", result="failed") == 1
+            ),
+            timeout_seconds=60,
+            describe="the refused pod delete counted",
+        )
+        assert not await warm_pods(kube, namespace=namespace)
+        assert await _pods_left(kube, namespace=namespace, names=pod_names) == pod_names
+
+    async def collected() -> bool:
+        return not await _pods_left(kube, namespace=namespace, names=pod_names)
+
+    await eventually.eventually(
+        collected, timeout_seconds=60, describe="the pod collected once deletes are allowed"
+    )
 
 
 async def test_a_refused_pool_status_write_is_retried_until_allowed(

@@ -35,7 +35,7 @@ import random
 from collections.abc import Sequence
 from typing import Any, TypeVar
 
-from lss_common.logic import quantities
+from lss_common.logic import owners, quantities
 from lss_common.models import parts
 from lss_common.models import sandbox as sandbox_model
 from lss_common.models import warmpod as warmpod_model
@@ -167,9 +167,7 @@ def may_discard_pod(
     if pod is None or (pod.get("metadata") or {}).get("deletionTimestamp"):
         return False
     metadata = pod.get("metadata") or {}
-    controller = next(
-        (r for r in metadata.get("ownerReferences") or () if r.get("controller")), None
-    )
+    controller = owners.controller_of(pod)
     if controller is None:
         return False
     if controller.get("uid") == warm_pod_uid:

@@ -10,6 +10,7 @@ leases fresh.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -315,6 +316,11 @@ class ControlPlane:
     def start_component(self, name: str) -> None:
         if processes.pid_of(name, state_dir=self.state_dir) is None:
             processes.start(name, self._argv(name), state_dir=self.state_dir)
+
+    def paused(self, name: str) -> contextlib.AbstractContextManager[None]:
+        """The component stopped (SIGSTOP) until the block ends: e.g. the controller
+        manager, to show what our services do without its garbage collector."""
+        return processes.paused(name, state_dir=self.state_dir)
 
     def stop(self) -> None:
         for name in reversed(ORDER):

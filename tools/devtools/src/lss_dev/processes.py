@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 
@@ -90,6 +91,20 @@ def kill(name: str, *, state_dir: Path) -> None:
         _signal(pid, signal.SIGKILL)
         while _alive(pid):
             time.sleep(0.02)
+
+
+@contextlib.contextmanager
+def paused(name: str, *, state_dir: Path) -> Iterator[None]:
+    """SIGSTOP the process until the block ends, then SIGCONT: for tests of what happens
+    while a component does nothing (not dead: its connections and state stay)."""
+    pid = pid_of(name, state_dir=state_dir)
+    if pid is None:
+        raise RuntimeError(f"{name} is not running")
+    _signal(pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        _signal(pid, signal.SIGCONT)
 
 
 def _signal(pid: int, sig: signal.Signals) -> None:

@@ -221,11 +221,11 @@ class Handler:
         self, *, namespace: str, name: str, fresh: bool = False, version: str | None = None
     ) -> outcomes.Outcome:
         started = self._clock.monotonic()
-        if (namespace, name) in self.released:
-            if not await self.observer.exists(namespace=namespace, name=name):
-                return outcomes.DONE  # a late hint of its children's deletion
-            self.released.discard((namespace, name))  # a namesake: read it in full
         try:
+            if (namespace, name) in self.released:
+                if not await self.observer.exists(namespace=namespace, name=name):
+                    return outcomes.DONE  # a late hint of its children's deletion
+                self.released.discard((namespace, name))  # a namesake: read it in full
             snapshot = await self.observer.observe(
                 namespace=namespace, name=name, fresh=fresh, not_older_than=version
             )

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import ipaddress
 import json
 import os
@@ -27,8 +28,10 @@ import nats
 
 from lss_common import errors
 from lss_common import settings as common_settings
+from lss_common.bus import codec
 from lss_common.kube import client, objects
-from lss_common.models import kinds, labels
+from lss_common.logic import subjects
+from lss_common.models import kinds, labels, messages
 from lss_common.testing import eventually
 from lss_dev import identities
 from lss_dev import platform as platform_module
@@ -489,6 +492,28 @@ class World:
         self.watcher = watcher_testing.RunningWatcher(self.watcher_settings)
         await self.watcher.__aenter__()
         return self.watcher
+
+    async def hint(self, *, namespace: str, name: str) -> None:
+        """What the watcher would publish when the sandbox or one of its children changes."""
+        event = messages.ChangeEvent(
+            kind="sandbox",
+            namespace=namespace,
+            name=name,
+            event_type="RESYNC",
+            observed_at=datetime.datetime.now(tz=datetime.UTC),
+        )
+        connection = await nats.connect(self.nats_url)
+        try:
+            await connection.jetstream().publish(
+                subjects.event_subject(
+                    "sandbox", namespace=namespace, name=name, prefix=self.nats.subject_prefix
+                ),
+                codec.encode(event),
+                stream=self.nats.events_stream,
+                headers={"Nats-Msg-Id": f"test/{uuid.uuid4().hex}"},
+            )
+        finally:
+            await connection.close()
 
     async def stop(self) -> None:
         if self.watcher is not None:

@@ -420,6 +420,58 @@ async def test_a_refused_read_says_so_and_is_retried(world: World, cluster: Clus
     assert condition(running, "Ready")["status"] == "True"
 
 
+async def test_a_refused_read_of_a_released_sandbox_is_retried_not_dropped(
+    world: World, cluster: Cluster
+) -> None:
+    """A hint of a sandbox this replica released (a late hint of its children's deletion)
+    asks the API server whether a namesake exists; that read refused (the role lost ``get``
+    on Sandboxes) is a refused read like any other: counted and looked at again. Before, the
+    refusal escaped the pass: logged as a permanent failure, the hint acknowledged without a
+    retry."""
+    reconciler = await world.start_reconciler(reconcile_options=_RETRY)
+    await world.start_watcher()
+    await cluster.create_runtime()
+    await cluster.create_sandbox("gone", timeout=600)
+    await cluster.wait_phase("gone", "Running")
+    await objects.delete_object(
+        cluster.kube, resource=objects.SANDBOX, namespace=cluster.namespace, name="gone"
+    )
+    await eventually.eventually(
+        lambda: _absent(cluster, "gone"), timeout_seconds=60, describe="the sandbox released"
+    )
+    role = await objects.get_object(cluster.kube, resource=_CLUSTER_ROLES, name=_RECONCILER_ROLE)
+    rules: list[dict[str, Any]] = role["rules"]
+    without_get = [
+        {**rule, "verbs": [verb for verb in rule["verbs"] if verb != "get"]}
+        if rule.get("resources") == ["sandboxes"]
+        else rule
+        for rule in rules
+    ]
+    assert without_get != rules
+    await _set_rules(cluster, without_get)
+    try:
+        before = reconciler.sample(
+            "llmsafespace_sandbox_refused_writes_total", reason="ReadRefused"
+        )
+
+        async def refused_twice() -> bool:
+            await world.hint(namespace=cluster.namespace, name="gone")
+            return (
+                reconciler.sample("llmsafespace_sandbox_refused_writes_total", reason="ReadRefused")
+                >= before + 2
+            )
+
+        await eventually.eventually(
+            refused_twice, timeout_seconds=30, describe="the refused read counted and retried"
+        )
+    finally:
+        await _set_rules(cluster, rules)
+
+
+async def _absent(cluster: Cluster, name: str) -> bool:
+    return await cluster.sandbox(name) is None
+
+
 async def test_a_refused_pod_create_is_said_once_however_often_it_is_re_checked(
     world: World, cluster: Cluster
 ) -> None:

@@ -14,9 +14,7 @@
 from __future__ import annotations
 
 import contextlib
-import datetime
 import itertools
-import uuid
 from collections.abc import AsyncIterator
 
 import msgspec
@@ -44,25 +42,6 @@ async def connected(url: str) -> AsyncIterator[nats.aio.client.Client]:
         await connection.close()
 
 
-async def hint(nc: nats.aio.client.Client, world: World, *, namespace: str, name: str) -> None:
-    """What the watcher would publish when the sandbox or one of its children changes."""
-    event = messages.ChangeEvent(
-        kind="sandbox",
-        namespace=namespace,
-        name=name,
-        event_type="RESYNC",
-        observed_at=datetime.datetime.now(tz=datetime.UTC),
-    )
-    await nc.jetstream().publish(
-        subjects.event_subject(
-            "sandbox", namespace=namespace, name=name, prefix=world.nats.subject_prefix
-        ),
-        codec.encode(event),
-        stream=world.nats.events_stream,
-        headers={"Nats-Msg-Id": f"test/{uuid.uuid4().hex}"},
-    )
-
-
 async def stored(
     nc: nats.aio.client.Client, world: World, *, namespace: str, name: str
 ) -> messages.StatusRecord | None:
@@ -86,7 +65,7 @@ async def test_running_is_published_without_a_watcher(
 
         async def running() -> messages.StatusRecord | None:
             # Hints keep the passes coming (the pod's progress is what a watcher would hint).
-            await hint(nc, world, namespace=cluster.namespace, name="box")
+            await world.hint(namespace=cluster.namespace, name="box")
             found = await stored(nc, world, namespace=cluster.namespace, name="box")
             return found if found is not None and found.phase == "Running" else None
 
@@ -127,7 +106,7 @@ async def test_nothing_is_published_when_turned_off(
     async with connected(nats_url) as nc:
 
         async def started() -> bool:
-            await hint(nc, world, namespace=cluster.namespace, name="box")
+            await world.hint(namespace=cluster.namespace, name="box")
             # Observed after the pass that wrote Running has passed the point of publishing.
             return (
                 reconciler.sample(

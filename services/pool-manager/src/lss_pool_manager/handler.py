@@ -36,6 +36,7 @@ from lss_pool_manager import (
     lifecycle,
     names,
     observe,
+    orphan_sweeping,
     pod_failures,
     podspec,
     pool_uids,
@@ -95,6 +96,12 @@ class Handler:
         )
         self._sweeper = sweeping.Sweeper(
             lambda: kube.kube, options=settings.pool, metrics=metrics, clock=clock
+        )
+        self._orphans = orphan_sweeping.OrphanSweeper(
+            lambda: kube.kube,
+            interval_seconds=settings.pool.pool_resync_seconds,
+            metrics=metrics,
+            clock=clock,
         )
 
     async def handle(self, event: messages.ChangeEvent) -> outcomes.Outcome:
@@ -359,6 +366,7 @@ class Handler:
         )
         if new_status != warmpool_model.status_of(pool):
             await apply.write_pool_status(kube, pool=pool, status=new_status)
+        await self._orphans.run(pool, warm_pods=members_found)
         return self._requeue(
             key,
             _earliest(
@@ -625,6 +633,7 @@ class Handler:
 
     def _drop_pool_state(self, uid: str) -> None:
         self._sweeper.forget(uid)
+        self._orphans.forget(uid)
         for state in (self._ensured, self._buckets, self._expectations):
             state.pop(uid, None)
 

@@ -42,6 +42,7 @@ class PoolManagerMetrics:
     service_create_failures_total: prometheus_client.Counter
     leaked_claims_released_total: prometheus_client.Counter
     retired_pods_total: prometheus_client.Counter
+    orphan_pods_deleted_total: prometheus_client.Counter
     own_write_hints_total: prometheus_client.Counter
     service_hints_total: prometheus_client.Counter
     batched_pool_passes_total: prometheus_client.Counter
@@ -143,6 +144,12 @@ class PoolManagerMetrics:
                 "already, not_its_own (adopted or someone else's), changed since read, or "
                 "failed (left to the garbage collector).",
                 ["result"],
+                **common,
+            ),
+            orphan_pods_deleted_total=prometheus_client.Counter(
+                "orphan_pods_deleted_total",
+                "Warm pods deleted because their WarmPod was gone and nothing else had "
+                "deleted them (the periodic look at each pool's pods).",
                 **common,
             ),
             leaked_claims_released_total=prometheus_client.Counter(

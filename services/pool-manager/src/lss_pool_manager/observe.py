@@ -113,14 +113,16 @@ async def list_warm_pods(
 
 
 async def list_pool_pods(
-    kube: client.Kube, *, pool: warmpool_model.WarmPool
+    kube: client.Kube, *, pool: warmpool_model.WarmPool, any_version: bool = False
 ) -> list[dict[str, Any]]:
-    """The pods built for the pool's WarmPods (claimed ones included)."""
+    """The pods built for the pool's WarmPods (claimed ones included); ``any_version``: from
+    the watch cache as it is (see :func:`list_warm_pods`)."""
     found = await objects.list_objects(
         kube,
         resource=objects.POD,
         namespace=pool.metadata.namespace,
         label_selector=_selector(pool),
+        any_version=any_version,
     )
     return found.items
 

@@ -87,7 +87,8 @@ class PoolOptions(BaseModel):
         default=300.0,
         gt=0,
         description="Each pool is looked at again at least this often (TTL and scale-down "
-        "deadlines requeue sooner).",
+        "deadlines requeue sooner); its ServiceAccount, deny policy and orphaned pods are "
+        "checked at this interval too.",
     )
     refill_batch_seconds: float = Field(
         default=0.25,

@@ -695,6 +695,46 @@ async def test_a_retired_warm_pods_pod_goes_without_the_garbage_collector(
     )
 
 
+async def test_an_orphaned_warm_pod_is_deleted_without_the_garbage_collector(
+    stack: Stack,
+    kube: client.Kube,
+    namespace: str,
+    runtime_name: str,
+    platform: platform_module.Platform,
+) -> None:
+    """A WarmPod deleted by hand while kube-controller-manager does nothing (as when the pool
+    manager stopped between a WarmPod's deletion and its pod's, and the collector missed the
+    deletion): the pool's periodic look at its pods finds the pod whose WarmPod is gone and
+    deletes it. The WarmPod that refills the slot (same name, new UID) and its pod stay."""
+    manager = await stack.start_manager(pool_resync_seconds=1.0)
+    await stack.start_watcher()
+    await create_pool(kube, namespace=namespace, name="py", runtime=runtime_name, minSize=1)
+    (victim,) = await wait_ready(kube, namespace, 1, what="1 Ready WarmPod")
+    orphan = warmpod_model.status_of(victim).pod_name or ""
+    with platform.control_plane.paused("kube-controller-manager"):
+        await objects.delete_object(
+            kube,
+            resource=objects.WARM_POD,
+            namespace=namespace,
+            name=victim.metadata.name or "",
+            uid=victim.metadata.uid,
+        )
+
+        async def refilled_and_swept() -> list[warmpod_model.WarmPod] | None:
+            ready = await wait_ready(kube, namespace, 1, what="the slot refilled")
+            if ready[0].metadata.uid == victim.metadata.uid:
+                return None
+            left = await _pods_left(kube, namespace=namespace, names={orphan})
+            return None if left else ready
+
+        (replacement,) = await eventually.eventually(
+            refilled_and_swept, timeout_seconds=60, describe="the orphaned pod deleted"
+        )
+        assert manager.sample("llmsafespace_warmpool_orphan_pods_deleted_total") == 1
+        kept = warmpod_model.status_of(replacement).pod_name or ""
+        assert await _pods_left(kube, namespace=namespace, names={kept}) == {kept}
+
+
 async def test_a_retired_warm_pods_pod_whose_delete_is_refused_is_left_to_the_collector(
     stack: Stack, kube: client.Kube, namespace: str, runtime_name: str
 ) -> None:

@@ -379,7 +379,8 @@ async def test_a_role_the_authorizer_cannot_find_is_retryable_and_a_denial_is_no
 ) -> None:
     """An API server answers 403 "RBAC: clusterrole ... not found" while its RBAC caches load
     after a start (and for a binding to a role that does not exist, made here): retryable. A
-    role that simply does not allow the request stays a permanent refusal."""
+    role that simply does not allow the request stays a permanent refusal while the API server
+    is ready, and is retryable while it is not."""
     account = "no-role-yet"
     await objects.create_object(
         kube,
@@ -414,12 +415,25 @@ async def test_a_role_the_authorizer_cannot_find_is_retryable_and_a_denial_is_no
             assert "could not resolve the caller's roles" in str(unresolved.value)
             platform.control_plane.kubectl("delete", "clusterrolebinding", binding)
             binding = ""
-            # No binding at all: RBAC denies, nothing to resolve.
+            # No binding at all: RBAC denies, nothing to resolve, and the API server is
+            # ready (/readyz): a refusal for good.
             with pytest.raises(errors.PermanentError) as denied:
                 await objects.get_object(
                     as_account, resource=objects.CONFIG_MAP, namespace=namespace, name="x"
                 )
             assert denied.value.reason == "Forbidden"
+            # The same denial while the API server is not ready (etcd stopped: its readiness
+            # check fails, while the authorizer still answers from its caches, as when it has
+            # just started and its RBAC informers have not synced): no verdict yet.
+            with (
+                platform.control_plane.paused("etcd"),
+                pytest.raises(errors.RetryableError) as unready,
+            ):
+                await objects.get_object(
+                    as_account, resource=objects.CONFIG_MAP, namespace=namespace, name="x"
+                )
+            assert "not ready yet" in str(unready.value)
+            assert "cannot get resource" in str(unready.value)
     finally:
         if binding:
             platform.control_plane.kubectl("delete", "clusterrolebinding", binding)

@@ -185,6 +185,35 @@ def test_403_that_rbac_denies_or_admission_refuses_stays_permanent() -> None:
         assert error.reason == "Forbidden"
 
 
+def test_only_a_permanent_403_is_a_refusal_to_confirm() -> None:
+    denied = objects.translate_error(
+        403, status_body(403, "Forbidden", 'pods is forbidden: User "u" cannot list'), what="Pod"
+    )
+    unresolved = objects.translate_error(
+        403,
+        status_body(
+            403, "Forbidden", 'x: RBAC: clusterrole.rbac.authorization.k8s.io "r" not found'
+        ),
+        what="Pod",
+    )
+    assert objects.is_refusal(403, denied)
+    assert not objects.is_refusal(403, unresolved)  # retried already
+    assert not objects.is_refusal(422, objects.translate_error(422, b"{}", what="Pod"))
+    assert not objects.is_refusal(404, objects.translate_error(404, b"{}", what="Pod"))
+
+
+def test_a_refusal_while_the_api_server_is_not_ready_is_retried_saying_so() -> None:
+    denied = objects.translate_error(
+        403, status_body(403, "Forbidden", 'pods is forbidden: User "u" cannot list'), what="Pod"
+    )
+    retried = objects.refused_while_unready(denied)
+    assert isinstance(retried, errors.RetryableError)
+    assert retried.delay_seconds is not None
+    assert retried.delay_seconds > 0
+    assert "cannot list" in str(retried)
+    assert "not ready yet" in str(retried)
+
+
 @pytest.mark.parametrize("status", [401, 408, 410, 425, 429, 500, 503, 504])
 def test_transient_statuses_are_retryable(status: int) -> None:
     error = objects.translate_error(status, b"<html>oops</html>", what="Pod ns/p")

@@ -703,6 +703,8 @@ async def _request(
                 kube.written.add(_written_version(data))
             return data
         translated = translate_error(status, data, what=what, retry_after=retry_after)
+        if is_refusal(status, translated) and not await client_module.is_api_server_ready(kube):
+            translated = refused_while_unready(translated)
         result = _result_of(translated)
         raise translated
     finally:
@@ -766,6 +768,28 @@ def translate_error(
         delay = _retry_after_seconds(retry_after, parsed)
         return errors.RetryableError(f"{what}: {message}", delay_seconds=delay)
     return errors.PermanentError(f"{what}: {message}", reason=parsed.reason or f"HTTP{status}")
+
+
+def is_refusal(status: int, error: errors.LssError) -> bool:
+    """Whether an error response is a 403 taken as a refusal for good: before it is
+    believed, the caller asks whether the API server is ready (:func:`refused_while_unready`)."""
+    return status == 403 and isinstance(error, errors.PermanentError)
+
+
+def refused_while_unready(error: errors.LssError) -> errors.RetryableError:
+    """A 403 from an API server that is not ready is no verdict yet.
+
+    An API server that has just started serves requests before its RBAC informers have
+    synced: it finds no binding at all and answers a plain "cannot get resource" (without the
+    ``RBAC: ... not found`` that :func:`translate_error` already retries). It answers
+    ``/readyz`` with 200 only once they have synced, so such a refusal is tried again; one
+    from a ready API server stands. (Behind a load balancer, ``/readyz`` may reach another,
+    ready instance: the refusal then stands until the next pass.)
+    """
+    return errors.RetryableError(
+        f"{error} (the API server is not ready yet)",
+        delay_seconds=_ROLES_UNRESOLVED_RETRY_SECONDS,
+    )
 
 
 def _retry_after_seconds(header: str | None, parsed: _Status) -> float | None:

@@ -210,6 +210,10 @@ class PodExecutor:
             )
         except aiohttp.WSServerHandshakeError as error:
             translated = _translate(error.status, what=what, message=error.message)
+            if objects.is_refusal(
+                error.status, translated
+            ) and not await client_module.is_api_server_ready(self._kube()):
+                translated = objects.refused_while_unready(translated)
             if type(translated) is errors.RetryableError:
                 raise ExecNotStarted(str(translated)) from error
             raise translated from error

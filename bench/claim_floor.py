@@ -1,0 +1,441 @@
+"""The least a warm claim can take on this platform: its required writes alone, made directly.
+
+    uv run python bench/claim_floor.py [--state-dir DIR] [--rounds 20] [--concurrencies 1,10]
+
+What a claim must write, whatever the implementation (issue 5 and DESIGN.md section 5), made
+by this process with nothing else around them — no watch hop from the Sandbox's create to a
+controller, no message bus, no reads, no finalizer, no Service, no status record to publish:
+
+1. the user's Sandbox create (the measured interval starts with its request, as in
+   ``warm_claim.py``);
+2. the CAS on a Ready WarmPod's status (``Ready`` → ``Assigned``, with its resourceVersion);
+3. the pod's adoption (owner reference and labels) and the sandbox's NetworkPolicy, together;
+4. the Sandbox's ``Running`` status.
+
+Four round trips in sequence, each a write the API server must validate, store in etcd and
+fan out to its watchers. The WarmPods and their pods are made beforehand by this script (no
+pool manager runs). Each round of N concurrent claims (``--concurrencies``: 1 and 10) is
+preceded by as many concurrent bare creates (a ConfigMap: ``warm_claim.py``'s floor), so both
+see the same machine. Reported: p50/p95/p99 of both, their ratios, and the API server's CPU time per
+claim and per bare create (``/proc``). No real claim can be faster than this one on the same
+platform: it is the bound the issue's ratio targets are to be read against.
+
+The same for a **cold** start (``--cold-count``, one at a time, each after a bare pod's
+create → Ready, ``sandbox_cold_create.py``'s floor): the Sandbox's create; its ServiceAccount
+and default-deny NetworkPolicy, together; its pod and Service, together (admission needs the
+account first); the pod's Ready condition seen on a watch (kwok); the ``Running`` status.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import datetime
+import json
+import os
+import pathlib
+import platform as platform_info
+import sys
+import time
+from typing import Any
+
+from kubernetes_asyncio import client as k8s_client
+from kubernetes_asyncio import watch as k8s_watch
+
+from lss_common.kube import client, objects
+from lss_common.models import kinds
+from lss_dev import processes as processes_module
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+import sandbox_cold_create as cold_bench
+import warm_claim
+
+AGENT_PORT = 8080
+
+
+def _warm_pod_body(name: str, *, runtime: str) -> dict[str, Any]:
+    return {
+        "apiVersion": kinds.API_VERSION,
+        "kind": "WarmPod",
+        "metadata": {"name": name, "labels": {"bench": "claim-floor"}},
+        "spec": {
+            "poolRef": {"name": "bench"},
+            "runtime": runtime,
+            "securityLevel": "standard",
+            "resources": {"cpu": "500m", "memory": "512Mi", "ephemeralStorage": "1Gi"},
+        },
+    }
+
+
+def _policy_body(name: str, *, sandbox_uid: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {"name": f"{name}-deny", "labels": {"bench": "claim-floor"}},
+        "spec": {
+            "podSelector": {"matchLabels": {"llmsafespace.dev/sandbox-uid": sandbox_uid}},
+            "policyTypes": ["Ingress", "Egress"],
+            "ingress": [
+                {
+                    "from": [{"podSelector": {"matchLabels": {"app": "llmsafespace-api"}}}],
+                    "ports": [{"protocol": "TCP", "port": AGENT_PORT}],
+                }
+            ],
+        },
+    }
+
+
+class Claims:
+    """The warm pods made for the run, and the claims of them."""
+
+    def __init__(self, kube: client.Kube, *, namespace: str, runtime: str) -> None:
+        self._kube = kube
+        self._namespace = namespace
+        self._runtime = runtime
+        self._ready: list[dict[str, Any]] = []
+        self._serial = 0
+
+    async def prepare(self, count: int, *, concurrency: int = 20) -> None:
+        """``count`` Ready WarmPods, each with a pod it controls."""
+        limit = asyncio.Semaphore(concurrency)
+
+        async def one(index: int) -> dict[str, Any]:
+            async with limit:
+                name = f"warm-{index}"
+                warm_pod = await objects.create_object(
+                    self._kube,
+                    resource=objects.WARM_POD,
+                    namespace=self._namespace,
+                    body=_warm_pod_body(name, runtime=self._runtime),
+                )
+                pod = cold_bench._bare_pod(f"{name}-pod")
+                pod["metadata"]["ownerReferences"] = [
+                    {
+                        "apiVersion": kinds.API_VERSION,
+                        "kind": "WarmPod",
+                        "name": name,
+                        "uid": warm_pod["metadata"]["uid"],
+                        "controller": True,
+                        "blockOwnerDeletion": True,
+                    }
+                ]
+                await objects.create_object(
+                    self._kube, resource=objects.POD, namespace=self._namespace, body=pod
+                )
+                ready: dict[str, Any] = await objects.patch_object(
+                    self._kube,
+                    resource=objects.WARM_POD,
+                    namespace=self._namespace,
+                    name=name,
+                    subresource="status",
+                    body={"status": {"phase": "Ready", "podName": f"{name}-pod"}},
+                )
+                return ready
+
+        self._ready = list(await asyncio.gather(*(one(i) for i in range(count))))
+
+    async def claim(self) -> float:
+        """One claim's required writes in sequence; seconds from the Sandbox's create
+        request to its Running status written."""
+        warm_pod = self._ready.pop()
+        self._serial += 1
+        name = f"box-{self._serial}"
+        kube, namespace = self._kube, self._namespace
+        started = time.monotonic()
+        sandbox = await objects.create_object(
+            kube,
+            resource=objects.SANDBOX,
+            namespace=namespace,
+            body={
+                "apiVersion": kinds.API_VERSION,
+                "kind": "Sandbox",
+                "metadata": {"name": name},
+                "spec": {"runtime": self._runtime, "timeout": 3600},
+            },
+        )
+        uid = sandbox["metadata"]["uid"]
+        warm_name = warm_pod["metadata"]["name"]
+        await objects.patch_object(
+            kube,
+            resource=objects.WARM_POD,
+            namespace=namespace,
+            name=warm_name,
+            subresource="status",
+            body={
+                "metadata": {"resourceVersion": warm_pod["metadata"]["resourceVersion"]},
+                "status": {"phase": "Assigned", "assignedTo": uid},
+            },
+        )
+        pod_name = f"{warm_name}-pod"
+        owner = {
+            "apiVersion": kinds.API_VERSION,
+            "kind": "Sandbox",
+            "name": name,
+            "uid": uid,
+            "controller": True,
+            "blockOwnerDeletion": True,
+        }
+        await asyncio.gather(
+            objects.patch_object(
+                kube,
+                resource=objects.POD,
+                namespace=namespace,
+                name=pod_name,
+                body={
+                    "metadata": {
+                        "ownerReferences": [owner],
+                        "labels": {"llmsafespace.dev/sandbox-uid": uid},
+                    }
+                },
+            ),
+            objects.create_object(
+                kube,
+                resource=objects.NETWORK_POLICY,
+                namespace=namespace,
+                body=_policy_body(name, sandbox_uid=uid),
+            ),
+        )
+        await objects.patch_object(
+            kube,
+            resource=objects.SANDBOX,
+            namespace=namespace,
+            name=name,
+            subresource="status",
+            body={
+                "status": {
+                    "phase": "Running",
+                    "podName": pod_name,
+                    "podNamespace": namespace,
+                    "warmPodRef": {"name": warm_name, "namespace": namespace},
+                }
+            },
+        )
+        return time.monotonic() - started
+
+    async def cold(self, *, ready: cold_bench.Arrivals) -> float:
+        """One cold start's required writes; seconds from the Sandbox's create request to
+        its Running status written."""
+        self._serial += 1
+        name = f"cold-{self._serial}"
+        kube, namespace = self._kube, self._namespace
+        started = time.monotonic()
+        sandbox = await objects.create_object(
+            kube,
+            resource=objects.SANDBOX,
+            namespace=namespace,
+            body={
+                "apiVersion": kinds.API_VERSION,
+                "kind": "Sandbox",
+                "metadata": {"name": name},
+                "spec": {"runtime": self._runtime, "timeout": 3600},
+            },
+        )
+        uid = sandbox["metadata"]["uid"]
+        labels = {"llmsafespace.dev/sandbox-uid": uid, "bench": "floor"}
+        await asyncio.gather(
+            objects.create_object(
+                kube,
+                resource=objects.SERVICE_ACCOUNT,
+                namespace=namespace,
+                body={
+                    "apiVersion": "v1",
+                    "kind": "ServiceAccount",
+                    "metadata": {"name": name},
+                    "automountServiceAccountToken": False,
+                },
+            ),
+            objects.create_object(
+                kube,
+                resource=objects.NETWORK_POLICY,
+                namespace=namespace,
+                body=_policy_body(name, sandbox_uid=uid),
+            ),
+        )
+        pod = cold_bench._bare_pod(f"{name}-pod")
+        pod["metadata"]["labels"] = labels
+        pod["spec"]["serviceAccountName"] = name
+        await asyncio.gather(
+            objects.create_object(kube, resource=objects.POD, namespace=namespace, body=pod),
+            objects.create_object(
+                kube,
+                resource=objects.SERVICE,
+                namespace=namespace,
+                body={
+                    "apiVersion": "v1",
+                    "kind": "Service",
+                    "metadata": {"name": name},
+                    "spec": {
+                        "selector": {"llmsafespace.dev/sandbox-uid": uid},
+                        "ports": [{"port": AGENT_PORT, "targetPort": AGENT_PORT}],
+                    },
+                },
+            ),
+        )
+        await ready.wait(f"{name}-pod")
+        await objects.patch_object(
+            kube,
+            resource=objects.SANDBOX,
+            namespace=namespace,
+            name=name,
+            subresource="status",
+            body={
+                "status": {"phase": "Running", "podName": f"{name}-pod", "podNamespace": namespace}
+            },
+        )
+        return time.monotonic() - started
+
+
+async def _watch_ready(kube_api: Any, *, namespace: str, ready: cold_bench.Arrivals) -> None:
+    """Every pod labelled ``bench=floor`` whose Ready condition turns True, as it is seen."""
+    core = k8s_client.CoreV1Api(kube_api)
+    while True:
+        watcher = k8s_watch.Watch()
+        async for event in watcher.stream(
+            core.list_namespaced_pod, namespace, label_selector="bench=floor", timeout_seconds=300
+        ):
+            pod = event["object"]
+            for condition in pod.status.conditions or ():
+                if condition.type == "Ready" and condition.status == "True":
+                    ready.seen(pod.metadata.name)
+
+
+async def _cold_phase(
+    claims: Claims, *, kube: client.Kube, namespace: str, count: int, kube_api: Any
+) -> dict[str, Any]:
+    ready = cold_bench.Arrivals()
+    watch = asyncio.create_task(_watch_ready(kube_api, namespace=namespace, ready=ready))
+    floor: list[float] = []
+    cold: list[float] = []
+    try:
+        for index in range(-1, count):  # the first of each: a warm-up, not counted
+            name = f"bare-{index + 1}"
+            started = time.monotonic()
+            await objects.create_object(
+                kube, resource=objects.POD, namespace=namespace, body=cold_bench._bare_pod(name)
+            )
+            bare = await ready.wait(name) - started
+            seconds = await claims.cold(ready=ready)
+            if index >= 0:
+                floor.append(bare)
+                cold.append(seconds)
+    finally:
+        watch.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watch
+    floor_summary = cold_bench._summary(floor)
+    cold_summary = cold_bench._summary(cold)
+    return {
+        "floor_bare_pod_create_to_ready": floor_summary,
+        "required_writes_cold": cold_summary,
+        "ratio_p50": round(cold_summary["p50_ms"] / floor_summary["p50_ms"], 2),
+        "samples": {"floor_s": floor, "cold_s": cold},
+    }
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    setup = await cold_bench.open_setup(args.state_dir, prefix="bench-claim-floor")
+    kube, namespace = setup.kube, setup.namespace
+    runtime = f"{setup.language}:1.0"
+    apiserver = processes_module.pid_of(
+        "kube-apiserver", state_dir=setup.plat.control_plane.state_dir
+    )
+    if apiserver is None:
+        raise RuntimeError("kube-apiserver is not running")
+    claims = Claims(kube, namespace=namespace, runtime=runtime)
+    concurrencies: list[int] = args.concurrencies
+    await claims.prepare(args.rounds * sum(concurrencies))
+    serial = 0
+
+    async def floor_sample() -> float:
+        nonlocal serial
+        serial += 1
+        started = time.monotonic()
+        await objects.create_object(
+            kube,
+            resource=objects.CONFIG_MAP,
+            namespace=namespace,
+            body={"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": f"floor-{serial}"}},
+        )
+        return time.monotonic() - started
+
+    phases: dict[str, Any] = {}
+    for concurrency in concurrencies:
+        # One unrecorded batch opens the client's connections (TLS) for both sides.
+        await asyncio.gather(*(floor_sample() for _ in range(concurrency)))
+        floor: list[float] = []
+        claimed: list[float] = []
+        floor_cpu = claim_cpu = 0.0
+        for _ in range(args.rounds):
+            await asyncio.sleep(args.pause_seconds)
+            before = warm_claim.cpu_seconds(apiserver)
+            floor += await asyncio.gather(*(floor_sample() for _ in range(concurrency)))
+            after_floor = warm_claim.cpu_seconds(apiserver)
+            await asyncio.sleep(args.pause_seconds)
+            before_claims = warm_claim.cpu_seconds(apiserver)
+            claimed += await asyncio.gather(*(claims.claim() for _ in range(concurrency)))
+            floor_cpu += after_floor - before
+            claim_cpu += warm_claim.cpu_seconds(apiserver) - before_claims
+        floor_summary = cold_bench._summary(floor)
+        claim_summary = cold_bench._summary(claimed)
+        phases[f"concurrency_{concurrency}"] = {
+            "floor": floor_summary,
+            "required_writes_claim": claim_summary,
+            "ratios": warm_claim._ratios(claim_summary, floor_summary),
+            "apiserver_cpu_ms": {
+                "per_bare_create": round(floor_cpu * 1000 / len(floor), 2),
+                "per_claim": round(claim_cpu * 1000 / len(claimed), 2),
+            },
+            "samples": {"floor_s": floor, "claim_s": claimed},
+        }
+    cold = None
+    if args.cold_count > 0:
+        cold = await _cold_phase(
+            claims, kube=kube, namespace=namespace, count=args.cold_count, kube_api=setup.kube_api
+        )
+    await setup.kube_api.close()
+    return {
+        "measured_at": datetime.datetime.now(tz=datetime.UTC).isoformat(timespec="seconds"),
+        "machine": {"cpus": os.cpu_count(), "python": platform_info.python_version()},
+        "rounds": args.rounds,
+        "phases": phases,
+        "cold": cold,
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--state-dir", default="/tmp/lss-bench")
+    parser.add_argument("--rounds", type=int, default=20)
+    parser.add_argument(
+        "--concurrencies",
+        type=lambda text: [int(part) for part in text.split(",")],
+        default=[1, 10],
+        help="comma-separated concurrencies, each measured for --rounds rounds",
+    )
+    parser.add_argument(
+        "--cold-count", type=int, default=50, help="cold starts, one at a time (0: none)"
+    )
+    parser.add_argument(
+        "--pause-seconds",
+        type=float,
+        default=0.5,
+        help="quiet time before each batch (the previous batch's watch events settle)",
+    )
+    parser.add_argument("--out", type=pathlib.Path, default=pathlib.Path("/tmp/claim-floor.json"))
+    args = parser.parse_args()
+    results = asyncio.run(run(args))
+    out: pathlib.Path = args.out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    phases = {**results["phases"], "cold": results["cold"] or {}}
+    summary = {
+        name: {key: value for key, value in phase.items() if key != "samples"}
+        for name, phase in phases.items()
+    }
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

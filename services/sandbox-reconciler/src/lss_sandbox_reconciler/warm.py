@@ -180,7 +180,8 @@ class WarmMetrics:
             released_total=prometheus_client.Counter(
                 "llmsafespace_sandbox_warm_pods_released_total",
                 "WarmPods given back when their sandbox ended, by how (deleted|recycled), "
-                "and stray claims given back (stray_claim).",
+                "stray claims given back (stray_claim), and claims of running sandboxes "
+                "whose warm pod was replaced by a pod of their own (replaced).",
                 ["how"],
                 registry=registry,
             ),
@@ -332,6 +333,9 @@ class WarmStarter:
         # Per namespace, until when (monotonic) warm starts are not tried: a claim's write
         # was refused there (RBAC, an admission policy), and would be again.
         self._refused_until: dict[str, float] = {}
+        # Sandboxes whose replaced warm pod's claim this process gave back (release_replaced
+        # reads only once per sandbox); forgotten when the sandbox is released.
+        self._replaced: set[str] = set()
 
     def _refused_recently(self, namespace: str) -> bool:
         until = self._refused_until.get(namespace)
@@ -886,6 +890,58 @@ class WarmStarter:
         ):
             self._metrics.released_total.labels(how="deleted").inc()
             _log.info("warm pod released", extra={"warm_pod": ref.name})
+
+    async def release_replaced(self, snapshot: plan.Snapshot) -> None:
+        """Give back the WarmPod of a running sandbox whose warm pod was replaced by its own.
+
+        The warm pod died or was deleted while the sandbox ran, and the sandbox now runs on a
+        cold pod of its own (``names.pod_name``); ``status.warmPodRef`` stays, as the record
+        of how it started. Its WarmPod stayed Assigned for the sandbox's whole life, holding a
+        slot of the pool (``maxSize``) with no pod, and blocking the pool's deletion (found
+        by bench/chaos.py). It is deleted once its pod is gone or going (a pod that still
+        runs is never left without its WarmPod). Reads only in that state, once per sandbox
+        and process.
+        """
+        obj = snapshot.sandbox
+        status = sandbox_model.status_of(obj)
+        ref = status.warm_pod_ref
+        uid = obj.metadata.uid or ""
+        if (
+            ref is None
+            or uid in self._replaced
+            or obj.metadata.deletion_timestamp
+            or lifecycle.is_terminal(status.phase)
+        ):
+            return
+        try:
+            owner = owner_module.owner_of(obj, settings=self._settings.sandbox)
+        except merge.SpecConflict:
+            return
+        if status.pod_name != names.pod_name(owner.name):
+            return  # still on its warm pod (or not started)
+        kube = self._kube()
+        namespace = ref.namespace or obj.metadata.namespace or ""
+        held = await adopt.release_warm_pod(
+            kube, namespace=namespace, name=ref.name, sandbox_uid=uid
+        )
+        if held is None:
+            self._replaced.add(uid)
+            return
+        pod_name = warmpod_model.status_of(held).pod_name
+        if pod_name:
+            pod = await adopt.get_pod(kube, namespace=namespace, name=pod_name)
+            if pod is not None and not (pod.get("metadata") or {}).get("deletionTimestamp"):
+                return  # still there: looked at again by a later pass
+        if await adopt.delete_warm_pod(
+            kube, namespace=namespace, name=ref.name, uid=held.metadata.uid or ""
+        ):
+            self._metrics.released_total.labels(how="replaced").inc()
+            _log.info("claim of a replaced warm pod released", extra={"warm_pod": ref.name})
+        self.queue.remove((namespace, ref.name))
+        self._replaced.add(uid)
+
+    def forget_replaced(self, sandbox_uid: str) -> None:
+        self._replaced.discard(sandbox_uid)
 
     async def release_stray_claim(self, snapshot: plan.Snapshot) -> tuple[dict[str, Any], ...]:
         """Give back a WarmPod Assigned to the sandbox that it can no longer use; returns the

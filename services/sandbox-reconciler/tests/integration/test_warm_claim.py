@@ -481,7 +481,9 @@ async def test_a_warm_pod_deleted_by_hand_is_replaced_by_a_cold_one_that_stays(
     """A running warm sandbox's pod is deleted by hand: the sandbox gets a pod of its own
     (``sandbox-<name>``, with its own ServiceAccount and Service), keeps running, and that
     pod is not taken for a stray cold pod of a warm sandbox on the passes that follow. The
-    Service prepared with the warm pod is deleted (it routed only to the gone pod)."""
+    Service prepared with the warm pod is deleted (it routed only to the gone pod), and the
+    claim is given back: the WarmPod, Assigned with no pod, would hold a slot of the pool and
+    block its deletion for the sandbox's whole life; the pool refills."""
     await cluster.create_runtime()
     await start(world, pool_managers, reconcilers=1, pool_managers=1)
     reconciler = world.reconcilers[0]
@@ -505,6 +507,21 @@ async def test_a_warm_pod_deleted_by_hand_is_replaced_by_a_cold_one_that_stays(
         return obj if obj["status"].get("phase") == "Running" else None
 
     await eventually.eventually(on_its_own_pod, timeout_seconds=60, describe="a pod of its own")
+    ref = running["status"]["warmPodRef"]
+
+    async def given_back() -> bool:
+        found = await objects.get_or_none(
+            cluster.kube,
+            resource=objects.WARM_POD,
+            namespace=cluster.namespace,
+            name=ref["name"],
+            decode=objects.as_dict,
+        )
+        return found is None or (found.get("status") or {}).get("assignedTo") != uid
+
+    await eventually.eventually(given_back, timeout_seconds=30, describe="the claim given back")
+    assert reconciler.sample("llmsafespace_sandbox_warm_pods_released_total", how="replaced") == 1
+    await wait_ready_warm_pods(cluster, 1)
     pod = await cluster.child(objects.POD, own)
     assert pod is not None
     pod_uid = pod["metadata"]["uid"]

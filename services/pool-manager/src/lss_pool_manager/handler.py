@@ -539,10 +539,15 @@ class Handler:
             self._expectations[uid] = open_expectations.forgetting_delete(deletion.uid)
 
     async def _write_failed(
-        self, pool: warmpool_model.WarmPool, *, reason: str, message: str
+        self,
+        pool: warmpool_model.WarmPool,
+        *,
+        reason: str,
+        message: str,
+        counts: sizing.Counts | None = None,
     ) -> None:
         new_status = status.failed_status(
-            pool, reason=reason, message=message, now=self._clock.now()
+            pool, reason=reason, message=message, now=self._clock.now(), counts=counts
         )
         if new_status != warmpool_model.status_of(pool):
             await apply.write_pool_status(self._kube.kube, pool=pool, status=new_status)
@@ -567,6 +572,9 @@ class Handler:
                 message=f"{len(assigned)} WarmPods are Assigned to sandboxes "
                 f"({', '.join(sorted(wp.metadata.name or '' for wp in assigned)[:5])}); "
                 "deletion waits until they are released",
+                # What is left, not the counts of the pool's last sizing (they stood still
+                # for the whole deletion, found by bench/chaos.py).
+                counts=status.counts_of(warm_pods),
             )
             # Through the book: the WarmPods' heartbeats wake a blocked pool again and
             # again, and each wake-up must not start a requeue cycle of its own.

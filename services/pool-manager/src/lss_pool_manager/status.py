@@ -31,11 +31,13 @@ from __future__ import annotations
 
 import datetime
 import enum
+from collections.abc import Iterable
 
 import msgspec
 
 from lss_common.logic import conditions
 from lss_common.models import meta
+from lss_common.models import warmpod as warmpod_model
 from lss_common.models import warmpool as warmpool_model
 from lss_pool_manager import sizing
 
@@ -148,16 +150,42 @@ def sized_status(
     return msgspec.structs.replace(sized, pod_failures=pod_failures)
 
 
+def counts_of(warm_pods: Iterable[warmpod_model.WarmPod]) -> sizing.Counts:
+    """The pool's WarmPods as counted by phase (those being deleted are gone): for a pool
+    being deleted, whose passes size nothing."""
+    phases = [
+        warmpod_model.status_of(wp).phase or ""
+        for wp in warm_pods
+        if not wp.metadata.deletion_timestamp
+    ]
+    ready = sum(1 for phase in phases if phase == warmpod_model.Phase.READY)
+    assigned = sum(1 for phase in phases if phase == warmpod_model.Phase.ASSIGNED)
+    pending = sum(1 for phase in phases if phase in ("", warmpod_model.Phase.PENDING))
+    return sizing.Counts(available=ready, assigned=assigned, pending=pending)
+
+
 def failed_status(
-    pool: warmpool_model.WarmPool, *, reason: str, message: str, now: datetime.datetime
+    pool: warmpool_model.WarmPool,
+    *,
+    reason: str,
+    message: str,
+    now: datetime.datetime,
+    counts: sizing.Counts | None = None,
 ) -> warmpool_model.WarmPoolStatus:
-    """The status of a pool that cannot be filled (or is being deleted): counts kept."""
+    """The status of a pool that cannot be filled (or is being deleted): the counts given,
+    else those it had."""
     current = warmpool_model.status_of(pool)
+    if counts is None:
+        counts = sizing.Counts(
+            available=current.available_pods or 0,
+            assigned=current.assigned_pods or 0,
+            pending=current.pending_pods or 0,
+        )
     return _status(
         pool,
-        available=current.available_pods or 0,
-        assigned=current.assigned_pods or 0,
-        pending=current.pending_pods or 0,
+        available=counts.available,
+        assigned=counts.assigned,
+        pending=counts.pending,
         last_scale_time=current.last_scale_time,
         ready=False,
         reason=reason,

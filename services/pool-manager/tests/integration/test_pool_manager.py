@@ -415,6 +415,8 @@ async def test_deletion_waits_for_assigned_then_leaves_nothing(
     pool = await get_pool(kube, namespace=namespace, name="py")
     reported = [c for c in pool.status.conditions or () if c.reason == "DeletionBlocked"]
     assert ready[0].metadata.name in reported[0].message
+    # The counts say what is left (counted from the WarmPods, not kept from the last sizing).
+    assert (pool.status.available_pods, pool.status.assigned_pods) == (2, 1)
     # Blocked means untouched: over several re-checks (every 0.3 s here) no WarmPod, pod or
     # Service is deleted or added, the Ready ones included.
     before = await _pool_objects(kube, namespace)

@@ -12,6 +12,8 @@ import msgspec
 from hypothesis import given
 from hypothesis import strategies as st
 
+from lss_common.models import meta
+from lss_common.models import warmpod as warmpod_model
 from lss_common.models import warmpool as warmpool_model
 from lss_pool_manager import names, sizing, status
 
@@ -100,6 +102,45 @@ def test_failed_status_keeps_counts() -> None:
     assert (result.available_pods, result.assigned_pods, result.pending_pods) == (4, 1, 0)
     assert result.conditions is not None
     assert result.conditions[0].reason == "RuntimeNotFound"
+
+
+def _warm_pod(name: str, phase: str | None, *, deleting: bool = False) -> warmpod_model.WarmPod:
+    return warmpod_model.WarmPod(
+        metadata=meta.ObjectMeta(
+            name=name,
+            namespace="ns",
+            uid=f"uid-{name}",
+            deletion_timestamp="2025-06-01T12:00:00Z" if deleting else None,
+        ),
+        spec=warmpod_model.WarmPodSpec(
+            pool_ref=warmpod_model.PoolRef(name="py"),
+            runtime="python:3.11",
+            security_level="standard",
+            resources=warmpod_model.WarmPodResources(
+                cpu="500m", memory="512Mi", ephemeral_storage="1Gi"
+            ),
+        ),
+        status=warmpod_model.WarmPodStatus(phase=phase),
+    )
+
+
+def test_a_deleting_pool_says_what_is_left_not_its_last_sizing() -> None:
+    left = [
+        _warm_pod("a", "Assigned"),
+        _warm_pod("b", "Assigned"),
+        _warm_pod("c", "Ready"),
+        _warm_pod("d", None),  # just created, no status yet
+        _warm_pod("e", "Pending"),
+        _warm_pod("f", "Failed"),
+        _warm_pod("g", "Ready", deleting=True),
+    ]
+    counts = status.counts_of(left)
+    assert (counts.available, counts.assigned, counts.pending) == (1, 2, 2)
+    before = pool(status_={"availablePods": 9, "assignedPods": 14})
+    result = status.failed_status(
+        before, reason="DeletionBlocked", message="x", now=NOW, counts=counts
+    )
+    assert (result.available_pods, result.assigned_pods, result.pending_pods) == (1, 2, 2)
 
 
 def test_shape_defaults_follow_the_schema() -> None:

@@ -258,6 +258,7 @@ class Handler:
                 if self.warm is not None:  # warm start, WarmPod give-back (warm.py)
                     await self.warm.release(snapshot)
                     await self.warm.remove_stray_cold_pod(snapshot)
+                    await self.warm.release_replaced(snapshot)
                     started_warm = await self.warm.start(snapshot, planned=planned, now=now)
                     if started_warm is None:
                         self.warm.mark_cold(planned)
@@ -281,6 +282,7 @@ class Handler:
                         message=str(error),
                         now=now,
                         observed=sandbox,
+                        refused=refused,
                     )
                 if refused:
                     return self._after_refusal((namespace, name), error=error.cause, reason=reason)
@@ -392,6 +394,8 @@ class Handler:
         """Metrics, logs and Events for what this pass changed (it won the write)."""
         if applied.finalizer_removed:
             self.released.add((before.metadata.namespace or "", before.metadata.name or ""))
+            if self.warm is not None:
+                self.warm.forget_replaced(before.metadata.uid or "")
             self._metrics.deleted_total.inc()
             _log.info("sandbox released", extra={"writes": applied.writes})
             return
@@ -449,6 +453,7 @@ class Handler:
         message: str,
         now: datetime.datetime,
         observed: sandbox_model.Sandbox | None = None,
+        refused: bool = True,
     ) -> None:
         """A write was refused: a Ready=False condition naming it, and a Warning Event (when
         the condition changed, or could not be written: a refused status write).
@@ -456,8 +461,13 @@ class Handler:
         ``observed``: the Sandbox as this pass read it, before its own writes. A pass that
         writes its status beside the refused create (a pod refused by a quota) moves the
         condition off the refusal and back: compared with its own write, every re-check
-        posted the same Warning Event again."""
-        _log.error("sandbox write refused", extra={"reason": reason, "error": message})
+        posted the same Warning Event again. ``refused`` False: a cleanup that failed for a
+        transient reason (an unreachable API server), said the same way on the Sandbox but
+        logged as the retried failure it is, not as a refusal."""
+        if refused:
+            _log.error("sandbox write refused", extra={"reason": reason, "error": message})
+        else:
+            _log.warning("sandbox cleanup failed; retried", extra={"error": message})
         # An ended sandbox keeps the reason it ended for on Ready (what to fix); its release
         # failing is said beside it. Reported on Ready, a cleanup failure replaced that reason
         # for good, even once the retried delete succeeded.

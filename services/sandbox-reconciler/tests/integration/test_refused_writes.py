@@ -307,12 +307,13 @@ async def test_a_refused_finalizer_patch_creates_no_pod_and_shows_why(
 
 
 async def test_a_delete_failing_for_a_while_keeps_the_finalizer_and_is_retried(
-    world: World, cluster: Cluster
+    world: World, cluster: Cluster, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Not refused but failing: a validating webhook that cannot be reached (failurePolicy
     Fail) makes the API server answer the deny policy's delete with a 500. The Sandbox keeps
     its finalizer and shows ``CleanupFailed``; the hint is retried with backoff (counted on
-    each try); once the webhook is gone the deletion completes."""
+    each try), logged as a retried failure, not as a refusal; once the webhook is gone the
+    deletion completes."""
     reconciler = await world.start_reconciler()
     await world.start_watcher()
     await cluster.create_runtime()
@@ -360,6 +361,9 @@ async def test_a_delete_failing_for_a_while_keeps_the_finalizer_and_is_retried(
             == 0
         )
         assert (await cluster.children(uid))["NetworkPolicy"] == [deny]
+        messages = {record.getMessage() for record in caplog.records}
+        assert "sandbox cleanup failed; retried" in messages
+        assert "sandbox write refused" not in messages
     finally:
         await objects.delete_object(cluster.kube, resource=webhook.WEBHOOKS, name=name)
     await cluster.wait_gone("flaky")

@@ -368,6 +368,7 @@ class Chaos:
         self.pool_max_seen: dict[str, int] = defaultdict(int)
         self.pool_spec: dict[str, dict[str, Any]] = {k: dict(v) for k, v in POOLS.items()}
         self.pool_recreates = 0
+        self._resolving = asyncio.Lock()
         self.pool_recreate_task: asyncio.Task[None] | None = None
         self.actions: Counter[str] = Counter()
         self.stopping = False
@@ -777,22 +778,27 @@ class Chaos:
 
     async def resolve_uncertain(self) -> None:
         """Adopt the creates that landed although their request failed; send the failed
-        deletes again. Raises (and keeps the rest) while the API server is still away."""
-        for name, box in list(self.uncertain_creates.items()):
-            found = await objects.get_or_none(
-                self.kube, resource=objects.SANDBOX, name=name, namespace=self.namespace
-            )
-            del self.uncertain_creates[name]
-            if found is not None and box.uid is None:
-                box.uid = _uid(found)
-                self.timeline.log("create landed despite its error", sandbox=name, uid=box.uid)
-        for name, box in list(self.pending_deletes.items()):
-            with contextlib.suppress(errors.NotFoundError):
-                await objects.delete_object(
+        deletes again. Raises (and keeps the rest) while the API server is still away.
+
+        Called by the chaos loop and by the API server's restore task, which may overlap:
+        one at a time (two passes over the same snapshot deleted one key twice: KeyError,
+        and the run ended in its chaos phase)."""
+        async with self._resolving:
+            for name, box in list(self.uncertain_creates.items()):
+                found = await objects.get_or_none(
                     self.kube, resource=objects.SANDBOX, name=name, namespace=self.namespace
                 )
-            del self.pending_deletes[name]
-            self.timeline.log("deleted", sandbox=name, uid=box.uid, why="retried")
+                self.uncertain_creates.pop(name, None)
+                if found is not None and box.uid is None:
+                    box.uid = _uid(found)
+                    self.timeline.log("create landed despite its error", sandbox=name, uid=box.uid)
+            for name, box in list(self.pending_deletes.items()):
+                with contextlib.suppress(errors.NotFoundError):
+                    await objects.delete_object(
+                        self.kube, resource=objects.SANDBOX, name=name, namespace=self.namespace
+                    )
+                self.pending_deletes.pop(name, None)
+                self.timeline.log("deleted", sandbox=name, uid=box.uid, why="retried")
 
     async def act_create(self) -> None:
         if len(self._live()) >= self.args.max_live:

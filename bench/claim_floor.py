@@ -68,6 +68,14 @@ def _warm_pod_body(name: str, *, runtime: str) -> dict[str, Any]:
     }
 
 
+def _pod_body(name: str) -> dict[str, Any]:
+    """``sandbox_cold_create``'s bare pod with small requests: the run's few hundred pods
+    must fit on the kwok nodes (requests do not change how fast kwok runs a pod)."""
+    pod = cold_bench._bare_pod(name)
+    pod["spec"]["containers"][0]["resources"] = {"requests": {"cpu": "10m", "memory": "16Mi"}}
+    return pod
+
+
 def _policy_body(name: str, *, sandbox_uid: str) -> dict[str, Any]:
     return {
         "apiVersion": "networking.k8s.io/v1",
@@ -109,7 +117,7 @@ class Claims:
                     namespace=self._namespace,
                     body=_warm_pod_body(name, runtime=self._runtime),
                 )
-                pod = cold_bench._bare_pod(f"{name}-pod")
+                pod = _pod_body(f"{name}-pod")
                 pod["metadata"]["ownerReferences"] = [
                     {
                         "apiVersion": kinds.API_VERSION,
@@ -135,18 +143,16 @@ class Claims:
 
         self._ready = list(await asyncio.gather(*(one(i) for i in range(count))))
 
-    async def claim(self) -> float:
-        """One claim's required writes in sequence; seconds from the Sandbox's create
-        request to its Running status written."""
-        warm_pod = self._ready.pop()
+    def _next_name(self, prefix: str) -> str:
         self._serial += 1
-        name = f"box-{self._serial}"
-        kube, namespace = self._kube, self._namespace
-        started = time.monotonic()
+        return f"{prefix}-{self._serial}"
+
+    async def _create_sandbox(self, name: str) -> str:
+        """The user's create; the new Sandbox's UID."""
         sandbox = await objects.create_object(
-            kube,
+            self._kube,
             resource=objects.SANDBOX,
-            namespace=namespace,
+            namespace=self._namespace,
             body={
                 "apiVersion": kinds.API_VERSION,
                 "kind": "Sandbox",
@@ -154,7 +160,33 @@ class Claims:
                 "spec": {"runtime": self._runtime, "timeout": 3600},
             },
         )
-        uid = sandbox["metadata"]["uid"]
+        return str(sandbox["metadata"]["uid"])
+
+    async def _set_running(self, name: str, *, pod_name: str, **status: Any) -> None:
+        await objects.patch_object(
+            self._kube,
+            resource=objects.SANDBOX,
+            namespace=self._namespace,
+            name=name,
+            subresource="status",
+            body={
+                "status": {
+                    "phase": "Running",
+                    "podName": pod_name,
+                    "podNamespace": self._namespace,
+                    **status,
+                }
+            },
+        )
+
+    async def claim(self) -> float:
+        """One claim's required writes in sequence; seconds from the Sandbox's create
+        request to its Running status written."""
+        warm_pod = self._ready.pop()
+        name = self._next_name("box")
+        kube, namespace = self._kube, self._namespace
+        started = time.monotonic()
+        uid = await self._create_sandbox(name)
         warm_name = warm_pod["metadata"]["name"]
         await objects.patch_object(
             kube,
@@ -196,42 +228,18 @@ class Claims:
                 body=_policy_body(name, sandbox_uid=uid),
             ),
         )
-        await objects.patch_object(
-            kube,
-            resource=objects.SANDBOX,
-            namespace=namespace,
-            name=name,
-            subresource="status",
-            body={
-                "status": {
-                    "phase": "Running",
-                    "podName": pod_name,
-                    "podNamespace": namespace,
-                    "warmPodRef": {"name": warm_name, "namespace": namespace},
-                }
-            },
+        await self._set_running(
+            name, pod_name=pod_name, warmPodRef={"name": warm_name, "namespace": namespace}
         )
         return time.monotonic() - started
 
     async def cold(self, *, ready: cold_bench.Arrivals) -> float:
         """One cold start's required writes; seconds from the Sandbox's create request to
         its Running status written."""
-        self._serial += 1
-        name = f"cold-{self._serial}"
+        name = self._next_name("cold")
         kube, namespace = self._kube, self._namespace
         started = time.monotonic()
-        sandbox = await objects.create_object(
-            kube,
-            resource=objects.SANDBOX,
-            namespace=namespace,
-            body={
-                "apiVersion": kinds.API_VERSION,
-                "kind": "Sandbox",
-                "metadata": {"name": name},
-                "spec": {"runtime": self._runtime, "timeout": 3600},
-            },
-        )
-        uid = sandbox["metadata"]["uid"]
+        uid = await self._create_sandbox(name)
         labels = {"llmsafespace.dev/sandbox-uid": uid, "bench": "floor"}
         await asyncio.gather(
             objects.create_object(
@@ -252,7 +260,7 @@ class Claims:
                 body=_policy_body(name, sandbox_uid=uid),
             ),
         )
-        pod = cold_bench._bare_pod(f"{name}-pod")
+        pod = _pod_body(f"{name}-pod")
         pod["metadata"]["labels"] = labels
         pod["spec"]["serviceAccountName"] = name
         await asyncio.gather(
@@ -273,16 +281,7 @@ class Claims:
             ),
         )
         await ready.wait(f"{name}-pod")
-        await objects.patch_object(
-            kube,
-            resource=objects.SANDBOX,
-            namespace=namespace,
-            name=name,
-            subresource="status",
-            body={
-                "status": {"phase": "Running", "podName": f"{name}-pod", "podNamespace": namespace}
-            },
-        )
+        await self._set_running(name, pod_name=f"{name}-pod")
         return time.monotonic() - started
 
 
@@ -312,7 +311,7 @@ async def _cold_phase(
             name = f"bare-{index + 1}"
             started = time.monotonic()
             await objects.create_object(
-                kube, resource=objects.POD, namespace=namespace, body=cold_bench._bare_pod(name)
+                kube, resource=objects.POD, namespace=namespace, body=_pod_body(name)
             )
             bare = await ready.wait(name) - started
             seconds = await claims.cold(ready=ready)

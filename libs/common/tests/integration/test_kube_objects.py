@@ -19,6 +19,7 @@ from kubernetes_asyncio import config as k8s_config
 from lss_common import errors
 from lss_common.kube import client, objects
 from lss_common.observability import metrics
+from lss_common.testing import eventually
 from lss_dev import identities
 from lss_dev import platform as platform_mod
 
@@ -425,15 +426,23 @@ async def test_a_role_the_authorizer_cannot_find_is_retryable_and_a_denial_is_no
             # The same denial while the API server is not ready (etcd stopped: its readiness
             # check fails, while the authorizer still answers from its caches, as when it has
             # just started and its RBAC informers have not synced): no verdict yet.
-            with (
-                platform.control_plane.paused("etcd"),
-                pytest.raises(errors.RetryableError) as unready,
-            ):
-                await objects.get_object(
-                    as_account, resource=objects.CONFIG_MAP, namespace=namespace, name="x"
+            with platform.control_plane.paused("etcd"):
+                # The API server caches its etcd check's answer for a moment: until it says so.
+                await eventually.eventually(
+                    lambda: _not_ready(as_account),
+                    timeout_seconds=30,
+                    describe="the API server not ready",
                 )
+                with pytest.raises(errors.RetryableError) as unready:
+                    await objects.get_object(
+                        as_account, resource=objects.CONFIG_MAP, namespace=namespace, name="x"
+                    )
             assert "not ready yet" in str(unready.value)
             assert "cannot get resource" in str(unready.value)
     finally:
         if binding:
             platform.control_plane.kubectl("delete", "clusterrolebinding", binding)
+
+
+async def _not_ready(kube: client.Kube) -> bool:
+    return not await client.is_api_server_ready(kube)

@@ -35,6 +35,7 @@ from .conftest import (
     Stack,
     by_phase,
     claim,
+    counted,
     create_pool,
     create_runtime,
     get_pool,
@@ -681,8 +682,9 @@ async def test_a_retired_warm_pods_pod_goes_without_the_garbage_collector(
         await eventually.eventually(
             retired, timeout_seconds=60, describe="WarmPods and their pods gone, no collector"
         )
-        assert manager.sample("llmsafespace_warmpool_retired_pods_total", result="deleted") == 2
-        assert manager.sample("llmsafespace_warmpool_pods_deleted_total", reason="scale_down") == 2
+        # Counted once each retirement is done (its pod's delete answered).
+        await counted(manager, "llmsafespace_warmpool_retired_pods_total", 2, result="deleted")
+        await counted(manager, "llmsafespace_warmpool_pods_deleted_total", 2, reason="scale_down")
 
     async def services_collected() -> bool:
         for name in services:
@@ -732,7 +734,7 @@ async def test_an_orphaned_warm_pod_is_deleted_without_the_garbage_collector(
         (replacement,) = await eventually.eventually(
             refilled_and_swept, timeout_seconds=60, describe="the orphaned pod deleted"
         )
-        assert manager.sample("llmsafespace_warmpool_orphan_pods_deleted_total") == 1
+        await counted(manager, "llmsafespace_warmpool_orphan_pods_deleted_total", 1)
         kept = warmpod_model.status_of(replacement).pod_name or ""
         assert await _pods_left(kube, namespace=namespace, names={kept}) == {kept}
 
@@ -1315,7 +1317,7 @@ async def test_warm_pods_record_their_pods_and_a_changed_pod_is_replaced(
         return len(uids) == 2 and victim.metadata.uid not in uids and len(items) == 2
 
     await eventually.eventually(replaced, timeout_seconds=60, describe="changed pod replaced")
-    assert manager.sample("llmsafespace_warmpool_pods_deleted_total", reason="unverified") == 1
+    await counted(manager, "llmsafespace_warmpool_pods_deleted_total", 1, reason="unverified")
 
 
 async def test_a_pod_its_creator_never_recorded_is_never_ready_and_is_replaced(
@@ -1365,7 +1367,7 @@ async def test_a_pod_its_creator_never_recorded_is_never_ready_and_is_replaced(
     assert status.phase == "Failed"
     assert [c.reason for c in status.conditions or []] == ["PodUnverified"]
     assert status.last_heartbeat is None  # never Ready
-    assert manager.sample("llmsafespace_warmpool_pods_deleted_total", reason="unverified") == 1
+    await counted(manager, "llmsafespace_warmpool_pods_deleted_total", 1, reason="unverified")
     await release_deletion(kube, resource=objects.WARM_POD, name=skipped[0], namespace=namespace)
     (ready,) = await wait_ready(kube, namespace, 1, what="a recorded WarmPod Ready")
     assert ready.metadata.uid != lost.metadata.uid

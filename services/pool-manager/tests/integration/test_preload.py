@@ -358,9 +358,8 @@ async def test_a_preload_cut_by_kill_9_fails_the_warm_pod_and_never_runs_twice(
     )
     assert await asyncio.to_thread(output.read_text) == "run\n"
     await counted(successor, "llmsafespace_warmpool_preloads_total", 1, result="interrupted")
-    assert (
-        successor.sample("llmsafespace_warmpool_pods_deleted_total", reason="preload_failed") == 1
-    )
+    # Counted once its pod's deletion is done too (retire.py), a moment after the WarmPod's.
+    await counted(successor, "llmsafespace_warmpool_pods_deleted_total", 1, reason="preload_failed")
     assert successor.sample("llmsafespace_warmpool_pods_created_total") == 0
     pool = await get_pool(kube, namespace=namespace, name="cut")
     record = warmpool_model.status_of(pool).preload

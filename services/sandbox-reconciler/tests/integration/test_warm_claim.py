@@ -520,7 +520,11 @@ async def test_a_warm_pod_deleted_by_hand_is_replaced_by_a_cold_one_that_stays(
         return found is None or (found.get("status") or {}).get("assignedTo") != uid
 
     await eventually.eventually(given_back, timeout_seconds=30, describe="the claim given back")
-    assert reconciler.sample("llmsafespace_sandbox_warm_pods_released_total", how="replaced") == 1
+    await eventually.reaches(
+        lambda: reconciler.sample("llmsafespace_sandbox_warm_pods_released_total", how="replaced"),
+        1.0,
+        describe="the release counted",
+    )
     await wait_ready_warm_pods(cluster, 1)
     pod = await cluster.child(objects.POD, own)
     assert pod is not None

@@ -1,6 +1,6 @@
 """The least a warm claim can take on this platform: its required writes alone, made directly.
 
-    uv run python bench/claim_floor.py [--state-dir DIR] [--rounds 20] [--concurrencies 1,10]
+    uv run python bench/claim_floor.py [--state-dir DIR] [--rounds 20] [--concurrencies 1,10,50]
 
 What a claim must write, whatever the implementation (issue 5 and DESIGN.md section 5), made
 by this process with nothing else around them — no watch hop from the Sandbox's create to a
@@ -14,11 +14,17 @@ controller, no message bus, no reads, no finalizer, no Service, no status record
 
 Four round trips in sequence, each a write the API server must validate, store in etcd and
 fan out to its watchers. The WarmPods and their pods are made beforehand by this script (no
-pool manager runs). Each round of N concurrent claims (``--concurrencies``: 1 and 10) is
+pool manager runs). Each round of N concurrent claims (``--concurrencies``: 1, 10, 50) is
 preceded by as many concurrent bare creates (a ConfigMap: ``warm_claim.py``'s floor), so both
-see the same machine. Reported: p50/p95/p99 of both, their ratios, and the API server's CPU time per
-claim and per bare create (``/proc``). No real claim can be faster than this one on the same
-platform: it is the bound the issue's ratio targets are to be read against.
+see the same machine. Reported: p50/p95/p99 of both, their ratios, the API server's CPU
+time per claim and per bare create (``/proc``), and how many of each completed per second of
+their batches (at 50 concurrent: about the most claims per second the platform completes
+with nothing else to do — no refill, no deletion). No real claim can be faster than this one
+on the same platform: it is the bound the issue's targets are to be read against.
+
+**Sustained** (``--sustained``, 300): claims at 50 concurrent, each beside the least a pool's
+refill writes for one WarmPod (the WarmPod; its pod beside its Service; its Ready status):
+claims per second over the burst, issue 5's "while the pool refills".
 
 The same for a **cold** start (``--cold-count``, one at a time, each after a bare pod's
 create → Ready, ``sandbox_cold_create.py``'s floor): the Sandbox's create; its ServiceAccount
@@ -110,38 +116,61 @@ class Claims:
 
         async def one(index: int) -> dict[str, Any]:
             async with limit:
-                name = f"warm-{index}"
-                warm_pod = await objects.create_object(
-                    self._kube,
-                    resource=objects.WARM_POD,
-                    namespace=self._namespace,
-                    body=_warm_pod_body(name, runtime=self._runtime),
-                )
-                pod = _pod_body(f"{name}-pod")
-                pod["metadata"]["ownerReferences"] = [
-                    {
-                        "apiVersion": kinds.API_VERSION,
-                        "kind": "WarmPod",
-                        "name": name,
-                        "uid": warm_pod["metadata"]["uid"],
-                        "controller": True,
-                        "blockOwnerDeletion": True,
-                    }
-                ]
-                await objects.create_object(
-                    self._kube, resource=objects.POD, namespace=self._namespace, body=pod
-                )
-                ready: dict[str, Any] = await objects.patch_object(
-                    self._kube,
-                    resource=objects.WARM_POD,
-                    namespace=self._namespace,
-                    name=name,
-                    subresource="status",
-                    body={"status": {"phase": "Ready", "podName": f"{name}-pod"}},
-                )
-                return ready
+                return await self._warm_pod(f"warm-{index}", service=False)
 
         self._ready = list(await asyncio.gather(*(one(i) for i in range(count))))
+
+    async def refill(self) -> None:
+        """The least a pool's refill writes for one WarmPod: the WarmPod, its pod beside the
+        Service prepared with it, its Ready status."""
+        await self._warm_pod(self._next_name("refill"), service=True)
+
+    async def _warm_pod(self, name: str, *, service: bool) -> dict[str, Any]:
+        kube, namespace = self._kube, self._namespace
+        warm_pod = await objects.create_object(
+            kube,
+            resource=objects.WARM_POD,
+            namespace=namespace,
+            body=_warm_pod_body(name, runtime=self._runtime),
+        )
+        owner = {
+            "apiVersion": kinds.API_VERSION,
+            "kind": "WarmPod",
+            "name": name,
+            "uid": warm_pod["metadata"]["uid"],
+            "controller": True,
+            "blockOwnerDeletion": True,
+        }
+        pod = _pod_body(f"{name}-pod")
+        pod["metadata"]["ownerReferences"] = [owner]
+        creates = [objects.create_object(kube, resource=objects.POD, namespace=namespace, body=pod)]
+        if service:
+            creates.append(
+                objects.create_object(
+                    kube,
+                    resource=objects.SERVICE,
+                    namespace=namespace,
+                    body={
+                        "apiVersion": "v1",
+                        "kind": "Service",
+                        "metadata": {"name": f"warm-{name}", "ownerReferences": [owner]},
+                        "spec": {
+                            "selector": {"llmsafespace.dev/warmpod-uid": owner["uid"]},
+                            "ports": [{"port": AGENT_PORT, "targetPort": AGENT_PORT}],
+                        },
+                    },
+                )
+            )
+        await asyncio.gather(*creates)
+        ready: dict[str, Any] = await objects.patch_object(
+            kube,
+            resource=objects.WARM_POD,
+            namespace=namespace,
+            name=name,
+            subresource="status",
+            body={"status": {"phase": "Ready", "podName": f"{name}-pod"}},
+        )
+        return ready
 
     def _next_name(self, prefix: str) -> str:
         self._serial += 1
@@ -332,6 +361,26 @@ async def _cold_phase(
     }
 
 
+async def _sustained_phase(claims: Claims, *, count: int, concurrency: int) -> dict[str, Any]:
+    """``count`` claims, ``concurrency`` at a time, each beside the refill of one WarmPod:
+    claims per second over the whole burst (issue 5: ≥ 100 while the pool refills)."""
+    limit = asyncio.Semaphore(concurrency)
+
+    async def one() -> None:
+        async with limit:
+            await asyncio.gather(claims.claim(), claims.refill())
+
+    started = time.monotonic()
+    await asyncio.gather(*(one() for _ in range(count)))
+    seconds = time.monotonic() - started
+    return {
+        "claims": count,
+        "concurrency": concurrency,
+        "seconds": round(seconds, 2),
+        "claims_per_second": round(count / seconds, 1),
+    }
+
+
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     setup = await cold_bench.open_setup(args.state_dir, prefix="bench-claim-floor")
     kube, namespace = setup.kube, setup.namespace
@@ -343,7 +392,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         raise RuntimeError("kube-apiserver is not running")
     claims = Claims(kube, namespace=namespace, runtime=runtime)
     concurrencies: list[int] = args.concurrencies
-    await claims.prepare(args.rounds * sum(concurrencies))
+    await claims.prepare(args.rounds * sum(concurrencies) + args.sustained)
     serial = 0
 
     async def floor_sample() -> float:
@@ -364,15 +413,19 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         await asyncio.gather(*(floor_sample() for _ in range(concurrency)))
         floor: list[float] = []
         claimed: list[float] = []
-        floor_cpu = claim_cpu = 0.0
+        floor_cpu = claim_cpu = floor_wall = claim_wall = 0.0
         for _ in range(args.rounds):
             await asyncio.sleep(args.pause_seconds)
-            before = warm_claim.cpu_seconds(apiserver)
+            before, started = warm_claim.cpu_seconds(apiserver), time.monotonic()
             floor += await asyncio.gather(*(floor_sample() for _ in range(concurrency)))
-            after_floor = warm_claim.cpu_seconds(apiserver)
+            after_floor, floor_wall = (
+                warm_claim.cpu_seconds(apiserver),
+                floor_wall + time.monotonic() - started,
+            )
             await asyncio.sleep(args.pause_seconds)
-            before_claims = warm_claim.cpu_seconds(apiserver)
+            before_claims, started = warm_claim.cpu_seconds(apiserver), time.monotonic()
             claimed += await asyncio.gather(*(claims.claim() for _ in range(concurrency)))
+            claim_wall += time.monotonic() - started
             floor_cpu += after_floor - before
             claim_cpu += warm_claim.cpu_seconds(apiserver) - before_claims
         floor_summary = cold_bench._summary(floor)
@@ -385,8 +438,18 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 "per_bare_create": round(floor_cpu * 1000 / len(floor), 2),
                 "per_claim": round(claim_cpu * 1000 / len(claimed), 2),
             },
+            # While the batches ran (their rounds' wall time): the most such claims the
+            # platform completes per second at this concurrency, with nothing else to do.
+            "per_second": {
+                "bare_creates": round(len(floor) / floor_wall, 1),
+                "claims": round(len(claimed) / claim_wall, 1),
+            },
             "samples": {"floor_s": floor, "claim_s": claimed},
         }
+    sustained = None
+    if args.sustained > 0:
+        await asyncio.sleep(args.pause_seconds)
+        sustained = await _sustained_phase(claims, count=args.sustained, concurrency=50)
     cold = None
     if args.cold_count > 0:
         cold = await _cold_phase(
@@ -398,6 +461,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "machine": {"cpus": os.cpu_count(), "python": platform_info.python_version()},
         "rounds": args.rounds,
         "phases": phases,
+        "sustained_with_refill": sustained,
         "cold": cold,
     }
 
@@ -409,11 +473,17 @@ def main() -> int:
     parser.add_argument(
         "--concurrencies",
         type=lambda text: [int(part) for part in text.split(",")],
-        default=[1, 10],
+        default=[1, 10, 50],
         help="comma-separated concurrencies, each measured for --rounds rounds",
     )
     parser.add_argument(
         "--cold-count", type=int, default=50, help="cold starts, one at a time (0: none)"
+    )
+    parser.add_argument(
+        "--sustained",
+        type=int,
+        default=300,
+        help="claims at 50 concurrent, each beside a WarmPod's refill (0: none)",
     )
     parser.add_argument(
         "--pause-seconds",
@@ -427,7 +497,11 @@ def main() -> int:
     out: pathlib.Path = args.out
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2) + "\n")
-    phases = {**results["phases"], "cold": results["cold"] or {}}
+    phases = {
+        **results["phases"],
+        "sustained_with_refill": results["sustained_with_refill"] or {},
+        "cold": results["cold"] or {},
+    }
     summary = {
         name: {key: value for key, value in phase.items() if key != "samples"}
         for name, phase in phases.items()

@@ -398,14 +398,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     async def floor_sample() -> float:
         nonlocal serial
         serial += 1
-        started = time.monotonic()
-        await objects.create_object(
-            kube,
-            resource=objects.CONFIG_MAP,
-            namespace=namespace,
-            body={"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": f"floor-{serial}"}},
+        return await warm_claim.bare_create_seconds(
+            kube, namespace=namespace, name=f"floor-{serial}"
         )
-        return time.monotonic() - started
 
     phases: dict[str, Any] = {}
     for concurrency in concurrencies:

@@ -156,14 +156,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     async def floor_sample() -> float:
         nonlocal serial
         serial += 1
-        started = time.monotonic()
-        await objects.create_object(
-            kube,
-            resource=objects.CONFIG_MAP,
-            namespace=namespace,
-            body={"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": f"floor-{serial}"}},
-        )
-        return time.monotonic() - started
+        return await bare_create_seconds(kube, namespace=namespace, name=f"floor-{serial}")
 
     async def floor_batch(concurrency: int) -> list[float]:
         return list(await asyncio.gather(*(floor_sample() for _ in range(concurrency))))
@@ -397,6 +390,18 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "cold": cold,
         },
     }
+
+
+async def bare_create_seconds(kube: client.Kube, *, namespace: str, name: str) -> float:
+    """The floor: one bare API create round trip (a ConfigMap ``name``), in seconds."""
+    started = time.monotonic()
+    await objects.create_object(
+        kube,
+        resource=objects.CONFIG_MAP,
+        namespace=namespace,
+        body={"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}},
+    )
+    return time.monotonic() - started
 
 
 def cpu_seconds(pid: int) -> float:

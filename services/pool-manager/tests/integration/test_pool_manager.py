@@ -1328,9 +1328,10 @@ async def test_a_pod_its_creator_never_recorded_is_never_ready_and_is_replaced(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The pool manager stops between its pod create and the status write that records the
-    pod (simulated: the first record is skipped), or someone else made the pod: nobody can
-    vouch for it. The WarmPod waits for the record for the grace, is never Ready (though its
-    pod is), then fails as unverified and is replaced by one that records its pod."""
+    pod (simulated: the first record is skipped, whichever pass made the pod), or someone
+    else made the pod: nobody can vouch for it. The WarmPod waits for the record for the
+    grace, is never Ready (though its pod is), then fails as unverified and is replaced by one
+    that records its pod."""
     monkeypatch.setattr(lifecycle, "RECORD_GRACE_SECONDS", 2.0)
     real_record = handler_module.Handler._record_pod
     skipped: list[str] = []
@@ -1346,6 +1347,21 @@ async def test_a_pod_its_creator_never_recorded_is_never_ready_and_is_replaced(
         await hold_deletion(kube, resource=objects.WARM_POD, name=skipped[0], namespace=namespace)
 
     monkeypatch.setattr(handler_module.Handler, "_record_pod", first_record_lost)
+    # The WarmPod's own pass (its ADDED hint) may create the pod first (the pool pass's create
+    # then answers AlreadyExists): its record is lost the same way.
+    real_create_missing = handler_module.Handler._create_missing_pod
+
+    async def first_missing_record_lost(
+        self: handler_module.Handler, warm_pod: warmpod_model.WarmPod
+    ) -> dict[str, Any] | None:
+        created = await real_create_missing(self, warm_pod)
+        if created is None or skipped:
+            return created
+        skipped.append(warm_pod.metadata.name or "")
+        await hold_deletion(kube, resource=objects.WARM_POD, name=skipped[0], namespace=namespace)
+        return None  # as if its creator stopped before the status write that records it
+
+    monkeypatch.setattr(handler_module.Handler, "_create_missing_pod", first_missing_record_lost)
     manager = await stack.start_manager()
     await stack.start_watcher()
     await create_pool(kube, namespace=namespace, name="py", runtime=runtime_name, minSize=1)

@@ -159,6 +159,7 @@ POOLS: dict[str, dict[str, Any]] = {
 EXPIRY_SLACK_SECONDS = 15.0
 ERROR_METRIC = re.compile(
     r"error|fail|refused|conflict|undecodable|exits|dropped|leaked|nonconforming|cleanup"
+    r"|retired_pods|orphan_pods|warm_pods_released"
 )
 ERROR_LABEL_VALUES = {"error", "failed", "nak", "term", "refused", "conflict", "crashed"}
 NATS = platform_module.NATS
@@ -1378,7 +1379,19 @@ class Chaos:
                     service=_excerpt(service),
                 )
             ref = (status.get("warmPodRef") or {}).get("name")
-            if ref:
+            if ref and status.get("podName") == sandbox_names.pod_name(box.name):
+                # On a pod of its own (its warm pod was replaced): warmPodRef is the record
+                # of how it started; the claim must have been given back (release_replaced).
+                warm = next((w for w in snap.warm_pods if _name(w) == ref), None)
+                if warm is not None and (warm.get("status") or {}).get("assignedTo") == box.uid:
+                    fail(
+                        "2",
+                        box.name,
+                        f"runs on its own pod but its replaced warm pod's WarmPod {ref} "
+                        "is still Assigned to it",
+                        warm_pod=_excerpt(warm),
+                    )
+            elif ref:
                 warm = next((w for w in snap.warm_pods if _name(w) == ref), None)
                 if warm is None or (warm.get("status") or {}).get("assignedTo") != box.uid:
                     fail(
@@ -1447,6 +1460,25 @@ class Chaos:
             if not refs:
                 if kind == "Pod" or (_meta(item).get("labels") or {}).get(labels.APP):
                     fail("2", f"{kind}/{_name(item)}", "no owner", object=_excerpt(item))
+            elif (
+                kind == "Service"
+                and (_meta(item).get("labels") or {}).get("llmsafespace.dev/component")
+                == "warm-service"
+                and [r.get("kind") for r in _meta(item).get("ownerReferences") or []] == ["WarmPod"]
+                and not _owner_uids(item) & owners_alive
+            ):
+                # The pool manager leaves a retired WarmPod's Service to the garbage collector
+                # (retire.py; its role cannot delete Services). The collector misses it when
+                # the WarmPod was deleted around an API server restart and its slot re-created
+                # under the same name before the collector's re-list (its informer, keyed by
+                # name, sees an update, not a deletion). Known and open: pool-manager.md.
+                fail(
+                    "platform",
+                    f"{kind}/{_name(item)}",
+                    "warm Service of a deleted WarmPod not garbage-collected (known: a "
+                    "re-created slot hid the deletion from the collector)",
+                    object=_excerpt(item),
+                )
             elif not _owner_uids(item) & owners_alive:
                 fail(
                     "2",
@@ -1670,7 +1702,7 @@ class Chaos:
                 ] or ["none"]
             # A service's exit on its own (7) is history: it never heals, and says nothing
             # about whether the state converged.
-            settled = all(v.invariant == "7" for v in violations)
+            settled = all(v.invariant in ("7", "platform") for v in violations)
             clean = clean + 1 if settled else 0
             if clean == 1 and self.first_clean_at is None:
                 self.first_clean_at = time.monotonic() - started
